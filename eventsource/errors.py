@@ -1,0 +1,240 @@
+"""The whole error tree of eventsource.
+
+Every exception the framework raises on purpose derives from :class:`EventSourceError`.
+Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one tree.
+``retriable`` says whether trying the same operation again can succeed (it mirrors
+``KafkaError.retriable()`` where Kafka is the cause)::
+
+    EventSourceError
+    ├── ConfigurationError              bad settings, bad import path, invalid identifier
+    │   └── InvalidIdentifierError      a table / projection / topic name that is not allowed
+    ├── DomainError                     aggregate misuse (no I/O involved)
+    │   ├── MissingHandlerError         an event type without an @apply handler
+    │   └── AggregateNotFoundError      load of an aggregate that has no events
+    ├── SchemaError                     schema generation / catalog / compatibility problems
+    │   ├── UnsupportedTypeError        a model field that cannot be mapped to Avro
+    │   ├── SchemaDriftError            a model no longer matches its latest .avsc file
+    │   └── IncompatibleSchemaError     a new version breaks the configured compatibility
+    ├── DecodeError                     a record's payload cannot become an Event
+    │   ├── BadMagicError               neither single-object (C3 01) nor Confluent (00) framing
+    │   ├── UnknownSchemaError          fingerprint / schema id not in the catalog
+    │   ├── CorruptPayloadError         truncated or corrupt Avro body
+    │   └── PayloadValidationError      decoded datum violates the current pydantic model
+    ├── StoreError                      event store failures
+    │   ├── ConcurrencyError            expected version did not match (nothing was written)
+    │   ├── NotOwnerError               this process does not own the aggregate's partition
+    │   ├── FencedError                 a newer writer took over; this writer is a zombie
+    │   ├── UncertainCommitError        commit outcome could not be determined
+    │   └── StoreUnavailableError       broker unreachable / writer not ready (retriable)
+    ├── ProjectionError                 read side failures
+    │   ├── HandlerError                a projection handler raised (after retries)
+    │   ├── ProjectionStoppedError      policy "stop" halted the runner at a poison record
+    │   └── WaitTimeoutError            read-your-writes wait did not reach the positions
+    └── BrokerError                     local broker launcher / admin failures
+        ├── MissingToolError            java or mvn not found
+        ├── PortInUseError              the broker port is taken by another process
+        └── BrokerStartError            the broker did not come up (message has log tail)
+
+Messages say what happened, to what (topic, partition, offset, aggregate id, version),
+and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AggregateNotFoundError",
+    "BadMagicError",
+    "BrokerError",
+    "BrokerStartError",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "CorruptPayloadError",
+    "DecodeError",
+    "DomainError",
+    "EventSourceError",
+    "FencedError",
+    "HandlerError",
+    "IncompatibleSchemaError",
+    "InvalidIdentifierError",
+    "MissingHandlerError",
+    "MissingToolError",
+    "NotOwnerError",
+    "PayloadValidationError",
+    "PortInUseError",
+    "ProjectionError",
+    "ProjectionStoppedError",
+    "SchemaDriftError",
+    "SchemaError",
+    "StoreError",
+    "StoreUnavailableError",
+    "UncertainCommitError",
+    "UnknownSchemaError",
+    "UnsupportedTypeError",
+    "WaitTimeoutError",
+]
+
+
+class EventSourceError(Exception):
+    """Root of every error eventsource raises on purpose."""
+
+    retriable: bool = False
+
+    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+        super().__init__(message)
+        if retriable is not None:
+            self.retriable = retriable
+
+
+class ConfigurationError(EventSourceError):
+    """Settings, import paths or names that cannot work; fix the configuration."""
+
+
+class InvalidIdentifierError(ConfigurationError):
+    """A table, projection or topic name that is not a safe identifier."""
+
+
+class DomainError(EventSourceError):
+    """Misuse of an aggregate or event, found without any I/O."""
+
+
+class MissingHandlerError(DomainError):
+    """An aggregate received an event type it has no ``@apply`` handler for."""
+
+
+class AggregateNotFoundError(DomainError):
+    """An aggregate id that has no events in the store."""
+
+
+class SchemaError(EventSourceError):
+    """Schema generation, catalog or compatibility problem."""
+
+
+class UnsupportedTypeError(SchemaError):
+    """A model field whose Python type has no Avro mapping."""
+
+
+class SchemaDriftError(SchemaError):
+    """A model no longer matches its latest released schema file."""
+
+
+class IncompatibleSchemaError(SchemaError):
+    """A new schema version breaks the configured compatibility mode."""
+
+
+class DecodeError(EventSourceError):
+    """A record's payload could not be turned into an event.
+
+    ``topic``, ``partition`` and ``offset`` are set when the payload came from Kafka.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.detail = message
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        if self.topic is None:
+            return self.detail
+        return f"{self.detail} (at {self.topic}[{self.partition}]@{self.offset})"
+
+    def at(self, topic: str, partition: int, offset: int) -> DecodeError:
+        """Return the same error located at a Kafka position."""
+        located = type(self)(self.detail, topic=topic, partition=partition, offset=offset)
+        located.__cause__ = self.__cause__
+        return located
+
+
+class BadMagicError(DecodeError):
+    """The payload starts with neither the single-object nor the Confluent marker."""
+
+
+class UnknownSchemaError(DecodeError):
+    """The payload's schema fingerprint or registry id is not known to the catalog."""
+
+
+class CorruptPayloadError(DecodeError):
+    """The Avro body is truncated or corrupt."""
+
+
+class PayloadValidationError(DecodeError):
+    """The decoded datum does not satisfy the current pydantic model."""
+
+
+class StoreError(EventSourceError):
+    """Event store failure."""
+
+
+class ConcurrencyError(StoreError):
+    """The aggregate's version is not the expected one; nothing was written."""
+
+    def __init__(self, aggregate_id: str, expected: int, actual: int) -> None:
+        self.aggregate_id = aggregate_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"aggregate {aggregate_id!r} is at version {actual}, expected {expected}; "
+            "nothing was written: reload the aggregate and retry the command"
+        )
+
+
+class NotOwnerError(StoreError):
+    """This process does not own the aggregate's partition; send the command to the owner."""
+
+    retriable = True
+
+
+class FencedError(StoreError):
+    """A newer writer for the same partition exists; this writer must stop."""
+
+
+class UncertainCommitError(StoreError):
+    """The commit outcome could not be established; reload before retrying."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot serve right now (broker down, still catching up)."""
+
+    retriable = True
+
+
+class ProjectionError(EventSourceError):
+    """Read side failure."""
+
+
+class HandlerError(ProjectionError):
+    """A projection handler raised, after its retries."""
+
+
+class ProjectionStoppedError(ProjectionError):
+    """The ``stop`` policy halted the runner at a poison record."""
+
+
+class WaitTimeoutError(ProjectionError):
+    """A projection did not reach the awaited positions in time."""
+
+    retriable = True
+
+
+class BrokerError(EventSourceError):
+    """Local broker launcher or admin failure."""
+
+
+class MissingToolError(BrokerError):
+    """A required program (java, mvn) is not installed."""
+
+
+class PortInUseError(BrokerError):
+    """The broker's port is taken by another process."""
+
+
+class BrokerStartError(BrokerError):
+    """The broker did not come up; the message carries the log tail."""

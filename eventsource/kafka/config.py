@@ -1,0 +1,100 @@
+"""Kafka settings: ``EVENTSOURCE_*`` variables -> librdkafka configuration dictionaries.
+
+Any librdkafka property passes through ``extra`` (``EVENTSOURCE_KAFKA_EXTRA`` as a JSON
+object, or ``-X key=value`` on the CLI), SASL and SSL included. Values of secret-looking
+properties never appear in ``repr()``, logs or error messages: use :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SECRET_KEY = re.compile(r"(password|secret|jaas|token|credentials|private|key\.pem|keystore)", re.I)
+REDACTED = "***"
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a configuration key holds a secret that must never be printed."""
+    return bool(_SECRET_KEY.search(key))
+
+
+def redact(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` with secret values replaced by ``***``."""
+    return {k: (REDACTED if is_secret_key(k) else v) for k, v in config.items()}
+
+
+class KafkaSettings(BaseSettings):
+    """Where the broker is and how to talk to it.
+
+    Environment: ``EVENTSOURCE_BOOTSTRAP_SERVERS``, ``EVENTSOURCE_APPLICATION_ID``,
+    ``EVENTSOURCE_KAFKA_EXTRA='{"security.protocol": "SASL_SSL", ...}'``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="EVENTSOURCE_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    application_id: str = Field(
+        default="eventsource",
+        description="Prefix of transactional ids and consumer groups; one per application.",
+    )
+    kafka_extra: dict[str, str] = Field(
+        default_factory=dict,
+        description="librdkafka properties passed through unchanged (SASL/SSL included).",
+    )
+    delivery_timeout_ms: int = 30_000
+    transaction_timeout_ms: int = 60_000
+
+    def __repr__(self) -> str:
+        return (
+            f"KafkaSettings(bootstrap_servers={self.bootstrap_servers!r}, "
+            f"application_id={self.application_id!r}, kafka_extra={redact(self.kafka_extra)!r})"
+        )
+
+    __str__ = __repr__
+
+    def common(self) -> dict[str, Any]:
+        """Properties every client gets."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.kafka_extra}
+
+    def producer_config(self, **overrides: Any) -> dict[str, Any]:
+        """Idempotent, ``acks=all`` producer with a bounded delivery timeout."""
+        return {
+            **self.common(),
+            "enable.idempotence": True,
+            "acks": "all",
+            "delivery.timeout.ms": self.delivery_timeout_ms,
+            "linger.ms": 5,
+            **overrides,
+        }
+
+    def transactional_producer_config(self, transactional_id: str, **overrides: Any) -> dict[str, Any]:
+        """A producer that fences older producers with the same ``transactional.id``."""
+        return self.producer_config(
+            **{
+                "transactional.id": transactional_id,
+                "transaction.timeout.ms": self.transaction_timeout_ms,
+                **overrides,
+            }
+        )
+
+    def consumer_config(self, group_id: str, **overrides: Any) -> dict[str, Any]:
+        """``read_committed`` consumer without auto commit: positions are ours to keep."""
+        return {
+            **self.common(),
+            "group.id": group_id,
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+            **overrides,
+        }
+
+    def admin_config(self, **overrides: Any) -> dict[str, Any]:
+        """AdminClient properties."""
+        return {**self.common(), **overrides}
