@@ -1,0 +1,1 @@
+"""The bank demo domain used by `make demo`, the docs, the tests and the benchmarks."""
