@@ -15,6 +15,7 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     │   ├── UnsupportedTypeError        a model field that cannot be mapped to Avro
     │   ├── SchemaDriftError            a model no longer matches its latest .avsc file
     │   └── IncompatibleSchemaError     a new version breaks the configured compatibility
+    ├── EncodeError                     an event or its metadata cannot be put on the wire
     ├── DecodeError                     a record's payload cannot become an Event
     │   ├── BadMagicError               neither single-object (C3 01) nor Confluent (00) framing
     │   ├── UnknownSchemaError          fingerprint / schema id not in the catalog
@@ -51,6 +52,7 @@ __all__ = [
     "CorruptPayloadError",
     "DecodeError",
     "DomainError",
+    "EncodeError",
     "EventSourceError",
     "FencedError",
     "HandlerError",
@@ -119,6 +121,10 @@ class SchemaDriftError(SchemaError):
 
 class IncompatibleSchemaError(SchemaError):
     """A new schema version breaks the configured compatibility mode."""
+
+
+class EncodeError(EventSourceError):
+    """A valid event (or its metadata) holds a value its Avro schema or headers cannot carry."""
 
 
 class DecodeError(EventSourceError):
