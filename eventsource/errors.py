@@ -30,6 +30,7 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     ├── ProjectionError                 read side failures
     │   ├── HandlerError                a projection handler raised (after retries)
     │   ├── ProjectionStoppedError      policy "stop" halted the runner at a poison record
+    │   ├── DeadLetterError             a dead letter could not be made durable (batch not committed)
     │   └── WaitTimeoutError            read-your-writes wait did not reach the positions
     └── BrokerError                     local broker launcher / admin failures
         ├── MissingToolError            java or mvn not found
@@ -50,6 +51,7 @@ __all__ = [
     "ConcurrencyError",
     "ConfigurationError",
     "CorruptPayloadError",
+    "DeadLetterError",
     "DecodeError",
     "DomainError",
     "EncodeError",
@@ -222,6 +224,10 @@ class HandlerError(ProjectionError):
 
 class ProjectionStoppedError(ProjectionError):
     """The ``stop`` policy halted the runner at a poison record."""
+
+
+class DeadLetterError(ProjectionError):
+    """A dead letter was not acknowledged by the broker; the batch was not committed."""
 
 
 class WaitTimeoutError(ProjectionError):

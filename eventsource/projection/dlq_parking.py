@@ -1,0 +1,150 @@
+"""Parked aggregates and DLQ-replay bookkeeping, as tables in the read-model database.
+
+``eventsource_parked``: one row per parked (projection, version, topic, aggregate id) with
+the offsets of its first and latest dead letter. Rows are written in the batch's own
+transaction, so a parked aggregate and the checkpoint that passed its record commit
+together. ``last_offset`` is what makes unparking safe while a runner is still diverting:
+``dlq replay`` deletes the row only if it still names the last record the replay applied.
+
+``eventsource_dlq_checkpoints``: next DLQ offset to replay, per (projection, version, DLQ
+partition). ``eventsource_dlq_applied``: source positions already re-applied, so that a
+dead letter written twice (crash after the DLQ flush, before the batch commit) is applied
+once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    delete,
+    insert,
+    select,
+    update,
+)
+
+from eventsource.projection.deadletter import PoisonRecord
+
+__all__ = ["PARKED", "SqlParkingLot", "create_dlq_tables"]
+
+metadata = MetaData()
+
+PARKED = Table(
+    "eventsource_parked",
+    metadata,
+    Column("projection", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("topic", String(255), primary_key=True),
+    Column("aggregate_id", String(255), primary_key=True),
+    Column("partition", Integer, nullable=False),
+    Column("first_offset", BigInteger, nullable=False),
+    Column("last_offset", BigInteger, nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False),
+)
+
+DLQ_CHECKPOINTS = Table(
+    "eventsource_dlq_checkpoints",
+    metadata,
+    Column("projection", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+)
+
+DLQ_APPLIED = Table(
+    "eventsource_dlq_applied",
+    metadata,
+    Column("projection", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("offset", BigInteger, primary_key=True),
+)
+
+
+def create_dlq_tables(engine: Engine) -> None:
+    """Create the dead-letter bookkeeping tables if they do not exist."""
+    metadata.create_all(engine, checkfirst=True)
+
+
+class SqlParkingLot:
+    """Parked aggregates of one projection version."""
+
+    def __init__(self, projection: str, version: int) -> None:
+        self.projection = projection
+        self.version = version
+
+    def _mine(self) -> list[ColumnElement[bool]]:
+        return [PARKED.c.projection == self.projection, PARKED.c.version == self.version]
+
+    def load(self, conn: Connection) -> set[tuple[str, str]]:
+        rows = conn.execute(select(PARKED.c.topic, PARKED.c.aggregate_id).where(*self._mine()))
+        return {(topic, agg) for topic, agg in rows}
+
+    def park(self, conn: Connection, record: PoisonRecord, aggregate_id: str) -> None:
+        """Park the aggregate, or move its ``last_offset`` forward if already parked."""
+        found = conn.execute(
+            update(PARKED)
+            .where(
+                *self._mine(), PARKED.c.topic == record.topic, PARKED.c.aggregate_id == aggregate_id
+            )
+            .values(last_offset=record.offset)
+        )
+        if found.rowcount:
+            return
+        conn.execute(
+            insert(PARKED).values(
+                projection=self.projection,
+                version=self.version,
+                topic=record.topic,
+                aggregate_id=aggregate_id,
+                partition=record.partition,
+                first_offset=record.offset,
+                last_offset=record.offset,
+                stage=record.stage.value,
+                parked_at=datetime.now(UTC),
+            )
+        )
+
+    def unpark_if_last(
+        self, conn: Connection, topic: str, aggregate_id: str, last_offset: int
+    ) -> bool:
+        """Unpark when ``last_offset`` is still the aggregate's latest dead letter."""
+        gone = conn.execute(
+            delete(PARKED).where(
+                *self._mine(),
+                PARKED.c.topic == topic,
+                PARKED.c.aggregate_id == aggregate_id,
+                PARKED.c.last_offset == last_offset,
+            )
+        )
+        return bool(gone.rowcount)
+
+    def parked_rows(self, conn: Connection) -> list[dict[str, object]]:
+        """Every parked aggregate of this version, oldest first (for status and the CLI)."""
+        rows = conn.execute(
+            select(PARKED).where(*self._mine()).order_by(PARKED.c.parked_at, PARKED.c.topic)
+        )
+        return [dict(row._mapping) for row in rows]
+
+    def clear(self, conn: Connection) -> None:
+        """Forget every parked aggregate, DLQ checkpoint and applied mark of this version."""
+        conn.execute(delete(PARKED).where(*self._mine()))
+        for table in (DLQ_CHECKPOINTS, DLQ_APPLIED):
+            conn.execute(
+                delete(table).where(
+                    and_(table.c.projection == self.projection, table.c.version == self.version)
+                )
+            )

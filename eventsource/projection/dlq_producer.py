@@ -1,0 +1,89 @@
+"""The Kafka side of dead letters: create ``<projection>.dlq`` and produce to it durably."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from eventsource.errors import DeadLetterError
+from eventsource.kafka.config import KafkaSettings
+
+__all__ = ["KafkaDeadLetterSink", "ensure_dlq_topic"]
+
+Headers = list[tuple[str, bytes]]
+
+
+def ensure_dlq_topic(
+    settings: KafkaSettings, topic: str, *, partitions: int = 1, timeout: float = 30.0
+) -> None:
+    """Create the DLQ topic (kept forever, never compacted) unless it exists.
+
+    One partition by default: dead letters are few, and one partition keeps them in the
+    order they were written, which ``dlq replay`` relies on for parked aggregates.
+    """
+    admin = AdminClient(settings.admin_config())
+    if topic in admin.list_topics(timeout=timeout).topics:
+        return
+    new = NewTopic(
+        topic,
+        num_partitions=partitions,
+        replication_factor=-1,
+        config={"retention.ms": "-1", "cleanup.policy": "delete"},
+    )
+    future = admin.create_topics([new], operation_timeout=timeout)[topic]
+    try:
+        future.result(timeout=timeout)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return
+        raise DeadLetterError(
+            f"could not create dead-letter topic {topic!r}: {error}; create it by hand "
+            "(retention.ms=-1) or grant the client CREATE on the cluster",
+            retriable=bool(isinstance(error, KafkaError) and error.retriable()),
+        ) from exc
+
+
+class KafkaDeadLetterSink:
+    """Idempotent ``acks=all`` producer to one DLQ topic; :meth:`flush` proves durability."""
+
+    def __init__(
+        self, settings: KafkaSettings, topic: str, *, flush_timeout: float = 30.0, **config: Any
+    ) -> None:
+        self.topic = topic
+        self.flush_timeout = flush_timeout
+        self._producer = Producer(settings.producer_config(**config))
+        self._failures: list[str] = []
+        self._unacked = 0
+
+    def send(self, key: bytes | None, value: bytes | None, headers: Headers) -> None:
+        self._unacked += 1
+        wire: list[tuple[str, str | bytes | None]] = list(headers)
+        self._producer.produce(
+            self.topic, value=value, key=key, headers=wire, on_delivery=self._delivered
+        )
+        self._producer.poll(0)
+
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        self._unacked -= 1
+        if error is not None:
+            self._failures.append(f"{error} (key {message.key()!r})")
+
+    def flush(self) -> None:
+        """Wait for every sent dead letter; raise DeadLetterError unless all were acked."""
+        remaining = self._producer.flush(self.flush_timeout)
+        failures, self._failures = self._failures, []
+        if remaining or self._unacked or failures:
+            raise DeadLetterError(
+                f"{len(failures)} dead letter(s) to {self.topic!r} failed "
+                f"({'; '.join(failures[:3]) or 'none reported'}) and {remaining} are still "
+                f"unacknowledged after {self.flush_timeout}s; the batch was not committed "
+                "and will be re-read: check that the broker is reachable and the topic exists",
+                retriable=True,
+            )
+
+    def close(self) -> None:
+        self._producer.flush(self.flush_timeout)
