@@ -1,0 +1,188 @@
+"""Run several projection runners in threads; drain them on SIGTERM/SIGINT within a bound.
+
+Each runner gets its own thread and :class:`MetricsListener`. A runner that fails with
+anything but a configuration error or a poison stop is recreated after an exponential
+backoff: that is how the service rides out a database or broker that goes away and comes
+back (librdkafka reconnects by itself; a lost database connection surfaces as an error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from types import FrameType
+from typing import Any, Protocol
+
+from eventsource.errors import ConfigurationError, ProjectionStoppedError
+from eventsource.service.metrics import MetricsListener
+
+
+class ExitCode(IntEnum):
+    """Exit codes of the ``eventsource`` command and of the service."""
+
+    OK = 0
+    FAILURE = 1  # operational failure: broker/database unreachable, drain bound exceeded
+    USAGE = 2  # bad arguments, settings or import paths
+    POISON = 3  # a projection with the STOP policy halted at a poison record
+
+
+class Runner(Protocol):
+    def run(self, stop: threading.Event | None = None) -> Any: ...
+
+    def status(self) -> Sequence[Any]: ...
+
+
+@dataclass
+class Unit:
+    """One supervised projection: how to build its runner, and its listener."""
+
+    name: str
+    factory: Callable[[MetricsListener], Runner]
+    listener: MetricsListener
+
+
+class Supervisor:
+    """Owns the runner threads, the stop event and the exit code."""
+
+    def __init__(
+        self,
+        units: Sequence[Unit],
+        *,
+        drain_timeout_s: float,
+        log: Any,
+        backoff_s: tuple[float, float] = (0.5, 30.0),
+        lag_interval_s: float = 5.0,
+    ) -> None:
+        self._units = list(units)
+        self._drain_timeout_s = drain_timeout_s
+        self._log = log
+        self._backoff_s = backoff_s
+        self._lag_interval_s = lag_interval_s
+        self.stop = threading.Event()
+        self._runners: dict[str, Runner] = {}
+        self._threads: list[threading.Thread] = []
+        self._code = ExitCode.OK
+        self._lock = threading.Lock()
+        self._signals = 0
+
+    # -- readiness -------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        detail = {u.name: u.listener.state.as_dict() for u in self._units}
+        ready = not self.stop.is_set() and all(u.listener.state.ready for u in self._units)
+        return ready, detail
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        for unit in self._units:
+            thread = threading.Thread(
+                target=self._loop, args=(unit,), name=f"runner-{unit.name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        lag = threading.Thread(target=self._poll_lag, name="lag-poller", daemon=True)
+        lag.start()
+
+    def request_stop(self, reason: str) -> None:
+        if not self.stop.is_set():
+            self._log.info("stopping: draining in-flight batches", reason=reason)
+        self.stop.set()
+
+    def wait(self) -> ExitCode:
+        """Block until every runner returned (or the drain bound passed); the exit code."""
+        while any(t.is_alive() for t in self._threads) and not self.stop.is_set():
+            time.sleep(0.2)
+        deadline = time.monotonic() + self._drain_timeout_s
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        stuck = [t.name for t in self._threads if t.is_alive()]
+        if stuck:
+            self._log.error(
+                "drain bound exceeded; exiting without a clean shutdown",
+                threads=stuck,
+                drain_timeout_s=self._drain_timeout_s,
+            )
+            self._fail(ExitCode.FAILURE)
+        return self._code
+
+    def run(self) -> ExitCode:
+        """start + wait, with SIGTERM/SIGINT requesting a drain (a second one exits now)."""
+        with self._signal_handlers():
+            self.start()
+            return self.wait()
+
+    @contextlib.contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        def handle(signum: int, frame: FrameType | None) -> None:
+            self._signals += 1
+            name = signal.Signals(signum).name
+            if self._signals > 1:
+                self._log.error("second signal: exiting without draining", signal=name)
+                os._exit(int(ExitCode.FAILURE))
+            self.request_stop(name)
+
+        previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _fail(self, code: ExitCode) -> None:
+        with self._lock:
+            if self._code == ExitCode.OK:
+                self._code = code
+
+    # -- threads ---------------------------------------------------------------------
+    def _loop(self, unit: Unit) -> None:
+        log = self._log.bind(projection=unit.name)
+        delay = self._backoff_s[0]
+        while not self.stop.is_set():
+            runner: Runner | None = None
+            try:
+                runner = unit.factory(unit.listener)
+                self._runners[unit.name] = runner
+                log.info("runner started")
+                runner.run(stop=self.stop)
+                if not self.stop.is_set():
+                    log.info("runner finished")
+                return
+            except ProjectionStoppedError as exc:
+                log.error("stopped at a poison record", error=str(exc))
+                self._fail(ExitCode.POISON)
+                self.request_stop("poison record")
+                return
+            except ConfigurationError as exc:
+                log.error("configuration error", error=str(exc))
+                self._fail(ExitCode.USAGE)
+                self.request_stop("configuration error")
+                return
+            except Exception as exc:
+                unit.listener.on_error(exc)
+                log.warning("runner failed; restarting after backoff", delay_s=delay)
+            finally:
+                self._runners.pop(unit.name, None)
+                close = getattr(runner, "close", None)
+                if callable(close):
+                    with contextlib.suppress(Exception):
+                        close()
+            unit.listener.reset()
+            if self.stop.wait(delay):
+                return
+            delay = min(delay * 2, self._backoff_s[1])
+
+    def _poll_lag(self) -> None:
+        while not self.stop.wait(self._lag_interval_s):
+            for unit in self._units:
+                runner = self._runners.get(unit.name)
+                if runner is None:
+                    continue
+                try:
+                    unit.listener.record_lag(runner.status())
+                except Exception as exc:  # lag is informative; never kill the service for it
+                    self._log.debug("lag poll failed", projection=unit.name, error=str(exc))
