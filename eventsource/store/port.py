@@ -1,0 +1,92 @@
+"""The event store port: what every adapter (in-memory, Kafka) promises.
+
+Expected version semantics: ``expected_version`` is the number of events the aggregate
+has before this append (0 = the aggregate must be new). The append succeeds only if the
+store's version equals it; otherwise :class:`~eventsource.errors.ConcurrencyError` is raised
+and nothing is written. ``expected_version=ANY`` (-1) skips the check: use it only for
+events whose order relative to concurrent commands does not matter (e.g. imports).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol, TypeVar, runtime_checkable
+
+from eventsource.domain import Aggregate, Event, Position
+
+__all__ = ["ANY", "AppendResult", "EventStore", "check_append_arguments", "events_topic"]
+
+ANY: Final = -1
+"""``expected_version`` that skips the optimistic concurrency check."""
+
+A = TypeVar("A", bound=Aggregate)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Outcome of a successful append.
+
+    ``version`` is the aggregate's new version (number of events it has now); ``positions``
+    holds one position per appended event, in order.
+    """
+
+    aggregate_id: str
+    version: int
+    positions: tuple[Position, ...]
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """Append events to aggregates with an expected version; load aggregates by id."""
+
+    def append(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> AppendResult:
+        """Append ``events`` atomically if the aggregate has ``expected_version`` events.
+
+        Raises ``ConcurrencyError`` (nothing written) on a version mismatch.
+        """
+        ...
+
+    def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:
+        """The aggregate with every stored event applied; ``AggregateNotFoundError`` if none."""
+        ...
+
+    def version(self, aggregate_type: str, aggregate_id: str) -> int:
+        """Number of stored events of the aggregate (0 when unknown)."""
+        ...
+
+    def close(self) -> None:
+        """Release resources; later calls fail."""
+        ...
+
+
+def events_topic(aggregate_type: str, prefix: str = "") -> str:
+    """The events topic of an aggregate type: ``<prefix><aggregate_type>.events``."""
+    return f"{prefix}{aggregate_type}.events"
+
+
+def check_append_arguments(
+    aggregate_id: str, events: Sequence[Event], expected_version: int
+) -> None:
+    """Reject arguments no adapter can honour (programming errors, not store failures)."""
+    if not aggregate_id:
+        raise ValueError("append needs a non-empty aggregate id")
+    if not events:
+        raise ValueError(f"append to {aggregate_id!r} needs at least one event")
+    if expected_version < ANY:
+        raise ValueError(
+            f"expected_version for {aggregate_id!r} must be >= 0 (or ANY = -1), "
+            f"got {expected_version}"
+        )
+    for event in events:
+        if not isinstance(event, Event):
+            raise TypeError(f"append to {aggregate_id!r} got {type(event).__name__}, not an Event")
