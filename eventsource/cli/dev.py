@@ -1,0 +1,111 @@
+"""``eventsource dev``: local development services (a real single-node Kafka broker)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from eventsource.errors import EventSourceError
+from eventsource.kafka.launcher import DEFAULT_VERSION, LocalKafka
+
+app = typer.Typer(help="Local development services.", no_args_is_help=True)
+kafka_app = typer.Typer(
+    help="A local single-node Apache Kafka broker (KRaft) from Maven Central jars.",
+    no_args_is_help=True,
+)
+app.add_typer(kafka_app, name="kafka")
+
+PortOption = typer.Option(9092, "--port", help="Client port on 127.0.0.1.")
+ControllerPortOption = typer.Option(9093, "--controller-port", help="KRaft controller port.")
+HomeOption = typer.Option(
+    None,
+    "--home",
+    help="Broker home (config, data, logs); default $EVENTSOURCE_HOME/kafka-<port> "
+    "or ~/.cache/eventsource/kafka-<port>.",
+)
+
+
+def _broker(port: int, controller_port: int, home: Path | None, version: str) -> LocalKafka:
+    try:
+        return LocalKafka(home=home, port=port, controller_port=controller_port, version=version)
+    except EventSourceError as exc:
+        _fail(exc)
+
+
+def _fail(exc: EventSourceError) -> NoReturn:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=1)
+
+
+@kafka_app.command("start")
+def start(
+    port: int = PortOption,
+    controller_port: int = ControllerPortOption,
+    home: Path | None = HomeOption,
+    version: str = typer.Option(DEFAULT_VERSION, "--version", help="Apache Kafka version."),
+    timeout: float = typer.Option(90.0, "--timeout", help="Seconds to wait for the broker."),
+) -> None:
+    """Start the broker (fetching its jars with Maven on first use) and wait until it answers."""
+    kafka = _broker(port, controller_port, home, version)
+    try:
+        status = kafka.start(timeout=timeout)
+    except EventSourceError as exc:
+        _fail(exc)
+    if status.started:
+        typer.echo(
+            f"Apache Kafka {status.version} started at {status.bootstrap_servers} "
+            f"(pid {status.pid}, home {kafka.home}, log {status.log_file})"
+        )
+    else:
+        typer.echo(
+            f"Apache Kafka {status.version} already running at {status.bootstrap_servers} "
+            f"(pid {status.pid}, home {kafka.home})"
+        )
+
+
+@kafka_app.command("stop")
+def stop(
+    port: int = PortOption,
+    controller_port: int = ControllerPortOption,
+    home: Path | None = HomeOption,
+    timeout: float = typer.Option(20.0, "--timeout", help="Seconds before SIGKILL."),
+) -> None:
+    """Stop the broker (SIGTERM, then SIGKILL after the timeout), leaving no process behind."""
+    kafka = _broker(port, controller_port, home, DEFAULT_VERSION)
+    pid = kafka.status().pid
+    try:
+        stopped = kafka.stop(timeout=timeout)
+    except EventSourceError as exc:
+        _fail(exc)
+    if stopped:
+        typer.echo(f"stopped the broker at {kafka.bootstrap_servers} (pid {pid})")
+    else:
+        typer.echo(f"no broker was running at {kafka.bootstrap_servers} (home {kafka.home})")
+
+
+@kafka_app.command("status")
+def status(
+    port: int = PortOption,
+    controller_port: int = ControllerPortOption,
+    home: Path | None = HomeOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+) -> None:
+    """Is the broker running? Exit code 0 either way; see ``running``."""
+    kafka = _broker(port, controller_port, home, DEFAULT_VERSION)
+    current = kafka.status()
+    if as_json:
+        typer.echo(json.dumps(current.to_dict(), sort_keys=True))
+    elif current.running:
+        typer.echo(
+            f"Apache Kafka {current.version} running at {current.bootstrap_servers} "
+            f"(pid {current.pid}, log {current.log_file})"
+        )
+    else:
+        typer.echo(f"not running (port {port}, home {kafka.home})")
+
+
+if __name__ == "__main__":  # `python -m eventsource.cli.dev kafka start`, without the other groups
+    app()
