@@ -34,7 +34,7 @@ from sqlalchemy import (
     update,
 )
 
-from eventsource.projection.deadletter import PoisonRecord
+from eventsource.projection.hooks import RawRecord
 
 __all__ = ["PARKED", "SqlParkingLot", "create_dlq_tables"]
 
@@ -74,9 +74,9 @@ DLQ_APPLIED = Table(
 )
 
 
-def create_dlq_tables(engine: Engine) -> None:
+def create_dlq_tables(bind: Engine | Connection) -> None:
     """Create the dead-letter bookkeeping tables if they do not exist."""
-    metadata.create_all(engine, checkfirst=True)
+    metadata.create_all(bind, checkfirst=True)
 
 
 class SqlParkingLot:
@@ -93,7 +93,7 @@ class SqlParkingLot:
         rows = conn.execute(select(PARKED.c.topic, PARKED.c.aggregate_id).where(*self._mine()))
         return {(topic, agg) for topic, agg in rows}
 
-    def park(self, conn: Connection, record: PoisonRecord, aggregate_id: str) -> None:
+    def park(self, conn: Connection, record: RawRecord, aggregate_id: str, stage: str) -> None:
         """Park the aggregate, or move its ``last_offset`` forward if already parked."""
         found = conn.execute(
             update(PARKED)
@@ -113,7 +113,7 @@ class SqlParkingLot:
                 partition=record.partition,
                 first_offset=record.offset,
                 last_offset=record.offset,
-                stage=record.stage.value,
+                stage=stage,
                 parked_at=datetime.now(UTC),
             )
         )

@@ -13,7 +13,7 @@ from eventsource.kafka.config import KafkaSettings
 
 __all__ = ["KafkaDeadLetterSink", "ensure_dlq_topic"]
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, bytes | None]]
 
 
 def ensure_dlq_topic(
