@@ -1,0 +1,222 @@
+"""The schema catalog: current event models (reader schemas) and known writer schemas.
+
+Encoding needs, per event type, the parsed current schema and the 10-byte single-object
+header; decoding needs, per writer fingerprint (or registry id), the writer schema, the
+reader schema of the current model and the model class. Both are computed once and kept
+in plain dictionaries so the hot paths are one lookup.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from fastavro import parse_schema
+from fastavro.schema import SchemaParseException, fingerprint, to_parsing_canonical_form
+
+from eventsource.codec.prepare import Prepare, datum_preparer
+from eventsource.codec.schema import avro_schema
+from eventsource.domain import Event
+from eventsource.errors import SchemaError, UnknownSchemaError
+
+__all__ = ["SINGLE_OBJECT_MAGIC", "ReaderPlan", "SchemaCatalog", "WriterPlan", "schema_fingerprint"]
+
+SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
+
+
+def schema_fingerprint(schema: dict[str, Any]) -> bytes:
+    """CRC-64-AVRO of the schema's parsing canonical form, little-endian (8 bytes)."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+
+
+def full_name(schema: dict[str, Any]) -> str:
+    """Avro full name of a named schema."""
+    name: str = schema["name"]
+    namespace = schema.get("namespace")
+    return name if "." in name or not namespace else f"{namespace}.{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class WriterPlan:
+    """Everything constant about encoding one event type."""
+
+    event_type: type[Event]
+    schema: dict[str, Any]
+    parsed: Any
+    header: bytes
+    prepare: Prepare | None
+
+    @property
+    def fingerprint(self) -> bytes:
+        return self.header[2:]
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderPlan:
+    """Everything constant about decoding payloads written with one writer schema."""
+
+    event_type: type[Event]
+    writer: Any
+    reader: Any | None  # None when the writer schema is the current one (no resolution)
+    writer_name: str
+
+
+class SchemaCatalog:
+    """Registered event models plus every writer schema the application may meet."""
+
+    def __init__(self) -> None:
+        self._plans: dict[type[Event], WriterPlan] = {}
+        self._by_name: dict[str, type[Event]] = {}
+        self._writers: dict[bytes, dict[str, Any]] = {}
+        self._readers: dict[bytes, ReaderPlan] = {}
+        self._registry_readers: dict[int, ReaderPlan] = {}
+
+    # -- building -------------------------------------------------------------------
+    def register(self, event_type: type[Event]) -> None:
+        """Make ``event_type`` encodable and decodable; its schema is a writer schema too."""
+        if event_type in self._plans:
+            return
+        name = event_type.event_type()
+        schema = avro_schema(event_type)
+        names = [name, *(_qualify(a, event_type.__namespace__) for a in schema.get("aliases", ()))]
+        for known in names:
+            other = self._by_name.get(known)
+            if other is not None:
+                raise SchemaError(
+                    f"cannot register {event_type.__module__}.{event_type.__qualname__}: "
+                    f"{other.__module__}.{other.__qualname__} is already registered as "
+                    f"{known!r}; give one of them another __event_name__ or __namespace__"
+                )
+        fp = schema_fingerprint(schema)
+        self._plans[event_type] = WriterPlan(
+            event_type=event_type,
+            schema=schema,
+            parsed=parse_schema(schema),
+            header=SINGLE_OBJECT_MAGIC + fp,
+            prepare=datum_preparer(schema),
+        )
+        for known in names:
+            self._by_name[known] = event_type
+        self._writers[fp] = schema
+        self._forget_resolutions()
+
+    def add_writer_schema(self, schema: dict[str, Any]) -> None:
+        """Know a historical writer schema; payloads written with it resolve into the
+        registered model of the same full name (or alias)."""
+        if not isinstance(schema, dict) or schema.get("type") != "record":
+            raise SchemaError(f"a writer schema must be an Avro record schema, got {schema!r:.200}")
+        try:
+            parse_schema(schema)
+            fp = schema_fingerprint(schema)
+        except (SchemaParseException, KeyError, TypeError, ValueError) as exc:
+            raise SchemaError(f"invalid writer schema {schema.get('name')!r}: {exc}") from exc
+        self._writers[fp] = schema
+        self._readers.pop(fp, None)
+
+    def load_directory(self, path: Path) -> None:
+        """Add every ``*.avsc`` file under ``path`` (recursively) as a writer schema."""
+        if not path.is_dir():
+            raise SchemaError(f"schema directory {path} does not exist or is not a directory")
+        for file in sorted(path.rglob("*.avsc")):
+            try:
+                schema = json.loads(file.read_text(encoding="utf-8"))
+                self.add_writer_schema(schema)
+            except (OSError, ValueError, SchemaError) as exc:
+                raise SchemaError(f"cannot load schema file {file}: {exc}") from exc
+
+    # -- lookups --------------------------------------------------------------------
+    @property
+    def event_types(self) -> tuple[type[Event], ...]:
+        """Registered event types, in registration order."""
+        return tuple(self._plans)
+
+    def fingerprint(self, event_type: type[Event]) -> bytes:
+        """The 8-byte CRC-64-AVRO fingerprint of the current schema (little-endian)."""
+        return self.writer_plan(event_type).fingerprint
+
+    def schema(self, event_type: type[Event]) -> dict[str, Any]:
+        """The current Avro schema of a registered event type."""
+        return self.writer_plan(event_type).schema
+
+    def event_type_named(self, full_name: str) -> type[Event]:
+        """The registered event type with this Avro full name or alias."""
+        try:
+            return self._by_name[full_name]
+        except KeyError:
+            raise UnknownSchemaError(
+                f"no event type named {full_name!r} is registered (known: "
+                f"{', '.join(sorted(self._by_name)) or 'none'}): register it with the codec"
+            ) from None
+
+    def writer_plan(self, event_type: type[Event]) -> WriterPlan:
+        plan = self._plans.get(event_type)
+        if plan is None:
+            raise SchemaError(
+                f"event type {event_type.__qualname__} ({event_type.event_type()}) is not "
+                "registered: pass it to EventCodec.for_events or SchemaCatalog.register"
+            )
+        return plan
+
+    def reader_for_fingerprint(self, fp: bytes) -> ReaderPlan:
+        """How to decode a single-object payload whose writer has fingerprint ``fp``."""
+        plan = self._readers.get(fp)
+        if plan is not None:
+            return plan
+        writer = self._writers.get(fp)
+        if writer is None:
+            raise UnknownSchemaError(
+                f"no schema with fingerprint {fp.hex()} (CRC-64-AVRO, as on the wire) is "
+                "known: add the writer's .avsc file to the schema directory "
+                "(eventsource schemas generate) or register its event type"
+            )
+        plan = self._resolve(writer, f"fingerprint {fp.hex()}")
+        self._readers[fp] = plan
+        return plan
+
+    def writer_for_registry_id(self, schema_id: int) -> dict[str, Any]:
+        """The writer schema behind a Confluent schema registry id.
+
+        Hook for a registry-backed catalog; this catalog has no registry configured.
+        """
+        raise UnknownSchemaError(
+            f"payload uses the Confluent wire format with schema id {schema_id}, but no "
+            "schema registry is configured: produce with single-object encoding or "
+            "configure a registry-backed catalog"
+        )
+
+    def reader_for_registry_id(self, schema_id: int) -> ReaderPlan:
+        """How to decode a Confluent-framed payload with registry id ``schema_id``."""
+        plan = self._registry_readers.get(schema_id)
+        if plan is None:
+            writer = self.writer_for_registry_id(schema_id)
+            plan = self._resolve(writer, f"registry id {schema_id}")
+            self._registry_readers[schema_id] = plan
+        return plan
+
+    # -- internals ------------------------------------------------------------------
+    def _resolve(self, writer: dict[str, Any], label: str) -> ReaderPlan:
+        name = full_name(writer)
+        event_type = self._by_name.get(name)
+        if event_type is None:
+            raise UnknownSchemaError(
+                f"writer schema {name!r} ({label}) is known but no registered event type is "
+                f"named {name!r} or has it as an alias: register the event type"
+            )
+        current = self._plans[event_type]
+        same = schema_fingerprint(writer) == current.fingerprint
+        return ReaderPlan(
+            event_type=event_type,
+            writer=current.parsed if same else parse_schema(writer),
+            reader=None if same else current.parsed,
+            writer_name=name,
+        )
+
+    def _forget_resolutions(self) -> None:
+        self._readers.clear()
+        self._registry_readers.clear()
+
+
+def _qualify(name: str, namespace: str) -> str:
+    return name if "." in name else f"{namespace}.{name}"

@@ -1,0 +1,151 @@
+"""CloudEvents Kafka protocol binding, binary mode: event metadata as record headers.
+
+The payload stays pure Avro; everything a consumer needs to route or filter travels in
+headers, so it can be read without decoding the value. Header values are UTF-8 bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Final
+
+from eventsource.domain import EventMetadata
+from eventsource.errors import DecodeError, EncodeError
+
+__all__ = [
+    "AGGREGATE_TYPE",
+    "CAUSATION_ID",
+    "CONTENT_TYPE",
+    "CORRELATION_ID",
+    "ID",
+    "SEQUENCE",
+    "SOURCE",
+    "SPECVERSION",
+    "SUBJECT",
+    "TIME",
+    "TRACEPARENT",
+    "TYPE",
+    "build_headers",
+    "parse_headers",
+]
+
+SPECVERSION: Final = "ce_specversion"
+ID: Final = "ce_id"
+SOURCE: Final = "ce_source"
+TYPE: Final = "ce_type"
+SUBJECT: Final = "ce_subject"
+TIME: Final = "ce_time"
+SEQUENCE: Final = "ce_sequence"
+AGGREGATE_TYPE: Final = "ce_aggregatetype"
+CORRELATION_ID: Final = "ce_correlationid"
+CAUSATION_ID: Final = "ce_causationid"
+CONTENT_TYPE: Final = "content-type"
+TRACEPARENT: Final = "traceparent"
+
+_SPEC: Final = (SPECVERSION, b"1.0")
+_REQUIRED: Final = (ID, TYPE, SUBJECT, TIME, SEQUENCE, AGGREGATE_TYPE)
+
+
+def build_headers(
+    meta: EventMetadata,
+    *,
+    source: str,
+    content_type: str = "application/avro",
+    traceparent: str | None = None,
+) -> list[tuple[str, bytes]]:
+    """The CloudEvents headers of one event record.
+
+    ``source`` identifies the producing application (CloudEvents ``source``, a URI-reference
+    such as ``/bank/accounts``). ``traceparent`` (W3C trace context) is passed through.
+    """
+    time = meta.time
+    if time.tzinfo is None or time.utcoffset() is None:
+        raise EncodeError(
+            f"cannot build headers of event {meta.event_id} ({meta.event_type}, aggregate "
+            f"{meta.aggregate_id!r} version {meta.version}): its time {time.isoformat()} is "
+            "naive; use an aware UTC datetime such as datetime.now(UTC)"
+        )
+    if time.utcoffset():
+        time = time.astimezone(UTC)
+    headers = [
+        _SPEC,
+        (ID, meta.event_id.encode()),
+        (SOURCE, source.encode()),
+        (TYPE, meta.event_type.encode()),
+        (SUBJECT, meta.aggregate_id.encode()),
+        (TIME, (time.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z").encode()),
+        (CONTENT_TYPE, content_type.encode()),
+        (SEQUENCE, str(meta.version).encode()),
+        (AGGREGATE_TYPE, meta.aggregate_type.encode()),
+    ]
+    if meta.correlation_id is not None:
+        headers.append((CORRELATION_ID, meta.correlation_id.encode()))
+    if meta.causation_id is not None:
+        headers.append((CAUSATION_ID, meta.causation_id.encode()))
+    if traceparent is not None:
+        headers.append((TRACEPARENT, traceparent.encode()))
+    return headers
+
+
+def parse_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> EventMetadata:
+    """The metadata carried by a record's CloudEvents headers.
+
+    Raises :class:`DecodeError` naming the header that is missing or malformed. When a
+    header repeats, the last value wins (Kafka's ``lastHeader`` convention).
+    """
+    values: dict[str, str] = {}
+    for name, raw in headers or ():
+        if raw is None:
+            continue
+        try:
+            values[name] = raw.decode()
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"header {name!r} is not valid UTF-8: {raw[:40]!r}") from exc
+    missing = [name for name in _REQUIRED if name not in values]
+    if missing:
+        raise DecodeError(
+            f"record lacks the CloudEvents header{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)}"
+            f"{_for_event(values)}: it was not written by an eventsource producer"
+        )
+    spec = values.get(SPECVERSION)
+    if spec is not None and spec.split(".")[0] != "1":
+        raise DecodeError(f"header {SPECVERSION} is {spec!r}; only CloudEvents 1.x is supported")
+    return EventMetadata(
+        event_id=values[ID],
+        event_type=values[TYPE],
+        aggregate_type=values[AGGREGATE_TYPE],
+        aggregate_id=values[SUBJECT],
+        version=_version(values[SEQUENCE], values),
+        time=_time(values[TIME], values),
+        correlation_id=values.get(CORRELATION_ID),
+        causation_id=values.get(CAUSATION_ID),
+    )
+
+
+def _version(text: str, values: dict[str, str]) -> int:
+    if not text.isdigit():
+        raise DecodeError(
+            f"header {SEQUENCE} is {text!r}{_for_event(values)}; expected the aggregate "
+            "version as a decimal number"
+        )
+    return int(text)
+
+
+def _time(text: str, values: dict[str, str]) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise DecodeError(
+            f"header {TIME} is {text!r}{_for_event(values)}; expected an RFC 3339 "
+            "timestamp with a UTC offset, e.g. 2024-05-01T12:00:00.000000Z"
+        )
+    return parsed.astimezone(UTC)
+
+
+def _for_event(values: dict[str, str]) -> str:
+    known = [f"{key}={values[key]!r}" for key in (ID, TYPE, SUBJECT) if key in values]
+    return f" ({', '.join(known)})" if known else ""

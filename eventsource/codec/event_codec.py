@@ -1,0 +1,156 @@
+"""Events to self-describing Avro payloads and back.
+
+Encoding writes Avro single-object encoding: ``C3 01``, the 8-byte little-endian
+CRC-64-AVRO fingerprint of the writer schema, then the Avro binary body. Decoding also
+recognises the Confluent wire format (``00`` + 4-byte big-endian schema id + body).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Final
+
+from fastavro import schemaless_reader, schemaless_writer
+from pydantic import ValidationError
+
+from eventsource.codec.catalog import SINGLE_OBJECT_MAGIC, ReaderPlan, SchemaCatalog
+from eventsource.domain import Event
+from eventsource.errors import (
+    BadMagicError,
+    CorruptPayloadError,
+    DecodeError,
+    EncodeError,
+    EventSourceError,
+    PayloadValidationError,
+)
+
+__all__ = ["CONFLUENT_MAGIC", "EventCodec"]
+
+CONFLUENT_MAGIC: Final = b"\x00"
+_SINGLE_OBJECT_HEADER: Final = 10
+_CONFLUENT_HEADER: Final = 5
+_MAX_REPORTED_ERRORS: Final = 5
+
+
+class EventCodec:
+    """Encodes events to bytes and decodes bytes to events, using a :class:`SchemaCatalog`."""
+
+    def __init__(self, catalog: SchemaCatalog) -> None:
+        self.catalog = catalog
+
+    @classmethod
+    def for_events(
+        cls, event_types: Iterable[type[Event]], schema_dir: Path | None = None
+    ) -> EventCodec:
+        """A codec for ``event_types``, also reading every older version in ``schema_dir``."""
+        catalog = SchemaCatalog()
+        for event_type in event_types:
+            catalog.register(event_type)
+        if schema_dir is not None:
+            catalog.load_directory(schema_dir)
+        return cls(catalog)
+
+    def encode(self, event: Event) -> bytes:
+        """The single-object encoded payload of ``event``."""
+        plan = self.catalog.writer_plan(type(event))
+        datum = event.model_dump()
+        if plan.prepare is not None:
+            datum = plan.prepare(datum)
+        out = BytesIO()
+        out.write(plan.header)
+        try:
+            schemaless_writer(out, plan.parsed, datum)
+        except EventSourceError:
+            raise
+        except Exception as exc:  # fastavro raises ValueError/TypeError/OverflowError/...
+            raise EncodeError(
+                f"cannot encode {plan.event_type.event_type()} as Avro: {exc} "
+                "(a value outside its Avro type, e.g. more decimal places than the schema's "
+                "scale or an int beyond 64 bits)"
+            ) from exc
+        return out.getvalue()
+
+    def decode(self, payload: bytes | None) -> Event:
+        """The event in ``payload``; raises a :class:`DecodeError` subclass if it has none."""
+        if payload is None:
+            raise CorruptPayloadError(
+                "payload is None (a tombstone), which holds no event: events topics must "
+                "not be compacted and producers must not write null values to them"
+            )
+        if payload[:2] == SINGLE_OBJECT_MAGIC:
+            if len(payload) < _SINGLE_OBJECT_HEADER:
+                raise CorruptPayloadError(
+                    f"single-object payload of {len(payload)} bytes is shorter than its "
+                    "10-byte header (C3 01 + 8-byte fingerprint): it was truncated"
+                )
+            plan = self.catalog.reader_for_fingerprint(payload[2:_SINGLE_OBJECT_HEADER])
+            start = _SINGLE_OBJECT_HEADER
+        elif payload[:1] == CONFLUENT_MAGIC and len(payload) >= _CONFLUENT_HEADER:
+            schema_id = int.from_bytes(payload[1:_CONFLUENT_HEADER], "big")
+            plan = self.catalog.reader_for_registry_id(schema_id)
+            start = _CONFLUENT_HEADER
+        else:
+            raise BadMagicError(
+                f"payload starts with {_preview(payload)}, which is neither Avro single-object "
+                "encoding (C3 01) nor the Confluent wire format (00 + 4-byte schema id): "
+                "it was not written by an Avro event producer"
+            )
+        return _read(plan, payload, start)
+
+    def decode_at(self, payload: bytes | None, topic: str, partition: int, offset: int) -> Event:
+        """Like :meth:`decode`; errors carry the record's topic, partition and offset."""
+        try:
+            return self.decode(payload)
+        except DecodeError as exc:
+            raise exc.at(topic, partition, offset) from exc.__cause__
+
+
+def _read(plan: ReaderPlan, payload: bytes, start: int) -> Event:
+    stream = BytesIO(payload)
+    stream.seek(start)
+    try:
+        datum = schemaless_reader(stream, plan.writer, plan.reader)
+    except Exception as exc:  # fastavro raises EOFError/ValueError/UnicodeDecodeError/...
+        raise CorruptPayloadError(
+            f"Avro body of a {plan.writer_name} payload ({len(payload)} bytes) cannot be "
+            f"read: {type(exc).__name__}: {exc}; the record is truncated or corrupt"
+        ) from exc
+    end = stream.tell()
+    if end != len(payload):
+        raise CorruptPayloadError(
+            f"{plan.writer_name} payload has {len(payload) - end} unexpected bytes after its "
+            f"Avro body (body ends at byte {end} of {len(payload)}): the record is corrupt"
+        )
+    try:
+        return plan.event_type.model_validate(datum)
+    except ValidationError as exc:
+        raise PayloadValidationError(
+            f"decoded {plan.event_type.event_type()} does not satisfy its model: "
+            f"{_problems(exc)}; fix the producer or add an upcaster for old events"
+        ) from exc
+
+
+def _problems(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    parts = [
+        f"{'.'.join(str(p) for p in error['loc']) or '<root>'}: {error['msg']} "
+        f"(got {_short(error.get('input'))})"
+        for error in errors[:_MAX_REPORTED_ERRORS]
+    ]
+    if len(errors) > _MAX_REPORTED_ERRORS:
+        parts.append(f"and {len(errors) - _MAX_REPORTED_ERRORS} more")
+    return "; ".join(parts)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _preview(payload: bytes) -> str:
+    if not payload:
+        return "nothing (empty payload)"
+    head = bytes(payload[:4]).hex(" ").upper()
+    return f"{head}{' ...' if len(payload) > 4 else ''} ({len(payload)} bytes)"
