@@ -178,6 +178,9 @@ class DeadLetterHandler:
     _sink: DeadLetterSink | None = field(default=None, init=False)
     _parked: set[tuple[str, str]] | None = field(default=None, init=False)
     _tables_ready: bool = field(default=False, init=False)
+    _pending: list[tuple[bytes | None, bytes | None, Headers]] = field(
+        default_factory=list, init=False
+    )
 
     # --- FailureHook -------------------------------------------------------------------
     def intercept(self, record: RawRecord, meta: EventMetadata, connection: Connection) -> bool:
@@ -204,11 +207,18 @@ class DeadLetterHandler:
 
     def before_commit(self, connection: Connection) -> None:
         """Make every dead letter of this batch durable, or raise so nothing commits."""
-        if self._sink is not None:
+        pending, self._pending = self._pending, []
+        if pending:
+            if self._sink is None:
+                self._sink = self.sink_factory()
+            for key, value, headers in pending:
+                self._sink.send(key, value, headers)
             self._sink.flush()
+            self.sent += len(pending)
         self._parked = None  # re-read in the next batch's transaction
 
     def after_rollback(self) -> None:
+        self._pending.clear()
         self._parked = None
 
     def close(self) -> None:
@@ -226,11 +236,10 @@ class DeadLetterHandler:
         return self._parked
 
     def _send(self, poison: PoisonRecord) -> None:
-        if self._sink is None:
-            self._sink = self.sink_factory()
+        # Held back until before_commit: a batch that is rolled back (and re-applied on
+        # the runner's careful path) must not leave a dead letter behind.
         headers = build_dlq_headers(poison, projection_version=self.version)
-        self._sink.send(poison.record.key, poison.record.value, headers)
-        self.sent += 1
+        self._pending.append((poison.record.key, poison.record.value, headers))
 
 
 def _aggregate_id(record: RawRecord) -> str:

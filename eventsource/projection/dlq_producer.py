@@ -4,47 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
+from confluent_kafka import KafkaError, Message, Producer
 
 from eventsource.errors import DeadLetterError
+from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, ensure_topic
 from eventsource.kafka.config import KafkaSettings
 
-__all__ = ["KafkaDeadLetterSink", "ensure_dlq_topic"]
+__all__ = ["DLQ_PARTITIONS", "KafkaDeadLetterSink", "ensure_dlq_topic"]
 
 Headers = list[tuple[str, bytes | None]]
 
+#: One partition: dead letters are few, and a single partition keeps them in the order they
+#: were written, which ``dlq replay`` relies on for parked aggregates.
+DLQ_PARTITIONS = 1
 
-def ensure_dlq_topic(
-    settings: KafkaSettings, topic: str, *, partitions: int = 1, timeout: float = 30.0
-) -> None:
-    """Create the DLQ topic (kept forever, never compacted) unless it exists.
 
-    One partition by default: dead letters are few, and one partition keeps them in the
-    order they were written, which ``dlq replay`` relies on for parked aggregates.
-    """
-    admin = AdminClient(settings.admin_config())
-    if topic in admin.list_topics(timeout=timeout).topics:
-        return
-    new = NewTopic(
-        topic,
-        num_partitions=partitions,
-        replication_factor=-1,
-        config={"retention.ms": "-1", "cleanup.policy": "delete"},
-    )
-    future = admin.create_topics([new], operation_timeout=timeout)[topic]
-    try:
-        future.result(timeout=timeout)
-    except KafkaException as exc:
-        error = exc.args[0] if exc.args else None
-        if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-            return
-        raise DeadLetterError(
-            f"could not create dead-letter topic {topic!r}: {error}; create it by hand "
-            "(retention.ms=-1) or grant the client CREATE on the cluster",
-            retriable=bool(isinstance(error, KafkaError) and error.retriable()),
-        ) from exc
+def ensure_dlq_topic(settings: KafkaSettings, topic: str) -> None:
+    """Create the DLQ topic (kept forever, never compacted) unless it exists."""
+    ensure_topic(settings, topic, DLQ_PARTITIONS, config=EVENTS_TOPIC_CONFIG)
 
 
 class KafkaDeadLetterSink:

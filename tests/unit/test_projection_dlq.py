@@ -240,6 +240,21 @@ def test_parks_of_a_rolled_back_batch_are_forgotten(engine: Engine) -> None:
         assert not dl.intercept(raw(6), META, conn)
 
 
+def test_dead_letters_of_a_rolled_back_batch_are_never_sent(engine: Engine) -> None:
+    sink = ListSink()
+    dl = handler(DeadLetterPolicy.SKIP, sink)
+    with engine.connect() as conn:
+        txn = conn.begin()
+        dl.on_failure(failure(5), conn)
+        txn.rollback()
+    dl.after_rollback()
+    with engine.begin() as conn:
+        dl.on_failure(failure(5), conn)
+        dl.before_commit(conn)
+    assert [header_value(h, "dlq_source_offset") for _, _, h in sink.sent] == ["5"]
+    assert dl.sent == 1
+
+
 def test_parked_aggregates_are_loaded_back_after_a_restart(engine: Engine) -> None:
     with engine.begin() as conn:
         handler(DeadLetterPolicy.PARK, ListSink()).on_failure(failure(5), conn)
@@ -253,6 +268,7 @@ def test_a_record_without_key_is_dead_lettered_but_parks_nothing(engine: Engine)
     with engine.begin() as conn:
         dl.on_failure(failure(5, key=None), conn)
         assert not dl.intercept(raw(6, key=None), META, conn)
+        dl.before_commit(conn)
     assert len(sink.sent) == 1
 
 
@@ -303,5 +319,6 @@ def test_close_closes_the_sink_it_opened(engine: Engine) -> None:
     dl = handler(DeadLetterPolicy.SKIP, sink)
     with engine.begin() as conn:
         dl.on_failure(failure(1), conn)
+        dl.before_commit(conn)
     dl.close()
     assert sink.closed
