@@ -1,0 +1,14 @@
+"""Routing: any process appends through the owner of the aggregate's partition.
+
+A process that does not own the events partitions never appends to them. Its
+:class:`RemoteEventStore` sends each append as a request on
+``<application_id>.append-requests``; the owner's :class:`AppendServer` executes it through
+its own store (version check, transaction, fencing) and replies on
+``<application_id>.append-replies``. The wire format is in ``docs/reference/routing.md``.
+"""
+
+from eventsource.store.routing.client import RemoteEventStore
+from eventsource.store.routing.server import AppendServer
+from eventsource.store.routing.topics import replies_topic, requests_topic
+
+__all__ = ["AppendServer", "RemoteEventStore", "replies_topic", "requests_topic"]

@@ -1,0 +1,329 @@
+"""RemoteEventStore: append through the owner of the partitions, from any process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Protocol, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+
+from eventsource.domain import Aggregate, Event
+from eventsource.errors import (
+    DecodeError,
+    NotOwnerError,
+    StoreUnavailableError,
+    UncertainCommitError,
+)
+from eventsource.kafka.config import KafkaSettings
+from eventsource.store.port import AppendResult, check_append_arguments
+from eventsource.store.routing import wire
+from eventsource.store.routing.topics import (
+    ensure_topic,
+    partitions_at_end,
+    replies_topic,
+    requests_topic,
+)
+
+__all__ = ["EventEncoder", "RemoteEventStore"]
+
+A = TypeVar("A", bound=Aggregate)
+log = logging.getLogger(__name__)
+
+
+class EventEncoder(Protocol):
+    """The part of :class:`eventsource.codec.EventCodec` a client needs."""
+
+    def encode(self, event: Event) -> bytes: ...
+
+
+class _Pending:
+    __slots__ = ("aggregate_id", "deadline", "future", "kind")
+
+    def __init__(self, kind: str, aggregate_id: str, deadline: float) -> None:
+        self.kind = kind
+        self.aggregate_id = aggregate_id
+        self.deadline = deadline
+        self.future: Future[wire.AppendReply] = Future()
+
+
+class RemoteEventStore:
+    """The ``append`` and ``version`` of an :class:`EventStore`, executed by the owner.
+
+    Each call becomes a request on ``<application_id>.append-requests`` that the owner's
+    :class:`AppendServer` executes through its store; the reply comes back on
+    ``<application_id>.append-replies``. Errors are the owner's typed errors
+    (``ConcurrencyError``, ``FencedError``, ...). No reply within ``timeout`` seconds
+    raises ``UncertainCommitError``: the owner may still have executed the append.
+    """
+
+    def __init__(
+        self, settings: KafkaSettings, codec: EventEncoder, *, timeout: float = 10.0
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        self.settings = settings
+        self.codec = codec
+        self.timeout = timeout
+        self.client_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.requests_topic = requests_topic(settings.application_id)
+        self.replies_topic = replies_topic(settings.application_id)
+        self.last_owner: str | None = None
+        self._pending: dict[str, _Pending] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._producer: Producer | None = None
+        self._consumer: Consumer | None = None
+
+    # lifecycle ----------------------------------------------------------------------------
+    def start(self) -> RemoteEventStore:
+        """Create the routing topics if missing and listen for replies from now on."""
+        if self._thread is not None:
+            return self
+        ensure_topic(self.settings, self.requests_topic)
+        ensure_topic(self.settings, self.replies_topic)
+        self._consumer = Consumer(
+            self.settings.consumer_config(
+                f"{self.settings.application_id}.append-client.{uuid.uuid4().hex}",
+                **{"fetch.wait.max.ms": 10},
+            )
+        )
+        # Listen before sending anything, so no reply can slip past.
+        self._consumer.assign(partitions_at_end(self._consumer, self.replies_topic))
+        self._producer = Producer(self.settings.producer_config(**{"linger.ms": 0}))
+        self._thread = threading.Thread(
+            target=self._run, name=f"remote-store-{self.client_id}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop listening; calls still waiting fail with ``UncertainCommitError``."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for request_id, entry in pending.items():
+            self._fail_uncertain(request_id, entry, "the client was closed before the reply")
+        if self._producer is not None:
+            self._producer.flush(5)
+        if self._consumer is not None:
+            self._consumer.close()
+
+    def __enter__(self) -> RemoteEventStore:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # the EventStore port ---------------------------------------------------------------------
+    def append(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> AppendResult:
+        """Append through the owner; same contract as :meth:`EventStore.append`."""
+        future = self.append_async(
+            aggregate_type,
+            aggregate_id,
+            events,
+            expected_version,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
+        try:
+            # The listener fails the future at the deadline; the margin only guards
+            # against a listener thread that died.
+            return future.result(timeout=self.timeout + 5)
+        except FutureTimeout:
+            raise UncertainCommitError(
+                f"append to {aggregate_id!r} got no answer and the reply listener is stuck; "
+                "the owner may have executed it: reload the aggregate before retrying"
+            ) from None
+
+    def append_async(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> Future[AppendResult]:
+        """Send the append now; the future completes with the owner's answer or times out."""
+        check_append_arguments(aggregate_id, events, expected_version)
+        encoded = tuple(wire.EncodedEvent(e.event_type(), self.codec.encode(e)) for e in events)
+        reply = self._send(
+            "append",
+            aggregate_type,
+            aggregate_id,
+            expected_version,
+            encoded,
+            correlation_id,
+            causation_id,
+        )
+        result: Future[AppendResult] = Future()
+
+        def done(f: Future[wire.AppendReply]) -> None:
+            error = f.exception()
+            if error is not None:
+                result.set_exception(error)
+            else:
+                r = f.result()
+                result.set_result(AppendResult(aggregate_id, r.version, r.positions))
+
+        reply.add_done_callback(done)
+        return result
+
+    def version(self, aggregate_type: str, aggregate_id: str) -> int:
+        """The aggregate's version as the owner knows it (0 when unknown)."""
+        reply = self._send("version", aggregate_type, aggregate_id, 0, (), None, None)
+        return reply.result(timeout=self.timeout + 5).version
+
+    def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:
+        """Not served remotely: aggregates are loaded where their partition is owned."""
+        owner = self.last_owner or "unknown until it has answered a request"
+        raise NotOwnerError(
+            f"this process ({self.client_id}) does not own the partition of "
+            f"{aggregate_cls.aggregate_type} {aggregate_id!r}, so it cannot load it: run the "
+            f"command in the owner process (last seen owner: {owner}), or send events through "
+            f"RemoteEventStore.append with the version from RemoteEventStore.version()"
+        )
+
+    # sending and receiving --------------------------------------------------------------
+    def _send(
+        self,
+        kind: wire.RequestKind,
+        aggregate_type: str,
+        aggregate_id: str,
+        expected_version: int,
+        events: tuple[wire.EncodedEvent, ...],
+        correlation_id: str | None,
+        causation_id: str | None,
+    ) -> Future[wire.AppendReply]:
+        producer = self._producer
+        if producer is None or self._stop.is_set():
+            raise StoreUnavailableError(
+                "RemoteEventStore is not started: call start() or use it as a context manager",
+                retriable=False,
+            )
+        request_id = uuid.uuid4().hex
+        deadline = time.monotonic() + self.timeout
+        request = wire.Request(
+            kind=kind,
+            request_id=request_id,
+            reply_topic=self.replies_topic,
+            client=self.client_id,
+            expires_at_ms=int((time.time() + self.timeout) * 1000),
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            expected_version=expected_version,
+            events=events,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
+        entry = _Pending(kind, aggregate_id, deadline)
+        with self._lock:
+            self._pending[request_id] = entry
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                with self._lock:
+                    failed = self._pending.pop(request_id, None)
+                if failed is not None:
+                    self._fail_uncertain(
+                        request_id, failed, f"the request was not delivered: {err}"
+                    )
+
+        try:
+            producer.produce(
+                self.requests_topic,
+                key=aggregate_id.encode("utf-8"),
+                value=wire.encode_request(request),
+                headers=[(wire.REQUEST_ID_HEADER, request_id.encode("ascii"))],
+                on_delivery=delivered,
+            )
+        except (BufferError, KafkaException) as exc:
+            with self._lock:
+                self._pending.pop(request_id, None)
+            raise StoreUnavailableError(
+                f"cannot queue the {kind} request for {aggregate_id!r} to "
+                f"{self.requests_topic!r}: {exc}; nothing was sent: retry later"
+            ) from exc
+        return entry.future
+
+    def _run(self) -> None:
+        consumer, producer = self._consumer, self._producer
+        assert consumer is not None and producer is not None
+        while not self._stop.is_set():
+            try:
+                producer.poll(0)
+                for message in consumer.consume(num_messages=500, timeout=0.02):
+                    self._on_message(message)
+            except KafkaException as exc:  # keep listening; waiting calls time out honestly
+                log.warning("reply listener of %s: %s", self.client_id, exc)
+                time.sleep(0.1)
+            self._expire(time.monotonic())
+
+    def _on_message(self, message: Message) -> None:
+        if message.error() is not None:
+            log.warning("reply consumer error: %s", message.error())
+            return
+        request_id = wire.request_id_of(message.headers())
+        with self._lock:
+            entry = self._pending.pop(request_id, None) if request_id else None
+        if entry is None:
+            return  # another client's reply, or one that arrived after its timeout
+        try:
+            reply = wire.decode_reply(message.value())
+        except DecodeError as exc:
+            self._fail_uncertain(request_id or "", entry, f"its reply is unreadable: {exc}")
+            return
+        self.last_owner = reply.server
+        if isinstance(reply, wire.ErrorReply):
+            entry.future.set_exception(wire.error_from_reply(reply))
+        else:
+            entry.future.set_result(reply)
+
+    def _expire(self, now: float) -> None:
+        with self._lock:
+            expired = [(rid, e) for rid, e in self._pending.items() if e.deadline <= now]
+            for request_id, _ in expired:
+                del self._pending[request_id]
+        for request_id, entry in expired:
+            self._fail_uncertain(
+                request_id, entry, f"no reply from the owner within {self.timeout:g}s"
+            )
+
+    def _fail_uncertain(self, request_id: str, entry: _Pending, why: str) -> None:
+        if entry.kind == "version":
+            error: Exception = StoreUnavailableError(
+                f"version query {request_id} for {entry.aggregate_id!r} failed: {why}; "
+                f"is an AppendServer running for application {self.settings.application_id!r}?"
+            )
+        else:
+            error = UncertainCommitError(
+                f"append request {request_id} for aggregate {entry.aggregate_id!r} is "
+                f"uncertain: {why}. The owner may still have executed it: reload the "
+                "aggregate (or ask version()) before retrying; is an AppendServer running for "
+                f"application {self.settings.application_id!r}?"
+            )
+        if not entry.future.done():
+            entry.future.set_exception(error)

@@ -1,0 +1,298 @@
+"""AppendServer: the owner's side of routing; executes other processes' appends."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from eventsource.domain import Event
+from eventsource.errors import DecodeError, FencedError, StoreUnavailableError
+from eventsource.kafka.config import KafkaSettings
+from eventsource.store.port import AppendResult
+from eventsource.store.routing import wire
+from eventsource.store.routing.topics import (
+    ensure_topic,
+    replies_topic,
+    requests_topic,
+)
+
+__all__ = ["AppendServer", "EventDecoder", "OwnedStore"]
+
+log = logging.getLogger(__name__)
+
+
+class EventDecoder(Protocol):
+    """The part of :class:`eventsource.codec.EventCodec` the owner needs."""
+
+    def decode(self, payload: bytes) -> Event: ...
+
+
+class OwnedStore(Protocol):
+    """What the server needs of the owner's store (``KafkaEventStore`` provides it)."""
+
+    def append(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> AppendResult: ...
+
+    def version(self, aggregate_type: str, aggregate_id: str) -> int: ...
+
+
+class AppendServer:
+    """Consumes append requests and executes them through the owner's store.
+
+    Runs a thread; ``start()`` returns once the requests partitions are assigned and
+    positioned at their end: requests sent before that are never executed (their clients
+    time out with ``UncertainCommitError``, which is honest: nothing can tell them more).
+    The request consumer is a consumer group (``<application_id>.append-server``), so each
+    request is executed by one server even when several run. If the store's ``append``
+    blocks, up to ``workers`` requests run concurrently so the store can group-commit them;
+    a store with ``append_async(...) -> Future`` is used without threads.
+
+    When the store reports ``FencedError`` the server answers that request, then stops and
+    leaves the group, so the requests partitions move to the new owner's server.
+    """
+
+    def __init__(
+        self,
+        store: OwnedStore,
+        settings: KafkaSettings,
+        codec: EventDecoder,
+        *,
+        workers: int = 64,
+        request_partitions: int = 6,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.store = store
+        self.settings = settings
+        self.codec = codec
+        self.server_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.requests_topic = requests_topic(settings.application_id)
+        self.replies_topic = replies_topic(settings.application_id)
+        self._request_partitions = request_partitions
+        self._append_async: Callable[..., Future[AppendResult]] | None = getattr(
+            store, "append_async", None
+        )
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="append-server")
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._start_error: BaseException | None = None
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self.executed = 0
+
+    # lifecycle ----------------------------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> AppendServer:
+        """Serve requests; returns once positioned at the end of the requests topic."""
+        if self._thread is not None:
+            return self
+        ensure_topic(self.settings, self.requests_topic, self._request_partitions)
+        ensure_topic(self.settings, self.replies_topic)
+        self._producer = Producer(self.settings.producer_config(**{"linger.ms": 1}))
+        self._consumer = Consumer(
+            self.settings.consumer_config(
+                f"{self.settings.application_id}.append-server",
+                **{"fetch.wait.max.ms": 10, "auto.offset.reset": "latest"},
+            )
+        )
+        self._thread = threading.Thread(target=self._run, name="append-server", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.close()
+            raise StoreUnavailableError(
+                f"AppendServer got no partition of {self.requests_topic!r} within "
+                f"{timeout:g}s: is another server of application "
+                f"{self.settings.application_id!r} holding them, or the broker down?"
+            )
+        if self._start_error is not None:
+            error, self._start_error = self._start_error, None
+            self.close()
+            raise StoreUnavailableError(f"AppendServer failed to start: {error}") from error
+        return self
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is consuming requests (false after close or fencing)."""
+        return self._thread is not None and not self._stop.is_set()
+
+    def close(self) -> None:
+        """Stop consuming, finish in-flight requests, flush their replies, leave the group."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        with self._idle:
+            # append_async futures are not the executor's: wait for their replies too.
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=30)
+        self._executor.shutdown(wait=True)
+        if self._producer is not None:
+            self._producer.flush(10)
+
+    def __enter__(self) -> AppendServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # the loop -----------------------------------------------------------------------------
+    def _run(self) -> None:
+        consumer, producer = self._consumer, self._producer
+        assert consumer is not None and producer is not None
+        try:
+            consumer.subscribe(
+                [self.requests_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+            )
+            while not self._stop.is_set():
+                producer.poll(0)
+                try:
+                    messages = consumer.consume(num_messages=500, timeout=0.02)
+                except KafkaException as exc:
+                    log.warning("append server %s: %s", self.server_id, exc)
+                    continue
+                for message in messages:
+                    self._on_message(message)
+        except BaseException as exc:  # surfaced by start() or logged; never silent
+            self._start_error = exc
+            self._ready.set()
+            log.exception("append server %s stopped", self.server_id)
+        finally:
+            consumer.close()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Start at the end: a request older than this server is never executed.
+        for tp in partitions:
+            tp.offset = consumer.get_watermark_offsets(tp, timeout=10)[1]
+        consumer.assign(partitions)
+        log.info("append server %s serves %s", self.server_id, [p.partition for p in partitions])
+        self._ready.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        consumer.unassign()
+
+    def _on_message(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("append server %s: %s", self.server_id, error)
+            return
+        try:
+            request = wire.decode_request(message.value())
+        except DecodeError as exc:
+            self._reject_unreadable(message, exc)
+            return
+        if request.expires_at_ms < time.time() * 1000:
+            log.warning(
+                "append server %s skips request %s for %r: its client gave up before it arrived",
+                self.server_id,
+                request.request_id,
+                request.aggregate_id,
+            )
+            return
+        try:
+            future = self._execute(request)
+        except Exception as exc:  # decode / argument errors: nothing was written
+            self._reply(request, wire.error_reply(request.request_id, self.server_id, exc))
+            return
+        with self._idle:
+            self._in_flight += 1
+        future.add_done_callback(lambda f: self._complete(request, f))
+
+    def _execute(self, request: wire.Request) -> Future[AppendResult]:
+        if request.kind == "version":
+            return self._executor.submit(self._version, request)
+        events = [self.codec.decode(e.payload) for e in request.events]
+        if self._append_async is not None:
+            return self._append_async(
+                request.aggregate_type,
+                request.aggregate_id,
+                events,
+                request.expected_version,
+                correlation_id=request.correlation_id,
+                causation_id=request.causation_id,
+            )
+        return self._executor.submit(self._append, request, events)
+
+    def _append(self, request: wire.Request, events: list[Event]) -> AppendResult:
+        return self.store.append(
+            request.aggregate_type,
+            request.aggregate_id,
+            events,
+            request.expected_version,
+            correlation_id=request.correlation_id,
+            causation_id=request.causation_id,
+        )
+
+    def _version(self, request: wire.Request) -> AppendResult:
+        version = self.store.version(request.aggregate_type, request.aggregate_id)
+        return AppendResult(request.aggregate_id, version, ())
+
+    def _complete(self, request: wire.Request, future: Future[AppendResult]) -> None:
+        error = future.exception()
+        if error is None:
+            result = future.result()
+            self.executed += 1
+            reply: wire.Reply = wire.AppendReply(
+                request.request_id, self.server_id, result.version, result.positions
+            )
+        else:
+            reply = wire.error_reply(request.request_id, self.server_id, error)
+        self._reply(request, reply)
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
+        if isinstance(error, FencedError):
+            log.error(
+                "append server %s: the store is fenced by a newer owner; stopping so the "
+                "requests go to the new owner's server",
+                self.server_id,
+            )
+            self._stop.set()
+
+    def _reply(self, request: wire.Request, reply: wire.Reply) -> None:
+        producer = self._producer
+        assert producer is not None
+        try:
+            producer.produce(
+                request.reply_topic,
+                key=request.request_id.encode("utf-8"),
+                value=wire.encode_reply(reply),
+                headers=[(wire.REQUEST_ID_HEADER, request.request_id.encode("utf-8"))],
+                on_delivery=_log_failed_reply,
+            )
+        except (BufferError, KafkaException) as exc:
+            # The client will time out with UncertainCommitError, which stays true.
+            log.error("append server %s cannot reply to %s: %s", self.server_id, request, exc)
+
+    def _reject_unreadable(self, message: Message, exc: DecodeError) -> None:
+        located = exc.at(message.topic() or "", message.partition() or 0, message.offset() or 0)
+        request_id = wire.request_id_of(message.headers())
+        log.error("append server %s: unreadable request: %s", self.server_id, located)
+        if request_id is None:
+            return
+        # Without a readable body the reply topic is unknown; the shared one is the default.
+        reply = wire.error_reply(request_id, self.server_id, located)
+        stub = wire.Request("append", request_id, self.replies_topic, "", 0, "", "")
+        self._reply(stub, reply)
+
+
+def _log_failed_reply(err: KafkaError | None, msg: Message) -> None:
+    if err is not None:
+        log.error("reply to %s not delivered: %s", msg.key(), err)

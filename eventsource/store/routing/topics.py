@@ -1,0 +1,87 @@
+"""The two routing topics of an application and the Kafka calls both sides share."""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+# NewTopic is public in confluent_kafka.admin, re-exported there without __all__.
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from eventsource.errors import StoreUnavailableError
+from eventsource.kafka.config import KafkaSettings
+
+__all__ = ["ensure_topic", "partitions_at_end", "replies_topic", "requests_topic"]
+
+DEFAULT_PARTITIONS = 6
+
+
+def requests_topic(application_id: str) -> str:
+    """``<application_id>.append-requests``: commands on their way to the owner."""
+    return f"{application_id}.append-requests"
+
+
+def replies_topic(application_id: str) -> str:
+    """``<application_id>.append-replies``: outcomes on their way back, shared by clients."""
+    return f"{application_id}.append-replies"
+
+
+def ensure_topic(
+    settings: KafkaSettings, topic: str, partitions: int = DEFAULT_PARTITIONS, timeout: float = 15
+) -> None:
+    """Create ``topic`` if it is missing (short retention: requests are worthless later)."""
+    admin = AdminClient(settings.admin_config())
+    new = NewTopic(
+        topic,
+        num_partitions=partitions,
+        replication_factor=-1,
+        config={"retention.ms": str(24 * 3600 * 1000), "cleanup.policy": "delete"},
+    )
+    try:
+        admin.create_topics([new], operation_timeout=timeout)[topic].result(timeout)
+    except KafkaException as exc:
+        error = exc.args[0]
+        if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return
+        raise StoreUnavailableError(
+            f"cannot create routing topic {topic!r} on {settings.bootstrap_servers}: {exc}; "
+            "check that the broker is reachable and that this principal may create topics "
+            "(or create the topic beforehand)"
+        ) from exc
+
+
+def partitions_at_end(consumer: Consumer, topic: str, timeout: float = 15) -> list[TopicPartition]:
+    """Every partition of ``topic`` positioned at its current end (high watermark).
+
+    Explicit offsets, not ``OFFSET_END``: the logical end is resolved lazily by the fetcher,
+    so a record produced right after ``assign`` could be skipped. A resolved offset makes
+    "everything produced after this call is seen" exact.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            metadata = consumer.list_topics(topic, timeout=timeout)
+            described = metadata.topics.get(topic)
+            if described is not None and described.error is None and described.partitions:
+                return [
+                    TopicPartition(
+                        topic,
+                        p,
+                        consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[
+                            1
+                        ],
+                    )
+                    for p in sorted(described.partitions)
+                ]
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise StoreUnavailableError(
+                    f"cannot read the end offsets of {topic!r}: {exc}; is the broker up?"
+                ) from exc
+        if time.monotonic() > deadline:
+            raise StoreUnavailableError(
+                f"topic {topic!r} has no partitions after {timeout:.0f}s: "
+                "create it or check the broker"
+            )
+        time.sleep(0.1)
