@@ -1,0 +1,232 @@
+"""Applying one consumed batch: handlers' changes and checkpoints in one DB transaction.
+
+Fast path: the whole batch in one transaction, deferred statements flushed as
+``executemany``, checkpoints written, commit. If anything in it fails, the transaction is
+rolled back and the batch is applied again on the careful path: one savepoint per record,
+so a failing record can be retried, dead-lettered or stopped at without losing its
+neighbours. Both paths first read (and on PostgreSQL lock) the stored checkpoints and skip
+records below them, so a record is never applied twice even if two processes briefly both
+hold its partition during a rebalance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from eventsource.codec import EventCodec, parse_headers
+from eventsource.domain import Event, EventMetadata, Position
+from eventsource.errors import DecodeError, UnknownSchemaError
+from eventsource.projection.checkpoints import TopicPartition, read_checkpoints, write_checkpoints
+from eventsource.projection.context import Context
+from eventsource.projection.definition import Projection
+from eventsource.projection.hooks import (
+    Failure,
+    FailureAction,
+    FailureHook,
+    RawRecord,
+    RunnerListener,
+    Stage,
+    StopOnFailure,
+    stopped_error,
+)
+
+__all__ = ["BatchApplier", "BatchOutcome", "is_transient_db_error"]
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """Database unreachable or locked: retry the batch, do not blame the record."""
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What one batch did. ``next_offsets`` are the checkpoints now stored."""
+
+    applied: int = 0
+    ignored: int = 0
+    dead_lettered: int = 0
+    duplicates: int = 0
+    next_offsets: dict[TopicPartition, int] | None = None
+
+
+class _CarefulStop(Exception):
+    def __init__(self, failure: Failure) -> None:
+        self.failure = failure
+
+
+class BatchApplier:
+    """Applies batches of confluent-kafka messages for one projection."""
+
+    def __init__(
+        self,
+        projection: Projection,
+        engine: Engine,
+        codec: EventCodec,
+        hook: FailureHook,
+        listener: RunnerListener,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.projection = projection
+        self.engine = engine
+        self.codec = codec
+        self.hook = hook
+        self.listener = listener
+        self.sleep = sleep
+        self._intercepting = not isinstance(hook, StopOnFailure)
+
+    def apply(self, messages: Sequence[Any], positions: dict[TopicPartition, int]) -> BatchOutcome:
+        """Apply ``messages``; ``positions`` are consumer positions taken after the consume.
+
+        Raises ProjectionStoppedError when the hook answers STOP (everything before the
+        poison record is committed first), or the database error when it is transient.
+        """
+        try:
+            return self._run(messages, positions, careful=False)
+        except Exception as exc:
+            self.hook.after_rollback()
+            if is_transient_db_error(exc):
+                raise
+        try:
+            return self._run(messages, positions, careful=True)
+        except _CarefulStop as stop:
+            raise stopped_error(stop.failure) from stop.failure.error
+        except Exception:
+            self.hook.after_rollback()
+            raise
+
+    def advance(self, positions: dict[TopicPartition, int]) -> BatchOutcome:
+        """Move checkpoints to consumer positions that passed only transaction markers."""
+        p = self.projection
+        with self.engine.connect() as conn, conn.begin():
+            floors = read_checkpoints(conn, p.name, p.version, positions, for_update=True)
+            changed = {tp: o for tp, o in positions.items() if tp in floors and o > floors[tp]}
+            write_checkpoints(conn, p.name, p.version, changed)
+        return BatchOutcome(next_offsets={**floors, **changed})
+
+    def _run(
+        self, messages: Sequence[Any], positions: dict[TopicPartition, int], *, careful: bool
+    ) -> BatchOutcome:
+        p = self.projection
+        outcome = BatchOutcome()
+        partitions = {(m.topic(), m.partition()) for m in messages}
+        stop: _CarefulStop | None = None
+        with self.engine.connect() as conn, conn.begin():
+            floors = read_checkpoints(conn, p.name, p.version, partitions, for_update=True)
+            next_offsets = dict(floors)
+            ctx = Context(conn, p.tables)
+            for message in messages:
+                tp = (message.topic(), message.partition())
+                offset = message.offset()
+                if offset < floors.get(tp, 0):
+                    outcome.duplicates += 1
+                    continue
+                try:
+                    if careful:
+                        self._careful_one(conn, ctx, message, outcome)
+                    else:
+                        self._fast_one(conn, ctx, message, outcome)
+                except _CarefulStop as exc:
+                    stop = exc
+                    break
+                next_offsets[tp] = offset + 1
+            if stop is None:
+                ctx.flush()
+                for tp, position in positions.items():
+                    if tp in next_offsets and position > next_offsets[tp]:
+                        next_offsets[tp] = position
+            changed = {tp: o for tp, o in next_offsets.items() if o != floors.get(tp)}
+            write_checkpoints(conn, p.name, p.version, changed)
+            self.hook.before_commit(conn)
+        outcome.next_offsets = next_offsets
+        if stop is not None:
+            raise stop
+        return outcome
+
+    def _fast_one(
+        self, conn: Connection, ctx: Context, message: Any, outcome: BatchOutcome
+    ) -> None:
+        meta = parse_headers(message.headers())
+        entry = self.projection.handlers_by_type.get(meta.event_type)
+        if entry is None:
+            outcome.ignored += 1
+            return
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if self._intercepting and self.hook.intercept(_raw(message), meta, conn):
+            outcome.dead_lettered += 1
+            return
+        event = self.codec.decode_at(message.value(), topic, partition, offset)
+        ctx.meta = meta
+        ctx.position = Position(topic, partition, offset)
+        entry[1](self.projection, event, ctx)
+        outcome.applied += 1
+
+    def _careful_one(
+        self, conn: Connection, ctx: Context, message: Any, outcome: BatchOutcome
+    ) -> None:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        meta: EventMetadata | None = None
+        event: Event | None = None
+        try:
+            meta = parse_headers(message.headers())
+            entry = self.projection.handlers_by_type.get(meta.event_type)
+            if entry is None:
+                outcome.ignored += 1
+                return
+            if self._intercepting and self.hook.intercept(_raw(message), meta, conn):
+                outcome.dead_lettered += 1
+                return
+            event = self.codec.decode_at(message.value(), topic, partition, offset)
+        except DecodeError as exc:
+            stage: Stage = "schema" if isinstance(exc, UnknownSchemaError) else "decode"
+            self._fail(conn, Failure(self.projection, stage, _raw(message), exc, 1, meta), outcome)
+            return
+        ctx.meta = meta
+        ctx.position = Position(topic, partition, offset)
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                with conn.begin_nested():
+                    entry[1](self.projection, event, ctx)
+                    ctx.flush()
+            except Exception as exc:
+                ctx.discard()
+                if is_transient_db_error(exc):
+                    raise
+                if attempts <= self.projection.retries:
+                    self.sleep(self.projection.retry_backoff_s * attempts)
+                    continue
+                failure = Failure(
+                    self.projection, "handler", _raw(message), exc, attempts, meta, event
+                )
+                self._fail(conn, failure, outcome)
+                return
+            outcome.applied += 1
+            return
+
+    def _fail(self, conn: Connection, failure: Failure, outcome: BatchOutcome) -> None:
+        action = self.hook.on_failure(failure, conn)
+        if action is FailureAction.STOP:
+            raise _CarefulStop(failure)
+        self.listener.on_dead_letter(failure.stage, failure.error)
+        outcome.dead_lettered += 1
+
+
+def _raw(message: Any) -> RawRecord:
+    return RawRecord(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=message.value(),
+        headers=tuple(message.headers() or ()),
+        timestamp_ms=message.timestamp()[1] if message.timestamp()[0] else None,
+    )

@@ -1,0 +1,195 @@
+"""The runner's extension points: failure hooks (poison records) and listeners (metrics).
+
+**Failure hooks.** When a record cannot be applied the runner builds a :class:`Failure` and
+asks the projection's :class:`FailureHook` what to do:
+
+- stage ``"decode"``: headers or payload cannot be decoded (bad magic, corrupt body,
+  invalid payload); ``"schema"``: the writer schema is unknown; ``"handler"``: the
+  handler raised on every one of ``1 + projection.retries`` attempts (the runner retries,
+  sleeping ``retry_backoff_s * attempt`` between attempts, each attempt in a savepoint).
+- :attr:`FailureAction.STOP`: the runner commits everything before the record, leaves
+  the checkpoint *at* the record and raises :class:`ProjectionStoppedError`.
+- :attr:`FailureAction.SKIP`: the checkpoint moves past the record in the same database
+  transaction as the hook's own writes (``connection`` is that transaction).
+
+:meth:`FailureHook.intercept` sees every decodable record before its handler runs: returning
+True means the hook took the record (e.g. a parked aggregate's later event sent to the
+dead-letter topic) and the runner does not apply it. :meth:`FailureHook.before_commit` runs
+right before each batch's database commit: a hook that produced dead letters makes them
+durable there (flush / commit its producer), so a checkpoint never passes a record whose
+dead letter could still be lost. :meth:`FailureHook.after_rollback` runs when a batch's
+transaction was rolled back (the batch will be re-read, possibly by another process).
+
+Policies other than STOP are built by ``eventsource.projection.deadletter`` through
+``dead_letter_hook(projection, settings)`` when the projection's ``policy`` asks for them.
+
+**Listeners.** A :class:`RunnerListener` is told about assignments, batches, dead letters,
+catching up and errors; the service runtime turns these into metrics and readiness.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from eventsource.domain import Event, EventMetadata, Position
+from eventsource.errors import ProjectionStoppedError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from eventsource.projection.definition import Projection
+
+__all__ = [
+    "DeadLetterPolicy",
+    "Failure",
+    "FailureAction",
+    "FailureHook",
+    "NullListener",
+    "RawRecord",
+    "RunnerListener",
+    "Stage",
+    "StopOnFailure",
+]
+
+Stage = Literal["decode", "schema", "handler"]
+
+
+class DeadLetterPolicy(enum.Enum):
+    """What a projection does with a poison record."""
+
+    STOP = "stop"  #: halt at the record; the checkpoint stays before it
+    SKIP = "skip"  #: send the record to ``<projection>.dlq`` and go on
+    PARK = "park"  #: like SKIP, and the aggregate's later events go to the DLQ too, in order
+
+
+class FailureAction(enum.Enum):
+    """A failure hook's decision."""
+
+    STOP = "stop"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A Kafka record exactly as consumed: what a dead-letter topic must preserve."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+    timestamp_ms: int | None
+
+    @property
+    def position(self) -> Position:
+        return Position(self.topic, self.partition, self.offset)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A record the runner could not apply, with everything known about it."""
+
+    projection: Projection
+    stage: Stage
+    record: RawRecord
+    error: BaseException
+    attempts: int = 1
+    meta: EventMetadata | None = None
+    event: Event | None = None
+
+
+class FailureHook(Protocol):
+    """Decides what happens to poison records (see the module docstring)."""
+
+    def intercept(self, record: RawRecord, meta: EventMetadata, connection: Connection) -> bool:
+        """True when the hook takes this record instead of its handler (e.g. parked)."""
+        ...
+
+    def on_failure(self, failure: Failure, connection: Connection) -> FailureAction:
+        """Handle a poison record; runs inside the batch's transaction."""
+        ...
+
+    def before_commit(self, connection: Connection) -> None:
+        """Make the hook's side effects durable before the batch's checkpoint commits."""
+        ...
+
+    def after_rollback(self) -> None:
+        """The batch's transaction was rolled back."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (producers); called once when the runner stops."""
+        ...
+
+
+class StopOnFailure:
+    """The STOP policy: refuse every poison record."""
+
+    def intercept(self, record: RawRecord, meta: EventMetadata, connection: Connection) -> bool:
+        return False
+
+    def on_failure(self, failure: Failure, connection: Connection) -> FailureAction:
+        return FailureAction.STOP
+
+    def before_commit(self, connection: Connection) -> None:
+        return None
+
+    def after_rollback(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def stopped_error(failure: Failure) -> ProjectionStoppedError:
+    """The error raised when a hook answers STOP: says where and what to do."""
+    r = failure.record
+    what = (
+        f"{failure.meta.event_type} of {failure.meta.aggregate_id!r}"
+        if failure.meta
+        else "a record"
+    )
+    return ProjectionStoppedError(
+        f"projection {failure.projection.name!r} v{failure.projection.version} stopped at "
+        f"{r.topic}[{r.partition}]@{r.offset} ({what}): {failure.stage} failed after "
+        f"{failure.attempts} attempt(s): {type(failure.error).__name__}: {failure.error}. "
+        "The checkpoint stays before this record: fix the handler or the data and restart, "
+        "or set policy = DeadLetterPolicy.SKIP to dead-letter such records"
+    )
+
+
+class RunnerListener(Protocol):
+    """Callbacks for observability; each must return quickly and never raise."""
+
+    def on_assigned(self, partitions: Sequence[tuple[str, int]]) -> None: ...
+    def on_revoked(self, partitions: Sequence[tuple[str, int]]) -> None: ...
+    def on_batch(self, n_events: int, seconds: float) -> None: ...
+    def on_dead_letter(self, stage: Stage, exc: BaseException) -> None: ...
+    def on_caught_up(self) -> None: ...
+    def on_error(self, exc: BaseException) -> None: ...
+
+
+class NullListener:
+    """A listener that ignores everything; subclass it and override what you need."""
+
+    def on_assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
+        return None
+
+    def on_revoked(self, partitions: Sequence[tuple[str, int]]) -> None:
+        return None
+
+    def on_batch(self, n_events: int, seconds: float) -> None:
+        return None
+
+    def on_dead_letter(self, stage: Stage, exc: BaseException) -> None:
+        return None
+
+    def on_caught_up(self) -> None:
+        return None
+
+    def on_error(self, exc: BaseException) -> None:
+        return None

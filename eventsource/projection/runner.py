@@ -1,0 +1,346 @@
+"""The projection runner: a consumer group member that applies batches exactly once.
+
+- Consumer group ``<application_id>.projection.<name>.v<version>``, ``read_committed``
+  (events of aborted write transactions are never seen), no auto commit.
+- **Eager rebalancing** (the librdkafka default ``range,roundrobin``): on assignment the
+  runner reads its checkpoints from the read-model database and starts each partition
+  there (``auto.offset.reset`` never decides). Eager was chosen because the runner finishes
+  and commits every batch *before* calling ``consume`` again, and librdkafka runs rebalance
+  callbacks only inside ``consume``: on revoke there is never a half-applied batch, so a
+  full revoke costs nothing but the refetch. The new owner resumes from the checkpoint.
+- Each batch is one database transaction holding the handlers' changes and the
+  checkpoints (see :mod:`eventsource.projection.batch`).
+- Offsets are also committed to Kafka (asynchronously, after the database commit) so that
+  standard lag tooling works; they are never read back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from eventsource.codec import EventCodec
+from eventsource.errors import ProjectionError, WaitTimeoutError
+from eventsource.kafka.config import KafkaSettings
+from eventsource.projection.batch import BatchApplier, is_transient_db_error
+from eventsource.projection.checkpoints import TopicPartition as TP
+from eventsource.projection.checkpoints import ensure_checkpoint_rows, read_checkpoints
+from eventsource.projection.definition import Projection
+from eventsource.projection.hooks import FailureHook, NullListener, RunnerListener, StopOnFailure
+from eventsource.projection.status import PartitionStatus, projection_status
+from eventsource.projection.store import create_read_model_engine, ensure_schema
+
+__all__ = ["ProjectionRunner", "RunStats", "default_group_id"]
+
+log = logging.getLogger(__name__)
+
+
+def default_group_id(settings: KafkaSettings, projection: Projection) -> str:
+    """The consumer group of a projection version."""
+    return f"{settings.application_id}.projection.{projection.name}.v{projection.version}"
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Counts of one ``run`` / ``run_until_caught_up`` call."""
+
+    applied: int = 0  #: records whose handler ran
+    ignored: int = 0  #: records of event types the projection has no handler for
+    dead_lettered: int = 0  #: poison records the failure hook took
+    duplicates: int = 0  #: records below a stored checkpoint (already applied)
+    batches: int = 0
+    seconds: float = 0.0
+
+    @property
+    def events(self) -> int:
+        """Records processed in any way (applied, ignored or dead-lettered)."""
+        return self.applied + self.ignored + self.dead_lettered
+
+
+class ProjectionRunner:
+    """Runs one projection version against Kafka and a read-model database."""
+
+    def __init__(
+        self,
+        projection: Projection,
+        settings: KafkaSettings,
+        database_url: str,
+        *,
+        batch_size: int = 5000,
+        codec: EventCodec | None = None,
+        group_id: str | None = None,
+        listener: RunnerListener | None = None,
+        failure_hook: FailureHook | None = None,
+        poll_timeout: float = 0.5,
+        consumer_overrides: dict[str, Any] | None = None,
+        commit_offsets_to_kafka: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise ProjectionError(f"batch_size must be >= 1, got {batch_size}")
+        self.projection = projection
+        self.settings = settings
+        self.database_url = database_url
+        self.batch_size = batch_size
+        self.group_id = group_id or default_group_id(settings, projection)
+        self.codec = codec or EventCodec.for_events(projection.event_types())
+        self.listener: RunnerListener = listener or NullListener()
+        self.hook = failure_hook or _default_hook(projection, settings)
+        self.poll_timeout = poll_timeout
+        self.commit_offsets_to_kafka = commit_offsets_to_kafka
+        self._overrides = dict(consumer_overrides or {})
+        self.engine = create_read_model_engine(database_url)
+        ensure_schema(self.engine, projection)
+        self._applier = BatchApplier(projection, self.engine, self.codec, self.hook, self.listener)
+        self._consumer: Consumer | None = None
+        self._assigned: set[TP] = set()
+        self._applied: dict[TP, int] = {}
+        self._closed = False
+
+    # lifecycle ------------------------------------------------------------------------
+    def __enter__(self) -> ProjectionRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Leave the group, close the consumer, the failure hook and the engine."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close_consumer()
+        self.hook.close()
+        self.engine.dispose()
+
+    @property
+    def assignment(self) -> frozenset[TP]:
+        """Partitions this runner currently owns."""
+        return frozenset(self._assigned)
+
+    # running --------------------------------------------------------------------------
+    def run(self, stop: threading.Event | None = None) -> RunStats:
+        """Consume and apply until ``stop`` is set; then finish the batch and leave the group."""
+        stop = stop or threading.Event()
+        stats = RunStats()
+        started = time.monotonic()
+        caught_up_said = False
+        try:
+            while not stop.is_set():
+                got = self._step(stats, stop)
+                if not got and not caught_up_said and self._assigned and self._at_end():
+                    caught_up_said = True
+                    self.listener.on_caught_up()
+                elif got:
+                    caught_up_said = False
+        finally:
+            stats.seconds = time.monotonic() - started
+            self._close_consumer()
+        return stats
+
+    def run_until_caught_up(self, timeout: float = 60.0) -> RunStats:
+        """Apply until every partition of the projection's topics reached its end offset
+        (last stable offset) as of this call; raise WaitTimeoutError after ``timeout``."""
+        stats = RunStats()
+        started = time.monotonic()
+        deadline = started + timeout
+        consumer = self._ensure_consumer()
+        targets = self._end_offsets(consumer, deadline)
+        while True:
+            self._step(stats, None)
+            done = self._done_offsets(consumer, targets)
+            if all(done.get(tp, 0) >= end for tp, end in targets.items()):
+                break
+            if time.monotonic() > deadline:
+                behind = {f"{t}[{p}]": (done.get((t, p), 0), e) for (t, p), e in targets.items()}
+                raise WaitTimeoutError(
+                    f"projection {self.projection.name!r} v{self.projection.version} did not "
+                    f"catch up within {timeout}s; (checkpoint, end) per partition: {behind}. "
+                    "Is another member of the group holding partitions, or is it stopped?"
+                )
+        stats.seconds = time.monotonic() - started
+        self.listener.on_caught_up()
+        return stats
+
+    def status(self) -> list[PartitionStatus]:
+        """Checkpoint, end offset and lag of every partition of the projection's topics."""
+        return projection_status(self.projection, self.settings, self.engine)
+
+    # internals ------------------------------------------------------------------------
+    def _step(self, stats: RunStats, stop: threading.Event | None) -> bool:
+        consumer = self._ensure_consumer()
+        messages = consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout)
+        good = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                if (message.topic(), message.partition()) in self._assigned:
+                    good.append(message)
+                continue
+            if error.fatal():
+                raise ProjectionError(f"Kafka consumer failed: {error.str()}")
+            if error.code() != KafkaError._PARTITION_EOF:
+                self.listener.on_error(KafkaException(error))
+        positions = self._positions(consumer)
+        if not good:
+            idle = {tp: o for tp, o in positions.items() if o > self._applied.get(tp, 0)}
+            if idle:
+                self._apply_with_retry([], idle, stats, stop)
+            return False
+        self._apply_with_retry(good, positions, stats, stop)
+        return True
+
+    def _apply_with_retry(
+        self,
+        messages: list[Any],
+        positions: dict[TP, int],
+        stats: RunStats,
+        stop: threading.Event | None,
+    ) -> None:
+        backoff = 0.2
+        while True:
+            started = time.monotonic()
+            try:
+                if messages:
+                    outcome = self._applier.apply(messages, positions)
+                else:
+                    outcome = self._applier.advance(positions)
+                break
+            except Exception as exc:
+                if not is_transient_db_error(exc):
+                    self.listener.on_error(exc)
+                    raise
+                self.listener.on_error(exc)
+                log.warning("read-model database unavailable, retrying batch: %s", exc)
+                if stop is not None and stop.wait(backoff):
+                    raise
+                if stop is None:
+                    time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        assert outcome.next_offsets is not None
+        self._applied.update(outcome.next_offsets)
+        stats.applied += outcome.applied
+        stats.ignored += outcome.ignored
+        stats.dead_lettered += outcome.dead_lettered
+        stats.duplicates += outcome.duplicates
+        if messages:
+            stats.batches += 1
+            self.listener.on_batch(len(messages), time.monotonic() - started)
+        self._commit_to_kafka(outcome.next_offsets)
+
+    def _commit_to_kafka(self, offsets: dict[TP, int]) -> None:
+        if not self.commit_offsets_to_kafka or self._consumer is None:
+            return
+        owned = [
+            TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in self._assigned
+        ]
+        if owned:
+            try:
+                self._consumer.commit(offsets=owned, asynchronous=True)
+            except KafkaException as exc:  # lag tooling only; the database is the truth
+                log.debug("offset commit to Kafka failed: %s", exc)
+
+    def _positions(self, consumer: Consumer) -> dict[TP, int]:
+        if not self._assigned:
+            return {}
+        parts = [TopicPartition(t, p) for t, p in self._assigned]
+        return {
+            (tp.topic, tp.partition): tp.offset for tp in consumer.position(parts) if tp.offset >= 0
+        }
+
+    def _done_offsets(self, consumer: Consumer, targets: dict[TP, int]) -> dict[TP, int]:
+        done = dict(self._applied)
+        for tp, position in self._positions(consumer).items():
+            done[tp] = max(done.get(tp, 0), position)
+        with self.engine.connect() as conn:
+            stored = read_checkpoints(conn, self.projection.name, self.projection.version, targets)
+        for tp, offset in stored.items():  # partitions applied by other group members
+            done[tp] = max(done.get(tp, 0), offset)
+        return done
+
+    def _at_end(self) -> bool:
+        consumer = self._ensure_consumer()
+        for topic, partition in self._assigned:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if high > self._applied.get((topic, partition), 0):
+                return False
+        return True
+
+    def _end_offsets(self, consumer: Consumer, deadline: float) -> dict[TP, int]:
+        metadata = consumer.list_topics(timeout=max(1.0, deadline - time.monotonic()))
+        targets: dict[TP, int] = {}
+        for topic in self.projection.topics:
+            info = metadata.topics.get(topic)
+            if info is None or info.error is not None or not info.partitions:
+                raise ProjectionError(
+                    f"topic {topic!r} of projection {self.projection.name!r} does not exist: "
+                    "create it (eventsource topics create) or append events first"
+                )
+            for partition in info.partitions:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=10.0, cached=False
+                )
+                targets[(topic, partition)] = high
+        return targets
+
+    def _ensure_consumer(self) -> Consumer:
+        if self._closed:
+            raise ProjectionError(f"runner of {self.projection!r} is closed")
+        if self._consumer is None:
+            config = self.settings.consumer_config(self.group_id, **self._overrides)
+            consumer = Consumer(config)
+            consumer.subscribe(
+                list(self.projection.topics),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_revoke,
+            )
+            self._consumer = consumer
+        return self._consumer
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        p = self.projection
+        with self.engine.begin() as conn:
+            ensure_checkpoint_rows(conn, p.name, p.version, tps)
+            stored = read_checkpoints(conn, p.name, p.version, tps)
+        for part in partitions:
+            offset = stored.get((part.topic, part.partition), 0)
+            part.offset = offset if offset > 0 else OFFSET_BEGINNING
+        consumer.assign(partitions)
+        self._assigned = set(tps)
+        self._applied.update(stored)
+        self.listener.on_assigned(tps)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        # Nothing is in flight here: batches commit before consume() is called again.
+        self._assigned.difference_update(tps)
+        self.listener.on_revoked(tps)
+
+    def _close_consumer(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            consumer.close()
+            self._assigned.clear()
+
+
+def _default_hook(projection: Projection, settings: KafkaSettings) -> FailureHook:
+    from eventsource.projection.hooks import DeadLetterPolicy
+
+    if projection.policy is DeadLetterPolicy.STOP:
+        return StopOnFailure()
+    try:
+        from eventsource.projection import deadletter
+    except ImportError as exc:
+        raise ProjectionError(
+            f"projection {projection.name!r} uses policy {projection.policy.name}, which "
+            "needs eventsource.projection.deadletter; it is not available"
+        ) from exc
+    factory: Callable[[Projection, KafkaSettings], FailureHook] = deadletter.dead_letter_hook
+    return factory(projection, settings)

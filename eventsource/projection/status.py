@@ -1,0 +1,73 @@
+"""Where a projection stands: per partition, its checkpoint, the end offset and the lag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from sqlalchemy import Engine
+
+from eventsource.errors import ProjectionError
+from eventsource.kafka.config import KafkaSettings
+from eventsource.projection.checkpoints import read_checkpoints
+from eventsource.projection.definition import Projection
+from eventsource.projection.store import create_read_model_engine, live_version
+
+__all__ = ["PartitionStatus", "projection_status"]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionStatus:
+    """One partition of a projection. ``checkpoint`` is the next offset to apply."""
+
+    topic: str
+    partition: int
+    checkpoint: int
+    end_offset: int
+    lag: int
+
+
+def projection_status(
+    projection: Projection,
+    settings: KafkaSettings,
+    database: str | Engine,
+    *,
+    timeout: float = 10.0,
+) -> list[PartitionStatus]:
+    """Checkpoints from the read-model database against the topics' last stable offsets.
+
+    Partitions never applied show checkpoint 0. Works without a running runner.
+    """
+    engine = create_read_model_engine(database) if isinstance(database, str) else database
+    try:
+        with engine.connect() as conn:
+            if live_version(conn, projection.name) is None:
+                stored: dict[tuple[str, int], int] = {}
+            else:
+                stored = read_checkpoints(conn, projection.name, projection.version)
+    finally:
+        if isinstance(database, str):
+            engine.dispose()
+    consumer = Consumer(settings.consumer_config(f"{settings.application_id}.status"))
+    try:
+        metadata = consumer.list_topics(timeout=timeout)
+        result = []
+        for topic in projection.topics:
+            info = metadata.topics.get(topic)
+            if info is None or info.error is not None:
+                raise ProjectionError(
+                    f"topic {topic!r} of projection {projection.name!r} does not exist"
+                )
+            for partition in sorted(info.partitions):
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=timeout, cached=False
+                )
+                checkpoint = stored.get((topic, partition), 0)
+                result.append(
+                    PartitionStatus(topic, partition, checkpoint, high, max(0, high - checkpoint))
+                )
+        return result
+    except KafkaException as exc:
+        raise ProjectionError(f"cannot read end offsets of {projection.topics}: {exc}") from exc
+    finally:
+        consumer.close()
