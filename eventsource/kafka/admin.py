@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.cimpl import NewTopic
 
 from eventsource.errors import ConfigurationError, StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
@@ -62,9 +64,14 @@ def ensure_topic(
     existing = _partition_count(admin, name, timeout)
     if existing is None:
         new = NewTopic(
-            name, num_partitions=partitions, replication_factor=replication_factor, config=topic_config
+            name,
+            num_partitions=partitions,
+            replication_factor=replication_factor,
+            config=topic_config,
         )
-        future = admin.create_topics([new], operation_timeout=timeout, request_timeout=timeout)[name]
+        future = admin.create_topics([new], operation_timeout=timeout, request_timeout=timeout)[
+            name
+        ]
         try:
             future.result(timeout=timeout)
         except KafkaException as exc:

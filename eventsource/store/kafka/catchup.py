@@ -1,0 +1,145 @@
+"""Reading a partition back: catch-up before serving, and tail reads after uncertain commits.
+
+The owner reads its partition ``read_committed`` from a start offset up to the last stable
+offset, which ``enable.partition.eof`` reports once the fetch position reaches it (control
+records — transaction markers — occupy offsets but are never delivered, so counting
+records against the high watermark would be wrong). It runs only after
+``init_transactions()``, which resolved any transaction an older writer left open, so the
+last stable offset is the true end.
+
+Poison records (no key, bad CloudEvents headers, undecodable payload, an event type the
+aggregate cannot apply) stop the catch-up with a :class:`~eventsource.errors.DecodeError`
+naming topic, partition and offset: folding past an event we cannot read would make every
+later version check of that aggregate wrong, so the store refuses to serve the partition.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import cast
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from eventsource.codec import EventCodec, parse_headers
+from eventsource.domain import Aggregate
+from eventsource.errors import DecodeError, DomainError, StoreUnavailableError
+from eventsource.kafka.config import KafkaSettings
+from eventsource.store.kafka.index import VersionIndex
+
+__all__ = ["TailRead", "read_partition"]
+
+_BATCH = 5000
+
+
+@dataclass(slots=True)
+class TailRead:
+    """What a read from ``start`` to the end found."""
+
+    start: int
+    end: int = 0
+    """Offset after the last record or marker: where the next read starts."""
+    records: int = 0
+    offsets_by_event_id: dict[str, int] = field(default_factory=dict)
+    """``ce_id`` -> offset of each event read (only when asked for)."""
+
+
+def read_partition(
+    settings: KafkaSettings,
+    topic: str,
+    partition: int,
+    codec: EventCodec,
+    index: VersionIndex[Aggregate],
+    progress: TailRead,
+    *,
+    timeout: float,
+    collect_event_ids: bool = False,
+) -> TailRead:
+    """Fold every committed event of ``topic[partition]`` from ``progress.end`` into ``index``.
+
+    ``progress`` is updated record by record, so after a failure a new call continues
+    where this one stopped and never folds an event twice. Returns ``progress``.
+    """
+    start = progress.end
+    consumer = Consumer(
+        settings.consumer_config(
+            f"{settings.application_id}.catchup",
+            **{"enable.partition.eof": True, "fetch.wait.max.ms": 100},
+        )
+    )
+    result = progress
+    deadline = time.monotonic() + timeout
+    try:
+        consumer.assign([TopicPartition(topic, partition, start)])
+        while True:
+            for message in consumer.consume(num_messages=_BATCH, timeout=0.5):
+                error = message.error()
+                if error is None:
+                    _fold(message, topic, partition, codec, index, result, collect_event_ids)
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    result.end = max(result.end, message.offset() or 0)
+                    return result
+                elif error.fatal() or not error.retriable():
+                    raise StoreUnavailableError(
+                        f"reading {topic}[{partition}] from offset {start} failed: {error.str()}"
+                    )
+            if time.monotonic() > deadline:
+                raise StoreUnavailableError(
+                    f"reading {topic}[{partition}] from offset {start} did not reach the end "
+                    f"within {timeout:.0f}s (at offset {result.end}, {result.records} events "
+                    f"read): check the broker at {settings.bootstrap_servers}"
+                )
+    except KafkaException as exc:
+        raise StoreUnavailableError(
+            f"reading {topic}[{partition}] from offset {start} failed: {exc}"
+        ) from exc
+    finally:
+        consumer.close()
+
+
+def _fold(
+    message: Message,
+    topic: str,
+    partition: int,
+    codec: EventCodec,
+    index: VersionIndex[Aggregate],
+    result: TailRead,
+    collect_event_ids: bool,
+) -> None:
+    offset = message.offset() or 0
+    key = message.key()
+    if not key:
+        raise DecodeError(
+            "record has no key, so it belongs to no aggregate: only eventsource writers "
+            "may produce to events topics",
+            topic=topic,
+            partition=partition,
+            offset=offset,
+        )
+    try:
+        aggregate_id = key.decode("utf-8")
+        metadata = parse_headers(cast("list[tuple[str, bytes | None]] | None", message.headers()))
+    except UnicodeDecodeError as exc:
+        raise DecodeError(
+            f"record key {key[:40]!r} is not UTF-8 text, so it is no aggregate id",
+            topic=topic,
+            partition=partition,
+            offset=offset,
+        ) from exc
+    except DecodeError as exc:
+        raise exc.at(topic, partition, offset) from exc
+    event = codec.decode_at(message.value(), topic, partition, offset)
+    try:
+        index.apply(aggregate_id, (event,))
+    except DomainError as exc:
+        raise DecodeError(
+            f"event {metadata.event_id} ({metadata.event_type}) cannot be applied to "
+            f"{index.aggregate_cls.__name__} {aggregate_id!r}: {exc}",
+            topic=topic,
+            partition=partition,
+            offset=offset,
+        ) from exc
+    result.records += 1
+    result.end = offset + 1
+    if collect_event_ids:
+        result.offsets_by_event_id[metadata.event_id] = offset

@@ -1,0 +1,55 @@
+"""The owner's in-memory version index: per aggregate id, its version and folded state.
+
+Only the partition writer thread changes it (after a commit, or while catching up); loads
+and version checks from other threads read under the same lock and get deep copies, so a
+caller can never change the owner's state or observe half of a multi-event append.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterable
+from typing import Generic, TypeVar
+
+from eventsource.domain import Aggregate, Event
+
+__all__ = ["VersionIndex"]
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class VersionIndex(Generic[A]):
+    """Folded state of every aggregate of one partition, keyed by aggregate id."""
+
+    def __init__(self, aggregate_cls: type[A]) -> None:
+        self.aggregate_cls = aggregate_cls
+        self._lock = threading.Lock()
+        self._states: dict[str, A] = {}
+
+    def version(self, aggregate_id: str) -> int:
+        """Number of events folded for ``aggregate_id`` (0 when unknown)."""
+        with self._lock:
+            state = self._states.get(aggregate_id)
+            return 0 if state is None else state.version
+
+    def snapshot(self, aggregate_id: str) -> A | None:
+        """A deep copy of the aggregate's state, or ``None`` if it has no events."""
+        with self._lock:
+            state = self._states.get(aggregate_id)
+            return None if state is None else copy.deepcopy(state)
+
+    def apply(self, aggregate_id: str, events: Iterable[Event]) -> int:
+        """Fold committed ``events`` into the aggregate; returns its new version."""
+        with self._lock:
+            state = self._states.get(aggregate_id)
+            if state is None:
+                state = self.aggregate_cls(aggregate_id)
+                self._states[aggregate_id] = state
+            for event in events:
+                state.apply_event(event)
+            return state.version
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._states)

@@ -1,0 +1,264 @@
+"""What a partition writer does when a transaction fails: abort, fence, or find the truth.
+
+The uncertain-commit rule: a ``commit_transaction`` that times out or fails with a
+retriable or unknown error may or may not have committed. Retrying would risk a duplicate,
+so the producer is dropped; a new one's ``init_transactions()`` makes the coordinator finish
+the old transaction (commit or abort) and fences the old producer; then the partition tail
+is re-read ``read_committed`` from the last known end and every caller is told the truth,
+matched by event id (``ce_id``): success with the positions found, or
+``StoreUnavailableError`` (nothing written). If that cannot be established in time the
+caller gets ``UncertainCommitError`` and the writer keeps recovering on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from eventsource.domain import Position
+from eventsource.errors import (
+    FencedError,
+    StoreError,
+    StoreUnavailableError,
+    UncertainCommitError,
+)
+from eventsource.store.kafka.catchup import TailRead, read_partition
+from eventsource.store.kafka.request import AppendRequest
+from eventsource.store.port import AppendResult
+
+if TYPE_CHECKING:
+    from eventsource.codec import EventCodec
+    from eventsource.domain import Aggregate
+    from eventsource.kafka.config import KafkaSettings
+    from eventsource.store.kafka.index import VersionIndex
+
+__all__ = ["RecoveryMixin", "describe"]
+
+log = logging.getLogger(__name__)
+
+
+def describe(exc: BaseException) -> str:
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    if isinstance(error, KafkaError):
+        return f"{error.name()}: {error.str()}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _fail(request: AppendRequest, error: StoreError, cause: BaseException | None) -> None:
+    error.__cause__ = cause
+    request.future.set_exception(error)
+
+
+class RecoveryMixin:
+    """Failure handling of :class:`~eventsource.store.kafka.writer.PartitionWriter`."""
+
+    settings: KafkaSettings
+    topic: str
+    partition: int
+    codec: EventCodec
+    index: VersionIndex[Aggregate]
+    op_timeout: float
+    end_offset: int
+    state: str
+    transactional_id: str
+    _producer: Producer | None
+    _closing: bool
+
+    @property
+    def where(self) -> str:
+        raise NotImplementedError
+
+    def new_producer(self, timeout: float) -> Producer:
+        raise NotImplementedError
+
+    def fail_queued(self) -> None:
+        raise NotImplementedError
+
+    def _set_state(self, state: str) -> None:
+        raise NotImplementedError
+
+    def _close_producer(self) -> None:
+        raise NotImplementedError
+
+    # -- failures before the commit was requested: nothing can have been written -----
+    def fail_uncommitted(self, accepted: list[AppendRequest], exc: BaseException) -> None:
+        from eventsource.store.kafka.writer import is_fenced
+
+        if is_fenced(exc):
+            self.become_fenced(accepted, exc, during_commit=False)
+            return
+        for request in accepted:
+            _fail(
+                request,
+                StoreUnavailableError(
+                    f"append to {request.aggregate_id!r} on {self.where} failed before its "
+                    f"transaction was committed ({describe(exc)}); nothing was written: retry"
+                ),
+                exc,
+            )
+        producer = self._producer
+        assert producer is not None
+        try:
+            producer.abort_transaction(self.op_timeout)
+        except Exception as abort_exc:
+            if is_fenced(abort_exc):
+                self.become_fenced([], abort_exc, during_commit=False)
+                return
+            log.warning(
+                "abort on %s failed (%s): replacing the producer", self.where, describe(abort_exc)
+            )
+            self.resolve_uncertain([], abort_exc)
+
+    def commit_failed(self, accepted: list[AppendRequest], exc: BaseException) -> None:
+        from eventsource.store.kafka.writer import is_fenced
+
+        if is_fenced(exc):
+            self.become_fenced(accepted, exc, during_commit=True)
+            return
+        error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+        if isinstance(error, KafkaError) and error.txn_requires_abort() and not error.fatal():
+            self.fail_uncommitted(accepted, exc)  # the broker refused the commit
+            return
+        log.warning("commit on %s is uncertain (%s): resolving", self.where, describe(exc))
+        self.resolve_uncertain(accepted, exc)
+
+    def become_fenced(
+        self, accepted: list[AppendRequest], exc: BaseException, *, during_commit: bool
+    ) -> None:
+        self._set_state("fenced")
+        outcome = (
+            "the commit may have happened before the takeover: reload the aggregate from "
+            "the new owner before retrying"
+            if during_commit
+            else "nothing was written"
+        )
+        for request in accepted:
+            _fail(
+                request,
+                FencedError(
+                    f"the writer of {self.where} was fenced by a newer writer with "
+                    f"transactional.id {self.transactional_id!r} while appending to "
+                    f"{request.aggregate_id!r}; {outcome}"
+                ),
+                exc,
+            )
+        self.fail_queued()
+        self._close_producer()
+
+    # -- uncertain outcome: replace the producer, re-read the tail, tell the truth ----
+    def resolve_uncertain(self, accepted: list[AppendRequest], exc: BaseException) -> None:
+        self._set_state("recovering")
+        self.fail_queued()
+        self._close_producer()
+        deadline = time.monotonic() + 2 * self.op_timeout
+        progress = TailRead(start=self.end_offset, end=self.end_offset)
+        pending = list(accepted)
+        while True:
+            outcome = self._reconnect(deadline if pending else None)
+            if outcome == "ready":
+                try:
+                    read_partition(
+                        self.settings,
+                        self.topic,
+                        self.partition,
+                        self.codec,
+                        self.index,
+                        progress,
+                        timeout=max(self.op_timeout, 10.0),
+                        collect_event_ids=True,
+                    )
+                except StoreUnavailableError as read_exc:
+                    log.warning("re-reading %s failed (%s)", self.where, read_exc)
+                    self.end_offset = progress.end
+                    self._close_producer()
+                    continue
+                self.end_offset = progress.end
+                self._answer(pending, progress, exc)
+                self._set_state("serving")
+                return
+            if outcome == "timeout":
+                self._tell_uncertain(pending, exc)
+                pending = []
+                continue
+            if outcome == "fenced":
+                for request in pending:
+                    _fail(
+                        request,
+                        FencedError(
+                            f"the writer of {self.where} was fenced while resolving an uncertain "
+                            f"commit of {request.aggregate_id!r}: reload it from the new owner"
+                        ),
+                        exc,
+                    )
+                return
+            self._tell_uncertain(pending, exc)  # closing
+            return
+
+    def _reconnect(self, deadline: float | None) -> str:
+        from eventsource.store.kafka.writer import is_fenced
+
+        pause = 0.2
+        while True:
+            if self._closing:
+                return "closing"
+            self.fail_queued()
+            remaining = self.op_timeout if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return "timeout"
+            try:
+                self._producer = self.new_producer(min(self.op_timeout, remaining))
+                return "ready"
+            except Exception as exc:
+                if is_fenced(exc):
+                    self.become_fenced([], exc, during_commit=False)
+                    return "fenced"
+                log.warning("reconnecting %s failed (%s): retrying", self.where, describe(exc))
+            threading.Event().wait(pause)
+            pause = min(pause * 2, 2.0)
+
+    def _answer(self, pending: list[AppendRequest], tail: TailRead, exc: BaseException) -> None:
+        found = tail.offsets_by_event_id
+        for request in pending:
+            offsets = [found.get(event_id) for event_id in request.event_ids]
+            present = [o for o in offsets if o is not None]
+            if len(present) == len(offsets):
+                positions = tuple(Position(self.topic, self.partition, o) for o in present)
+                version = request.base_version + len(request.events)
+                request.future.set_result(AppendResult(request.aggregate_id, version, positions))
+            elif not present:
+                _fail(
+                    request,
+                    StoreUnavailableError(
+                        f"the commit of {request.aggregate_id!r} on {self.where} failed "
+                        f"({describe(exc)}) and its events are not on the topic after the old "
+                        "transaction was resolved: nothing was written; retry"
+                    ),
+                    exc,
+                )
+            else:  # a transaction is atomic: this means someone else wrote our event ids
+                _fail(
+                    request,
+                    UncertainCommitError(
+                        f"only {len(present)} of {len(offsets)} events of {request.aggregate_id!r} "
+                        f"were found on {self.where}: reload the aggregate before retrying"
+                    ),
+                    exc,
+                )
+
+    def _tell_uncertain(self, pending: list[AppendRequest], exc: BaseException) -> None:
+        for request in pending:
+            _fail(
+                request,
+                UncertainCommitError(
+                    f"the commit of {request.aggregate_id!r} on {self.where} failed "
+                    f"({describe(exc)}) and the broker at {self.settings.bootstrap_servers} "
+                    "did not answer within "
+                    f"{2 * self.op_timeout:.0f}s to tell whether it happened: reload the aggregate "
+                    "(its version tells) before retrying"
+                ),
+                exc,
+            )

@@ -1,0 +1,321 @@
+"""The partition writer: the single writer of one partition of an events topic.
+
+One thread per partition owns a transactional producer whose ``transactional.id`` is
+``<application_id>.<topic>.<partition>``; its ``init_transactions()`` fences every older
+writer of the partition. Appends queue up; the thread takes everything queued (up to
+``max_batch_events``) into one transaction — a group commit — after checking each request's
+expected version against the index plus the versions earlier requests of the same batch
+will create. Mismatches fail at once with ``ConcurrencyError`` and write nothing.
+
+Failure rules (``docs/concepts/write-path.md``):
+
+* fenced (``_FENCED``, ``PRODUCER_FENCED``, ``INVALID_PRODUCER_EPOCH``): the batch and every
+  later append fail with ``FencedError``;
+* an error before the commit was requested: abort, ``StoreUnavailableError`` (nothing
+  written);
+* a commit whose outcome is unknown: a new producer's ``init_transactions()`` resolves the
+  old transaction, the partition tail is re-read, and each caller learns the truth.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable
+from typing import cast
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from eventsource.codec import EventCodec, build_headers
+from eventsource.domain import Aggregate, EventMetadata, Position
+from eventsource.errors import ConcurrencyError, FencedError, StoreUnavailableError
+from eventsource.kafka.config import KafkaSettings
+from eventsource.store.kafka.catchup import TailRead, read_partition
+from eventsource.store.kafka.index import VersionIndex
+from eventsource.store.kafka.recovery import RecoveryMixin
+from eventsource.store.kafka.request import AppendRequest
+from eventsource.store.port import ANY, AppendResult
+
+__all__ = ["FaultHook", "PartitionWriter"]
+
+log = logging.getLogger(__name__)
+
+FaultHook = Callable[[str], None]
+"""Test hook called at ``"before_commit"``, ``"commit"`` (instead of committing, if it
+raises) and ``"after_commit"``; an exception it raises is handled like a Kafka failure."""
+
+_FENCING_CODES = frozenset(
+    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+)
+
+
+def is_fenced(exc: BaseException) -> bool:
+    """Whether ``exc`` says a newer producer with our ``transactional.id`` exists."""
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return isinstance(error, KafkaError) and error.code() in _FENCING_CODES
+
+
+class PartitionWriter(RecoveryMixin):
+    """Single writer of ``topic[partition]``: catch-up, then group-committed appends."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topic: str,
+        partition: int,
+        aggregate_cls: type[Aggregate],
+        codec: EventCodec,
+        *,
+        source: str,
+        max_batch_events: int = 1000,
+    ) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.partition = partition
+        self.codec = codec
+        self.source = source
+        self.max_batch_events = max_batch_events
+        self.transactional_id = f"{settings.application_id}.{topic}.{partition}"
+        self.index: VersionIndex[Aggregate] = VersionIndex(aggregate_cls)
+        self.fault_hook: FaultHook | None = None
+        self.op_timeout = settings.delivery_timeout_ms / 1000
+        self.state = "starting"  # -> serving | recovering | fenced | failed | closed
+        self.start_error: BaseException | None = None
+        self.end_offset = 0
+        self._producer: Producer | None = None
+        self._queue: collections.deque[AppendRequest] = collections.deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"eventsource-writer-{topic}-{partition}", daemon=True
+        )
+
+    @property
+    def where(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+    # -- lifecycle ------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self._ready.wait(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Finish what is queued, then stop and release the producer."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def submit(self, request: AppendRequest) -> None:
+        with self._cond:
+            if self.state != "serving" or self._closing:
+                request.future.set_exception(self._refusal())
+                return
+            self._queue.append(request)
+            self._cond.notify()
+
+    def _refusal(self) -> Exception:
+        if self.state == "fenced":
+            return FencedError(
+                f"the writer of {self.where} was fenced by a newer writer with transactional.id "
+                f"{self.transactional_id!r}: this process no longer owns the partition; "
+                "send commands to the new owner or restart the store"
+            )
+        if self.state == "failed":
+            return StoreUnavailableError(
+                f"the writer of {self.where} failed to start: {self.start_error}", retriable=False
+            )
+        if self._closing or self.state == "closed":
+            return StoreUnavailableError(f"the writer of {self.where} is closed", retriable=False)
+        return StoreUnavailableError(
+            f"the writer of {self.where} is {self.state} (reconnecting to the broker at "
+            f"{self.settings.bootstrap_servers}); nothing was written: retry shortly"
+        )
+
+    def _run(self) -> None:
+        try:
+            self._producer = self.new_producer(self.op_timeout * 2)
+            tail = read_partition(
+                self.settings,
+                self.topic,
+                self.partition,
+                self.codec,
+                self.index,
+                TailRead(start=0),
+                timeout=max(self.op_timeout * 10, 60.0),
+            )
+            self.end_offset = tail.end
+        except BaseException as exc:  # reported to start(); the thread ends here
+            self.start_error = exc
+            self._set_state("failed")
+            self._close_producer()
+            self._ready.set()
+            return
+        self._set_state("serving")
+        self._ready.set()
+        try:
+            while (batch := self._take_batch()) is not None:
+                self._process(batch)
+        finally:
+            self._set_state("closed" if self.state != "fenced" else "fenced")
+            self.fail_queued()
+            self._close_producer()
+
+    def _set_state(self, state: str) -> None:
+        with self._cond:
+            self.state = state
+
+    def _take_batch(self) -> list[AppendRequest] | None:
+        with self._cond:
+            while not self._queue:
+                if self._closing or self.state == "fenced":
+                    return None
+                self._cond.wait(0.5)
+            batch: list[AppendRequest] = []
+            events = 0
+            while self._queue and (
+                not batch or events + len(self._queue[0].events) <= self.max_batch_events
+            ):
+                request = self._queue.popleft()
+                batch.append(request)
+                events += len(request.events)
+        # A caller that gave up while its request was queued cancelled it: skip it.
+        return [r for r in batch if r.future.set_running_or_notify_cancel()]
+
+    def fail_queued(self) -> None:
+        """Fail every queued request (never produced, so nothing was written)."""
+        with self._cond:
+            queued, self._queue = self._queue, collections.deque()
+        for request in queued:
+            if request.future.set_running_or_notify_cancel():
+                request.future.set_exception(self._refusal())
+
+    # -- one group commit -----------------------------------------------------------
+    def _process(self, batch: list[AppendRequest]) -> None:
+        accepted: list[AppendRequest] = []
+        tentative: dict[str, int] = {}
+        for request in batch:
+            current = tentative.get(request.aggregate_id)
+            if current is None:
+                current = self.index.version(request.aggregate_id)
+            expected = request.expected_version
+            if expected != ANY and expected != current:
+                request.future.set_exception(
+                    ConcurrencyError(request.aggregate_id, expected, current)
+                )
+                continue
+            request.base_version = current
+            tentative[request.aggregate_id] = current + len(request.events)
+            accepted.append(request)
+        if accepted:
+            self._transact(accepted)
+
+    def _transact(self, accepted: list[AppendRequest]) -> None:
+        producer = self._producer
+        assert producer is not None  # serving implies a producer
+        try:
+            producer.begin_transaction()
+            for request in accepted:
+                self._produce(producer, request)
+            remaining = producer.flush(self.op_timeout + 1)
+            if remaining:
+                raise StoreUnavailableError(
+                    f"{remaining} events to {self.where} were not acknowledged within "
+                    f"{self.op_timeout + 1:.0f}s"
+                )
+            failed = next((r.error for r in accepted if r.error is not None), None)
+            if failed is not None:
+                raise KafkaException(failed)
+            self._fault("before_commit")
+        except Exception as exc:
+            self.fail_uncommitted(accepted, exc)
+            return
+        try:
+            self._fault("commit")
+            producer.commit_transaction(self.op_timeout)
+            self._fault("after_commit")
+        except Exception as exc:
+            self.commit_failed(accepted, exc)
+            return
+        self.complete(accepted)
+
+    def _produce(self, producer: Producer, request: AppendRequest) -> None:
+        key = request.key
+        for i, (event, payload) in enumerate(zip(request.events, request.payloads, strict=True)):
+            metadata = EventMetadata(
+                event_id=request.event_ids[i],
+                event_type=event.event_type(),
+                aggregate_type=request.aggregate_type,
+                aggregate_id=request.aggregate_id,
+                version=request.base_version + i + 1,
+                time=request.time,
+                correlation_id=request.correlation_id,
+                causation_id=request.causation_id,
+            )
+            producer.produce(
+                self.topic,
+                value=payload,
+                key=key,
+                partition=self.partition,
+                headers=cast(
+                    "list[tuple[str, str | bytes | None]]",
+                    build_headers(metadata, source=self.source),
+                ),
+                on_delivery=request.delivered,
+            )
+
+    def complete(self, accepted: list[AppendRequest]) -> None:
+        """The batch is committed: fold it into the index, then answer the callers."""
+        for request in accepted:
+            version = self.index.apply(request.aggregate_id, request.events)
+            positions = tuple(Position(self.topic, self.partition, o) for o in request.offsets)
+            self.end_offset = max(self.end_offset, request.offsets[-1] + 1)
+            request.future.set_result(AppendResult(request.aggregate_id, version, positions))
+
+    def _fault(self, stage: str) -> None:
+        if self.fault_hook is not None:
+            self.fault_hook(stage)
+
+    # -- producers ------------------------------------------------------------------
+    def new_producer(self, timeout: float) -> Producer:
+        """A transactional producer that has fenced every older one (raises on failure)."""
+        producer = Producer(
+            self.settings.transactional_producer_config(
+                self.transactional_id, **{"linger.ms": 1, "allow.auto.create.topics": False}
+            )
+        )
+        try:
+            producer.init_transactions(timeout)
+        except BaseException:
+            _dispose(producer)
+            raise
+        return producer
+
+    def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            _dispose(producer)
+
+
+def _dispose(producer: Producer, wait: float = 5.0) -> None:
+    """Drop a producer without waiting long for undeliverable messages.
+
+    ``close()`` aborts an open transaction and flushes, which can block while the broker is
+    down; it runs on a helper thread so a writer never hangs on a producer it gave up on.
+    """
+
+    def close() -> None:
+        try:
+            producer.purge(in_queue=True, in_flight=True, blocking=False)
+            producer.close()
+        except Exception:  # a broken producer may refuse; it is garbage either way
+            log.debug("closing a producer failed", exc_info=True)
+
+    closer = threading.Thread(target=close, name="eventsource-producer-close", daemon=True)
+    closer.start()
+    closer.join(wait)
