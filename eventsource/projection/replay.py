@@ -1,0 +1,410 @@
+"""Replay a projection version over a range of its topics: from the beginning, an offset or
+a timestamp, optionally up to an offset or a timestamp (both bounds inclusive).
+
+What a replay does to the read model (``reset=True``, the default): it makes the version's
+tables equal to the fold of exactly the events in the range. In one database transaction
+it empties the version's tables, forgets its parked aggregates and DLQ-replay marks, and
+sets its checkpoints to the range's start; then it applies the range with the same batch
+code as the runner (one transaction per batch, checkpoints included, dead-letter policy
+applied), so an interrupted replay resumes where it stopped when called with
+``reset=False`` and the same bounds. Replaying the same range twice gives the same tables.
+
+Replaying the *live* version in place means its readers see the tables refill. To rebuild
+without that, bump the projection's version and use :mod:`eventsource.projection.rebuild`
+(blue/green), which runs this same code into the new version's tables and swaps. Stop the
+version's runner during an in-place replay: both would write the same tables.
+
+``reset=False`` keeps the tables and only rewinds (or advances) the checkpoints to the
+start: events in the range are applied again on top of the current state, which is right
+only for idempotent handlers (upserts of absolute values, not increments).
+
+Replay uses its own consumer with explicit partition assignment (no consumer group, no
+rebalances) and ``read_committed``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+from sqlalchemy import Engine, delete
+
+from eventsource.codec import EventCodec
+from eventsource.errors import ConfigurationError, ProjectionError, WaitTimeoutError
+from eventsource.kafka.config import KafkaSettings
+from eventsource.projection.batch import BatchApplier
+from eventsource.projection.checkpoints import TopicPartition as TP
+from eventsource.projection.checkpoints import (
+    ensure_checkpoint_rows,
+    read_checkpoints,
+    write_checkpoints,
+)
+from eventsource.projection.deadletter import dead_letter_hook
+from eventsource.projection.definition import Projection
+from eventsource.projection.dlq_parking import SqlParkingLot, create_dlq_tables
+from eventsource.projection.hooks import FailureHook, NullListener
+from eventsource.projection.store import create_read_model_engine, ensure_schema
+
+__all__ = [
+    "Bounds",
+    "ReplayProgress",
+    "ReplayResult",
+    "apply_range",
+    "find_bounds",
+    "replay",
+    "resolve_bounds",
+]
+
+#: One offset for every partition, or ``{(topic, partition): offset}``.
+OffsetSpec = int | Mapping[TP, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """A replay range: per partition, the first offset applied and the first one not."""
+
+    start: dict[TP, int]
+    stop: dict[TP, int]
+
+
+def resolve_bounds(
+    watermarks: Mapping[TP, tuple[int, int]],
+    *,
+    from_offset: OffsetSpec | None = None,
+    to_offset: OffsetSpec | None = None,
+    from_time_offsets: Mapping[TP, int] | None = None,
+    to_time_offsets: Mapping[TP, int] | None = None,
+) -> Bounds:
+    """Compute ``start`` / ``stop`` per partition from low/high watermarks and the asks.
+
+    ``to_offset`` is inclusive (stop = offset + 1). Time offsets are what
+    ``offsets_for_times`` answered (-1: no record that late, i.e. the end). Everything is
+    clamped into ``[low, high]``: a start below the low watermark (deleted by retention)
+    starts at the oldest record still there, a stop beyond the high watermark stops at the
+    end as of now. A start after the stop is an error.
+    """
+    if from_offset is not None and from_time_offsets is not None:
+        raise ConfigurationError("give a start offset or a start time, not both")
+    if to_offset is not None and to_time_offsets is not None:
+        raise ConfigurationError("give a stop offset or a stop time, not both")
+    start: dict[TP, int] = {}
+    stop: dict[TP, int] = {}
+    for tp, (low, high) in sorted(watermarks.items()):
+        first = low
+        if from_offset is not None:
+            asked = _for(from_offset, tp, "from_offset")
+            first = low if asked is None else asked
+        elif from_time_offsets is not None:
+            found = from_time_offsets.get(tp, -1)
+            first = high if found < 0 else found
+        end = high
+        if to_offset is not None:
+            asked = _for(to_offset, tp, "to_offset")
+            end = high if asked is None else asked + 1
+        elif to_time_offsets is not None:
+            found = to_time_offsets.get(tp, -1)
+            end = high if found < 0 else found
+        first = min(max(first, low), high)
+        end = min(max(end, low), high)
+        if first > end:
+            raise ConfigurationError(
+                f"replay range of {tp[0]}[{tp[1]}] is empty the wrong way round: it starts at "
+                f"offset {first} but stops before {end}; check the from/to bounds"
+            )
+        start[tp], stop[tp] = first, end
+    return Bounds(start, stop)
+
+
+def _for(spec: OffsetSpec, tp: TP, what: str) -> int | None:
+    value = spec if isinstance(spec, int) else spec.get(tp)
+    if value is not None and value < 0:
+        raise ConfigurationError(f"{what} for {tp[0]}[{tp[1]}] is {value}: offsets are >= 0")
+    return value
+
+
+def to_millis(when: datetime) -> int:
+    """Epoch milliseconds of a timezone-aware datetime (naive ones are refused)."""
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ConfigurationError(
+            f"replay time {when.isoformat()} has no timezone: give an aware datetime "
+            "(e.g. 2026-01-31T12:00:00+00:00)"
+        )
+    return int(when.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayProgress:
+    """Reported after every batch: what a progress bar shows."""
+
+    events_done: int
+    events_total: int
+    rate: float  #: events per second since the start
+    lag_left: int  #: records between the current positions and the stop offsets
+    elapsed_s: float
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    """What a replay did. Offsets are next offsets (exclusive) per (topic, partition)."""
+
+    start: dict[TP, int]
+    stop: dict[TP, int]
+    applied: int = 0
+    ignored: int = 0
+    dead_lettered: int = 0
+    seconds: float = 0.0
+    checkpoints: dict[TP, int] = field(default_factory=dict)
+
+    @property
+    def events(self) -> int:
+        return self.applied + self.ignored + self.dead_lettered
+
+
+ProgressCallback = Callable[[ReplayProgress], None]
+
+
+def replay(
+    projection: Projection,
+    settings: KafkaSettings,
+    database_url: str | Engine,
+    *,
+    from_offset: OffsetSpec | None = None,
+    from_time: datetime | None = None,
+    to_offset: OffsetSpec | None = None,
+    to_time: datetime | None = None,
+    reset: bool = True,
+    batch_size: int = 5000,
+    codec: EventCodec | None = None,
+    failure_hook: FailureHook | None = None,
+    progress: ProgressCallback | None = None,
+    timeout: float = 600.0,
+) -> ReplayResult:
+    """Replay ``projection`` (its own version) over the range; see the module docstring.
+
+    ``from_offset`` / ``to_offset``: one offset for every partition, or a mapping
+    ``{(topic, partition): offset}`` (partitions not named use the beginning / the end).
+    ``from_time`` / ``to_time``: timezone-aware datetimes, resolved per partition with
+    Kafka's ``offsets_for_times`` (first record whose timestamp is >= the time).
+    Raises WaitTimeoutError if the range was not applied within ``timeout`` seconds.
+    """
+    engine = (
+        create_read_model_engine(database_url) if isinstance(database_url, str) else database_url
+    )
+    try:
+        ensure_schema(engine, projection)
+        create_dlq_tables(engine)
+        bounds = find_bounds(
+            settings, projection, from_offset, from_time, to_offset, to_time, timeout
+        )
+        _prepare(engine, projection, settings, bounds, reset=reset)
+        return apply_range(
+            projection,
+            settings,
+            engine,
+            bounds.stop,
+            batch_size=batch_size,
+            codec=codec,
+            failure_hook=failure_hook,
+            progress=progress,
+            timeout=timeout,
+            start=bounds.start,
+        )
+    finally:
+        if isinstance(database_url, str):
+            engine.dispose()
+
+
+def find_bounds(
+    settings: KafkaSettings,
+    projection: Projection,
+    from_offset: OffsetSpec | None,
+    from_time: datetime | None,
+    to_offset: OffsetSpec | None,
+    to_time: datetime | None,
+    timeout: float = 30.0,
+) -> Bounds:
+    """Ask the broker for watermarks and time offsets, then compute the range."""
+    consumer = Consumer(settings.consumer_config(f"{settings.application_id}.replay-bounds"))
+    try:
+        partitions = _partitions(consumer, projection, timeout)
+        marks = {
+            tp: consumer.get_watermark_offsets(TopicPartition(*tp), timeout=timeout)
+            for tp in partitions
+        }
+        from_times = _offsets_for_time(consumer, partitions, from_time, timeout)
+        to_times = _offsets_for_time(consumer, partitions, to_time, timeout, after=True)
+    finally:
+        consumer.close()
+    return resolve_bounds(
+        {tp: (int(lo), int(hi)) for tp, (lo, hi) in marks.items()},
+        from_offset=from_offset,
+        to_offset=to_offset,
+        from_time_offsets=from_times,
+        to_time_offsets=to_times,
+    )
+
+
+def _prepare(
+    engine: Engine, projection: Projection, settings: KafkaSettings, bounds: Bounds, *, reset: bool
+) -> None:
+    p = projection
+    with engine.begin() as conn:
+        if reset:
+            for table in p.tables.values():
+                conn.execute(delete(table))
+            SqlParkingLot(p.name, p.version).clear(conn)
+        ensure_checkpoint_rows(conn, p.name, p.version, bounds.start)
+        write_checkpoints(conn, p.name, p.version, bounds.start)
+
+
+def apply_range(
+    projection: Projection,
+    settings: KafkaSettings,
+    engine: Engine,
+    stop: Mapping[TP, int],
+    *,
+    batch_size: int = 5000,
+    codec: EventCodec | None = None,
+    failure_hook: FailureHook | None = None,
+    progress: ProgressCallback | None = None,
+    timeout: float = 600.0,
+    start: Mapping[TP, int] | None = None,
+) -> ReplayResult:
+    """Apply records from the stored checkpoints up to ``stop`` (exclusive) per partition.
+
+    The building block of replay and rebuild: exactly-once through the runner's batch code.
+    """
+    p = projection
+    with engine.begin() as conn:
+        ensure_checkpoint_rows(conn, p.name, p.version, stop)
+        begin = read_checkpoints(conn, p.name, p.version, stop)
+    result = ReplayResult(start=dict(start or begin), stop=dict(stop), checkpoints=dict(begin))
+    total = sum(max(stop[tp] - begin.get(tp, 0), 0) for tp in stop)
+    hook = failure_hook or dead_letter_hook(p, settings)
+    applier = BatchApplier(
+        p, engine, codec or EventCodec.for_events(p.event_types()), hook, NullListener()
+    )
+    consumer = Consumer(
+        settings.consumer_config(f"{settings.application_id}.replay.{p.name}.v{p.version}")
+    )
+    started = time.monotonic()
+    try:
+        open_parts = [tp for tp in stop if result.checkpoints.get(tp, 0) < stop[tp]]
+        if open_parts:
+            consumer.assign(
+                [TopicPartition(t, n, result.checkpoints.get((t, n), 0)) for t, n in open_parts]
+            )
+        while open_parts:
+            if time.monotonic() - started > timeout:
+                raise WaitTimeoutError(
+                    f"replay of {p!r} did not reach its stop offsets within {timeout}s; "
+                    f"(checkpoint, stop): {_behind(result.checkpoints, stop)}. It resumes "
+                    "from the checkpoints: call again with reset=False and the same bounds"
+                )
+            open_parts = _step(consumer, applier, result, stop, open_parts, batch_size)
+            if progress is not None:
+                progress(_progress(result, stop, begin, total, time.monotonic() - started))
+    finally:
+        consumer.close()
+        if failure_hook is None:
+            hook.close()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _step(
+    consumer: Consumer,
+    applier: BatchApplier,
+    result: ReplayResult,
+    stop: Mapping[TP, int],
+    open_parts: list[TP],
+    batch_size: int,
+) -> list[TP]:
+    good: list[Any] = []
+    for message in consumer.consume(num_messages=batch_size, timeout=0.5):
+        error = message.error()
+        if error is not None:
+            if error.fatal():
+                raise ProjectionError(f"Kafka consumer failed during replay: {error.str()}")
+            continue
+        key: TP = (message.topic() or "", message.partition() or 0)
+        offset = message.offset()
+        if offset is not None and offset < stop.get(key, 0):
+            good.append(message)
+    positions = {
+        (tp.topic, tp.partition): min(tp.offset, stop[(tp.topic, tp.partition)])
+        for tp in consumer.position([TopicPartition(t, n) for t, n in open_parts])
+        if tp.offset >= 0
+    }
+    outcome = applier.apply(good, positions) if good else applier.advance(positions)
+    result.applied += outcome.applied
+    result.ignored += outcome.ignored
+    result.dead_lettered += outcome.dead_lettered
+    result.checkpoints.update(outcome.next_offsets or {})
+    done = [tp for tp in open_parts if result.checkpoints.get(tp, 0) >= stop[tp]]
+    if done:
+        consumer.pause([TopicPartition(t, n) for t, n in done])
+    return [tp for tp in open_parts if tp not in done]
+
+
+def _progress(
+    result: ReplayResult,
+    stop: Mapping[TP, int],
+    begin: Mapping[TP, int],
+    total: int,
+    elapsed: float,
+) -> ReplayProgress:
+    lag = sum(max(stop[tp] - result.checkpoints.get(tp, 0), 0) for tp in stop)
+    done = total - lag
+    return ReplayProgress(
+        events_done=done,
+        events_total=total,
+        rate=done / elapsed if elapsed > 0 else 0.0,
+        lag_left=lag,
+        elapsed_s=elapsed,
+    )
+
+
+def _behind(done: Mapping[TP, int], stop: Mapping[TP, int]) -> dict[str, tuple[int, int]]:
+    return {
+        f"{t}[{n}]": (done.get((t, n), 0), o)
+        for (t, n), o in stop.items()
+        if done.get((t, n), 0) < o
+    }
+
+
+def _partitions(consumer: Consumer, projection: Projection, timeout: float) -> list[TP]:
+    metadata = consumer.list_topics(timeout=timeout)
+    found: list[TP] = []
+    for topic in projection.topics:
+        info = metadata.topics.get(topic)
+        if info is None or info.error is not None or not info.partitions:
+            raise ConfigurationError(
+                f"topic {topic!r} of projection {projection.name!r} does not exist: "
+                "create it or append events first"
+            )
+        found.extend((topic, n) for n in sorted(info.partitions))
+    return found
+
+
+def _offsets_for_time(
+    consumer: Consumer,
+    partitions: list[TP],
+    when: datetime | None,
+    timeout: float,
+    *,
+    after: bool = False,
+) -> dict[TP, int] | None:
+    """First offset whose timestamp is >= ``when`` (``after``: > ``when``); -1 for none."""
+    if when is None:
+        return None
+    millis = to_millis(when) + (1 if after else 0)
+    asked = [TopicPartition(t, n, millis) for t, n in partitions]
+    return {
+        (tp.topic, tp.partition): int(tp.offset)
+        for tp in consumer.offsets_for_times(asked, timeout=timeout)
+    }
