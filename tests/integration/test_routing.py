@@ -1,0 +1,334 @@
+"""Routing on the real broker: appends from a non-owner go through the owner's AppendServer.
+
+The owner's store here is the in-memory adapter (same contract as the Kafka one), so these
+tests isolate the request/reply path; tests/reliability/test_append_race.py runs the same
+path against KafkaEventStore in separate OS processes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from eventsource.codec import EventCodec
+from eventsource.domain import Event
+from eventsource.errors import (
+    ConcurrencyError,
+    FencedError,
+    NotOwnerError,
+    StoreUnavailableError,
+    UncertainCommitError,
+    UnknownSchemaError,
+)
+from eventsource.kafka.config import KafkaSettings
+from eventsource.store.memory import InMemoryEventStore
+from eventsource.store.port import AppendResult
+from eventsource.store.routing import AppendServer, RemoteEventStore, wire
+from eventsource.store.routing.topics import partitions_at_end
+from examples.bank.domain import Account, AccountOpened, MoneyDeposited
+
+pytestmark = pytest.mark.integration
+
+TYPE = Account.aggregate_type
+OPENED = AccountOpened(owner="ann")
+
+
+@pytest.fixture(scope="module")
+def codec() -> EventCodec:
+    return EventCodec.for_events(Account.event_types())
+
+
+@pytest.fixture(scope="module")
+def settings(bootstrap_servers: str) -> KafkaSettings:
+    return KafkaSettings(
+        bootstrap_servers=bootstrap_servers, application_id=f"t_routing_{uuid.uuid4().hex[:8]}"
+    )
+
+
+@pytest.fixture(scope="module")
+def owner_store() -> Iterator[InMemoryEventStore]:
+    with InMemoryEventStore() as store:
+        yield store
+
+
+@pytest.fixture(scope="module")
+def server(
+    owner_store: InMemoryEventStore, settings: KafkaSettings, codec: EventCodec
+) -> Iterator[AppendServer]:
+    with AppendServer(owner_store, settings, codec) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def remote(
+    server: AppendServer, settings: KafkaSettings, codec: EventCodec
+) -> Iterator[RemoteEventStore]:
+    with RemoteEventStore(settings, codec, timeout=15) as client:
+        yield client
+
+
+def new_id() -> str:
+    return f"acc-{uuid.uuid4().hex[:8]}"
+
+
+def test_an_append_through_the_owner_is_stored_and_returns_version_and_positions(
+    remote: RemoteEventStore, owner_store: InMemoryEventStore
+) -> None:
+    account = new_id()
+    deposit = MoneyDeposited(amount=Decimal("5.00"))
+    result = remote.append(TYPE, account, [OPENED, deposit], 0, correlation_id="c-1")
+    recorded = owner_store.recorded_events(TYPE, account)
+    assert result.aggregate_id == account
+    assert result.version == 2
+    assert result.positions == tuple(r.position for r in recorded)
+    assert [r.event for r in recorded] == [OPENED, deposit]
+    assert [r.metadata.correlation_id for r in recorded] == ["c-1", "c-1"]
+
+
+def test_a_stale_expected_version_raises_concurrency_error_and_writes_nothing(
+    remote: RemoteEventStore, owner_store: InMemoryEventStore
+) -> None:
+    account = new_id()
+    remote.append(TYPE, account, [OPENED], 0)
+    with pytest.raises(ConcurrencyError) as raised:
+        remote.append(TYPE, account, [MoneyDeposited(amount=Decimal("1"))], 0)
+    assert (raised.value.aggregate_id, raised.value.expected, raised.value.actual) == (
+        account,
+        0,
+        1,
+    )
+    assert owner_store.version(TYPE, account) == 1
+
+
+def test_version_is_answered_by_the_owner(remote: RemoteEventStore) -> None:
+    account = new_id()
+    assert remote.version(TYPE, account) == 0
+    remote.append(TYPE, account, [OPENED, MoneyDeposited(amount=Decimal("2"))], 0)
+    assert remote.version(TYPE, account) == 2
+
+
+def test_concurrent_appends_at_the_same_version_have_exactly_one_winner(
+    remote: RemoteEventStore, owner_store: InMemoryEventStore
+) -> None:
+    account = new_id()
+    futures = [remote.append_async(TYPE, account, [OPENED], 0) for _ in range(8)]
+    outcomes = [f.exception() or f.result() for f in futures]
+    winners = [o for o in outcomes if isinstance(o, AppendResult)]
+    assert len(winners) == 1
+    assert all(isinstance(o, ConcurrencyError) for o in outcomes if o not in winners)
+    assert owner_store.version(TYPE, account) == 1
+
+
+def test_load_on_a_non_owner_raises_not_owner_naming_the_owner(
+    remote: RemoteEventStore, server: AppendServer
+) -> None:
+    remote.version(TYPE, new_id())  # any answered request tells the client who the owner is
+    with pytest.raises(NotOwnerError, match=f"last seen owner: {server.server_id}"):
+        remote.load(Account, "acc-1")
+
+
+def test_events_the_owner_cannot_decode_raise_the_codec_error_at_the_caller(
+    settings: KafkaSettings, server: AppendServer
+) -> None:
+    class UnknownFingerprint:
+        def encode(self, event: Event) -> bytes:
+            return b"\xc3\x01" + b"\x00" * 8 + b"\x02"
+
+    with (
+        RemoteEventStore(settings, UnknownFingerprint(), timeout=15) as client,
+        pytest.raises(UnknownSchemaError),
+    ):
+        client.append(TYPE, new_id(), [OPENED], 0)
+
+
+def test_bad_arguments_fail_locally_before_anything_is_sent(remote: RemoteEventStore) -> None:
+    with pytest.raises(ValueError, match="at least one event"):
+        remote.append(TYPE, "acc-1", [], 0)
+    with pytest.raises(ValueError, match="expected_version"):
+        remote.append(TYPE, "acc-1", [OPENED], -5)
+
+
+def test_an_unreadable_request_gets_a_decode_error_reply_and_the_server_keeps_serving(
+    remote: RemoteEventStore, settings: KafkaSettings
+) -> None:
+    replies = Consumer(settings.consumer_config(f"{settings.application_id}.spy"))
+    try:
+        replies.assign(partitions_at_end(replies, remote.replies_topic))
+        producer = Producer(settings.producer_config())
+        producer.produce(
+            remote.requests_topic,
+            key=b"acc-1",
+            value=b"not json",
+            headers=[(wire.REQUEST_ID_HEADER, b"garbage-1")],
+        )
+        producer.flush(10)
+        reply = _wait_for_reply(replies, "garbage-1")
+        assert isinstance(reply, wire.ErrorReply)
+        assert reply.error_type == "DecodeError"
+        assert "is not JSON" in reply.message and remote.requests_topic in reply.message
+    finally:
+        replies.close()
+    assert remote.append(TYPE, new_id(), [OPENED], 0).version == 1
+
+
+def test_without_an_owner_an_append_times_out_as_uncertain(
+    bootstrap_servers: str, codec: EventCodec
+) -> None:
+    lonely = KafkaSettings(bootstrap_servers=bootstrap_servers, application_id=_app_id())
+    with RemoteEventStore(lonely, codec, timeout=1.5) as client:
+        with pytest.raises(UncertainCommitError, match="reload the aggregate") as raised:
+            client.append(TYPE, "acc-1", [OPENED], 0)
+        assert "no reply from the owner within 1.5s" in str(raised.value)
+        with pytest.raises(StoreUnavailableError, match="is an AppendServer running"):
+            client.version(TYPE, "acc-1")
+
+
+def test_requests_sent_before_the_server_started_are_never_executed(
+    bootstrap_servers: str, codec: EventCodec
+) -> None:
+    settings = KafkaSettings(bootstrap_servers=bootstrap_servers, application_id=_app_id())
+    store = InMemoryEventStore()
+    with RemoteEventStore(settings, codec, timeout=15) as client:
+        early = wire.Request(
+            kind="append",
+            request_id="early-1",
+            reply_topic=client.replies_topic,
+            client="test",
+            expires_at_ms=int((time.time() + 3600) * 1000),  # still wanted, but too early
+            aggregate_type=TYPE,
+            aggregate_id="acc-early",
+            expected_version=0,
+            events=(wire.EncodedEvent(OPENED.event_type(), codec.encode(OPENED)),),
+        )
+        producer = Producer(settings.producer_config())
+        producer.produce(client.requests_topic, key=b"acc-early", value=wire.encode_request(early))
+        producer.flush(10)
+        with AppendServer(store, settings, codec):
+            assert client.append(TYPE, "acc-later", [OPENED], 0).version == 1
+            assert client.version(TYPE, "acc-early") == 0
+    assert store.version(TYPE, "acc-early") == 0
+    assert store.version(TYPE, "acc-later") == 1
+
+
+def test_a_request_whose_client_gave_up_is_not_executed(
+    remote: RemoteEventStore, owner_store: InMemoryEventStore, codec: EventCodec
+) -> None:
+    expired = wire.Request(
+        kind="append",
+        request_id="expired-1",
+        reply_topic=remote.replies_topic,
+        client="test",
+        expires_at_ms=int(time.time() * 1000) - 1,
+        aggregate_type=TYPE,
+        aggregate_id="acc-expired",
+        expected_version=0,
+        events=(wire.EncodedEvent(OPENED.event_type(), codec.encode(OPENED)),),
+    )
+    producer = Producer(remote.settings.producer_config())
+    producer.produce(remote.requests_topic, key=b"acc-expired", value=wire.encode_request(expired))
+    producer.flush(10)
+    # Same key, so same partition: once the later request is answered, the expired one
+    # has been seen (and skipped).
+    assert remote.version(TYPE, "acc-expired") == 0
+    assert owner_store.version(TYPE, "acc-expired") == 0
+
+
+def test_a_client_that_is_not_started_refuses_to_send(
+    settings: KafkaSettings, codec: EventCodec
+) -> None:
+    with pytest.raises(StoreUnavailableError, match="call start"):
+        RemoteEventStore(settings, codec).append(TYPE, "acc-1", [OPENED], 0)
+
+
+class FencedStore:
+    """An owner whose writer was fenced by a newer owner: every append fails."""
+
+    def append(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> AppendResult:
+        raise FencedError(f"partition of {aggregate_id!r} has a newer writer; this one stopped")
+
+    def version(self, aggregate_type: str, aggregate_id: str) -> int:
+        return 0
+
+
+class BrokenStore(FencedStore):
+    """An owner with a bug: raises something that is not an eventsource error."""
+
+    def append(self, *args: object, **kwargs: object) -> AppendResult:
+        raise RuntimeError("index out of sync")
+
+
+def test_a_fenced_owner_answers_fenced_then_stops_serving(
+    bootstrap_servers: str, codec: EventCodec
+) -> None:
+    settings = KafkaSettings(bootstrap_servers=bootstrap_servers, application_id=_app_id())
+    with (
+        AppendServer(FencedStore(), settings, codec) as server,
+        RemoteEventStore(settings, codec, timeout=15) as client,
+    ):
+        with pytest.raises(FencedError, match="newer writer"):
+            client.append(TYPE, "acc-1", [OPENED], 0)
+        deadline = time.monotonic() + 10
+        while server.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not server.running
+
+
+def test_an_unexpected_owner_failure_is_reported_as_uncertain(
+    bootstrap_servers: str, codec: EventCodec
+) -> None:
+    settings = KafkaSettings(bootstrap_servers=bootstrap_servers, application_id=_app_id())
+    with (
+        AppendServer(BrokenStore(), settings, codec),
+        RemoteEventStore(settings, codec, timeout=15) as client,
+        pytest.raises(UncertainCommitError, match="RuntimeError: index out of sync"),
+    ):
+        client.append(TYPE, "acc-1", [OPENED], 0)
+
+
+def test_many_concurrent_callers_each_get_their_own_reply(
+    remote: RemoteEventStore, owner_store: InMemoryEventStore
+) -> None:
+    accounts = [new_id() for _ in range(20)]
+    results: dict[str, int] = {}
+
+    def open_and_deposit(account: str) -> None:
+        remote.append(TYPE, account, [OPENED], 0)
+        results[account] = remote.append(
+            TYPE, account, [MoneyDeposited(amount=Decimal("1"))], 1
+        ).version
+
+    threads = [threading.Thread(target=open_and_deposit, args=(a,)) for a in accounts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == dict.fromkeys(accounts, 2)
+    assert all(owner_store.version(TYPE, a) == 2 for a in accounts)
+
+
+def _app_id() -> str:
+    return f"t_routing_{uuid.uuid4().hex[:8]}"
+
+
+def _wait_for_reply(consumer: Consumer, request_id: str) -> wire.Reply:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        for message in consumer.consume(num_messages=100, timeout=0.2):
+            if message.error() is None and wire.request_id_of(message.headers()) == request_id:
+                return wire.decode_reply(message.value())
+    raise AssertionError(f"no reply for {request_id} within 15s")
