@@ -79,7 +79,7 @@ class EventCodec:
                 "payload is None (a tombstone), which holds no event: events topics must "
                 "not be compacted and producers must not write null values to them"
             )
-        if payload[:2] == SINGLE_OBJECT_MAGIC:
+        if payload[:2] == SINGLE_OBJECT_MAGIC or payload == SINGLE_OBJECT_MAGIC[:1]:
             if len(payload) < _SINGLE_OBJECT_HEADER:
                 raise CorruptPayloadError(
                     f"single-object payload of {len(payload)} bytes is shorter than its "
@@ -87,7 +87,12 @@ class EventCodec:
                 )
             plan = self.catalog.reader_for_fingerprint(payload[2:_SINGLE_OBJECT_HEADER])
             start = _SINGLE_OBJECT_HEADER
-        elif payload[:1] == CONFLUENT_MAGIC and len(payload) >= _CONFLUENT_HEADER:
+        elif payload[:1] == CONFLUENT_MAGIC:
+            if len(payload) < _CONFLUENT_HEADER:
+                raise CorruptPayloadError(
+                    f"Confluent-framed payload of {len(payload)} bytes is shorter than its "
+                    "5-byte header (00 + 4-byte schema id): it was truncated"
+                )
             schema_id = int.from_bytes(payload[1:_CONFLUENT_HEADER], "big")
             plan = self.catalog.reader_for_registry_id(schema_id)
             start = _CONFLUENT_HEADER
