@@ -1,22 +1,59 @@
-"""The ``eventsource`` command: a thin Typer shell over the library's composition functions."""
+"""The ``eventsource`` command: a thin Typer shell over the library's composition functions.
+
+Exit codes: 0 ok, 1 operational failure, 2 usage or configuration error, 3 a projection
+stopped at a poison record.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Annotated
+
 import typer
+
+from eventsource.cli.reading import LIBRDKAFKA_LOG
 
 app = typer.Typer(
     name="eventsource",
-    help="Kafka as a correct event store: topics, events, projections, replay, services.",
+    help="Kafka as a correct event store: topics, events, projections, replay, services.\n\n"
+    "Settings come from EVENTSOURCE_* environment variables, overridden by flags. "
+    "Exit codes: 0 ok, 1 operational failure, 2 usage or configuration error, "
+    "3 a projection stopped at a poison record.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
 
+@app.callback()
+def _root(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show the Kafka client's own log lines.")
+    ] = False,
+) -> None:
+    # librdkafka logs every refused connection; one-shot commands report errors themselves.
+    LIBRDKAFKA_LOG.setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    if verbose:
+        logging.basicConfig(level=logging.INFO)
+
+
+_registered = False
+
+
 def _register() -> None:
     # Sub-command groups register themselves here; each lives in its own module.
-    from eventsource.cli import dev
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    from eventsource.cli import events, topics
 
+    app.add_typer(topics.app, name="topics")
+    app.add_typer(events.app, name="events")
+    try:
+        from eventsource.cli import dev
+    except ImportError:  # the dev broker commands are optional in a trimmed install
+        return
     app.add_typer(dev.app, name="dev")
 
 

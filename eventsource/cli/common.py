@@ -1,0 +1,135 @@
+"""What every command shares: connection options, settings, output, errors and exit codes.
+
+Exit codes (documented in the CLI reference): 0 ok, 1 operational failure (broker or
+database unreachable, a topic missing), 2 usage or configuration error, 3 a projection
+stopped at a poison record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, NoReturn
+
+import typer
+from confluent_kafka import KafkaError
+from pydantic import ValidationError
+
+from eventsource.errors import (
+    BrokerError,
+    ConfigurationError,
+    EventSourceError,
+    ProjectionStoppedError,
+)
+from eventsource.kafka.config import KafkaSettings
+from eventsource.service.logs import REDACTOR
+from eventsource.service.settings import (
+    ServiceSettings,
+    kafka_settings,
+    parse_properties,
+    secret_values,
+)
+from eventsource.service.supervisor import ExitCode
+
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap-servers",
+        "-b",
+        help="Kafka bootstrap servers [default: $EVENTSOURCE_BOOTSTRAP_SERVERS or 127.0.0.1:9092]",
+        show_default=False,
+    ),
+]
+PropertyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--property",
+        "-X",
+        help="librdkafka property key=value, repeatable (SASL/SSL included); secrets are "
+        "never printed. Also $EVENTSOURCE_KAFKA_EXTRA as a JSON object.",
+        show_default=False,
+    ),
+]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        "-d",
+        help="SQLAlchemy URL of the read-model database "
+        "[default: $EVENTSOURCE_DATABASE_URL or sqlite:///.eventsource/readmodels.db]",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: KafkaSettings
+    service: ServiceSettings
+
+
+def load_settings(
+    bootstrap_servers: str | None = None,
+    properties: list[str] | None = None,
+    database_url: str | None = None,
+    **service: Any,
+) -> Settings:
+    """Environment + flags -> settings; registers every secret with the output scrubber."""
+    kafka = kafka_settings(bootstrap_servers, parse_properties(properties or []))
+    REDACTOR.add(secret_values(kafka, None))
+    overrides = {k: v for k, v in service.items() if v is not None}
+    if database_url:
+        overrides["database_url"] = database_url
+    try:
+        svc = ServiceSettings(**overrides)
+    except ValidationError as exc:
+        raise ConfigurationError(_validation_message(exc)) from exc
+    REDACTOR.add(secret_values(kafka, svc))
+    return Settings(kafka, svc)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+    return "invalid settings: " + "; ".join(parts)
+
+
+def fail(message: str, code: ExitCode = ExitCode.FAILURE) -> NoReturn:
+    """Print ``error: message`` (scrubbed of secrets) on stderr and exit with ``code``."""
+    sys.stderr.write(f"error: {REDACTOR.scrub(message)}\n")
+    sys.stderr.flush()
+    raise typer.Exit(int(code))
+
+
+@contextlib.contextmanager
+def exit_codes() -> Iterator[None]:
+    """Turn the library's errors into one scrubbed line on stderr and a meaningful code."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except ProjectionStoppedError as exc:
+        fail(str(exc), ExitCode.POISON)
+    except ConfigurationError as exc:
+        fail(str(exc), ExitCode.USAGE)
+    except EventSourceError as exc:
+        fail(str(exc), ExitCode.FAILURE)
+    except Exception as exc:
+        fail(f"{type(exc).__name__}: {exc}", ExitCode.FAILURE)
+
+
+def emit_json(data: Any) -> None:
+    """One JSON document (or line) on stdout."""
+    sys.stdout.write(json.dumps(data, default=str, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def kafka_error(exc: BaseException, what: str) -> EventSourceError:
+    """Wrap a confluent-kafka error, keeping ``retriable`` where Kafka says so."""
+    error: Any = exc.args[0] if exc.args else None
+    if isinstance(error, KafkaError):
+        return BrokerError(f"{what}: {error.str()}", retriable=bool(error.retriable()))
+    return BrokerError(f"{what}: {exc}")
