@@ -46,10 +46,13 @@ def _register() -> None:
     if _registered:
         return
     _registered = True
-    from eventsource.cli import events, topics
+    from eventsource.cli import events, projections, run, topics
 
     app.add_typer(topics.app, name="topics")
     app.add_typer(events.app, name="events")
+    app.command()(run.run)
+    app.command()(projections.status)
+    app.command()(projections.replay)
     try:
         from eventsource.cli import dev
     except ImportError:  # the dev broker commands are optional in a trimmed install

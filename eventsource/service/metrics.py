@@ -118,7 +118,7 @@ class MetricsListener:
             self._metrics.rebalances.labels(self._name, "assigned").inc()
             self._set_ready()
         if self._log is not None:
-            self._log.info("partitions assigned", partitions=sorted(map(str, _keys(partitions))))
+            self._log.info("partitions assigned", partitions=_names(partitions))
 
     def on_revoked(self, partitions: Sequence[Any]) -> None:
         with self._lock:
@@ -126,7 +126,7 @@ class MetricsListener:
             self.state.partitions = len(self._assigned)
             self._metrics.rebalances.labels(self._name, "revoked").inc()
         if self._log is not None:
-            self._log.info("partitions revoked", partitions=sorted(map(str, _keys(partitions))))
+            self._log.info("partitions revoked", partitions=_names(partitions))
 
     def on_batch(self, n_events: int, seconds: float) -> None:
         with self._lock:
@@ -183,3 +183,10 @@ def _keys(partitions: Sequence[Any]) -> set[Any]:
         partition = getattr(p, "partition", None)
         keys.add((topic, partition) if topic is not None else p)
     return keys
+
+
+def _names(partitions: Sequence[Any]) -> list[str]:
+    return sorted(
+        f"{k[0]}[{k[1]}]" if isinstance(k, tuple) and len(k) == 2 else str(k)
+        for k in _keys(partitions)
+    )

@@ -1,0 +1,144 @@
+"""Shared pieces of the projection commands: loading projections, progress, bounds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
+
+from eventsource.cli.reading import StartAt
+from eventsource.errors import ConfigurationError
+from eventsource.projection import Projection
+from eventsource.projection.replay import ReplayProgress
+from eventsource.service.loader import load_object
+
+ProjectionArg = Annotated[
+    str,
+    typer.Argument(
+        help="Projection by import path, module:attribute (a Projection class or instance)."
+    ),
+]
+NameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--name", help="Override the projection's name (tables, group).", show_default=False
+    ),
+]
+TopicsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--topic",
+        "-t",
+        help="Read these topics instead of the projection's own. Repeatable.",
+        show_default=False,
+    ),
+]
+VersionOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--projection-version", min=1, help="Override the projection's version.", show_default=False
+    ),
+]
+
+
+def load_projection(
+    path: str,
+    *,
+    name: str | None = None,
+    version: int | None = None,
+    topics: Sequence[str] | None = None,
+) -> Projection:
+    """The projection at ``path`` (class or instance), with optional overrides."""
+    obj = load_object(path)
+    if isinstance(obj, type) and issubclass(obj, Projection):
+        cls: type[Projection] = obj
+        base: Projection | None = None
+    elif isinstance(obj, Projection):
+        cls, base = type(obj), obj
+    else:
+        raise ConfigurationError(
+            f"{path!r} is {obj!r}, which is not a projection: point it at a "
+            "eventsource.projection.Projection subclass or instance"
+        )
+    if base is not None and name is None and version is None and not topics:
+        return base
+    return cls(
+        name=name or (base.name if base else None),
+        version=version or (base.version if base else None),
+        topics=list(topics) if topics else (list(base.topics) if base else None),
+    )
+
+
+def load_projections(
+    paths: Sequence[str], name: str | None, topics: Sequence[str] | None
+) -> list[Projection]:
+    """Several projections; ``--name`` / ``--topic`` overrides only make sense for one."""
+    if len(paths) > 1 and (name or topics):
+        raise ConfigurationError(
+            "--name and --topic override one projection; run one process per override"
+        )
+    return [load_projection(path, name=name, topics=topics) for path in paths]
+
+
+def parse_bound(spec: str | None, what: str) -> tuple[int | None, datetime | None]:
+    """``--from`` / ``--to`` into (offset, time); ``beginning`` / ``end`` mean no bound."""
+    if spec is None or spec in {"beginning", "earliest", "end", "latest"}:
+        return None, None
+    start = StartAt.parse(spec)
+    if start.kind == "offset":
+        return start.value, None
+    if start.kind == "timestamp":
+        return None, datetime.fromtimestamp(start.value / 1000, tz=UTC)
+    raise ConfigurationError(f"{what} {spec!r} is not understood")
+
+
+class _Rate(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        rate = task.fields.get("rate", 0.0)
+        return Text(f"{rate:,.0f} ev/s", style="progress.data.speed")
+
+
+class _Lag(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"lag {task.fields.get('lag', 0):,}", style="progress.remaining")
+
+
+@contextmanager
+def progress_bar(label: str, enabled: bool) -> Iterator[Any]:
+    """A rich progress bar on stderr fed by :class:`ReplayProgress` reports; None if off."""
+    if not enabled:
+        yield None
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Rate(),
+        _Lag(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    task = progress.add_task(label, total=None, rate=0.0, lag=0)
+
+    def report(p: ReplayProgress) -> None:
+        progress.update(
+            task, completed=p.events_done, total=p.events_total, rate=p.rate, lag=p.lag_left
+        )
+
+    with progress:
+        yield report

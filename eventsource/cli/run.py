@@ -1,0 +1,101 @@
+"""``eventsource run``: projections as a long-running service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from eventsource.cli.common import (
+    BootstrapOpt,
+    DatabaseOpt,
+    PropertyOpt,
+    exit_codes,
+    load_settings,
+)
+from eventsource.cli.projecting import NameOpt, TopicsOpt, load_projections
+from eventsource.service.runtime import serve
+
+
+def run(
+    projection: Annotated[
+        list[str], typer.Argument(help="Projections by import path (module:attribute).")
+    ],
+    http_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of /healthz, /readyz and /metrics (0: any free port) "
+            "[default: $EVENTSOURCE_HTTP_PORT or 9464].",
+            show_default=False,
+        ),
+    ] = None,
+    http_host: Annotated[
+        str | None,
+        typer.Option(help="Address the probes listen on [default: 0.0.0.0].", show_default=False),
+    ] = None,
+    no_http: Annotated[bool, typer.Option("--no-http", help="Serve no probes.")] = False,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Records per database transaction [default: 5000].", show_default=False
+        ),
+    ] = None,
+    drain_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds SIGTERM/SIGINT may take to finish the in-flight batches [default: 20].",
+            show_default=False,
+        ),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="DEBUG, INFO, WARNING or ERROR [default: INFO].", show_default=False),
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="json or console [default: json].", show_default=False)
+    ] = None,
+    group_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Consumer group [default: <application_id>.projection.<name>.v<version>].",
+            show_default=False,
+        ),
+    ] = None,
+    name: NameOpt = None,
+    topic: TopicsOpt = None,
+    database_url: DatabaseOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    prop: PropertyOpt = None,
+) -> None:
+    """Run projections as a service until SIGTERM or SIGINT.
+
+    One runner thread and consumer group per projection: start more processes to share the
+    partitions. SIGTERM/SIGINT finish and commit the in-flight batch, leave the group and
+    exit 0 (1 if the drain exceeds --drain-timeout; a second signal exits at once).
+    Logs are JSON lines on stderr; /healthz, /readyz and /metrics are served over HTTP.
+
+    Examples:
+
+      eventsource run examples.bank.projections:AccountBalances -d sqlite:///balances.db
+
+      EVENTSOURCE_DATABASE_URL=postgresql+psycopg://app@db/app eventsource run
+      app.read:Balances app.read:Statements --http-port 9464
+    """
+    with exit_codes():
+        settings = load_settings(
+            bootstrap_servers,
+            prop,
+            database_url,
+            http_port=http_port,
+            http_host=http_host,
+            batch_size=batch_size,
+            drain_timeout_s=drain_timeout,
+            log_level=log_level,
+            log_format=log_format,
+        )
+        service = settings.service
+        if no_http:
+            service = service.model_copy(update={"http_port": None})
+        projections = load_projections(projection, name, topic)
+        code = serve(projections, settings.kafka, service, group_id=group_id)
+    raise typer.Exit(int(code))

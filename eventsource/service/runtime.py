@@ -1,0 +1,80 @@
+"""The composition of a projector service: runners, supervisor, probes, metrics, logs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsource.kafka.config import KafkaSettings, redact
+from eventsource.projection import Projection, ProjectionRunner
+from eventsource.service.health import HealthServer
+from eventsource.service.logs import configure_logging, get_logger
+from eventsource.service.metrics import MetricsListener, ServiceMetrics
+from eventsource.service.settings import ServiceSettings, redact_url, secret_values
+from eventsource.service.supervisor import ExitCode, Supervisor, Unit
+
+
+def serve(
+    projections: Sequence[Projection],
+    kafka: KafkaSettings,
+    service: ServiceSettings,
+    *,
+    group_id: str | None = None,
+    metrics: ServiceMetrics | None = None,
+) -> ExitCode:
+    """Run ``projections`` until SIGTERM/SIGINT (or a fatal error); returns the exit code.
+
+    Each projection gets its own runner thread and consumer group
+    (``<application_id>.projection.<name>.v<version>`` unless ``group_id`` is given);
+    more processes with the same projections share the partitions.
+    """
+    configure_logging(service.log_level, service.log_format, secrets=secret_values(kafka, service))
+    log = get_logger("eventsource.service")
+    metrics = metrics or ServiceMetrics()
+    units = [_unit(p, kafka, service, metrics, group_id, log) for p in projections]
+    supervisor = Supervisor(units, drain_timeout_s=service.drain_timeout_s, log=log)
+    server: HealthServer | None = None
+    if service.http_port is not None:
+        server = HealthServer(
+            supervisor.readiness, metrics.registry, host=service.http_host, port=service.http_port
+        ).start()
+    log.info(
+        "service starting",
+        projections=[f"{p.name} v{p.version}" for p in projections],
+        topics=sorted({t for p in projections for t in p.topics}),
+        database_url=redact_url(service.database_url),
+        kafka=redact(kafka.common()),
+        http_port=server.port if server else None,
+        batch_size=service.batch_size,
+    )
+    try:
+        code = supervisor.run()
+    finally:
+        if server is not None:
+            server.stop()
+    log.info("service stopped", exit_code=int(code))
+    return code
+
+
+def _unit(
+    projection: Projection,
+    kafka: KafkaSettings,
+    service: ServiceSettings,
+    metrics: ServiceMetrics,
+    group_id: str | None,
+    log: Any,
+) -> Unit:
+    bound = log.bind(projection=projection.name, version=projection.version)
+    listener = MetricsListener(metrics, projection.name, bound)
+
+    def factory(lst: MetricsListener) -> ProjectionRunner:
+        return ProjectionRunner(
+            projection,
+            kafka,
+            service.database_url,
+            batch_size=service.batch_size,
+            group_id=group_id,
+            listener=lst,
+        )
+
+    return Unit(projection.name, factory, listener)
