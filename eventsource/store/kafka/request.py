@@ -6,8 +6,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from confluent_kafka import KafkaError, Message
-
 from eventsource.domain import Event
 from eventsource.store.port import AppendResult
 
@@ -31,18 +29,8 @@ class AppendRequest:
     base_version: int = 0
     """The aggregate's version before this append, decided by the writer."""
     offsets: list[int] = field(default_factory=list)
-    error: KafkaError | None = None
+    """Offsets of the events once committed."""
 
     @property
     def key(self) -> bytes:
         return self.aggregate_id.encode("utf-8")
-
-    def delivered(self, error: KafkaError | None, message: Message) -> None:
-        """Delivery report: one call per event, in produce order within the partition."""
-        if error is not None:
-            if self.error is None:
-                self.error = error
-        else:
-            offset = message.offset()
-            assert offset is not None  # a delivered record always has an offset
-            self.offsets.append(offset)

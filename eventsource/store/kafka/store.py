@@ -8,6 +8,7 @@ has fenced older writers and caught up; only then are appends and loads served.
 from __future__ import annotations
 
 import concurrent.futures
+import random
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
@@ -181,7 +182,7 @@ class KafkaEventStore:
             aggregate_id=aggregate_id,
             events=tuple(events),
             payloads=tuple(self.codec.encode(event) for event in events),
-            event_ids=tuple(str(uuid.uuid4()) for _ in events),
+            event_ids=tuple(_new_event_id() for _ in events),
             expected_version=expected_version,
             time=datetime.now(UTC),
             correlation_id=correlation_id,
@@ -245,3 +246,9 @@ def wait_for(future: Future[AppendResult], aggregate_id: str, timeout: float) ->
             f"the append to {aggregate_id!r} did not finish within {timeout:.0f}s and may "
             "still commit: reload the aggregate (its version tells) before retrying"
         ) from None
+
+
+def _new_event_id() -> str:
+    # uuid4() reads os.urandom, which releases the GIL: under load each call then waits for
+    # it again. Event ids need uniqueness, not secrecy; random reseeds after fork.
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))

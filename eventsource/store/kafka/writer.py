@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import cast
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from eventsource.codec import EventCodec, build_headers
 from eventsource.domain import Aggregate, EventMetadata, Position
@@ -48,6 +48,31 @@ raises) and ``"after_commit"``; an exception it raises is handled like a Kafka f
 _FENCING_CODES = frozenset(
     {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 )
+
+
+class DeliveryMark:
+    """Delivery report callback that keeps the offset (or error) of one record."""
+
+    __slots__ = ("error", "offset")
+
+    def __init__(self) -> None:
+        self.offset: int | None = None
+        self.error: KafkaError | None = None
+
+    def __call__(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self.error = error
+        else:
+            self.offset = message.offset()
+
+    def both(self, other: DeliveryMark) -> Callable[[KafkaError | None, Message], None]:
+        """A callback that records into this mark and ``other`` (a one-record batch)."""
+
+        def report(error: KafkaError | None, message: Message) -> None:
+            self(error, message)
+            other(error, message)
+
+        return report
 
 
 def is_fenced(exc: BaseException) -> bool:
@@ -218,62 +243,111 @@ class PartitionWriter(RecoveryMixin):
     def _transact(self, accepted: list[AppendRequest]) -> None:
         producer = self._producer
         assert producer is not None  # serving implies a producer
+        first, last = DeliveryMark(), DeliveryMark()
         try:
             producer.begin_transaction()
-            for request in accepted:
-                self._produce(producer, request)
-            remaining = producer.flush(self.op_timeout + 1)
-            if remaining:
-                raise StoreUnavailableError(
-                    f"{remaining} events to {self.where} were not acknowledged within "
-                    f"{self.op_timeout + 1:.0f}s"
-                )
-            failed = next((r.error for r in accepted if r.error is not None), None)
-            if failed is not None:
-                raise KafkaException(failed)
-            self._fault("before_commit")
+            self._produce(producer, accepted, first, last)
+            if self.fault_hook is not None:
+                producer.flush(self.op_timeout)  # let the records reach the log first
+                self._fault("before_commit")
         except Exception as exc:
             self.fail_uncommitted(accepted, exc)
             return
         try:
             self._fault("commit")
+            # commit_transaction flushes first; a failed record makes it raise.
             producer.commit_transaction(self.op_timeout)
             self._fault("after_commit")
         except Exception as exc:
             self.commit_failed(accepted, exc)
             return
-        self.complete(accepted)
+        self._settle(producer, accepted, first, last)
 
-    def _produce(self, producer: Producer, request: AppendRequest) -> None:
-        key = request.key
-        for i, (event, payload) in enumerate(zip(request.events, request.payloads, strict=True)):
-            metadata = EventMetadata(
-                event_id=request.event_ids[i],
-                event_type=event.event_type(),
-                aggregate_type=request.aggregate_type,
-                aggregate_id=request.aggregate_id,
-                version=request.base_version + i + 1,
-                time=request.time,
-                correlation_id=request.correlation_id,
-                causation_id=request.causation_id,
-            )
-            producer.produce(
-                self.topic,
-                value=payload,
-                key=key,
-                partition=self.partition,
-                headers=cast(
+    def _produce(
+        self,
+        producer: Producer,
+        accepted: list[AppendRequest],
+        first: DeliveryMark,
+        last: DeliveryMark,
+    ) -> None:
+        # Delivery reports only for the batch's first and last record: each Python callback
+        # costs a GIL round trip, and offsets in between follow (see _settle).
+        total = sum(len(r.events) for r in accepted)
+        produced = 0
+        for request in accepted:
+            key = request.key
+            for i, (event, payload) in enumerate(
+                zip(request.events, request.payloads, strict=True)
+            ):
+                metadata = EventMetadata(
+                    event_id=request.event_ids[i],
+                    event_type=event.event_type(),
+                    aggregate_type=request.aggregate_type,
+                    aggregate_id=request.aggregate_id,
+                    version=request.base_version + i + 1,
+                    time=request.time,
+                    correlation_id=request.correlation_id,
+                    causation_id=request.causation_id,
+                )
+                headers = cast(
                     "list[tuple[str, str | bytes | None]]",
                     build_headers(metadata, source=self.source),
+                )
+                produced += 1
+                mark = first if produced == 1 else last if produced == total else None
+                if mark is None:
+                    producer.produce(
+                        self.topic, payload, key, partition=self.partition, headers=headers
+                    )
+                else:
+                    producer.produce(
+                        self.topic,
+                        payload,
+                        key,
+                        partition=self.partition,
+                        headers=headers,
+                        on_delivery=mark if total > 1 else first.both(last),
+                    )
+
+    def _settle(
+        self,
+        producer: Producer,
+        accepted: list[AppendRequest],
+        first: DeliveryMark,
+        last: DeliveryMark,
+    ) -> None:
+        """Give every event its offset, then complete the committed batch.
+
+        One producer alone writes this partition inside one transaction, so the batch's
+        records are contiguous: first.offset .. last.offset. Should that ever not hold, the
+        offsets are established by re-reading the tail, matched by event id.
+        """
+        for _ in range(100):
+            producer.poll(0 if _ == 0 else 0.05)  # serve the two delivery reports
+            if first.offset is not None and last.offset is not None:
+                break
+        total = sum(len(r.events) for r in accepted)
+        if first.offset is None or last.offset is None or last.offset - first.offset + 1 != total:
+            self.resolve_uncertain(
+                accepted,
+                RuntimeError(
+                    f"committed batch of {total} events has delivery offsets "
+                    f"{first.offset}..{last.offset}: positions established by re-reading"
                 ),
-                on_delivery=request.delivered,
             )
+            return
+        offset = first.offset
+        for request in accepted:
+            request.offsets = list(range(offset, offset + len(request.events)))
+            offset += len(request.events)
+        self.complete(accepted)
 
     def complete(self, accepted: list[AppendRequest]) -> None:
         """The batch is committed: fold it into the index, then answer the callers."""
+        topic, partition = self.topic, self.partition
         for request in accepted:
             version = self.index.apply(request.aggregate_id, request.events)
-            positions = tuple(Position(self.topic, self.partition, o) for o in request.offsets)
+            positions = tuple(Position(topic, partition, o) for o in request.offsets)
             self.end_offset = max(self.end_offset, request.offsets[-1] + 1)
             request.future.set_result(AppendResult(request.aggregate_id, version, positions))
 
