@@ -152,7 +152,7 @@ class ProjectionRunner:
         consumer = self._ensure_consumer()
         targets = self._end_offsets(consumer, deadline)
         while True:
-            self._step(stats, None)
+            self._step(stats, None, deadline)
             done = self._done_offsets(consumer, targets)
             if all(done.get(tp, 0) >= end for tp, end in targets.items()):
                 break
@@ -172,7 +172,9 @@ class ProjectionRunner:
         return projection_status(self.projection, self.settings, self.engine)
 
     # internals ------------------------------------------------------------------------
-    def _step(self, stats: RunStats, stop: threading.Event | None) -> bool:
+    def _step(
+        self, stats: RunStats, stop: threading.Event | None, deadline: float | None = None
+    ) -> bool:
         consumer = self._ensure_consumer()
         messages = consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout)
         good = []
@@ -190,9 +192,9 @@ class ProjectionRunner:
         if not good:
             idle = {tp: o for tp, o in positions.items() if o > self._applied.get(tp, 0)}
             if idle:
-                self._apply_with_retry([], idle, stats, stop)
+                self._apply_with_retry([], idle, stats, stop, deadline)
             return False
-        self._apply_with_retry(good, positions, stats, stop)
+        self._apply_with_retry(good, positions, stats, stop, deadline)
         return True
 
     def _apply_with_retry(
@@ -201,6 +203,7 @@ class ProjectionRunner:
         positions: dict[TP, int],
         stats: RunStats,
         stop: threading.Event | None,
+        deadline: float | None,
     ) -> None:
         backoff = 0.2
         while True:
@@ -212,15 +215,18 @@ class ProjectionRunner:
                     outcome = self._applier.advance(positions)
                 break
             except Exception as exc:
-                if not is_transient_db_error(exc):
-                    self.listener.on_error(exc)
-                    raise
                 self.listener.on_error(exc)
-                log.warning("read-model database unavailable, retrying batch: %s", exc)
-                if stop is not None and stop.wait(backoff):
+                give_up = (stop is not None and stop.wait(backoff)) or (
+                    deadline is not None and time.monotonic() > deadline
+                )
+                if not is_transient_db_error(exc) or give_up:
+                    # The consumer's position is past records that were not committed:
+                    # drop it, so the next call starts again from the stored checkpoints.
+                    self._close_consumer()
                     raise
+                log.warning("read-model database unavailable, retrying batch: %s", exc)
                 if stop is None:
-                    time.sleep(backoff)
+                    time.sleep(backoff)  # run_until_caught_up: bounded by its deadline
                 backoff = min(backoff * 2, 5.0)
         assert outcome.next_offsets is not None
         self._applied.update(outcome.next_offsets)

@@ -47,7 +47,9 @@ def wait_for_positions(
     try:
         while True:
             with engine.connect() as conn:
-                live = version if version is not None else live_version(conn, name)
+                live = live_version(conn, name)  # None: the projection never ran here
+                if version is not None and live is not None:
+                    live = version
                 stored = {} if live is None else read_checkpoints(conn, name, live, needed)
             missing = {tp: o for tp, o in needed.items() if stored.get(tp, 0) < o}
             if not missing:

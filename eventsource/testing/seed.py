@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Producer
 
 from eventsource.codec import EventCodec, build_headers
 from eventsource.domain import Aggregate, Event, EventMetadata, Position
 from eventsource.errors import StoreError
+from eventsource.kafka.admin import ensure_topic
 from eventsource.kafka.config import KafkaSettings
 
 __all__ = ["SeedEvent", "create_topic", "fold", "seed_events"]
@@ -37,15 +37,8 @@ class SeedEvent:
 
 
 def create_topic(settings: KafkaSettings, topic: str, partitions: int = 3) -> None:
-    """Create ``topic`` (events topic settings: keep forever); no error if it exists."""
-    admin = AdminClient(settings.admin_config())
-    config = {"retention.ms": "-1", "cleanup.policy": "delete"}
-    future = admin.create_topics([NewTopic(topic, partitions, 1, config=config)])[topic]
-    try:
-        future.result(timeout=30)
-    except KafkaException as exc:
-        if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
-            raise StoreError(f"cannot create topic {topic!r}: {exc}") from exc
+    """Create an events topic (kept forever) if missing and wait until it is usable."""
+    ensure_topic(settings, topic, partitions)
 
 
 def seed_events(
@@ -102,11 +95,14 @@ def seed_events(
                     version=version,
                     time=now,
                 )
+                headers: list[tuple[str, str | bytes | None]] = [
+                    *build_headers(meta, source=source)
+                ]
                 producer.produce(
                     topic,
                     codec.encode(item.event),
                     key=item.aggregate_id.encode(),
-                    headers=build_headers(meta, source=source),
+                    headers=headers,
                     on_delivery=report(index),
                 )
                 producer.poll(0)
