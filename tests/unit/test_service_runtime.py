@@ -140,11 +140,12 @@ def test_poison_stop_and_configuration_errors_end_the_service_with_their_code(
         healthy.append(FakeRunner(listener))
         return healthy[-1]
 
+    def bad(listener: MetricsListener) -> FakeRunner:
+        wait_until(lambda: bool(healthy))  # fail while the other projection is running
+        return FakeRunner(listener, fail_with=error)
+
     sup = Supervisor(
-        [
-            unit("bad", metrics, lambda lst: FakeRunner(lst, fail_with=error)),
-            unit("ok", metrics, good),
-        ],
+        [unit("bad", metrics, bad), unit("ok", metrics, good)],
         drain_timeout_s=5,
         log=LOG,
     )
