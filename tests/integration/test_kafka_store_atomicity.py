@@ -1,0 +1,142 @@
+"""Atomic appends, and the truth about commits whose outcome the client did not see."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from eventsource.codec import parse_headers
+from eventsource.errors import StoreUnavailableError
+from eventsource.kafka.config import KafkaSettings
+from eventsource.store.kafka import KafkaEventStore
+from examples.bank.domain import Account, AccountOpened, MoneyDeposited
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT = "bank.account"
+COMMAND = [
+    AccountOpened(owner="Ada"),
+    MoneyDeposited(amount=Decimal(5)),
+    MoneyDeposited(amount=Decimal(6)),
+]
+
+
+def read(settings: KafkaSettings, topic: str, partition: int, isolation: str) -> list[Message]:
+    consumer = Consumer(
+        settings.consumer_config(
+            "reader", **{"enable.partition.eof": True, "isolation.level": isolation}
+        )
+    )
+    consumer.assign([TopicPartition(topic, partition, 0)])
+    records: list[Message] = []
+    try:
+        while True:
+            message = consumer.poll(10)
+            assert message is not None, f"no end of {topic}[{partition}] within 10s"
+            error = message.error()
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                return records
+            assert error is None, error
+            records.append(message)
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def store(kafka_settings: KafkaSettings, unique_name: str) -> Iterator[KafkaEventStore]:
+    settings = kafka_settings.model_copy(
+        update={"application_id": unique_name, "delivery_timeout_ms": 10_000}
+    )
+    with KafkaEventStore(settings, [Account], partitions=1, topic_prefix=f"{unique_name}.") as s:
+        yield s
+
+
+def fail_at(stage: str, error: BaseException) -> Callable[[str], None]:
+    def hook(current: str) -> None:
+        if current == stage:
+            raise error
+
+    return hook
+
+
+def test_a_failure_between_produce_and_commit_aborts_the_whole_command(
+    store: KafkaEventStore, kafka_settings: KafkaSettings
+) -> None:
+    topic = store.topic_for(ACCOUNT)
+    writer = store.writer_for(ACCOUNT, "acc-1")
+    writer.fault_hook = fail_at("before_commit", RuntimeError("injected before commit"))
+    with pytest.raises(StoreUnavailableError, match="nothing was written"):
+        store.append(ACCOUNT, "acc-1", COMMAND, 0)
+    # The records did reach the log, inside the transaction that was then aborted ...
+    assert len(read(kafka_settings, topic, 0, "read_uncommitted")) == 3
+    # ... so a read_committed consumer sees none of them, and the store is unchanged.
+    assert read(kafka_settings, topic, 0, "read_committed") == []
+    assert store.version(ACCOUNT, "acc-1") == 0
+
+    writer.fault_hook = None
+    result = store.append(ACCOUNT, "acc-1", COMMAND, 0)
+    committed = read(kafka_settings, topic, 0, "read_committed")
+    assert [r.offset() for r in committed] == [p.offset for p in result.positions]
+    assert [parse_headers(r.headers()).version for r in committed] == [1, 2, 3]  # type: ignore[arg-type]
+    assert [dict(r.headers() or [])["ce_type"] for r in committed] == [
+        e.event_type().encode() for e in COMMAND
+    ]
+
+
+def test_a_commit_that_happened_but_was_not_acknowledged_is_reported_as_a_success(
+    store: KafkaEventStore, kafka_settings: KafkaSettings
+) -> None:
+    store.append(ACCOUNT, "acc-0", [AccountOpened(owner="Bob")], 0)
+    writer = store.writer_for(ACCOUNT, "acc-1")
+    lost_reply = KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True))
+    writer.fault_hook = fail_at("after_commit", lost_reply)
+    result = store.append(ACCOUNT, "acc-1", COMMAND, 0)
+    writer.fault_hook = None
+    assert result.version == 3
+    committed = read(kafka_settings, store.topic_for(ACCOUNT), 0, "read_committed")
+    assert [r.offset() for r in committed[1:]] == [p.offset for p in result.positions]
+    # Folded exactly once: the re-read tail is the only source of these events.
+    assert store.version(ACCOUNT, "acc-1") == 3
+    assert store.load(Account, "acc-1").balance == Decimal(11)
+    assert store.append(ACCOUNT, "acc-1", [MoneyDeposited(amount=Decimal(1))], 3).version == 4
+
+
+def test_a_commit_that_never_reached_the_broker_is_reported_as_nothing_written(
+    store: KafkaEventStore, kafka_settings: KafkaSettings
+) -> None:
+    writer = store.writer_for(ACCOUNT, "acc-1")
+    writer.fault_hook = fail_at("commit", KafkaException(KafkaError(KafkaError._TIMED_OUT)))
+    with pytest.raises(StoreUnavailableError, match="not on the topic"):
+        store.append(ACCOUNT, "acc-1", COMMAND, 0)
+    writer.fault_hook = None
+    assert read(kafka_settings, store.topic_for(ACCOUNT), 0, "read_committed") == []
+    assert store.version(ACCOUNT, "acc-1") == 0
+    assert store.append(ACCOUNT, "acc-1", COMMAND, 0).version == 3
+
+
+def test_a_commit_the_broker_refused_aborts_and_writes_nothing(store: KafkaEventStore) -> None:
+    writer = store.writer_for(ACCOUNT, "acc-1")
+    refused = KafkaError(KafkaError._STATE, "injected", txn_requires_abort=True)
+    writer.fault_hook = fail_at("commit", KafkaException(refused))
+    with pytest.raises(StoreUnavailableError, match="nothing was written"):
+        store.append(ACCOUNT, "acc-1", COMMAND, 0)
+    writer.fault_hook = None
+    assert store.version(ACCOUNT, "acc-1") == 0
+    assert store.append(ACCOUNT, "acc-1", COMMAND, 0).version == 3
+
+
+def test_a_rejected_request_does_not_affect_the_requests_queued_with_it(
+    store: KafkaEventStore,
+) -> None:
+    futures = [
+        store.append_async(ACCOUNT, "acc-1", [AccountOpened(owner="A")], 0),
+        store.append_async(ACCOUNT, "acc-1", [AccountOpened(owner="B")], 0),  # loses
+        store.append_async(ACCOUNT, "acc-2", [AccountOpened(owner="C")], 0),
+        store.append_async(ACCOUNT, "acc-1", [MoneyDeposited(amount=Decimal(1))], 1),
+    ]
+    outcomes = [type(f.exception(timeout=30)).__name__ for f in futures]
+    assert outcomes == ["NoneType", "ConcurrencyError", "NoneType", "NoneType"]
+    assert (store.version(ACCOUNT, "acc-1"), store.version(ACCOUNT, "acc-2")) == (2, 1)
