@@ -46,13 +46,15 @@ def _register() -> None:
     if _registered:
         return
     _registered = True
-    from eventsource.cli import events, projections, run, topics
+    from eventsource.cli import dlq, events, projections, run, topics
 
     app.add_typer(topics.app, name="topics")
     app.add_typer(events.app, name="events")
     app.command()(run.run)
     app.command()(projections.status)
     app.command()(projections.replay)
+    app.command()(projections.rebuild)
+    app.add_typer(dlq.app, name="dlq")
     try:
         from eventsource.cli import dev
     except ImportError:  # the dev broker commands are optional in a trimmed install

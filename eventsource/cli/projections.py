@@ -1,4 +1,4 @@
-"""``eventsource run|status|replay``: projections as a service and from the command line."""
+"""``eventsource status|replay|rebuild``: where projections stand, and rebuilding them."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from eventsource.cli.projecting import (
     progress_bar,
 )
 from eventsource.projection import projection_status
+from eventsource.projection.rebuild import rebuild as rebuild_version
 from eventsource.projection.replay import replay as replay_range
 from eventsource.service.supervisor import ExitCode
 
@@ -183,3 +184,69 @@ def replay(
                 f"({result.applied} applied, {result.dead_lettered} dead-lettered) "
                 f"in {result.seconds:.1f}s ({rate:,.0f} events/s)"
             )
+
+
+def rebuild(
+    projection: ProjectionArg,
+    version: VersionOpt = None,
+    swap: Annotated[
+        bool,
+        typer.Option("--swap/--no-swap", help="Make the new version live once caught up."),
+    ] = True,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Empty the new version's tables first.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Records per transaction.")] = 5000,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 3600.0,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")
+    ] = True,
+    name: NameOpt = None,
+    topic: TopicsOpt = None,
+    database_url: DatabaseOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    prop: PropertyOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Blue/green: build a new projection version beside the live one, then swap.
+
+    The new version (the projection's `version`, or --projection-version) fills its own
+    tables while the live version keeps serving; once it has caught up, the views flip to
+    it in one transaction. An interrupted rebuild resumes. Afterwards run the new version
+    ('eventsource run') and stop the old one.
+
+    Example: eventsource rebuild examples.bank.projections:AccountBalances --projection-version 2
+    """
+    with exit_codes():
+        settings = load_settings(bootstrap_servers, prop, database_url)
+        p = load_projection(projection, name=name, version=version, topics=topic)
+        with progress_bar(f"rebuild {p.name} v{p.version}", progress and not json_out) as report:
+            result = rebuild_version(
+                p,
+                settings.kafka,
+                settings.service.database_url,
+                swap=swap,
+                restart=restart,
+                batch_size=batch_size,
+                progress=report,
+                timeout=timeout,
+            )
+        summary = {
+            "projection": result.projection,
+            "version": result.version,
+            "previous_version": result.previous_version,
+            "swapped": result.swapped,
+            "rounds": result.rounds,
+            "applied": result.applied,
+            "seconds": round(result.seconds, 3),
+        }
+        if json_out:
+            emit_json(summary)
+            return
+        state = "is live" if result.swapped else "is built, not live (swap later)"
+        before = f" (was v{result.previous_version})" if result.previous_version else ""
+        typer.echo(
+            f"rebuilt {result.projection} v{result.version}: {result.applied} events applied "
+            f"in {result.rounds} round(s), {result.seconds:.1f}s; v{result.version} {state}"
+            f"{before}"
+        )

@@ -1,0 +1,95 @@
+"""``eventsource dlq list|replay``: a projection's dead-letter topic."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from eventsource.cli.common import (
+    BootstrapOpt,
+    JsonOpt,
+    PropertyOpt,
+    emit_json,
+    exit_codes,
+    load_settings,
+)
+from eventsource.cli.projecting import NameOpt, ProjectionArg, load_projection
+from eventsource.projection.deadletter import dlq_topic
+from eventsource.projection.dlq_records import DeadLetterRecord, list_dead_letters
+
+app = typer.Typer(help="Inspect and replay a projection's dead letters.", no_args_is_help=True)
+
+
+def record_dict(record: DeadLetterRecord) -> dict[str, Any]:
+    """A dead letter as JSON-ready data (payload left out; its size is shown)."""
+    headers = {
+        k: (v.decode("utf-8", "replace") if v is not None else None) for k, v in record.headers
+    }
+    return {
+        "dlq_partition": record.dlq_partition,
+        "dlq_offset": record.dlq_offset,
+        "source": {
+            "topic": record.source.topic,
+            "partition": record.source.partition,
+            "offset": record.source.offset,
+        },
+        "aggregate_id": record.aggregate_id,
+        "type": headers.get("ce_type"),
+        "stage": record.stage,
+        "exception": record.exception_class,
+        "message": record.exception_message,
+        "projection_version": record.projection_version,
+        "dead_lettered_at": record.dead_lettered_at.isoformat()
+        if record.dead_lettered_at
+        else None,
+        "value_bytes": len(record.value or b""),
+    }
+
+
+@app.command(
+    "list",
+    epilog="Example: eventsource dlq list examples.bank.projections:AccountBalances --json",
+)
+def list_(
+    projection: ProjectionArg,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Show at most this many.", show_default=False)
+    ] = None,
+    all_versions: Annotated[
+        bool, typer.Option("--all-versions", help="Include other projection versions' letters.")
+    ] = False,
+    name: NameOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    prop: PropertyOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Dead letters of a projection (its <name>.dlq topic), oldest first."""
+    with exit_codes():
+        settings = load_settings(bootstrap_servers, prop)
+        p = load_projection(projection, name=name)
+        records = list_dead_letters(
+            settings.kafka, p.name, limit=limit, version=None if all_versions else p.version
+        )
+        rows = [record_dict(r) for r in records]
+        if json_out:
+            emit_json(rows)
+            return
+        if not rows:
+            typer.echo(f"no dead letters in {dlq_topic(p.name)}")
+            return
+        table = Table("dlq", "source", "aggregate", "type", "stage", "error", "when")
+        for r in rows:
+            src = r["source"]
+            table.add_row(
+                f"{r['dlq_partition']}@{r['dlq_offset']}",
+                f"{src['topic']}[{src['partition']}]@{src['offset']}",
+                r["aggregate_id"] or "",
+                r["type"] or "?",
+                r["stage"],
+                f"{r['exception']}: {r['message']}",
+                r["dead_lettered_at"] or "",
+            )
+        Console().print(table)
