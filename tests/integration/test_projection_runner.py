@@ -266,9 +266,11 @@ def test_a_missing_topic_is_a_clear_error(
     kafka_settings: KafkaSettings, tmp_path: Path, projection_name: str, unique_name: str
 ) -> None:
     projection = AccountBalances(name=projection_name, topics=[f"{unique_name}_missing"])
-    with ProjectionRunner(projection, kafka_settings, str(tmp_path / "rm.db")) as runner:
-        with pytest.raises(ProjectionError, match="does not exist"):
-            runner.run_until_caught_up(timeout=10)
+    with (
+        ProjectionRunner(projection, kafka_settings, str(tmp_path / "rm.db")) as runner,
+        pytest.raises(ProjectionError, match="does not exist"),
+    ):
+        runner.run_until_caught_up(timeout=10)
 
 
 class Recorder(NullListener):
