@@ -16,7 +16,7 @@ from typing import Any, Final
 from fastavro import parse_schema
 from fastavro.schema import SchemaParseException, fingerprint, to_parsing_canonical_form
 
-from eventsource.codec.prepare import Prepare, datum_preparer
+from eventsource.codec.prepare import Prepare, encoding_plan
 from eventsource.codec.schema import avro_schema
 from eventsource.domain import Event
 from eventsource.errors import SchemaError, UnknownSchemaError
@@ -44,7 +44,8 @@ class WriterPlan:
 
     event_type: type[Event]
     schema: dict[str, Any]
-    parsed: Any
+    parsed: Any  # the schema as parsed by fastavro (the reader schema when decoding)
+    physical: Any  # logical types stripped: what the encoder writes prepared data with
     header: bytes
     prepare: Prepare | None
 
@@ -90,12 +91,14 @@ class SchemaCatalog:
                     f"{known!r}; give one of them another __event_name__ or __namespace__"
                 )
         fp = schema_fingerprint(schema)
+        physical, prepare = encoding_plan(schema)
         self._plans[event_type] = WriterPlan(
             event_type=event_type,
             schema=schema,
             parsed=parse_schema(schema),
+            physical=parse_schema(physical),
             header=SINGLE_OBJECT_MAGIC + fp,
-            prepare=datum_preparer(schema),
+            prepare=prepare,
         )
         for known in names:
             self._by_name[known] = event_type

@@ -12,7 +12,7 @@ import datetime as dt
 import enum
 import uuid
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from pydantic import BaseModel
@@ -23,6 +23,7 @@ __all__ = ["avro_default", "decimal_to_bytes", "timestamp_micros"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_DATE = dt.date(1970, 1, 1)
+_EXACT = Context(prec=1000)
 
 
 def avro_default(value: Any, avro_type: Any, named: Mapping[str, Any], where: str) -> Any:
@@ -98,7 +99,7 @@ def _primitive(value: Any, kind: str) -> Any:
 
 def decimal_to_bytes(value: Decimal, scale: int) -> bytes:
     """Two's-complement big-endian unscaled integer of ``value`` at ``scale`` (exact)."""
-    scaled = value.scaleb(scale)
+    scaled = _EXACT.scaleb(value, scale)
     unscaled = int(scaled)
     if scaled != unscaled:
         raise ValueError(f"{value} has more than {scale} decimal places")

@@ -61,7 +61,7 @@ class EventCodec:
         out = BytesIO()
         out.write(plan.header)
         try:
-            schemaless_writer(out, plan.parsed, datum)
+            schemaless_writer(out, plan.physical, datum)
         except EventSourceError:
             raise
         except Exception as exc:  # fastavro raises ValueError/TypeError/OverflowError/...

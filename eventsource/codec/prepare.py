@@ -1,30 +1,45 @@
-"""Per-type datum preparation before fastavro writes a ``model_dump()``.
+"""Per-type encoding plans: from a ``model_dump()`` to what fastavro writes, fast.
 
-``model_dump()`` already yields what fastavro writes for almost every type. Two things need
-a step in between, and only types that contain them pay for it:
+fastavro's logical-type writers cost more than the rest of a small record's encoding, so
+the encoder writes with a *physical* copy of the schema (logical types replaced by their
+underlying primitive, which has the same parsing canonical form, fingerprint and bytes) and
+converts the few values that need it itself:
 
-* ``Enum`` members become their value (the Avro symbol);
-* ``datetime`` values must be timezone-aware: fastavro would read a naive one as local time,
-  which silently shifts the instant, so the encoder refuses it.
+* ``Decimal`` -> two's-complement unscaled bytes, refusing values that do not fit the
+  schema's scale or precision (never rounding);
+* ``datetime`` -> microseconds since the epoch, refusing naive datetimes (fastavro would
+  read them as local time and silently shift the instant);
+* ``date`` -> days since the epoch; ``UUID`` -> its string; ``Enum`` -> its value (symbol).
+
+Types without such fields pay nothing: their plan has no ``prepare`` step at all.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from typing import Any
+from decimal import Context, Decimal
+from typing import Any, Final
 
 from eventsource.errors import EncodeError
 
-__all__ = ["Prepare", "datum_preparer"]
+__all__ = ["Prepare", "encoding_plan"]
 
 Prepare = Callable[[Any], Any]
 
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_DAY: Final = dt.date(1970, 1, 1).toordinal()
+# Exact decimal arithmetic for any precision Avro decimals are used with.
+_EXACT: Final = Context(prec=1000)
 
-def datum_preparer(schema: Mapping[str, Any]) -> Prepare | None:
-    """A function fixing up a ``model_dump()`` for ``schema``; None when nothing needs it."""
-    return _Walker(f"{schema['namespace']}.{schema['name']}").walk(schema, "")
+
+def encoding_plan(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Prepare | None]:
+    """The physical schema to write ``schema`` with, and the datum preparation step."""
+    walker = _Walker(f"{schema['namespace']}.{schema['name']}")
+    physical, prepare = walker.walk(schema, "")
+    return physical, prepare
 
 
 class _Walker:
@@ -35,41 +50,46 @@ class _Walker:
         self.prepared: dict[str, Prepare | None] = {}
         self.in_progress: set[str] = set()
 
-    def walk(self, avro_type: Any, where: str) -> Prepare | None:
+    def walk(self, avro_type: Any, where: str) -> tuple[Any, Prepare | None]:
         if isinstance(avro_type, list):
-            branch = avro_type[1] if avro_type[0] == "null" else avro_type[0]
-            return _optional(self.walk(branch, where))
+            branches = [self.walk(branch, where) for branch in avro_type]
+            steps = [step for _, step in branches if step is not None]
+            return [b for b, _ in branches], _optional(steps[0]) if steps else None
         if isinstance(avro_type, str):
-            return self._reference(avro_type)
+            return avro_type, self._reference(avro_type)
         kind = avro_type["type"]
-        if avro_type.get("logicalType") == "timestamp-micros":
-            return self._aware(where)
+        logical = avro_type.get("logicalType")
+        if logical is not None:
+            step = self._logical(logical, avro_type, where)
+            if step is not None:
+                return kind, step
         if kind == "enum":
-            self._define(avro_type, None)
-            return _enum_value
+            self._define(avro_type, _enum_value)
+            return dict(avro_type), _enum_value
         if kind == "array":
-            return _each(self.walk(avro_type["items"], f"{where}[]"))
+            items, step = self.walk(avro_type["items"], f"{where}[]")
+            return {**avro_type, "items": items}, _each(step)
         if kind == "map":
-            return _each_value(self.walk(avro_type["values"], f"{where}[]"))
+            values, step = self.walk(avro_type["values"], f"{where}[]")
+            return {**avro_type, "values": values}, _each_value(step)
         if kind == "record":
             return self._record(avro_type, where)
-        return None
+        return dict(avro_type), None
 
-    def _record(self, schema: Mapping[str, Any], where: str) -> Prepare | None:
+    def _record(self, schema: Mapping[str, Any], where: str) -> tuple[Any, Prepare | None]:
         full_name = self._define(schema, None)
         self.in_progress.add(full_name)
-        steps = []
+        fields, steps = [], []
         for field in schema["fields"]:
             path = f"{where}.{field['name']}" if where else field["name"]
-            step = self.walk(field["type"], path)
+            field_type, step = self.walk(field["type"], path)
+            fields.append({**field, "type": field_type})
             if step is not None:
                 steps.append((field["name"], step))
         self.in_progress.discard(full_name)
-        if not steps:
-            return None
-        prepare = _fields(tuple(steps))
+        prepare = _fields(tuple(steps)) if steps else None
         self.prepared[full_name] = prepare
-        return prepare
+        return {**schema, "fields": fields}, prepare
 
     def _define(self, schema: Mapping[str, Any], prepare: Prepare | None) -> str:
         name = schema["name"]
@@ -80,30 +100,63 @@ class _Walker:
 
     def _reference(self, name: str) -> Prepare | None:
         full_name = name if "." in name else f"{self.namespace}.{name}"
-        schema = self.named.get(full_name)
-        if schema is None:
+        if full_name not in self.named:
             return None  # a primitive
-        if schema["type"] == "enum":
-            return _enum_value
         if full_name not in self.in_progress:
             return self.prepared[full_name]
         prepared = self.prepared
         # A recursive reference to a record still being walked: bind late.
         return lambda datum: (prepared[full_name] or _identity)(datum)
 
-    def _aware(self, where: str) -> Prepare:
+    def _logical(self, logical: str, schema: Mapping[str, Any], where: str) -> Prepare | None:
+        if logical == "decimal" and schema["type"] == "bytes":
+            return self._decimal(schema["scale"], schema["precision"], where)
+        if logical == "timestamp-micros":
+            return self._timestamp(where)
+        if logical == "date":
+            return _days
+        if logical == "uuid":
+            return _uuid_text
+        return None
+
+    def _decimal(self, scale: int, precision: int, where: str) -> Prepare:
+        limit = 10**precision
         event_name = self.event_name
 
-        def check(value: datetime) -> datetime:
+        def to_bytes(value: Decimal) -> bytes:
+            try:
+                scaled = _EXACT.scaleb(value, scale)
+                unscaled = int(scaled)
+            except (ValueError, OverflowError, TypeError) as exc:
+                raise EncodeError(
+                    f"cannot encode {event_name}: field {where} holds {value!r}, which is "
+                    "not a finite decimal"
+                ) from exc
+            if unscaled != scaled or not -limit < unscaled < limit:
+                raise EncodeError(
+                    f"cannot encode {event_name}: field {where} holds {value}, which does not "
+                    f"fit decimal({precision}, {scale}); declare the field with "
+                    "Field(max_digits=..., decimal_places=...) so the model rejects it, or "
+                    "release a schema version with a larger precision or scale"
+                )
+            return unscaled.to_bytes((unscaled.bit_length() + 8) // 8, "big", signed=True)
+
+        return to_bytes
+
+    def _timestamp(self, where: str) -> Prepare:
+        event_name = self.event_name
+
+        def to_micros(value: dt.datetime) -> int:
             if value.tzinfo is None or value.utcoffset() is None:
                 raise EncodeError(
                     f"cannot encode {event_name}: field {where} holds the naive datetime "
                     f"{value.isoformat()}; Avro timestamps are UTC instants, so give it a "
                     "timezone (e.g. datetime.now(UTC)) or declare the field AwareDatetime"
                 )
-            return value
+            delta = value - _EPOCH
+            return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
-        return check
+        return to_micros
 
 
 def _identity(value: Any) -> Any:
@@ -114,9 +167,15 @@ def _enum_value(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
-def _optional(step: Prepare | None) -> Prepare | None:
-    if step is None:
-        return None
+def _days(value: dt.date) -> int:
+    return value.toordinal() - _EPOCH_DAY
+
+
+def _uuid_text(value: uuid.UUID | str) -> str:
+    return str(value)
+
+
+def _optional(step: Prepare) -> Prepare:
     return lambda value: None if value is None else step(value)
 
 

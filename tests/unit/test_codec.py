@@ -361,7 +361,7 @@ def test_naive_datetime_nested_in_a_list_is_refused_naming_the_path(codec: Event
 
 
 def test_decimal_with_more_places_than_the_default_scale_is_refused(codec: EventCodec) -> None:
-    with pytest.raises(EncodeError, match="OrderPlaced"):
+    with pytest.raises(EncodeError, match=r"field loose holds 1E-10.*decimal\(38, 9\)"):
         codec.encode(an_order(loose=Decimal("0.0000000001")))
 
 
@@ -418,3 +418,42 @@ def test_schema_directory_problems_name_the_file(tmp_path: Any) -> None:
     (tmp_path / "broken.avsc").write_text("{not json")
     with pytest.raises(SchemaError, match=r"broken\.avsc"):
         catalog.load_directory(tmp_path)
+
+
+def test_body_bytes_equal_what_fastavro_writes_with_the_logical_schema(
+    codec: EventCodec,
+) -> None:
+    order = an_order(gift_line=Line(sku="g", price=Decimal("2.50"), colour=Colour.RED))
+    datum = order.model_dump()
+    datum["colour"] = datum["colour"].value
+    datum["lines"] = [{**line, "colour": line["colour"].value} for line in datum["lines"]]
+    datum["gift_line"]["colour"] = datum["gift_line"]["colour"].value
+    datum["by_colour"] = {k: v.value for k, v in datum["by_colour"].items()}
+    reference = io.BytesIO()
+    fastavro.schemaless_writer(reference, fastavro.parse_schema(avro_schema(OrderPlaced)), datum)
+    assert codec.encode(order)[10:] == reference.getvalue()
+
+
+def test_decimals_keep_every_digit_up_to_the_default_precision(codec: EventCodec) -> None:
+    widest = Decimal("-12345678901234567890123456789.123456789")  # 38 digits, scale 9
+    order = an_order(loose=widest)
+    decoded = codec.decode(codec.encode(order))
+    assert isinstance(decoded, OrderPlaced)
+    assert decoded.loose == widest
+
+
+@pytest.mark.parametrize(
+    ("value", "complaint"),
+    [
+        (Decimal("123456789012345678901234567890.0"), r"does not fit decimal\(38, 9\)"),
+        (Decimal("NaN"), "not a finite decimal"),
+        (Decimal("-Infinity"), "not a finite decimal"),
+    ],
+)
+def test_decimal_outside_its_avro_type_is_refused_naming_the_field(
+    codec: EventCodec, value: Decimal, complaint: str
+) -> None:
+    # model_copy(update=...) skips validation, so such values can reach the encoder.
+    order = an_order().model_copy(update={"loose": value})
+    with pytest.raises(EncodeError, match=rf"OrderPlaced: field loose holds .*{complaint}"):
+        codec.encode(order)
