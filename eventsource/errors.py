@@ -19,6 +19,8 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     ├── DecodeError                     a record's payload cannot become an Event
     │   ├── BadMagicError               neither single-object (C3 01) nor Confluent (00) framing
     │   ├── UnknownSchemaError          fingerprint / schema id not in the catalog
+    │   ├── SchemaResolutionError       writer schema cannot be resolved into the current model
+    │   │                               (also an IncompatibleSchemaError)
     │   ├── CorruptPayloadError         truncated or corrupt Avro body
     │   └── PayloadValidationError      decoded datum violates the current pydantic model
     ├── StoreError                      event store failures
@@ -69,6 +71,7 @@ __all__ = [
     "ProjectionStoppedError",
     "SchemaDriftError",
     "SchemaError",
+    "SchemaResolutionError",
     "StoreError",
     "StoreUnavailableError",
     "UncertainCommitError",
@@ -167,6 +170,10 @@ class BadMagicError(DecodeError):
 
 class UnknownSchemaError(DecodeError):
     """The payload's schema fingerprint or registry id is not known to the catalog."""
+
+
+class SchemaResolutionError(DecodeError, IncompatibleSchemaError):
+    """The payload's writer schema is known but the current model cannot read it."""
 
 
 class CorruptPayloadError(DecodeError):
