@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from eventsource.cli.reading import LIBRDKAFKA_LOG
+from eventsource.cli.common import LIBRDKAFKA_LOG
 
 app = typer.Typer(
     name="eventsource",

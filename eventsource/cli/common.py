@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ from eventsource.service.settings import (
     secret_values,
 )
 from eventsource.service.supervisor import ExitCode
+
+#: librdkafka's own log lines (connection refused, ...) go here instead of raw stderr:
+#: quiet for one-shot commands unless ``--verbose``, JSON log lines for ``run``.
+LIBRDKAFKA_LOG = logging.getLogger("eventsource.librdkafka")
 
 BootstrapOpt = Annotated[
     str | None,
@@ -81,6 +86,10 @@ def load_settings(
     """Environment + flags -> settings; registers every secret with the output scrubber."""
     kafka = kafka_settings(bootstrap_servers, parse_properties(properties or []))
     REDACTOR.add(secret_values(kafka, None))
+    # model_copy skips validation on purpose: `logger` is an object, not a string property.
+    kafka = kafka.model_copy(
+        update={"kafka_extra": {**kafka.kafka_extra, "logger": LIBRDKAFKA_LOG}}
+    )
     overrides = {k: v for k, v in service.items() if v is not None}
     if database_url:
         overrides["database_url"] = database_url

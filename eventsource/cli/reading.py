@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,9 +29,6 @@ from eventsource.cli.common import kafka_error
 from eventsource.codec import EventCodec
 from eventsource.errors import BrokerError, ConfigurationError, DecodeError
 from eventsource.kafka.config import KafkaSettings
-
-#: librdkafka's own log lines go here; quiet unless ``--verbose``.
-LIBRDKAFKA_LOG = logging.getLogger("eventsource.librdkafka")
 
 
 @dataclass(frozen=True)
@@ -70,7 +66,7 @@ def open_reader(
     consumer = Consumer(
         settings.consumer_config(
             f"eventsource-cli-{uuid.uuid4().hex[:12]}",
-            **{"enable.partition.eof": True, "logger": LIBRDKAFKA_LOG},
+            **{"enable.partition.eof": True},
         )
     )
     try:

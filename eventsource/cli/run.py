@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
 
 from eventsource.cli.common import (
+    LIBRDKAFKA_LOG,
     BootstrapOpt,
     DatabaseOpt,
     PropertyOpt,
@@ -97,5 +99,7 @@ def run(
         if no_http:
             service = service.model_copy(update={"http_port": None})
         projections = load_projections(projection, name, topic)
+        # The Kafka client's warnings (broker down, reconnecting) become JSON log lines.
+        LIBRDKAFKA_LOG.setLevel(max(logging.WARNING, logging.getLevelName(service.log_level)))
         code = serve(projections, settings.kafka, service, group_id=group_id)
     raise typer.Exit(int(code))

@@ -113,8 +113,10 @@ def secret_values(kafka: KafkaSettings | None, service: ServiceSettings | None) 
     """Every secret value in the settings, so output can be scrubbed of them."""
     secrets: set[str] = set()
     if kafka is not None:
-        secrets.update(v for k, v in kafka.kafka_extra.items() if is_secret_key(k) and v)
-        secrets.update(pw for pw in (url_password(v) for v in kafka.kafka_extra.values()) if pw)
+        # Only string values: the CLI adds a `logger` object to route librdkafka's logs.
+        texts = {k: v for k, v in kafka.kafka_extra.items() if isinstance(v, str)}
+        secrets.update(v for k, v in texts.items() if is_secret_key(k) and v)
+        secrets.update(pw for pw in (url_password(v) for v in texts.values()) if pw)
     if service is not None:
         password = url_password(service.database_url)
         if password:
