@@ -189,9 +189,15 @@ class DeadLetterHandler:
             return False
         if (record.topic, _aggregate_id(record)) not in self._parked_set(connection):
             return False
-        self._send(PoisonRecord(record, Stage.PARKED))
-        self.parking.park(connection, record, _aggregate_id(record), Stage.PARKED)
+        self.hold(record, connection)
         return True
+
+    def hold(self, record: RawRecord, connection: Connection) -> None:
+        """Send a record of a parked aggregate to the DLQ (stage ``parked``) and move the
+        aggregate's ``last_offset`` to it, so it stays parked until this one is replayed."""
+        self._send(PoisonRecord(record, Stage.PARKED))
+        if record.key is not None:
+            self.parking.park(connection, record, _aggregate_id(record), Stage.PARKED)
 
     def on_failure(self, failure: Failure, connection: Connection) -> FailureAction:
         """STOP under policy STOP; else dead-letter the record (and park its aggregate)."""
@@ -220,6 +226,7 @@ class DeadLetterHandler:
     def after_rollback(self) -> None:
         self._pending.clear()
         self._parked = None
+        self._tables_ready = False  # a CREATE TABLE in the rolled-back batch is gone too
 
     def close(self) -> None:
         if self._sink is not None:

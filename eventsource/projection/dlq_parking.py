@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    case,
     delete,
     insert,
     select,
@@ -94,13 +95,20 @@ class SqlParkingLot:
         return {(topic, agg) for topic, agg in rows}
 
     def park(self, conn: Connection, record: RawRecord, aggregate_id: str, stage: str) -> None:
-        """Park the aggregate, or move its ``last_offset`` forward if already parked."""
+        """Park the aggregate, or move its ``last_offset`` up to ``record`` if parked."""
         found = conn.execute(
             update(PARKED)
             .where(
                 *self._mine(), PARKED.c.topic == record.topic, PARKED.c.aggregate_id == aggregate_id
             )
-            .values(last_offset=record.offset)
+            # Never backwards: a record dead-lettered again by ``dlq replay`` must not hide
+            # a later one the runner diverted meanwhile.
+            .values(
+                last_offset=case(
+                    (PARKED.c.last_offset < record.offset, record.offset),
+                    else_=PARKED.c.last_offset,
+                )
+            )
         )
         if found.rowcount:
             return

@@ -322,3 +322,20 @@ def test_close_closes_the_sink_it_opened(engine: Engine) -> None:
         dl.before_commit(conn)
     dl.close()
     assert sink.closed
+
+
+def test_parking_tables_created_in_a_rolled_back_batch_are_created_again() -> None:
+    fresh = create_engine("sqlite://")
+    dl = handler(DeadLetterPolicy.PARK, ListSink())
+    try:
+        with fresh.connect() as conn:
+            txn = conn.begin()
+            dl.on_failure(failure(5), conn)  # creates the tables inside the batch
+            txn.rollback()
+        dl.after_rollback()
+        with fresh.begin() as conn:
+            assert not dl.intercept(raw(6), META, conn)
+            dl.on_failure(failure(7), conn)
+            assert dl.intercept(raw(8), META, conn)
+    finally:
+        fresh.dispose()
