@@ -16,10 +16,16 @@ from typing import Any, Final
 from fastavro import parse_schema
 from fastavro.schema import SchemaParseException, fingerprint, to_parsing_canonical_form
 
+from eventsource.codec.compatibility import backward_problems, logical_type_changes
 from eventsource.codec.prepare import Prepare, encoding_plan
 from eventsource.codec.schema import avro_schema
 from eventsource.domain import Event
-from eventsource.errors import SchemaError, UnknownSchemaError
+from eventsource.errors import (
+    IncompatibleSchemaError,
+    SchemaError,
+    SchemaResolutionError,
+    UnknownSchemaError,
+)
 
 __all__ = ["SINGLE_OBJECT_MAGIC", "ReaderPlan", "SchemaCatalog", "WriterPlan", "schema_fingerprint"]
 
@@ -62,6 +68,7 @@ class ReaderPlan:
     writer: Any
     reader: Any | None  # None when the writer schema is the current one (no resolution)
     writer_name: str
+    problem: str | None = None  # why the current model cannot read this writer, if it cannot
 
 
 class SchemaCatalog:
@@ -91,6 +98,7 @@ class SchemaCatalog:
                     f"{known!r}; give one of them another __event_name__ or __namespace__"
                 )
         fp = schema_fingerprint(schema)
+        self._check_same_fingerprint(schema, fp)
         physical, prepare = encoding_plan(schema)
         self._plans[event_type] = WriterPlan(
             event_type=event_type,
@@ -115,7 +123,8 @@ class SchemaCatalog:
             fp = schema_fingerprint(schema)
         except (SchemaParseException, KeyError, TypeError, ValueError) as exc:
             raise SchemaError(f"invalid writer schema {schema.get('name')!r}: {exc}") from exc
-        self._writers[fp] = schema
+        self._check_same_fingerprint(schema, fp)
+        self._writers.setdefault(fp, schema)
         self._readers.pop(fp, None)
 
     def load_directory(self, path: Path) -> None:
@@ -166,7 +175,7 @@ class SchemaCatalog:
         """How to decode a single-object payload whose writer has fingerprint ``fp``."""
         plan = self._readers.get(fp)
         if plan is not None:
-            return plan
+            return plan if plan.problem is None else _usable(plan)
         writer = self._writers.get(fp)
         if writer is None:
             raise UnknownSchemaError(
@@ -176,7 +185,7 @@ class SchemaCatalog:
             )
         plan = self._resolve(writer, f"fingerprint {fp.hex()}")
         self._readers[fp] = plan
-        return plan
+        return _usable(plan)
 
     def writer_for_registry_id(self, schema_id: int) -> dict[str, Any]:
         """The writer schema behind a Confluent schema registry id.
@@ -196,7 +205,7 @@ class SchemaCatalog:
             writer = self.writer_for_registry_id(schema_id)
             plan = self._resolve(writer, f"registry id {schema_id}")
             self._registry_readers[schema_id] = plan
-        return plan
+        return plan if plan.problem is None else _usable(plan)
 
     # -- internals ------------------------------------------------------------------
     def _resolve(self, writer: dict[str, Any], label: str) -> ReaderPlan:
@@ -208,17 +217,46 @@ class SchemaCatalog:
                 f"named {name!r} or has it as an alias: register the event type"
             )
         current = self._plans[event_type]
-        same = schema_fingerprint(writer) == current.fingerprint
-        return ReaderPlan(
-            event_type=event_type,
-            writer=current.parsed if same else parse_schema(writer),
-            reader=None if same else current.parsed,
-            writer_name=name,
-        )
+        if schema_fingerprint(writer) == current.fingerprint:
+            return ReaderPlan(event_type, current.parsed, None, name)
+        problems = backward_problems(reader=current.schema, writer=writer)
+        problem = None
+        if problems:
+            problem = (
+                f"{event_type.event_type()} cannot read payloads written with schema {name!r} "
+                f"({label}): {'; '.join(problems)}; give the new fields defaults, or "
+                "release the change as a new event type"
+            )
+        return ReaderPlan(event_type, parse_schema(writer), current.parsed, name, problem)
+
+    def _check_same_fingerprint(self, schema: dict[str, Any], fp: bytes) -> None:
+        """Refuse two schemas that share a fingerprint but not their logical types.
+
+        The parsing canonical form drops logical types, so a decimal whose scale changed
+        keeps its fingerprint: payloads of the two versions cannot be told apart, and
+        reading one as the other would silently change every amount.
+        """
+        known = self._writers.get(fp)
+        if known is None:
+            return
+        changes = logical_type_changes(schema, known)
+        if changes:
+            raise IncompatibleSchemaError(
+                f"schema {full_name(schema)!r} has the fingerprint {fp.hex()} of a known "
+                f"version but different logical types ({'; '.join(changes)}): payloads "
+                "of the two versions cannot be told apart; release the change as a new "
+                "event type or field instead"
+            )
 
     def _forget_resolutions(self) -> None:
         self._readers.clear()
         self._registry_readers.clear()
+
+
+def _usable(plan: ReaderPlan) -> ReaderPlan:
+    if plan.problem is not None:
+        raise SchemaResolutionError(plan.problem)
+    return plan
 
 
 def _qualify(name: str, namespace: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
-__all__ = ["backward_problems"]
+__all__ = ["backward_problems", "logical_type_changes"]
 
 
 def backward_problems(reader: dict[str, Any], writer: dict[str, Any]) -> list[str]:
@@ -31,11 +31,19 @@ def backward_problems(reader: dict[str, Any], writer: dict[str, Any]) -> list[st
                 sorted(result.messages), sorted(result.locations), strict=False
             )
         ] or ["incompatible"]
-    problems += _logical_changes(reader, writer, reader.get("namespace", ""), "")
+    problems += logical_type_changes(reader, writer)
     return problems
 
 
-def _logical_changes(reader: Any, writer: Any, namespace: str, where: str) -> list[str]:
+def logical_type_changes(reader: dict[str, Any], writer: dict[str, Any]) -> list[str]:
+    """Fields whose logical type (or decimal precision/scale) differs between the schemas.
+
+    Such schemas can share a fingerprint: the parsing canonical form drops logical types.
+    """
+    return _logical_changes(reader, writer, "")
+
+
+def _logical_changes(reader: Any, writer: Any, where: str) -> list[str]:
     reader, writer = _unwrap_optional(reader), _unwrap_optional(writer)
     if not (isinstance(reader, dict) and isinstance(writer, dict)):
         return []
@@ -49,12 +57,12 @@ def _logical_changes(reader: Any, writer: Any, namespace: str, where: str) -> li
             old = written.get(field["name"])
             if old is not None:
                 path = f"{where}/{field['name']}"
-                problems += _logical_changes(field["type"], old["type"], namespace, path)
+                problems += _logical_changes(field["type"], old["type"], path)
         return problems
     if kind == "array":
-        return _logical_changes(reader["items"], writer["items"], namespace, f"{where}[]")
+        return _logical_changes(reader["items"], writer["items"], f"{where}[]")
     if kind == "map":
-        return _logical_changes(reader["values"], writer["values"], namespace, f"{where}[]")
+        return _logical_changes(reader["values"], writer["values"], f"{where}[]")
     keys = ("logicalType", "precision", "scale")
     old = {k: writer.get(k) for k in keys if k in writer}
     new = {k: reader.get(k) for k in keys if k in reader}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from fastavro import schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError as FastavroResolutionError
 from pydantic import ValidationError
 
 from eventsource.codec.catalog import SINGLE_OBJECT_MAGIC, ReaderPlan, SchemaCatalog
@@ -24,6 +25,7 @@ from eventsource.errors import (
     EncodeError,
     EventSourceError,
     PayloadValidationError,
+    SchemaResolutionError,
 )
 
 __all__ = ["CONFLUENT_MAGIC", "EventCodec"]
@@ -117,6 +119,11 @@ def _read(plan: ReaderPlan, payload: bytes, start: int) -> Event:
     stream.seek(start)
     try:
         datum = schemaless_reader(stream, plan.writer, plan.reader)
+    except FastavroResolutionError as exc:
+        raise SchemaResolutionError(
+            f"{plan.event_type.event_type()} cannot read a payload written with schema "
+            f"{plan.writer_name!r}: {exc}"
+        ) from exc
     except Exception as exc:  # fastavro raises EOFError/ValueError/UnicodeDecodeError/...
         raise CorruptPayloadError(
             f"Avro body of a {plan.writer_name} payload ({len(payload)} bytes) cannot be "

@@ -95,7 +95,7 @@ class _SchemaBuilder:
         schema: dict[str, Any] = {"type": "record", "name": name, "namespace": self.namespace}
         aliases = getattr(self.event_type, "__aliases__", ())
         if aliases:
-            schema["aliases"] = list(aliases)
+            schema["aliases"] = [a if "." in a else f"{self.namespace}.{a}" for a in aliases]
         self.named[f"{self.namespace}.{name}"] = schema
         schema["fields"] = self._fields(self.event_type)
         return schema

@@ -135,7 +135,7 @@ def test_event_aliases_become_avro_aliases() -> None:
         __aliases__ = ("FundsDeposited",)
         amount: int
 
-    assert avro_schema(Renamed)["aliases"] == ["FundsDeposited"]
+    assert avro_schema(Renamed)["aliases"] == ["bank.account.FundsDeposited"]
 
 
 def test_nested_types_are_defined_once_in_the_event_namespace_then_referenced() -> None:

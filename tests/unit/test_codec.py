@@ -22,8 +22,10 @@ from eventsource.errors import (
     CorruptPayloadError,
     DecodeError,
     EncodeError,
+    IncompatibleSchemaError,
     PayloadValidationError,
     SchemaError,
+    SchemaResolutionError,
     UnknownSchemaError,
 )
 from examples.bank.domain import AccountClosed, AccountOpened, MoneyDeposited, MoneyWithdrawn
@@ -457,3 +459,48 @@ def test_decimal_outside_its_avro_type_is_refused_naming_the_field(
     order = an_order().model_copy(update={"loose": value})
     with pytest.raises(EncodeError, match=rf"OrderPlaced: field loose holds .*{complaint}"):
         codec.encode(order)
+
+
+def test_writer_the_current_model_cannot_read_is_a_schema_resolution_error() -> None:
+    class TicketV1(Event):
+        __namespace__ = "help.desk"
+        __event_name__ = "TicketOpened"
+        title: str
+
+    class TicketV2(Event):  # a new field without a default: v1 data lacks it
+        __namespace__ = "help.desk"
+        __event_name__ = "TicketOpened"
+        title: str
+        owner: str
+
+    payload = EventCodec.for_events([TicketV1]).encode(TicketV1(title="printer on fire"))
+    codec = EventCodec.for_events([TicketV2])
+    codec.catalog.add_writer_schema(avro_schema(TicketV1))
+    for _ in range(2):  # the verdict is cached, the error is raised every time
+        with pytest.raises(SchemaResolutionError, match=r"help\.desk\.TicketOpened.*owner"):
+            codec.decode_at(payload, "help.desk.events", 0, 3)
+
+
+def test_changed_decimal_scale_is_refused_when_the_old_schema_is_loaded() -> None:
+    class PaidInCents(Event):
+        __namespace__ = "shop"
+        __event_name__ = "Paid"
+        amount: Decimal = Field(max_digits=10, decimal_places=2)
+
+    class PaidInMills(Event):
+        __namespace__ = "shop"
+        __event_name__ = "Paid"
+        amount: Decimal = Field(max_digits=10, decimal_places=3)
+
+    # Same fingerprint (canonical forms drop logical types), so the payloads look alike:
+    # reading 1.25 written at scale 2 with scale 3 would give 0.125 without any error.
+    catalog = EventCodec.for_events([PaidInMills]).catalog
+    assert catalog.fingerprint(PaidInMills) == EventCodec.for_events(
+        [PaidInCents]
+    ).catalog.fingerprint(PaidInCents)
+    with pytest.raises(IncompatibleSchemaError, match=r"shop\.Paid.*cannot be told apart"):
+        catalog.add_writer_schema(avro_schema(PaidInCents))
+    writers_first = SchemaCatalog()
+    writers_first.add_writer_schema(avro_schema(PaidInCents))
+    with pytest.raises(IncompatibleSchemaError, match="scale"):
+        writers_first.register(PaidInMills)
