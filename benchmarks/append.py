@@ -1,0 +1,220 @@
+"""Append benchmark: eventsource's group-committed appends vs a raw confluent-kafka loop.
+
+Run as a script (``python benchmarks/append.py [--full]``) against the broker in
+``EVENTSOURCE_BOOTSTRAP_SERVERS`` (default 127.0.0.1:9092). Everything is measured in the
+same run on the same broker with the same events (``MoneyDeposited``); numbers are reported,
+never asserted. Prints a markdown table.
+
+1. raw: idempotent ``produce`` of fastavro-encoded single-object payloads, keyed by
+   aggregate id, no transactions, no version checks, no headers;
+2. eventsource: ``append_async`` closed loop (N appends outstanding, one per aggregate, each
+   with its expected version) through the 6 partition writers' group commits;
+3. single-append latency (one caller, sequential appends);
+4. aggregate load time with 10k vs 200k (``--full``: 1M) events in the topic, plus the
+   catch-up time it takes the store to start on that topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import statistics
+import sys
+import time
+import uuid
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import fastavro
+from confluent_kafka import Producer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eventsource.codec import EventCodec, build_headers
+from eventsource.domain import EventMetadata
+from eventsource.kafka.admin import ensure_topic
+from eventsource.kafka.config import KafkaSettings
+from eventsource.store.kafka import KafkaEventStore
+from eventsource.store.partitioner import partition_for_id
+from eventsource.store.port import AppendResult
+from examples.bank.domain import Account, AccountOpened, MoneyDeposited
+
+ACCOUNT = Account.aggregate_type
+PARTITIONS = 6
+CODEC = EventCodec.for_events(Account.event_types())
+DEPOSIT = MoneyDeposited(amount=Decimal("12.50"))
+
+
+def raw_loop(settings: KafkaSettings, topic: str, events: int, aggregates: int) -> float:
+    """Records/s of an idempotent produce loop with fastavro encoding."""
+    ensure_topic(settings, topic, PARTITIONS)
+    schema = fastavro.parse_schema(CODEC.catalog.schema(MoneyDeposited))
+    header = b"\xc3\x01" + CODEC.catalog.fingerprint(MoneyDeposited)
+    keys = [f"acc-{i}".encode() for i in range(aggregates)]
+    producer = Producer(settings.producer_config())
+    started = time.perf_counter()
+    for i in range(events):
+        out = io.BytesIO()
+        out.write(header)
+        fastavro.schemaless_writer(out, schema, {"amount": DEPOSIT.amount})
+        while True:
+            try:
+                producer.produce(topic, out.getvalue(), keys[i % aggregates])
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    return events / (time.perf_counter() - started)
+
+
+def store_loop(store: KafkaEventStore, events: int, outstanding: int) -> float:
+    """Appends/s with ``outstanding`` appends in flight, each with its expected version."""
+    ids = [f"acc-{uuid.uuid4().hex[:12]}" for _ in range(outstanding)]
+    for f in [store.append_async(ACCOUNT, i, [AccountOpened(owner=i)], 0) for i in ids]:
+        f.result(60)
+    versions = dict.fromkeys(ids, 1)
+    in_flight: dict[str, Future[AppendResult]] = {}
+    started = time.perf_counter()
+    sent = done = 0
+    for aggregate_id in ids:
+        in_flight[aggregate_id] = store.append_async(ACCOUNT, aggregate_id, [DEPOSIT], 1)
+        sent += 1
+    while done < events:
+        for aggregate_id, future in list(in_flight.items()):
+            if not future.done():
+                continue
+            versions[aggregate_id] = future.result().version
+            done += 1
+            if sent < events:
+                in_flight[aggregate_id] = store.append_async(
+                    ACCOUNT, aggregate_id, [DEPOSIT], versions[aggregate_id]
+                )
+                sent += 1
+            else:
+                del in_flight[aggregate_id]
+        time.sleep(0.001)
+    return events / (time.perf_counter() - started)
+
+
+def latency(store: KafkaEventStore, appends: int) -> tuple[float, float]:
+    """p50 and p99 in ms of one caller's sequential appends."""
+    aggregate_id = f"lat-{uuid.uuid4().hex[:8]}"
+    store.append(ACCOUNT, aggregate_id, [AccountOpened(owner="latency")], 0)
+    samples = []
+    for version in range(1, appends + 1):
+        started = time.perf_counter()
+        store.append(ACCOUNT, aggregate_id, [DEPOSIT], version)
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+
+def seed(settings: KafkaSettings, topic: str, events: int, aggregates: int) -> None:
+    """Write ``events`` valid event records for ``aggregates`` accounts (no transactions)."""
+    ensure_topic(settings, topic, PARTITIONS)
+    producer = Producer(settings.producer_config(**{"linger.ms": 20}))
+    versions = [0] * aggregates
+    opened = CODEC.encode(AccountOpened(owner="seed"))
+    deposit = CODEC.encode(DEPOSIT)
+    now = datetime.now(UTC)
+    for i in range(events):
+        n = i % aggregates
+        versions[n] += 1
+        first = versions[n] == 1
+        meta = EventMetadata(
+            event_id=str(uuid.uuid4()),
+            event_type=(AccountOpened if first else MoneyDeposited).event_type(),
+            aggregate_type=ACCOUNT,
+            aggregate_id=f"acc-{n}",
+            version=versions[n],
+            time=now,
+        )
+        while True:
+            try:
+                producer.produce(
+                    topic,
+                    opened if first else deposit,
+                    f"acc-{n}".encode(),
+                    headers=build_headers(meta, source="/bench/seed"),
+                    # the store's partitioner, so each aggregate lives where the store looks
+                    partition=store_partition(f"acc-{n}"),
+                )
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    assert producer.flush(120) == 0
+
+
+def store_partition(aggregate_id: str) -> int:
+    return partition_for_id(aggregate_id, PARTITIONS)
+
+
+def load_time(settings: KafkaSettings, prefix: str, events: int) -> tuple[float, float]:
+    """(catch-up seconds, mean load µs) with ``events`` events on the topic."""
+    aggregates = 1000
+    seed(settings, f"{prefix}{ACCOUNT}.events", events, aggregates)
+    started = time.perf_counter()
+    store = KafkaEventStore(settings, [Account], partitions=PARTITIONS, topic_prefix=prefix)
+    store.start(timeout=600)
+    catch_up = time.perf_counter() - started
+    try:
+        ids = [f"acc-{random.randrange(aggregates)}" for _ in range(2000)]
+        started = time.perf_counter()
+        for aggregate_id in ids:
+            store.load(Account, aggregate_id)
+        per_load = (time.perf_counter() - started) / len(ids) * 1e6
+    finally:
+        store.close()
+    return catch_up, per_load
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=40_000, help="events per throughput run")
+    parser.add_argument("--outstanding", type=int, default=2_000, help="appends in flight")
+    parser.add_argument("--full", action="store_true", help="1M events for the load run")
+    args = parser.parse_args()
+    run = f"bench_{uuid.uuid4().hex[:8]}"
+    settings = KafkaSettings(
+        bootstrap_servers=os.environ.get("EVENTSOURCE_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        application_id=run,
+    )
+    big = 1_000_000 if args.full else 200_000
+
+    raw = raw_loop(settings, f"{run}.raw", args.events, args.outstanding)
+    with KafkaEventStore(
+        settings, [Account], partitions=PARTITIONS, topic_prefix=f"{run}.append."
+    ) as store:
+        ours = store_loop(store, args.events, args.outstanding)
+        p50, p99 = latency(store, 300)
+    small_catch_up, small_load = load_time(settings, f"{run}.s10k.", 10_000)
+    big_catch_up, big_load = load_time(settings, f"{run}.big.", big)
+
+    print(f"\n### Append benchmark ({args.events:,} events, broker {settings.bootstrap_servers})\n")
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| raw idempotent produce + fastavro (records/s) | {raw:,.0f} |")
+    print(
+        f"| eventsource append, group commit, {args.outstanding:,} outstanding "
+        f"(events/s) | {ours:,.0f} |"
+    )
+    print(f"| ratio eventsource / raw (goal >= 0.7) | {ours / raw:.2f} |")
+    print(f"| single append latency p50 / p99 (ms) | {p50:.1f} / {p99:.1f} |")
+    print(f"| load aggregate, 10k events on topic (µs) | {small_load:.1f} |")
+    print(f"| load aggregate, {big:,} events on topic (µs) | {big_load:.1f} |")
+    print(
+        f"| catch-up at start, 10k / {big:,} events (s) "
+        f"| {small_catch_up:.1f} / {big_catch_up:.1f} |"
+    )
+    if not args.full:
+        print("\n(load run reduced to 200k events; pass --full for 1M)")
+
+
+if __name__ == "__main__":
+    main()
