@@ -69,14 +69,22 @@ def port_holder(port: int) -> str | None:
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
-        try:
-            links = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
-        except OSError:
-            continue
-        if links & inodes:
+        if _socket_links(proc) & inodes:
             command = " ".join(cmdline(int(proc.name)))[:120]
             return f"pid {proc.name} ({command})"
     return None
+
+
+def _socket_links(proc: Path) -> set[str]:
+    links: set[str] = set()
+    try:
+        fds = list((proc / "fd").iterdir())
+    except OSError:  # gone, or not ours to look at
+        return links
+    for fd in fds:
+        with contextlib.suppress(OSError):  # closed while we looked
+            links.add(os.readlink(fd))
+    return links
 
 
 def signal_group(pid: int, sig: signal.Signals) -> None:

@@ -158,8 +158,8 @@ class LocalKafka:
                 ) from exc
             return current
         java = files.find_java()
+        self._check_ports()  # before fetching jars: a taken port is the cheaper answer
         lib = ensure_jars(self.version)
-        self._check_ports()
         self._write_config()
         if not files.is_formatted(self.data_dir):
             files.format_storage(java, lib, self._config, self.data_dir)

@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 import pytest
 
 from eventsource.errors import BrokerError, EventSourceError
-from eventsource.kafka.broker_probe import admin_client, probe, wait_for_broker
+from eventsource.kafka.broker_probe import wait_for_broker
 from eventsource.kafka.broker_process import free_port
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.launcher import LocalKafka
@@ -65,13 +65,12 @@ class SessionBroker:
     source: str
     version: str
     cluster_id: str | None = None
-    topics_at_end: int | None = None
 
     def describe(self) -> str:
         """One line for the terminal: address, version, origin."""
         return (
-            f"Kafka broker at {self.bootstrap_servers} ({self.version}; {self.source}; "
-            f"cluster id {self.cluster_id})"
+            f"Kafka broker at {self.bootstrap_servers}: {self.version}, {self.source}, "
+            f"cluster id {self.cluster_id}"
         )
 
 
@@ -104,7 +103,14 @@ def _usage(config: pytest.Config) -> _Usage:
 def _announce(config: pytest.Config, line: str) -> None:
     # Written through the terminal reporter so it shows without -s, in `make test` output.
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    if capture is None:
+        reporter.ensure_newline()
+        reporter.write_line(line, bold=True)
+        return
+    with capture.global_and_fixture_disabled():
         reporter.ensure_newline()
         reporter.write_line(line, bold=True)
 
@@ -126,7 +132,7 @@ def _provide_broker(stack: ExitStack) -> SessionBroker:
             info = wait_for_broker(configured, _broker_timeout())
         except BrokerError as exc:
             raise BrokerError(f"{ENV_BOOTSTRAP}={configured}: {exc}") from exc
-        version = os.environ.get(ENV_BROKER_INFO) or "version not reported (external broker)"
+        version = os.environ.get(ENV_BROKER_INFO) or "version unknown (external broker)"
         return SessionBroker(configured, f"from {ENV_BOOTSTRAP}", version, info.cluster_id)
     if docker_engine_answers():
         bootstrap = stack.enter_context(kafka_container())
@@ -155,8 +161,6 @@ def kafka_broker(request: pytest.FixtureRequest) -> Iterator[SessionBroker]:
         _announce(request.config, f"eventsource: using {broker.describe()}")
         _usage(request.config).broker = broker
         yield broker
-        info = probe(admin_client(broker.bootstrap_servers), broker.bootstrap_servers, 5.0)
-        broker.topics_at_end = info.topics if info is not None else None
 
 
 @pytest.fixture(scope="session")
@@ -275,11 +279,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     usage = _usage(config)
     passed = {r.nodeid for r in terminalreporter.stats.get("passed", []) if r.when == "call"}
     if usage.broker is not None:
-        topics = usage.broker.topics_at_end
         terminalreporter.write_line(
             f"eventsource: {len(passed & usage.broker_tests)} passed tests used the "
             f"{usage.broker.describe()}"
-            + (f"; {topics} topics on it at the end" if topics is not None else "")
         )
     if usage.postgres is not None:
         terminalreporter.write_line(

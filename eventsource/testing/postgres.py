@@ -134,7 +134,9 @@ class ThrowawayPostgres:
                 *("-o", options, "-w", "-t", "60", "start"),
             ]
         )
-        version = self._run(["postgres", "--version"]).strip().replace("postgres (", "(", 1)
+        said = self._run(["postgres", "--version"])  # "postgres (PostgreSQL) 15.18 (Debian ...)"
+        number = re.search(r"\) ([0-9][0-9.]*)", said)
+        version = f"PostgreSQL {number.group(1) if number else said.strip()}"
         self.description = f"{version} (Debian binaries in {self._bin}, throwaway in {self._dir})"
         return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
 
