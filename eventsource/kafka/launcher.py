@@ -40,6 +40,13 @@ _log = logging.getLogger(__name__)
 _HEAP = re.compile(r"^[1-9][0-9]*[kKmMgG]?$")
 
 
+def _initial_heap(heap: str) -> str:
+    """256m, or the maximum heap when that is smaller (the JVM refuses Xms > Xmx)."""
+    units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    size = int(heap.rstrip("kKmMgG")) * units[heap[-1].lower() if heap[-1].isalpha() else ""]
+    return heap if size < 256 << 20 else "256m"
+
+
 @dataclass(frozen=True)
 class BrokerStatus:
     """What a broker home is doing. ``started`` is True only when this call started it."""
@@ -261,7 +268,7 @@ class LocalKafka:
     def _spawn(self, java: str, lib: Path) -> subprocess.Popen[bytes]:
         command = [
             java,
-            "-Xms256m",
+            f"-Xms{_initial_heap(self.heap)}",
             f"-Xmx{self.heap}",
             "-Djava.awt.headless=true",
             f"-Dkafka.logs.dir={self.home / 'logs'}",

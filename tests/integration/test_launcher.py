@@ -265,3 +265,10 @@ def test_cluster_ids_look_like_kafkas_and_never_start_with_a_dash() -> None:
 
     assert len(ids) == 200
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+@pytest.mark.parametrize(("heap", "initial"), [("1g", "256m"), ("512m", "256m"), ("128m", "128m")])
+def test_a_heap_below_256m_lowers_the_initial_heap_too(heap: str, initial: str) -> None:
+    from eventsource.kafka.launcher import _initial_heap
+
+    assert _initial_heap(heap) == initial  # the JVM refuses -Xms above -Xmx
