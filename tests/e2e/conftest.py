@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,12 @@ class Cli:
         result = self(*args, "--json", **env)
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
+
+
+@pytest.fixture
+def pname() -> str:
+    """A unique projection name short enough for its table names."""
+    return f"e2e_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

@@ -1,0 +1,93 @@
+"""``eventsource run``, ``status``, ``replay`` and ``rebuild`` on the real broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from eventsource.kafka.config import KafkaSettings
+from eventsource.testing.seed import by_aggregate, create_topic, fold, seed_events
+from examples.bank.domain import Account
+from examples.bank.projections import cents, sample_history
+from tests.e2e.conftest import BALANCES, Cli, Service, read_balances, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def seeded(settings: KafkaSettings, topic: str, events: int) -> dict[str, tuple[int, int]]:
+    """Seed a valid bank history; returns the expected (balance cents, events) per account."""
+    history = sample_history(40, events, seed=7)
+    create_topic(settings, topic, partitions=3)
+    seed_events(settings, topic, history)
+    counts = by_aggregate(history)
+    return {a.id: (cents(a.balance), counts[a.id]) for a in fold(Account, history).values()}
+
+
+def test_status_reports_lag_zero_once_the_service_caught_up(
+    cli: Cli,
+    service: Callable[..., Service],
+    kafka_settings: KafkaSettings,
+    pname: str,
+    tmp_path: Path,
+) -> None:
+    topic = f"{pname}.events"
+    expected = seeded(kafka_settings, topic, 2000)
+    db = f"sqlite:///{tmp_path / 'rm.db'}"
+    where = ["--name", pname, "-t", topic, "-d", db]
+    before = cli.json("status", BALANCES, *where)
+    assert sum(row["lag"] for row in before) > 0
+    assert cli("status", BALANCES, *where, "--max-lag", "0").returncode == 1
+
+    svc = service(BALANCES, *where)
+    wait_for(lambda: svc.caught_up(pname), 90, svc.describe)
+    after = cli.json("status", BALANCES, *where)
+    assert [(r["partition"], r["lag"]) for r in after] == [(0, 0), (1, 0), (2, 0)]
+    assert all(r["checkpoint"] == r["end_offset"] for r in after)
+    assert cli("status", BALANCES, *where, "--max-lag", "0").returncode == 0
+    human = cli("status", BALANCES, *where)
+    assert "total lag: 0" in human.stdout
+    assert svc.stop() == 0
+    assert read_balances(db, pname) == expected
+
+
+def test_replay_reproduces_the_read_model(
+    cli: Cli, kafka_settings: KafkaSettings, pname: str, tmp_path: Path
+) -> None:
+    topic = f"{pname}.events"
+    expected = seeded(kafka_settings, topic, 1500)
+    db = f"sqlite:///{tmp_path / 'rm.db'}"
+    where = ["--name", pname, "-t", topic, "-d", db]
+    first = cli.json("replay", BALANCES, *where)
+    assert first["applied"] == 1500
+    assert read_balances(db, pname) == expected
+    again = cli("replay", BALANCES, *where)
+    assert again.returncode == 0, again.stderr
+    assert "replayed" in again.stdout and "1500 events" in again.stdout
+    assert read_balances(db, pname) == expected
+    partial = cli.json("replay", BALANCES, *where, "--to", "9")
+    assert partial["applied"] < 1500
+    assert read_balances(db, pname) != expected
+
+
+def test_rebuild_fills_a_new_version_and_swaps_it_live(
+    cli: Cli, kafka_settings: KafkaSettings, pname: str, tmp_path: Path
+) -> None:
+    topic = f"{pname}.events"
+    expected = seeded(kafka_settings, topic, 1000)
+    db = f"sqlite:///{tmp_path / 'rm.db'}"
+    where = ["--name", pname, "-t", topic, "-d", db]
+    cli.json("replay", BALANCES, *where)
+    result = cli.json("rebuild", BALANCES, *where, "--projection-version", "2")
+    assert (result["version"], result["previous_version"], result["swapped"]) == (2, 1, True)
+    assert read_balances(db, pname) == expected
+    live_again = cli("rebuild", BALANCES, *where, "--projection-version", "2")
+    assert live_again.returncode == 2
+    assert "already live" in live_again.stderr
+
+
+def test_missing_projection_path_is_a_usage_error(cli: Cli) -> None:
+    out = cli("status", "examples.bank.projections:NoSuchProjection")
+    assert out.returncode == 2
+    assert "has no attribute 'NoSuchProjection'" in out.stderr
