@@ -30,8 +30,14 @@ def replies_topic(application_id: str) -> str:
 def ensure_topic(
     settings: KafkaSettings, topic: str, partitions: int = DEFAULT_PARTITIONS, timeout: float = 15
 ) -> None:
-    """Create ``topic`` if it is missing (short retention: requests are worthless later)."""
+    """Create ``topic`` if it is missing (short retention: requests are worthless later).
+
+    Returns once the topic's partitions show in the metadata, so a consumer subscribing
+    right after gets them assigned. An existing topic is used whatever its partition count.
+    """
     admin = AdminClient(settings.admin_config())
+    if _partition_count(admin, topic, timeout):
+        return
     new = NewTopic(
         topic,
         num_partitions=partitions,
@@ -42,13 +48,34 @@ def ensure_topic(
         admin.create_topics([new], operation_timeout=timeout)[topic].result(timeout)
     except KafkaException as exc:
         error = exc.args[0]
-        if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-            return
+        if not (isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS):
+            raise StoreUnavailableError(
+                f"cannot create routing topic {topic!r} on {settings.bootstrap_servers}: "
+                f"{exc}; check that the broker is reachable and that this principal may "
+                "create topics (or create the topic beforehand)"
+            ) from exc
+    deadline = time.monotonic() + timeout
+    while not _partition_count(admin, topic, timeout):
+        if time.monotonic() > deadline:
+            raise StoreUnavailableError(
+                f"routing topic {topic!r} was created but its metadata did not show up within "
+                f"{timeout:g}s: check the broker at {settings.bootstrap_servers}"
+            )
+        time.sleep(0.05)
+
+
+def _partition_count(admin: AdminClient, topic: str, timeout: float) -> int:
+    try:
+        # All topics, never one by name: a metadata request naming a missing topic makes
+        # brokers with auto.create.topics.enable create it with default settings.
+        described = admin.list_topics(timeout=timeout).topics.get(topic)
+    except KafkaException as exc:
         raise StoreUnavailableError(
-            f"cannot create routing topic {topic!r} on {settings.bootstrap_servers}: {exc}; "
-            "check that the broker is reachable and that this principal may create topics "
-            "(or create the topic beforehand)"
+            f"cannot read the metadata of {topic!r}: {exc}; is the broker up?"
         ) from exc
+    if described is None or described.error is not None:
+        return 0
+    return len(described.partitions)
 
 
 def partitions_at_end(consumer: Consumer, topic: str, timeout: float = 15) -> list[TopicPartition]:
