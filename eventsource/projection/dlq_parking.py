@@ -14,6 +14,7 @@ once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -37,7 +38,15 @@ from sqlalchemy import (
 
 from eventsource.projection.hooks import RawRecord
 
-__all__ = ["PARKED", "SqlParkingLot", "create_dlq_tables"]
+__all__ = [
+    "DLQ_APPLIED",
+    "DLQ_CHECKPOINTS",
+    "PARKED",
+    "SqlParkingLot",
+    "create_dlq_tables",
+    "read_dlq_checkpoints",
+    "write_dlq_checkpoints",
+]
 
 metadata = MetaData()
 
@@ -78,6 +87,36 @@ DLQ_APPLIED = Table(
 def create_dlq_tables(bind: Engine | Connection) -> None:
     """Create the dead-letter bookkeeping tables if they do not exist."""
     metadata.create_all(bind, checkfirst=True)
+
+
+def read_dlq_checkpoints(conn: Connection, projection: str, version: int) -> dict[int, int]:
+    """Next DLQ offset to replay per DLQ partition (missing: from the beginning)."""
+    c = DLQ_CHECKPOINTS.c
+    rows = conn.execute(
+        select(c.partition, c.next_offset).where(c.projection == projection, c.version == version)
+    )
+    return {int(part): int(offset) for part, offset in rows}
+
+
+def write_dlq_checkpoints(
+    conn: Connection, projection: str, version: int, ends: Mapping[int, int]
+) -> None:
+    """Set the next DLQ offset to replay per DLQ partition."""
+    stored = read_dlq_checkpoints(conn, projection, version)
+    c = DLQ_CHECKPOINTS.c
+    for partition, offset in sorted(ends.items()):
+        if partition in stored:
+            conn.execute(
+                update(DLQ_CHECKPOINTS)
+                .where(c.projection == projection, c.version == version, c.partition == partition)
+                .values(next_offset=offset)
+            )
+        else:
+            conn.execute(
+                insert(DLQ_CHECKPOINTS).values(
+                    projection=projection, version=version, partition=partition, next_offset=offset
+                )
+            )
 
 
 class SqlParkingLot:
@@ -147,8 +186,12 @@ class SqlParkingLot:
         )
         return [dict(row._mapping) for row in rows]
 
-    def clear(self, conn: Connection) -> None:
-        """Forget every parked aggregate, DLQ checkpoint and applied mark of this version."""
+    def clear(self, conn: Connection, dlq_ends: Mapping[int, int] | None = None) -> None:
+        """Forget every parked aggregate, DLQ checkpoint and applied mark of this version.
+
+        ``dlq_ends`` (the DLQ's end offsets now): start later DLQ replays there, so dead
+        letters of the model being thrown away are never applied to the new one.
+        """
         conn.execute(delete(PARKED).where(*self._mine()))
         for table in (DLQ_CHECKPOINTS, DLQ_APPLIED):
             conn.execute(
@@ -156,3 +199,5 @@ class SqlParkingLot:
                     and_(table.c.projection == self.projection, table.c.version == self.version)
                 )
             )
+        if dlq_ends:
+            write_dlq_checkpoints(conn, self.projection, self.version, dlq_ends)

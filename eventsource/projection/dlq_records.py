@@ -15,7 +15,13 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.projection.deadletter import DLQ_HEADER_PREFIX, dlq_topic, header_value
 from eventsource.projection.hooks import RawRecord
 
-__all__ = ["DeadLetterRecord", "iter_dead_letters", "list_dead_letters", "parse_dead_letter"]
+__all__ = [
+    "DeadLetterRecord",
+    "dlq_end_offsets",
+    "iter_dead_letters",
+    "list_dead_letters",
+    "parse_dead_letter",
+]
 
 Headers = tuple[tuple[str, bytes | None], ...]
 
@@ -156,3 +162,21 @@ def list_dead_letters(
     finally:
         records.close()  # closes the consumer now, not at garbage collection
     return found
+
+
+def dlq_end_offsets(
+    settings: KafkaSettings, projection_name: str, *, timeout: float = 30.0
+) -> dict[int, int]:
+    """End offset of every partition of the DLQ topic; empty if it does not exist."""
+    topic = dlq_topic(projection_name)
+    consumer = Consumer(settings.consumer_config(f"{settings.application_id}.dlq-reader"))
+    try:
+        info = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if info is None or info.error is not None or not info.partitions:
+            return {}
+        return {
+            p: int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout)[1])
+            for p in sorted(info.partitions)
+        }
+    finally:
+        consumer.close()

@@ -36,9 +36,10 @@ from eventsource.projection.deadletter import DeadLetterHandler, dead_letter_hoo
 from eventsource.projection.definition import Projection
 from eventsource.projection.dlq_parking import (
     DLQ_APPLIED,
-    DLQ_CHECKPOINTS,
     SqlParkingLot,
     create_dlq_tables,
+    read_dlq_checkpoints,
+    write_dlq_checkpoints,
 )
 from eventsource.projection.dlq_records import DeadLetterRecord, iter_dead_letters
 from eventsource.projection.hooks import DeadLetterPolicy, Failure, FailureAction, FailureHook
@@ -86,7 +87,7 @@ def replay_dead_letters(
         ensure_schema(engine, p)
         create_dlq_tables(engine)
         with engine.connect() as conn:
-            start = _dlq_checkpoints(conn, p)
+            start = read_dlq_checkpoints(conn, p.name, p.version)
         records = list(iter_dead_letters(settings, p.name, start=start, timeout=timeout))
         ends = dict(start)
         for record in records:
@@ -103,7 +104,7 @@ def replay_dead_letters(
             txn = conn.begin()
             try:
                 replayer.apply_all(conn, mine)
-                _write_dlq_checkpoints(conn, p, ends)
+                write_dlq_checkpoints(conn, p.name, p.version, ends)
                 hook.before_commit(conn)
                 txn.commit()
             except _Stop as stop:
@@ -227,32 +228,6 @@ def _already_applied(conn: Connection, p: Projection, record: DeadLetterRecord) 
         )
     ).first()
     return found is not None
-
-
-def _dlq_checkpoints(conn: Connection, p: Projection) -> dict[int, int]:
-    c = DLQ_CHECKPOINTS.c
-    rows = conn.execute(
-        select(c.partition, c.next_offset).where(c.projection == p.name, c.version == p.version)
-    )
-    return {int(part): int(offset) for part, offset in rows}
-
-
-def _write_dlq_checkpoints(conn: Connection, p: Projection, ends: dict[int, int]) -> None:
-    stored = _dlq_checkpoints(conn, p)
-    c = DLQ_CHECKPOINTS.c
-    for partition, offset in ends.items():
-        if partition in stored:
-            conn.execute(
-                DLQ_CHECKPOINTS.update()
-                .where(c.projection == p.name, c.version == p.version, c.partition == partition)
-                .values(next_offset=offset)
-            )
-        else:
-            conn.execute(
-                insert(DLQ_CHECKPOINTS).values(
-                    projection=p.name, version=p.version, partition=partition, next_offset=offset
-                )
-            )
 
 
 def _stopped(p: Projection, stop: _Stop) -> ProjectionError:

@@ -28,6 +28,7 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.projection.checkpoints import checkpoints_table, read_checkpoints
 from eventsource.projection.definition import Projection
 from eventsource.projection.dlq_parking import SqlParkingLot, create_dlq_tables
+from eventsource.projection.dlq_records import dlq_end_offsets
 from eventsource.projection.replay import ProgressCallback, apply_range, find_bounds
 from eventsource.projection.store import (
     create_read_model_engine,
@@ -86,7 +87,7 @@ def rebuild(
         ensure_schema(engine, projection)  # makes this version live if none was
         create_dlq_tables(engine)
         if restart:
-            _reset(engine, projection)
+            _reset(engine, projection, dlq_end_offsets(settings, projection.name))
         applied, rounds, swapped = 0, 0, False
         while rounds < max_rounds and not swapped:
             rounds += 1
@@ -213,7 +214,7 @@ def _engine(database_url: str | Engine) -> Engine:
     return create_read_model_engine(database_url) if isinstance(database_url, str) else database_url
 
 
-def _reset(engine: Engine, projection: Projection) -> None:
+def _reset(engine: Engine, projection: Projection, dlq_ends: dict[int, int]) -> None:
     p = projection
     with engine.begin() as conn:
         for table in p.tables.values():
@@ -222,4 +223,4 @@ def _reset(engine: Engine, projection: Projection) -> None:
         conn.execute(
             delete(checkpoints_table).where(c.projection == p.name, c.version == p.version)
         )
-        SqlParkingLot(p.name, p.version).clear(conn)
+        SqlParkingLot(p.name, p.version).clear(conn, dlq_ends)

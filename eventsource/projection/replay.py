@@ -46,6 +46,7 @@ from eventsource.projection.checkpoints import (
 from eventsource.projection.deadletter import dead_letter_hook
 from eventsource.projection.definition import Projection
 from eventsource.projection.dlq_parking import SqlParkingLot, create_dlq_tables
+from eventsource.projection.dlq_records import dlq_end_offsets
 from eventsource.projection.hooks import FailureHook, NullListener
 from eventsource.projection.store import create_read_model_engine, ensure_schema
 
@@ -252,11 +253,12 @@ def _prepare(
     engine: Engine, projection: Projection, settings: KafkaSettings, bounds: Bounds, *, reset: bool
 ) -> None:
     p = projection
+    dlq_ends = dlq_end_offsets(settings, p.name) if reset else {}
     with engine.begin() as conn:
         if reset:
             for table in p.tables.values():
                 conn.execute(delete(table))
-            SqlParkingLot(p.name, p.version).clear(conn)
+            SqlParkingLot(p.name, p.version).clear(conn, dlq_ends)
         ensure_checkpoint_rows(conn, p.name, p.version, bounds.start)
         write_checkpoints(conn, p.name, p.version, bounds.start)
 

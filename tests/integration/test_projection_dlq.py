@@ -40,7 +40,8 @@ pytestmark = pytest.mark.integration
 
 CODEC = EventCodec.for_events(Account.event_types())
 POISON_AMOUNT = Decimal("666.00")
-Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
+Headers = list[tuple[str, str | bytes | None]]
+Record = tuple[bytes, bytes, Headers]
 
 
 class Touchy(AccountBalances):
@@ -81,12 +82,14 @@ class Stream:
 
     def __init__(self) -> None:
         self.versions: dict[str, int] = {}
+        self.sequence: list[int] = []  #: each record's aggregate version (ce_sequence)
         self.records: list[Record] = []
         self.kinds: list[str] = []  #: "good" or the poison kind, per record
         self.events: list[tuple[str, Event] | None] = []
 
-    def _headers(self, account: str, event_type: type[Event]) -> list[tuple[str, bytes]]:
+    def _headers(self, account: str, event_type: type[Event]) -> Headers:
         self.versions[account] = self.versions.get(account, 0) + 1
+        self.sequence.append(self.versions[account])
         meta = EventMetadata(
             event_id=str(uuid.uuid4()),
             event_type=event_type.event_type(),
@@ -188,7 +191,7 @@ def read_rows(database_url: str, projection: AccountBalances) -> dict[str, tuple
 
 
 def header_versions(stream: Stream) -> list[int]:
-    return [int(dict(h)["ce_sequence"]) for _, _, h in stream.records]
+    return stream.sequence
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
