@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from eventsource.codec import EventCodec, build_headers
 from eventsource.domain import Event, EventMetadata, Position
-from eventsource.errors import ProjectionStoppedError
+from eventsource.errors import DeadLetterError, ProjectionError, ProjectionStoppedError
+from eventsource.kafka.admin import describe_topic
 from eventsource.kafka.config import KafkaSettings
 from eventsource.projection import (
     Context,
@@ -30,6 +31,8 @@ from eventsource.projection import (
     on,
 )
 from eventsource.projection.checkpoints import read_checkpoints
+from eventsource.projection.deadletter import dlq_topic
+from eventsource.projection.dlq_producer import KafkaDeadLetterSink
 from eventsource.projection.dlq_records import list_dead_letters
 from eventsource.projection.dlq_replay import replay_dead_letters
 from eventsource.testing.seed import create_topic
@@ -360,3 +363,38 @@ def test_with_policy_park_the_aggregates_later_events_go_to_the_dlq_in_order_unt
         stats = runner.run_until_caught_up(timeout=60)
     assert (stats.applied, stats.dead_lettered) == (1, 0)
     assert read_rows(database_url, fixed)["acc-a"] == ("ann", 69200 + 200, 7, 7)
+
+
+def test_the_dlq_topic_is_created_with_one_partition_kept_forever(
+    kafka_settings: KafkaSettings, topic: str, tmp_path: Path
+) -> None:
+    stream = Stream()
+    stream.poison("acc-1", "bad_magic")
+    stream.produce(kafka_settings, topic)
+    projection = TouchySkip(name=projection_name(), topics=[topic])
+    with ProjectionRunner(projection, kafka_settings, f"sqlite:///{tmp_path / 'r.db'}") as runner:
+        assert runner.run_until_caught_up(timeout=60).dead_lettered == 1
+    info = describe_topic(kafka_settings, dlq_topic(projection.name))
+    assert info.partitions == 1
+    assert info.config.get("retention.ms") == "-1"
+
+
+def test_a_dead_letter_the_broker_never_acknowledges_fails_the_flush() -> None:
+    nowhere = KafkaSettings(bootstrap_servers="127.0.0.1:9", delivery_timeout_ms=1500)
+    sink = KafkaDeadLetterSink(nowhere, "x.dlq", flush_timeout=5)
+    sink.send(b"k", b"v", [("dlq_stage", b"decode")])
+    with pytest.raises(DeadLetterError, match="batch was not committed"):
+        sink.flush()
+    sink.close()
+
+
+def test_a_record_in_the_dlq_that_eventsource_did_not_write_is_reported(
+    kafka_settings: KafkaSettings,
+) -> None:
+    name = projection_name()
+    create_topic(kafka_settings, dlq_topic(name), partitions=1)
+    producer = Producer(kafka_settings.producer_config())
+    producer.produce(dlq_topic(name), b"stray", key=b"k")
+    producer.flush(10)
+    with pytest.raises(ProjectionError, match=r"no dlq_source_topic.*not written by eventsource"):
+        list_dead_letters(kafka_settings, name)
