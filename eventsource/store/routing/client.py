@@ -27,6 +27,7 @@ from eventsource.store.port import AppendResult, check_append_arguments
 from eventsource.store.routing import wire
 from eventsource.store.routing.topics import (
     ensure_topic,
+    next_batch,
     partitions_at_end,
     replies_topic,
     requests_topic,
@@ -275,7 +276,7 @@ class RemoteEventStore:
         while not self._stop.is_set():
             try:
                 producer.poll(0)
-                for message in consumer.consume(num_messages=500, timeout=0.02):
+                for message in next_batch(consumer, 0.02):
                     self._on_message(message)
             except KafkaException as exc:  # keep listening; waiting calls time out honestly
                 log.warning("reply listener of %s: %s", self.client_id, exc)

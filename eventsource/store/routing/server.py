@@ -21,6 +21,7 @@ from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
 from eventsource.store.routing.topics import (
     ensure_topic,
+    next_batch,
     replies_topic,
     requests_topic,
 )
@@ -163,7 +164,7 @@ class AppendServer:
             while not self._stop.is_set():
                 producer.poll(0)
                 try:
-                    messages = consumer.consume(num_messages=500, timeout=0.02)
+                    messages = next_batch(consumer, 0.02)
                 except KafkaException as exc:
                     log.warning("append server %s: %s", self.server_id, exc)
                     continue
