@@ -29,7 +29,12 @@ from eventsource.projection.checkpoints import checkpoints_table, read_checkpoin
 from eventsource.projection.definition import Projection
 from eventsource.projection.dlq_parking import SqlParkingLot, create_dlq_tables
 from eventsource.projection.dlq_records import dlq_end_offsets
-from eventsource.projection.replay import ProgressCallback, apply_range, find_bounds
+from eventsource.projection.replay import (
+    ProgressCallback,
+    apply_range,
+    find_bounds,
+    refuse_if_running,
+)
 from eventsource.projection.store import (
     create_read_model_engine,
     ensure_schema,
@@ -66,13 +71,17 @@ def rebuild(
     codec: EventCodec | None = None,
     progress: ProgressCallback | None = None,
     timeout: float = 3600.0,
+    allow_running: bool = False,
 ) -> RebuildResult:
     """Build ``projection.version`` in its own tables; swap it live once caught up.
 
     An interrupted rebuild resumes from its checkpoints; ``restart=True`` empties the new
     version's tables first. ``swap=False`` only builds (swap later with
-    :func:`swap_version`). Raises ConfigurationError if this version is already live.
+    :func:`swap_version`). Raises ConfigurationError if this version is already live or
+    its runner is running (``allow_running=True`` skips that check).
     """
+    if not allow_running:
+        refuse_if_running(settings, projection)  # version N+1's runner would race the build
     engine = _engine(database_url)
     started = time.monotonic()
     try:

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, delete
 
 from eventsource.codec import EventCodec
@@ -48,6 +49,7 @@ from eventsource.projection.definition import Projection
 from eventsource.projection.dlq_parking import SqlParkingLot, create_dlq_tables
 from eventsource.projection.dlq_records import dlq_end_offsets
 from eventsource.projection.hooks import FailureHook, NullListener
+from eventsource.projection.runner import default_group_id
 from eventsource.projection.store import create_read_model_engine, ensure_schema
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "ReplayResult",
     "apply_range",
     "find_bounds",
+    "refuse_if_running",
     "replay",
     "resolve_bounds",
 ]
@@ -183,6 +186,7 @@ def replay(
     failure_hook: FailureHook | None = None,
     progress: ProgressCallback | None = None,
     timeout: float = 600.0,
+    allow_running: bool = False,
 ) -> ReplayResult:
     """Replay ``projection`` (its own version) over the range; see the module docstring.
 
@@ -190,8 +194,12 @@ def replay(
     ``{(topic, partition): offset}`` (partitions not named use the beginning / the end).
     ``from_time`` / ``to_time``: timezone-aware datetimes, resolved per partition with
     Kafka's ``offsets_for_times`` (first record whose timestamp is >= the time).
-    Raises WaitTimeoutError if the range was not applied within ``timeout`` seconds.
+    Raises ConfigurationError if the version's runner is running (its consumer group has
+    members; ``allow_running=True`` skips the check), WaitTimeoutError if the range was not
+    applied within ``timeout`` seconds.
     """
+    if not allow_running:
+        refuse_if_running(settings, projection)
     engine = (
         create_read_model_engine(database_url) if isinstance(database_url, str) else database_url
     )
@@ -217,6 +225,31 @@ def replay(
     finally:
         if isinstance(database_url, str):
             engine.dispose()
+
+
+def refuse_if_running(
+    settings: KafkaSettings, projection: Projection, timeout: float = 10.0
+) -> None:
+    """ConfigurationError if the projection version's consumer group has live members.
+
+    A running runner keeps its own positions and would write past a replay's reset.
+    """
+    group = default_group_id(settings, projection)
+    admin = AdminClient(settings.admin_config())
+    try:
+        description = admin.describe_consumer_groups([group])[group].result(timeout=timeout)
+    except KafkaException as exc:  # no permission to describe: say so, do not guess
+        raise ConfigurationError(
+            f"cannot tell whether the runner of {projection!r} (group {group!r}) is running: "
+            f"{exc}; stop it and pass allow_running=True"
+        ) from exc
+    if description.members:
+        hosts = sorted({m.host for m in description.members})
+        raise ConfigurationError(
+            f"the runner of {projection!r} is running (group {group!r}, "
+            f"{len(description.members)} member(s) on {hosts}): stop it before replaying "
+            "this version in place, or rebuild blue/green into a new version"
+        )
 
 
 def find_bounds(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -15,7 +16,7 @@ from sqlalchemy import Engine, select
 from eventsource.domain import Position
 from eventsource.errors import ConfigurationError
 from eventsource.kafka.config import KafkaSettings
-from eventsource.projection import create_read_model_engine
+from eventsource.projection import ProjectionRunner, create_read_model_engine
 from eventsource.projection.checkpoints import read_checkpoints
 from eventsource.projection.replay import ReplayProgress, replay
 from eventsource.testing.seed import SeedEvent, create_topic, seed_events
@@ -168,3 +169,24 @@ def test_replay_of_a_projection_whose_topic_does_not_exist_says_so(
     projection = balances(f"{unique_name}.missing")
     with pytest.raises(ConfigurationError, match="does not exist"):
         replay(projection, kafka_settings, database_url, timeout=10)
+
+
+def test_replay_in_place_is_refused_while_the_versions_runner_is_running(
+    kafka_settings: KafkaSettings, topic: str, database_url: str
+) -> None:
+    seed_events(kafka_settings, topic, sample_history(accounts=3, events=10, seed=5))
+    projection = balances(topic)
+    stop = threading.Event()
+    with ProjectionRunner(projection, kafka_settings, database_url) as runner:
+        thread = threading.Thread(target=runner.run, args=(stop,))
+        thread.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not runner.assignment and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with pytest.raises(ConfigurationError, match="is running"):
+                replay(projection, kafka_settings, database_url)
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+    replay(projection, kafka_settings, database_url)  # stopped: allowed
