@@ -53,7 +53,7 @@ class WriterPlan:
     parsed: Any  # the schema as parsed by fastavro (the reader schema when decoding)
     physical: Any  # logical types stripped: what the encoder writes prepared data with
     header: bytes
-    prepare: Prepare | None
+    to_datum: Prepare  # event -> the dict fastavro writes with ``physical``
 
     @property
     def fingerprint(self) -> bytes:
@@ -99,14 +99,14 @@ class SchemaCatalog:
                 )
         fp = schema_fingerprint(schema)
         self._check_same_fingerprint(schema, fp)
-        physical, prepare = encoding_plan(schema)
+        physical, to_datum = encoding_plan(schema)
         self._plans[event_type] = WriterPlan(
             event_type=event_type,
             schema=schema,
             parsed=parse_schema(schema),
             physical=parse_schema(physical),
             header=SINGLE_OBJECT_MAGIC + fp,
-            prepare=prepare,
+            to_datum=to_datum,
         )
         for known in names:
             self._by_name[known] = event_type

@@ -57,9 +57,7 @@ class EventCodec:
     def encode(self, event: Event) -> bytes:
         """The single-object encoded payload of ``event``."""
         plan = self.catalog.writer_plan(type(event))
-        datum = event.model_dump()
-        if plan.prepare is not None:
-            datum = plan.prepare(datum)
+        datum = plan.to_datum(event)
         out = BytesIO()
         out.write(plan.header)
         try:

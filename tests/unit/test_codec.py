@@ -504,3 +504,11 @@ def test_changed_decimal_scale_is_refused_when_the_old_schema_is_loaded() -> Non
     writers_first.add_writer_schema(avro_schema(PaidInCents))
     with pytest.raises(IncompatibleSchemaError, match="scale"):
         writers_first.register(PaidInMills)
+
+
+def test_encoding_leaves_the_event_untouched(codec: EventCodec) -> None:
+    order = an_order()
+    before = order.model_dump()
+    first = codec.encode(order)
+    assert order.model_dump() == before
+    assert codec.encode(order) == first
