@@ -140,6 +140,11 @@ def test_events_the_owner_cannot_decode_raise_the_codec_error_at_the_caller(
         def encode(self, event: Event) -> bytes:
             return b"\xc3\x01" + b"\x00" * 8 + b"\x02"
 
+        def decode_at(
+            self, payload: bytes | None, topic: str, partition: int, offset: int
+        ) -> Event:
+            raise AssertionError("not used by appends")
+
     with (
         RemoteEventStore(settings, UnknownFingerprint(), timeout=15) as client,
         pytest.raises(UnknownSchemaError),

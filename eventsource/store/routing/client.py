@@ -23,8 +23,9 @@ from eventsource.errors import (
     UncertainCommitError,
 )
 from eventsource.kafka.config import KafkaSettings
-from eventsource.store.port import AppendResult, check_append_arguments
+from eventsource.store.port import AppendResult, check_append_arguments, events_topic
 from eventsource.store.routing import wire
+from eventsource.store.routing.scan import EventReader, load_by_scan
 from eventsource.store.routing.topics import (
     ensure_topic,
     next_batch,
@@ -33,13 +34,13 @@ from eventsource.store.routing.topics import (
     requests_topic,
 )
 
-__all__ = ["EventEncoder", "RemoteEventStore"]
+__all__ = ["ClientCodec", "RemoteEventStore"]
 
 A = TypeVar("A", bound=Aggregate)
 log = logging.getLogger(__name__)
 
 
-class EventEncoder(Protocol):
+class ClientCodec(EventReader, Protocol):
     """The part of :class:`eventsource.codec.EventCodec` a client needs."""
 
     def encode(self, event: Event) -> bytes: ...
@@ -66,13 +67,21 @@ class RemoteEventStore:
     """
 
     def __init__(
-        self, settings: KafkaSettings, codec: EventEncoder, *, timeout: float = 10.0
+        self,
+        settings: KafkaSettings,
+        codec: ClientCodec,
+        *,
+        timeout: float = 10.0,
+        scan_loads: bool = False,
+        topic_prefix: str = "",
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         self.settings = settings
         self.codec = codec
         self.timeout = timeout
+        self.scan_loads = scan_loads
+        self.topic_prefix = topic_prefix
         self.client_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.requests_topic = requests_topic(settings.application_id)
         self.replies_topic = replies_topic(settings.application_id)
@@ -199,13 +208,23 @@ class RemoteEventStore:
         return reply.result(timeout=self.timeout + 5).version
 
     def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:
-        """Not served remotely: aggregates are loaded where their partition is owned."""
+        """``NotOwnerError`` naming the owner; with ``scan_loads=True``, a partition scan.
+
+        The owner loads from memory. A non-owner has no index: with ``scan_loads`` it folds
+        the aggregate's committed records, read from its whole partition (slow; see
+        :mod:`eventsource.store.routing.scan`). The version it returns is a snapshot: an
+        append at that version still fails with ``ConcurrencyError`` if the owner moved on.
+        """
+        if self.scan_loads:
+            topic = events_topic(aggregate_cls.aggregate_type, self.topic_prefix)
+            return load_by_scan(self.settings, self.codec, topic, aggregate_cls, aggregate_id)
         owner = self.last_owner or "unknown until it has answered a request"
         raise NotOwnerError(
             f"this process ({self.client_id}) does not own the partition of "
-            f"{aggregate_cls.aggregate_type} {aggregate_id!r}, so it cannot load it: run the "
-            f"command in the owner process (last seen owner: {owner}), or send events through "
-            f"RemoteEventStore.append with the version from RemoteEventStore.version()"
+            f"{aggregate_cls.aggregate_type} {aggregate_id!r}, so it cannot load it from "
+            f"memory: run the command in the owner process (last seen owner: {owner}), or "
+            "create the RemoteEventStore with scan_loads=True to fold the aggregate from its "
+            "partition (slow: reads the whole partition)"
         )
 
     # sending and receiving --------------------------------------------------------------

@@ -1,0 +1,108 @@
+"""The non-owner's slow path to an aggregate: read its partition of the events topic.
+
+The owner loads from its in-memory index; a process without one can only fold the
+aggregate's records, which costs a read of the whole partition (every aggregate that hashes
+there). Fine for occasional loads and small topics; for hot paths, run the command in the
+owner process.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Protocol, TypeVar, cast
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from eventsource.codec import parse_headers
+from eventsource.domain import Aggregate, Event
+from eventsource.errors import AggregateNotFoundError, StoreError, StoreUnavailableError
+from eventsource.kafka.config import KafkaSettings
+from eventsource.store.partitioner import partition_for_id
+from eventsource.store.routing.topics import next_batch
+
+__all__ = ["EventReader", "load_by_scan"]
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class EventReader(Protocol):
+    """The part of :class:`eventsource.codec.EventCodec` a scan needs."""
+
+    def decode_at(
+        self, payload: bytes | None, topic: str, partition: int, offset: int
+    ) -> Event: ...
+
+
+def load_by_scan(
+    settings: KafkaSettings,
+    codec: EventReader,
+    topic: str,
+    aggregate_cls: type[A],
+    aggregate_id: str,
+    timeout: float = 60.0,
+) -> A:
+    """Fold ``aggregate_id``'s committed events, read from its partition of ``topic``."""
+    consumer = Consumer(
+        settings.consumer_config(f"{settings.application_id}.scan.{uuid.uuid4().hex}")
+    )
+    try:
+        return _scan(consumer, codec, topic, aggregate_cls, aggregate_id, timeout)
+    except KafkaException as exc:
+        raise StoreUnavailableError(
+            f"cannot read {topic!r} to load {aggregate_id!r}: {exc}; is the broker up?"
+        ) from exc
+    finally:
+        consumer.close()
+
+
+def _scan(
+    consumer: Consumer,
+    codec: EventReader,
+    topic: str,
+    aggregate_cls: type[A],
+    aggregate_id: str,
+    timeout: float,
+) -> A:
+    described = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    if described is None or described.error is not None or not described.partitions:
+        raise AggregateNotFoundError(
+            f"{aggregate_cls.aggregate_type} {aggregate_id!r}: events topic {topic!r} does not "
+            "exist yet, so the aggregate has no events"
+        )
+    partition = partition_for_id(aggregate_id, len(described.partitions))
+    end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)[1]
+    key = aggregate_id.encode("utf-8")
+    aggregate = aggregate_cls(aggregate_id)
+    consumer.assign([TopicPartition(topic, partition, 0)])
+    deadline = time.monotonic() + timeout
+    # read_committed: the position passes transaction markers and aborted records, so the
+    # scan is done when the position (not the last record's offset) reaches the end.
+    while end > 0 and consumer.position([TopicPartition(topic, partition)])[0].offset < end:
+        if time.monotonic() > deadline:
+            raise StoreUnavailableError(
+                f"reading {topic}[{partition}] up to offset {end} to load {aggregate_id!r} "
+                f"took longer than {timeout:g}s: retry, or load it in the owner process"
+            )
+        for message in next_batch(consumer, 0.2, 5000):
+            if message.error() is not None:
+                raise StoreUnavailableError(f"reading {topic}[{partition}]: {message.error()}")
+            if message.key() != key:
+                continue
+            offset = message.offset() or 0
+            # Consumed records carry headers as a list of (str, bytes) pairs.
+            headers = cast("list[tuple[str, bytes | None]] | None", message.headers())
+            version = parse_headers(headers).version
+            if version != aggregate.version + 1:
+                raise StoreError(
+                    f"{topic}[{partition}]@{offset} holds version {version} of "
+                    f"{aggregate_id!r} after version {aggregate.version}: the topic has a gap "
+                    "or a duplicate; it was not written by a single owner"
+                )
+            aggregate.apply_event(codec.decode_at(message.value(), topic, partition, offset))
+    if aggregate.version == 0:
+        raise AggregateNotFoundError(
+            f"{aggregate_cls.aggregate_type} {aggregate_id!r} has no events in "
+            f"{topic}[{partition}]: create it as a new aggregate (expected version 0)"
+        )
+    return aggregate
