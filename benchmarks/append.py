@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import queue
 import random
 import statistics
 import sys
@@ -77,27 +78,23 @@ def store_loop(store: KafkaEventStore, events: int, outstanding: int) -> float:
     ids = [f"acc-{uuid.uuid4().hex[:12]}" for _ in range(outstanding)]
     for f in [store.append_async(ACCOUNT, i, [AccountOpened(owner=i)], 0) for i in ids]:
         f.result(60)
-    versions = dict.fromkeys(ids, 1)
-    in_flight: dict[str, Future[AppendResult]] = {}
+    completions: queue.SimpleQueue[tuple[str, Future[AppendResult]]] = queue.SimpleQueue()
+
+    def send(aggregate_id: str, version: int) -> None:
+        future = store.append_async(ACCOUNT, aggregate_id, [DEPOSIT], version)
+        future.add_done_callback(lambda f: completions.put((aggregate_id, f)))
+
     started = time.perf_counter()
-    sent = done = 0
     for aggregate_id in ids:
-        in_flight[aggregate_id] = store.append_async(ACCOUNT, aggregate_id, [DEPOSIT], 1)
-        sent += 1
+        send(aggregate_id, 1)
+    sent, done = len(ids), 0
     while done < events:
-        for aggregate_id, future in list(in_flight.items()):
-            if not future.done():
-                continue
-            versions[aggregate_id] = future.result().version
-            done += 1
-            if sent < events:
-                in_flight[aggregate_id] = store.append_async(
-                    ACCOUNT, aggregate_id, [DEPOSIT], versions[aggregate_id]
-                )
-                sent += 1
-            else:
-                del in_flight[aggregate_id]
-        time.sleep(0.001)
+        aggregate_id, future = completions.get(timeout=60)
+        version = future.result().version
+        done += 1
+        if sent < events:
+            send(aggregate_id, version)
+            sent += 1
     return events / (time.perf_counter() - started)
 
 

@@ -15,6 +15,7 @@ later version check of that aggregate wrong, so the store refuses to serve the p
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import cast
@@ -64,7 +65,11 @@ def read_partition(
     consumer = Consumer(
         settings.consumer_config(
             f"{settings.application_id}.catchup",
-            **{"enable.partition.eof": True, "fetch.wait.max.ms": 100},
+            **{
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 100,
+                "logger": logging.getLogger("eventsource.kafka.client"),
+            },
         )
     )
     result = progress

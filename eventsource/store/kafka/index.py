@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Generic, TypeVar
 
 from eventsource.domain import Aggregate, Event
@@ -49,6 +49,20 @@ class VersionIndex(Generic[A]):
             for event in events:
                 state.apply_event(event)
             return state.version
+
+    def apply_batch(self, appends: Sequence[tuple[str, Sequence[Event]]]) -> list[int]:
+        """Fold a committed batch, in order, under one lock; returns each new version."""
+        versions = []
+        with self._lock:
+            states = self._states
+            for aggregate_id, events in appends:
+                state = states.get(aggregate_id)
+                if state is None:
+                    state = states[aggregate_id] = self.aggregate_cls(aggregate_id)
+                for event in events:
+                    state.apply_event(event)
+                versions.append(state.version)
+        return versions
 
     def __len__(self) -> int:
         with self._lock:

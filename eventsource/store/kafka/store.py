@@ -66,6 +66,7 @@ class KafkaEventStore:
             raise ConfigurationError(f"max_batch_events must be >= 1, got {max_batch_events}")
         self.settings = settings
         self.aggregates = {cls.aggregate_type: cls for cls in aggregates}
+        self._handled = {t: frozenset(cls.event_types()) for t, cls in self.aggregates.items()}
         self.codec = codec or EventCodec.for_events(
             [event for cls in aggregates for event in cls.event_types()]
         )
@@ -87,7 +88,13 @@ class KafkaEventStore:
             return self
         for aggregate_type, cls in self.aggregates.items():
             topic = self.topic_for(aggregate_type)
-            ensure_topic(self.settings, topic, self.partitions, config=self.topic_config)
+            ensure_topic(
+                self.settings,
+                topic,
+                self.partitions,
+                config=self.topic_config,
+                timeout=min(timeout, 30.0),
+            )
             for partition in range(self.partitions):
                 writer = PartitionWriter(
                     self.settings,
@@ -170,7 +177,7 @@ class KafkaEventStore:
         """Queue an append; the future resolves after the group commit that holds it."""
         check_append_arguments(aggregate_id, events, expected_version)
         writer = self.writer_for(aggregate_type, aggregate_id)
-        handled = writer.index.aggregate_cls.event_types()
+        handled = self._handled[aggregate_type]
         for event in events:
             if type(event) not in handled:
                 raise MissingHandlerError(

@@ -40,6 +40,8 @@ from eventsource.store.port import ANY, AppendResult
 __all__ = ["FaultHook", "PartitionWriter"]
 
 log = logging.getLogger(__name__)
+CLIENT_LOG = logging.getLogger("eventsource.kafka.client")
+"""Where librdkafka's own log lines go (instead of stderr)."""
 
 FaultHook = Callable[[str], None]
 """Test hook called at ``"before_commit"``, ``"commit"`` (instead of committing, if it
@@ -345,10 +347,10 @@ class PartitionWriter(RecoveryMixin):
     def complete(self, accepted: list[AppendRequest]) -> None:
         """The batch is committed: fold it into the index, then answer the callers."""
         topic, partition = self.topic, self.partition
-        for request in accepted:
-            version = self.index.apply(request.aggregate_id, request.events)
-            positions = tuple(Position(topic, partition, o) for o in request.offsets)
-            self.end_offset = max(self.end_offset, request.offsets[-1] + 1)
+        versions = self.index.apply_batch([(r.aggregate_id, r.events) for r in accepted])
+        self.end_offset = max(self.end_offset, accepted[-1].offsets[-1] + 1)
+        for request, version in zip(accepted, versions, strict=True):
+            positions = tuple([Position(topic, partition, o) for o in request.offsets])
             request.future.set_result(AppendResult(request.aggregate_id, version, positions))
 
     def _fault(self, stage: str) -> None:
@@ -360,7 +362,8 @@ class PartitionWriter(RecoveryMixin):
         """A transactional producer that has fenced every older one (raises on failure)."""
         producer = Producer(
             self.settings.transactional_producer_config(
-                self.transactional_id, **{"linger.ms": 1, "allow.auto.create.topics": False}
+                self.transactional_id,
+                **{"linger.ms": 1, "allow.auto.create.topics": False, "logger": CLIENT_LOG},
             )
         )
         try:

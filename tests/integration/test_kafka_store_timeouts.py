@@ -1,0 +1,63 @@
+"""Bounded waits: an unreachable broker and appends that outlive their timeout.
+
+None of these needs a running broker; they live beside the Kafka store's other tests.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+from decimal import Decimal
+
+import pytest
+
+from eventsource.errors import StoreUnavailableError, UncertainCommitError
+from eventsource.kafka.broker_process import free_port
+from eventsource.kafka.config import KafkaSettings
+from eventsource.store.kafka import KafkaEventStore
+from eventsource.store.kafka.index import VersionIndex
+from eventsource.store.kafka.store import wait_for
+from eventsource.store.port import AppendResult
+from examples.bank.domain import Account, AccountOpened, MoneyDeposited
+
+
+def test_an_append_that_never_started_is_cancelled_and_reported_as_nothing_written() -> None:
+    queued: Future[AppendResult] = Future()
+    with pytest.raises(StoreUnavailableError, match="nothing was written"):
+        wait_for(queued, "acc-1", 0.01)
+    assert queued.cancelled()
+
+
+def test_an_append_in_flight_at_its_timeout_is_reported_as_uncertain() -> None:
+    in_flight: Future[AppendResult] = Future()
+    assert in_flight.set_running_or_notify_cancel()
+    with pytest.raises(UncertainCommitError, match="reload the aggregate"):
+        wait_for(in_flight, "acc-1", 0.01)
+
+
+def test_starting_against_an_unreachable_broker_fails_within_the_timeout() -> None:
+    settings = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    store = KafkaEventStore(settings, [Account])
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailableError):
+        store.start(timeout=3)
+    assert time.monotonic() - started < 30
+
+
+def test_the_index_hands_out_deep_copies_and_folds_batches_in_order() -> None:
+    index = VersionIndex(Account)
+    versions = index.apply_batch(
+        [
+            ("a", [AccountOpened(owner="Ada")]),
+            ("b", [AccountOpened(owner="Bob")]),
+            ("a", [MoneyDeposited(amount=Decimal(2)), MoneyDeposited(amount=Decimal(3))]),
+        ]
+    )
+    assert versions == [1, 1, 3]
+    copy = index.snapshot("a")
+    assert copy is not None
+    copy.balance = Decimal(1000)
+    again = index.snapshot("a")
+    assert again is not None and again.balance == Decimal(5)
+    assert (index.version("b"), index.version("nobody"), index.snapshot("nobody")) == (1, 0, None)
+    assert len(index) == 2
