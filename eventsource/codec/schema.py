@@ -247,6 +247,9 @@ class _SchemaBuilder:
             value = info.default_factory()  # type: ignore[call-arg]
             if isinstance(value, list | dict | set | frozenset | tuple) and not value:
                 return value
+        if _is_optional(avro_type):
+            # Optional fields always default to null, so adding one stays compatible.
+            return None
         return _NO_DEFAULT
 
     def _unsupported(self, where: str, reason: str) -> UnsupportedTypeError:

@@ -333,3 +333,13 @@ def test_default_that_does_not_fit_the_decimal_scale_is_rejected() -> None:
 
     with pytest.raises(UnsupportedTypeError, match=r"coarse.*more than 1 decimal places"):
         avro_schema(Precise)
+
+
+def test_optional_field_without_a_python_default_still_defaults_to_null() -> None:
+    class Noted(Event):
+        __namespace__ = "misc"
+        note: str | None  # required in Python, but old data without it reads as None
+
+    assert avro_schema(Noted)["fields"] == [
+        {"name": "note", "type": ["null", "string"], "default": None}
+    ]
