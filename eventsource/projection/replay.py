@@ -142,7 +142,10 @@ def to_millis(when: datetime) -> int:
 
 @dataclass(frozen=True, slots=True)
 class ReplayProgress:
-    """Reported after every batch: what a progress bar shows."""
+    """Reported after every batch: what a progress bar shows.
+
+    Counts are offsets, so transaction markers are included with the events.
+    """
 
     events_done: int
     events_total: int
