@@ -105,6 +105,8 @@ class MetricsListener:
         self._lock = threading.Lock()
         self._assigned: set[Any] = set()
         self.state = ProjectionState()
+        #: The last error reported, so the supervisor does not count a runner's twice.
+        self.last_exception: BaseException | None = None
 
     def _set_ready(self) -> None:
         self._metrics.up.labels(self._name).set(1 if self.state.ready else 0)
@@ -153,6 +155,7 @@ class MetricsListener:
 
     def on_error(self, exc: BaseException) -> None:
         with self._lock:
+            self.last_exception = exc
             self.state.last_error = f"{type(exc).__name__}: {exc}"
             self._set_ready()
         self._metrics.errors.labels(self._name).inc()

@@ -22,6 +22,9 @@ from typing import Any, Protocol
 from eventsource.errors import ConfigurationError, ProjectionStoppedError
 from eventsource.service.metrics import MetricsListener
 
+#: A runner that failed after running this long starts its backoff from the beginning.
+_HEALTHY_RUN_S = 60.0
+
 
 class ExitCode(IntEnum):
     """Exit codes of the ``eventsource`` command and of the service."""
@@ -144,6 +147,7 @@ class Supervisor:
         delay = self._backoff_s[0]
         while not self.stop.is_set():
             runner: Runner | None = None
+            started = time.monotonic()
             try:
                 runner = unit.factory(unit.listener)
                 self._runners[unit.name] = runner
@@ -163,8 +167,15 @@ class Supervisor:
                 self.request_stop("configuration error")
                 return
             except Exception as exc:
-                unit.listener.on_error(exc)
-                log.warning("runner failed; restarting after backoff", delay_s=delay)
+                if unit.listener.last_exception is not exc:  # the runner may have reported it
+                    unit.listener.on_error(exc)
+                if time.monotonic() - started > _HEALTHY_RUN_S:
+                    delay = self._backoff_s[0]  # it ran fine for a while: a fresh failure
+                log.warning(
+                    "runner failed; restarting after backoff",
+                    delay_s=delay,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
             finally:
                 self._runners.pop(unit.name, None)
                 close = getattr(runner, "close", None)

@@ -255,3 +255,27 @@ def test_a_taken_port_is_a_configuration_error(
         HealthServer(
             lambda: (True, {}), ServiceMetrics().registry, host="127.0.0.1", port=server.port
         )
+
+
+def test_an_error_the_runner_already_reported_is_counted_once() -> None:
+    metrics = ServiceMetrics()
+    attempts: list[FakeRunner] = []
+
+    class Reporting(FakeRunner):
+        def run(self, stop: threading.Event | None = None) -> None:
+            if len(attempts) == 1:
+                error = OSError("database is down")
+                self.listener.on_error(error)
+                raise error
+            super().run(stop)
+
+    def make(listener: MetricsListener) -> FakeRunner:
+        attempts.append(Reporting(listener))
+        return attempts[-1]
+
+    sup = Supervisor([unit("p", metrics, make)], drain_timeout_s=5, log=LOG, backoff_s=(0.01, 0.05))
+    sup.start()
+    wait_until(lambda: len(attempts) == 2 and sup.readiness()[0])
+    sup.request_stop("test")
+    assert sup.wait() == ExitCode.OK
+    assert sample(metrics, "eventsource_runner_errors_total", projection="p") == 1

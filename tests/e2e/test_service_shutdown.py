@@ -1,0 +1,51 @@
+"""SIGTERM during a busy stream: exit 0 within the bound, consistent checkpoint, no loss."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from eventsource.kafka.config import KafkaSettings
+from tests.e2e.conftest import BALANCES, Service, read_balances, read_checkpoints, wait_for
+from tests.e2e.helpers import expected_balances, read_topic, seed_bank
+
+pytestmark = pytest.mark.integration
+
+DRAIN_S = 15
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_mid_stream_drains_commits_and_restart_loses_nothing(
+    service: Callable[..., Service],
+    kafka_settings: KafkaSettings,
+    pname: str,
+    tmp_path: Path,
+    sig: signal.Signals,
+) -> None:
+    topic = f"{pname}.events"
+    seed_bank(kafka_settings, topic, 30_000)
+    db = f"sqlite:///{tmp_path / 'rm.db'}"
+    args = [BALANCES, "--name", pname, "-t", topic, "-d", db, "--batch-size", "100"]
+    svc = service(*args, "--drain-timeout", str(DRAIN_S))
+    wait_for(
+        lambda: svc.metric("eventsource_events_processed_total", projection=pname) > 0,
+        90,
+        svc.describe,
+    )
+    # Exit 0 within the drain bound (the wait's timeout is the bound plus process start-up).
+    assert svc.stop(sig, timeout=DRAIN_S + 10) == 0, svc.describe()
+    stopped = [r for r in svc.lines() if r.get("event") == "service stopped"]
+    assert stopped and stopped[0]["exit_code"] == 0
+    assert any(r.get("event") == "partitions revoked" for r in svc.lines())
+
+    records = read_topic(kafka_settings, topic)
+    checkpoints = {p: o for (t, p), o in read_checkpoints(db, pname).items() if t == topic}
+    assert read_balances(db, pname) == expected_balances(records, checkpoints)
+
+    again = service(*args)
+    wait_for(lambda: again.caught_up(pname), 120, again.describe)
+    assert again.stop() == 0
+    assert read_balances(db, pname) == expected_balances(records)
