@@ -40,9 +40,12 @@ def test_a_new_writer_fences_the_old_one_which_fails_fast_and_loses_nothing(
                 zombie.append(ACCOUNT, "acc-0", [MoneyDeposited(amount=Decimal(1))], 2, timeout=30)
             assert time.monotonic() - started < 30  # failed, not timed out
 
-            # Every later append to that partition fails at once, without a round trip.
+            # Every later append to that partition fails at once, without a round trip,
+            # and the zombie no longer serves its (possibly stale) state either.
             with pytest.raises(FencedError):
                 zombie.append(ACCOUNT, "acc-0", [MoneyDeposited(amount=Decimal(1))], 2, timeout=5)
+            with pytest.raises(FencedError):
+                zombie.load(Account, "acc-0")
 
             result = successor.append(ACCOUNT, "acc-0", [MoneyDeposited(amount=Decimal(3))], 2)
             assert result.version == 3

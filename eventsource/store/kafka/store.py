@@ -226,6 +226,7 @@ class KafkaEventStore:
                 f"the store folds {aggregate_cls.aggregate_type!r} as "
                 f"{writer.index.aggregate_cls.__qualname__}, not {aggregate_cls.__qualname__}"
             )
+        writer.check_serving_reads()
         state = writer.index.snapshot(aggregate_id)
         if state is None:
             raise AggregateNotFoundError(
@@ -236,7 +237,9 @@ class KafkaEventStore:
         return state
 
     def version(self, aggregate_type: str, aggregate_id: str) -> int:
-        return self.writer_for(aggregate_type, aggregate_id).index.version(aggregate_id)
+        writer = self.writer_for(aggregate_type, aggregate_id)
+        writer.check_serving_reads()
+        return writer.index.version(aggregate_id)
 
 
 def wait_for(future: Future[AppendResult], aggregate_id: str, timeout: float) -> AppendResult:

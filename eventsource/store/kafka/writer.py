@@ -29,7 +29,12 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from eventsource.codec import EventCodec, build_headers
 from eventsource.domain import Aggregate, EventMetadata, Position
-from eventsource.errors import ConcurrencyError, FencedError, StoreUnavailableError
+from eventsource.errors import (
+    ConcurrencyError,
+    FencedError,
+    StoreUnavailableError,
+    UncertainCommitError,
+)
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.catchup import TailRead, read_partition
 from eventsource.store.kafka.index import VersionIndex
@@ -155,7 +160,8 @@ class PartitionWriter(RecoveryMixin):
             )
         if self.state == "failed":
             return StoreUnavailableError(
-                f"the writer of {self.where} failed to start: {self.start_error}", retriable=False
+                f"the writer of {self.where} failed ({self.start_error}); restart the store",
+                retriable=False,
             )
         if self._closing or self.state == "closed":
             return StoreUnavailableError(f"the writer of {self.where} is closed", retriable=False)
@@ -187,11 +193,36 @@ class PartitionWriter(RecoveryMixin):
         self._ready.set()
         try:
             while (batch := self._take_batch()) is not None:
-                self._process(batch)
+                try:
+                    self._process(batch)
+                except Exception as exc:  # a bug, or an @apply handler that raised
+                    self._crash(batch, exc)
+                    return
         finally:
-            self._set_state("closed" if self.state != "fenced" else "fenced")
+            if self.state not in ("fenced", "failed"):
+                self._set_state("closed")
             self.fail_queued()
             self._close_producer()
+
+    def _crash(self, batch: list[AppendRequest], exc: Exception) -> None:
+        """Stop serving: after an unexpected error the index may not match the topic."""
+        log.exception("the writer of %s stopped after an unexpected error", self.where)
+        self.start_error = exc
+        self._set_state("failed")
+        for request in batch:
+            if not request.future.done():
+                request.future.set_exception(
+                    UncertainCommitError(
+                        f"the writer of {self.where} stopped after an unexpected error while "
+                        f"appending to {request.aggregate_id!r} ({type(exc).__name__}: {exc}); "
+                        "restart the store and reload the aggregate before retrying"
+                    )
+                )
+
+    def check_serving_reads(self) -> None:
+        """Loads are served from the index unless the writer was fenced or has failed."""
+        if self.state in ("fenced", "failed"):
+            raise self._refusal()
 
     def _set_state(self, state: str) -> None:
         with self._cond:
