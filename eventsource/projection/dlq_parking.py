@@ -84,8 +84,25 @@ DLQ_APPLIED = Table(
 )
 
 
+#: PostgreSQL advisory lock serializing the creation of these tables across processes
+#: (concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's catalog).
+_DDL_LOCK = 7245196508735962
+
+
 def create_dlq_tables(bind: Engine | Connection) -> None:
-    """Create the dead-letter bookkeeping tables if they do not exist."""
+    """Create the dead-letter bookkeeping tables if they do not exist.
+
+    With a Connection, inside its transaction (a rolled-back batch takes them with it).
+    """
+    if isinstance(bind, Engine):
+        with bind.begin() as conn:
+            create_dlq_tables(conn)
+        return
+    missing = [t for t in metadata.sorted_tables if not bind.dialect.has_table(bind, t.name)]
+    if not missing:
+        return
+    if bind.dialect.name == "postgresql":
+        bind.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_DDL_LOCK})")
     metadata.create_all(bind, checkfirst=True)
 
 

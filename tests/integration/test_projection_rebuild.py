@@ -14,7 +14,13 @@ from sqlalchemy import Column, Engine, Integer, create_engine, text
 
 from eventsource.errors import ConfigurationError, ProjectionError
 from eventsource.kafka.config import KafkaSettings
-from eventsource.projection import Context, create_read_model_engine, table
+from eventsource.projection import (
+    Context,
+    ProjectionRunner,
+    create_read_model_engine,
+    table,
+    wait_for_positions,
+)
 from eventsource.projection.rebuild import drop_version, rebuild, swap_version
 from eventsource.projection.replay import replay
 from eventsource.projection.store import live_version
@@ -202,3 +208,67 @@ def test_a_first_build_with_nothing_live_becomes_live_at_once(
             assert live_version(conn, name) == 2
     finally:
         engine.dispose()
+
+
+def test_rebuild_catches_up_with_a_live_version_that_keeps_moving_and_never_goes_back(
+    kafka_settings: KafkaSettings, topic: str, database_url: str, reader: Engine
+) -> None:
+    name = f"b{uuid.uuid4().hex[:12]}"
+    history = sample_history(accounts=30, events=1500, seed=12)
+    positions = seed_events(kafka_settings, topic, history, transaction_size=500)
+    v1 = AccountBalances(name=name, topics=[topic])
+    v2 = BalancesV2(name=name, topics=[topic])
+    view = v1.view_name("accounts")
+    totals = f"SELECT count(*), sum(balance_cents), sum(events) FROM {view}"
+    stop_writing, stop_reading, stop_v1 = threading.Event(), threading.Event(), threading.Event()
+    appended: list[SeedEvent] = []
+    observed: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+
+    def append_while_rebuilding() -> None:
+        while not stop_writing.is_set():
+            item = SeedEvent(f"acc-{len(appended) % 30:05d}", MoneyDeposited(amount=1))
+            positions.extend(seed_events(kafka_settings, topic, [item]))
+            appended.append(item)
+            stop_writing.wait(0.02)
+
+    def read_totals() -> None:
+        try:
+            while not stop_reading.is_set():
+                with reader.connect() as conn:
+                    count, _, events = conn.execute(text(totals)).one()
+                observed.append((int(count), int(events or 0)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    with ProjectionRunner(v1, kafka_settings, database_url, batch_size=100) as runner_v1:
+        runner_v1.run_until_caught_up(timeout=60)
+        threads = [
+            threading.Thread(target=runner_v1.run, args=(stop_v1,)),
+            threading.Thread(target=append_while_rebuilding),
+            threading.Thread(target=read_totals),
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            result = rebuild(v2, kafka_settings, database_url, batch_size=100, max_rounds=30)
+        finally:
+            stop_writing.set()
+            threads[1].join(timeout=60)
+            wait_for_positions(v1, database_url, positions, timeout=60)
+            stop_v1.set()
+            threads[0].join(timeout=60)
+        with ProjectionRunner(v2, kafka_settings, database_url) as runner_v2:
+            runner_v2.run_until_caught_up(timeout=60)
+        stop_reading.set()
+        threads[2].join(timeout=60)
+
+    assert errors == []
+    assert result.swapped and appended
+    assert all(count == 30 for count, _ in observed)  # never empty, never partial
+    events_seen = [events for _, events in observed]
+    assert events_seen == sorted(events_seen)  # never an older model, not even at the swap
+    assert query(reader, view) == [
+        (*row, 2) for row in query(reader, v1.physical_name("accounts", 1))
+    ]
+    assert events_seen[-1] == len(history) + len(appended)
