@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from eventsource.domain import EventMetadata
 from eventsource.errors import DecodeError, EncodeError
@@ -45,6 +45,8 @@ TRACEPARENT: Final = "traceparent"
 
 _SPEC: Final = (SPECVERSION, b"1.0")
 _REQUIRED: Final = (ID, TYPE, SUBJECT, TIME, SEQUENCE, AGGREGATE_TYPE)
+_SPECS: Final = frozenset({None, b"1.0"})
+_TIME_FORMAT: Final = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
 
 
 def build_headers(
@@ -60,21 +62,32 @@ def build_headers(
     such as ``/bank/accounts``). ``traceparent`` (W3C trace context) is passed through.
     """
     time = meta.time
-    if time.tzinfo is None or time.utcoffset() is None:
+    offset = time.utcoffset()
+    if offset is None:
         raise EncodeError(
             f"cannot build headers of event {meta.event_id} ({meta.event_type}, aggregate "
             f"{meta.aggregate_id!r} version {meta.version}): its time {time.isoformat()} is "
             "naive; use an aware UTC datetime such as datetime.now(UTC)"
         )
-    if time.utcoffset():
-        time = time.astimezone(UTC)
+    if offset:
+        time = time - offset
+    # %-formatting is the cheapest exact RFC 3339 rendering (isoformat needs a tz dance).
+    stamp = _TIME_FORMAT % (
+        time.year,
+        time.month,
+        time.day,
+        time.hour,
+        time.minute,
+        time.second,
+        time.microsecond,
+    )
     headers = [
         _SPEC,
         (ID, meta.event_id.encode()),
         (SOURCE, source.encode()),
         (TYPE, meta.event_type.encode()),
         (SUBJECT, meta.aggregate_id.encode()),
-        (TIME, (time.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z").encode()),
+        (TIME, stamp.encode()),
         (CONTENT_TYPE, content_type.encode()),
         (SEQUENCE, str(meta.version).encode()),
         (AGGREGATE_TYPE, meta.aggregate_type.encode()),
@@ -94,14 +107,45 @@ def parse_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> EventMe
     Raises :class:`DecodeError` naming the header that is missing or malformed. When a
     header repeats, the last value wins (Kafka's ``lastHeader`` convention).
     """
+    raw: dict[str, Any] = dict(headers) if headers else {}
+    try:
+        sequence = raw[SEQUENCE].decode()
+        time = datetime.fromisoformat(raw[TIME].decode())
+        spec = raw.get(SPECVERSION)
+        correlation_id = raw.get(CORRELATION_ID)
+        causation_id = raw.get(CAUSATION_ID)
+        meta = EventMetadata(
+            event_id=raw[ID].decode(),
+            event_type=raw[TYPE].decode(),
+            aggregate_type=raw[AGGREGATE_TYPE].decode(),
+            aggregate_id=raw[SUBJECT].decode(),
+            version=int(sequence),
+            time=time if time.tzinfo is UTC else time.astimezone(UTC),
+            correlation_id=None if correlation_id is None else correlation_id.decode(),
+            causation_id=None if causation_id is None else causation_id.decode(),
+        )
+    except (KeyError, AttributeError, ValueError):  # UnicodeDecodeError is a ValueError
+        meta = None
+    if meta is None or time.tzinfo is None or spec not in _SPECS or not _decimal(sequence):
+        _explain(raw)  # slow path: say exactly what is wrong (or accept, e.g. specversion 1.1)
+        if meta is None:
+            raise DecodeError(f"malformed CloudEvents headers {list(raw)!r}")
+    return meta
+
+
+def _decimal(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _explain(raw: dict[str, bytes | None]) -> None:
     values: dict[str, str] = {}
-    for name, raw in headers or ():
-        if raw is None:
+    for name, value in raw.items():
+        if value is None:
             continue
         try:
-            values[name] = raw.decode()
+            values[name] = value.decode()
         except UnicodeDecodeError as exc:
-            raise DecodeError(f"header {name!r} is not valid UTF-8: {raw[:40]!r}") from exc
+            raise DecodeError(f"header {name!r} is not valid UTF-8: {value[:40]!r}") from exc
     missing = [name for name in _REQUIRED if name not in values]
     if missing:
         raise DecodeError(
@@ -112,20 +156,12 @@ def parse_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> EventMe
     spec = values.get(SPECVERSION)
     if spec is not None and spec.split(".")[0] != "1":
         raise DecodeError(f"header {SPECVERSION} is {spec!r}; only CloudEvents 1.x is supported")
-    return EventMetadata(
-        event_id=values[ID],
-        event_type=values[TYPE],
-        aggregate_type=values[AGGREGATE_TYPE],
-        aggregate_id=values[SUBJECT],
-        version=_version(values[SEQUENCE], values),
-        time=_time(values[TIME], values),
-        correlation_id=values.get(CORRELATION_ID),
-        causation_id=values.get(CAUSATION_ID),
-    )
+    _version(values[SEQUENCE], values)
+    _time(values[TIME], values)
 
 
 def _version(text: str, values: dict[str, str]) -> int:
-    if not text.isdigit():
+    if not _decimal(text):
         raise DecodeError(
             f"header {SEQUENCE} is {text!r}{_for_event(values)}; expected the aggregate "
             "version as a decimal number"

@@ -98,6 +98,7 @@ def test_last_value_of_a_repeated_header_wins() -> None:
     [
         ("ce_sequence", b"seven", "decimal number"),
         ("ce_sequence", b"-1", "decimal number"),
+        ("ce_sequence", "\u0661".encode(), "decimal number"),  # an Arabic-Indic digit one
         ("ce_time", b"yesterday", "RFC 3339"),
         ("ce_time", b"2024-05-01T12:00:00", "RFC 3339"),
         ("ce_specversion", b"2.0", "CloudEvents 1.x"),
@@ -115,3 +116,8 @@ def test_malformed_header_values_are_decode_errors_naming_the_header(
 
 def _fields(meta: EventMetadata) -> dict[str, object]:
     return {name: getattr(meta, name) for name in meta.__slots__}
+
+
+def test_a_later_cloudevents_1x_minor_version_is_accepted() -> None:
+    headers = [*build_headers(META, source="/bank"), ("ce_specversion", b"1.1")]
+    assert parse_headers(headers) == META
