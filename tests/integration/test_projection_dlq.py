@@ -31,7 +31,7 @@ from eventsource.projection import (
     on,
 )
 from eventsource.projection.checkpoints import read_checkpoints
-from eventsource.projection.deadletter import dlq_topic
+from eventsource.projection.deadletter import PoisonRecord, Stage, build_dlq_headers, dlq_topic
 from eventsource.projection.dlq_producer import KafkaDeadLetterSink
 from eventsource.projection.dlq_records import list_dead_letters
 from eventsource.projection.dlq_replay import replay_dead_letters
@@ -398,3 +398,74 @@ def test_a_record_in_the_dlq_that_eventsource_did_not_write_is_reported(
     producer.flush(10)
     with pytest.raises(ProjectionError, match=r"no dlq_source_topic.*not written by eventsource"):
         list_dead_letters(kafka_settings, name)
+
+
+def dead_letter_again(settings: KafkaSettings, name: str, letter: Any, version: int) -> None:
+    """Write a copy of ``letter`` to the DLQ, as a crash after the DLQ flush would."""
+    poison = PoisonRecord(letter.original(), Stage(letter.stage), RuntimeError("again"))
+    sink = KafkaDeadLetterSink(settings, dlq_topic(name))
+    sink.send(letter.key, letter.value, build_dlq_headers(poison, projection_version=version))
+    sink.flush()
+    sink.close()
+
+
+def test_dlq_replay_applies_a_duplicated_dead_letter_once_and_ignores_other_versions(
+    kafka_settings: KafkaSettings, topic: str, database_url: str
+) -> None:
+    stream = Stream()
+    stream.good("acc-1", AccountOpened(owner="ann"))
+    stream.poison("acc-1", "raising")
+    stream.produce(kafka_settings, topic)
+    name = projection_name()
+    with ProjectionRunner(TouchySkip(name=name, topics=[topic]), kafka_settings, database_url) as r:
+        assert r.run_until_caught_up(timeout=60).dead_lettered == 1
+    [letter] = list_dead_letters(kafka_settings, name)
+    dead_letter_again(kafka_settings, name, letter, version=1)
+    dead_letter_again(kafka_settings, name, letter, version=7)
+
+    fixed = FixedSkip(name=name, topics=[topic])
+    result = replay_dead_letters(fixed, kafka_settings, database_url)
+
+    assert (result.applied, result.duplicates, result.other_version) == (1, 1, 1)
+    assert read_rows(database_url, fixed)["acc-1"] == ("ann", 66600, 2, 2)
+
+
+def test_dlq_replay_under_policy_stop_stops_at_a_record_that_still_fails(
+    kafka_settings: KafkaSettings, unique_name: str, database_url: str
+) -> None:
+    topic = f"{unique_name}.events"
+    create_topic(kafka_settings, topic, partitions=1)  # one partition: a known source order
+    stream = Stream()
+    stream.good("acc-1", AccountOpened(owner="ann"))
+    stream.poison("acc-1", "raising")
+    stream.good("acc-2", AccountOpened(owner="bob"))
+    stream.poison("acc-2", "raising")
+    stream.produce(kafka_settings, topic)
+    name = projection_name()
+    with ProjectionRunner(TouchySkip(name=name, topics=[topic]), kafka_settings, database_url) as r:
+        assert r.run_until_caught_up(timeout=60).dead_lettered == 2
+
+    class HalfFixed(AccountBalances):
+        policy = DeadLetterPolicy.STOP
+        retries = 0
+
+        @on(MoneyDeposited)
+        def _deposited(self, event: MoneyDeposited, ctx: Context) -> None:
+            if ctx.meta.aggregate_id == "acc-2":
+                raise RuntimeError("still broken for acc-2")
+            self._write(ctx, cents(event.amount))
+
+    half = HalfFixed(name=name, topics=[topic])
+    with pytest.raises(ProjectionStoppedError, match=rf"{name}\.dlq\[0\]@1") as info:
+        replay_dead_letters(half, kafka_settings, database_url)
+    assert "still broken for acc-2" in str(info.value)
+    rows = read_rows(database_url, half)
+    assert (rows["acc-1"][1], rows["acc-2"][1]) == (66600, 0)  # the one before it stays
+
+    fixed = FixedSkip(name=name, topics=[topic])
+    result = replay_dead_letters(fixed, kafka_settings, database_url)
+    assert (result.applied, result.duplicates) == (1, 1)
+    assert {k: v[1] for k, v in read_rows(database_url, fixed).items()} == {
+        "acc-1": 66600,
+        "acc-2": 66600,
+    }
