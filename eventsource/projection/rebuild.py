@@ -162,7 +162,7 @@ def swap_version(
                 behind = {
                     f"{t}[{n}]": (new.get((t, n), 0), o)
                     for (t, n), o in old.items()
-                    if new.get((t, n), 0) < o
+                    if t in p.topics and new.get((t, n), 0) < o  # topics both versions read
                 }
             if behind:
                 raise _Behind(

@@ -210,7 +210,7 @@ def replay(
         ensure_schema(engine, projection)
         create_dlq_tables(engine)
         bounds = find_bounds(
-            settings, projection, from_offset, from_time, to_offset, to_time, timeout
+            settings, projection, from_offset, from_time, to_offset, to_time, min(timeout, 30.0)
         )
         _prepare(engine, projection, settings, bounds, reset=reset)
         return apply_range(
