@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,8 +31,9 @@ class Event(BaseModel):
     __namespace__: ClassVar[str]
     __event_name__: ClassVar[str]
 
-    def __init_subclass__(cls, **kwargs: object) -> None:
-        super().__init_subclass__(**kwargs)
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
         if "__event_name__" not in cls.__dict__:
             cls.__event_name__ = cls.__name__
         if "__namespace__" not in cls.__dict__:
