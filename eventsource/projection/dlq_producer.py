@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka.admin import AdminClient
 
 from eventsource.errors import DeadLetterError
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, ensure_topic
@@ -19,9 +20,17 @@ Headers = list[tuple[str, bytes | None]]
 DLQ_PARTITIONS = 1
 
 
-def ensure_dlq_topic(settings: KafkaSettings, topic: str) -> None:
-    """Create the DLQ topic (kept forever, never compacted) unless it exists."""
-    ensure_topic(settings, topic, DLQ_PARTITIONS, config=EVENTS_TOPIC_CONFIG)
+def ensure_dlq_topic(settings: KafkaSettings, topic: str, *, timeout: float = 30.0) -> None:
+    """Create the DLQ topic (kept forever, never compacted) unless it exists.
+
+    An existing DLQ topic is used as it is, whatever its partition count: dead letters are
+    keyed by aggregate id, and ``dlq replay`` orders them by source position anyway.
+    """
+    admin = AdminClient(settings.admin_config())
+    info = admin.list_topics(timeout=timeout).topics.get(topic)  # no topic arg: no auto-create
+    if info is not None and info.error is None and info.partitions:
+        return
+    ensure_topic(settings, topic, DLQ_PARTITIONS, config=EVENTS_TOPIC_CONFIG, timeout=timeout)
 
 
 class KafkaDeadLetterSink:

@@ -108,7 +108,7 @@ def iter_dead_letters(
     topic = dlq_topic(projection_name)
     consumer = Consumer(settings.consumer_config(f"{settings.application_id}.dlq-reader"))
     try:
-        info = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        info = consumer.list_topics(timeout=timeout).topics.get(topic)
         if info is None or info.error is not None or not info.partitions:
             return
         ends: dict[int, int] = {}
@@ -171,7 +171,7 @@ def dlq_end_offsets(
     topic = dlq_topic(projection_name)
     consumer = Consumer(settings.consumer_config(f"{settings.application_id}.dlq-reader"))
     try:
-        info = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        info = consumer.list_topics(timeout=timeout).topics.get(topic)
         if info is None or info.error is not None or not info.partitions:
             return {}
         return {

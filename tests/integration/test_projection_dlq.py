@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 from sqlalchemy import select
 
 from eventsource.codec import EventCodec, build_headers
@@ -315,6 +316,8 @@ def test_with_policy_stop_the_runner_stops_at_the_first_poison_record_and_keeps_
         assert stored == {(topic, 0): positions[5].offset}
         assert read_rows(database_url, projection) == {"acc-1": ("ann", 1000, 5, 5)}
     assert list_dead_letters(kafka_settings, projection.name) == []
+    topics = AdminClient(kafka_settings.admin_config()).list_topics(timeout=10).topics
+    assert dlq_topic(projection.name) not in topics  # listing does not create the DLQ
 
 
 def test_with_policy_park_the_aggregates_later_events_go_to_the_dlq_in_order_until_replayed(
@@ -469,3 +472,19 @@ def test_dlq_replay_under_policy_stop_stops_at_a_record_that_still_fails(
         "acc-1": 66600,
         "acc-2": 66600,
     }
+
+
+def test_an_existing_dlq_topic_with_several_partitions_is_used_as_it_is(
+    kafka_settings: KafkaSettings, topic: str, tmp_path: Path
+) -> None:
+    name = projection_name()
+    create_topic(kafka_settings, dlq_topic(name), partitions=2)
+    stream = Stream()
+    for i in range(4):
+        stream.poison(f"acc-{i}", "truncated")
+    stream.produce(kafka_settings, topic)
+    projection = TouchySkip(name=name, topics=[topic])
+    with ProjectionRunner(projection, kafka_settings, f"sqlite:///{tmp_path / 'r.db'}") as runner:
+        assert runner.run_until_caught_up(timeout=60).dead_lettered == 4
+    assert describe_topic(kafka_settings, dlq_topic(name)).partitions == 2
+    assert len(list_dead_letters(kafka_settings, name)) == 4
