@@ -81,6 +81,7 @@ class BatchApplier:
         self.listener = listener
         self.sleep = sleep
         self._intercepting = not isinstance(hook, StopOnFailure)
+        self._statements: dict[tuple[Any, ...], Any] = {}
 
     def apply(self, messages: Sequence[Any], positions: dict[TopicPartition, int]) -> BatchOutcome:
         """Apply ``messages``; ``positions`` are consumer positions taken after the consume.
@@ -121,22 +122,11 @@ class BatchApplier:
         with self.engine.connect() as conn, conn.begin():
             floors = read_checkpoints(conn, p.name, p.version, partitions, for_update=True)
             next_offsets = dict(floors)
-            ctx = Context(conn, p.tables)
-            for message in messages:
-                tp = (message.topic(), message.partition())
-                offset = message.offset()
-                if offset < floors.get(tp, 0):
-                    outcome.duplicates += 1
-                    continue
-                try:
-                    if careful:
-                        self._careful_one(conn, ctx, message, outcome)
-                    else:
-                        self._fast_one(conn, ctx, message, outcome)
-                except _CarefulStop as exc:
-                    stop = exc
-                    break
-                next_offsets[tp] = offset + 1
+            ctx = Context(conn, p.tables, self._statements)
+            if careful:
+                stop = self._careful_loop(conn, ctx, messages, floors, next_offsets, outcome)
+            else:
+                self._fast_loop(conn, ctx, messages, floors, next_offsets, outcome)
             if stop is None:
                 ctx.flush()
                 for tp, position in positions.items():
@@ -150,23 +140,67 @@ class BatchApplier:
             raise stop
         return outcome
 
-    def _fast_one(
-        self, conn: Connection, ctx: Context, message: Any, outcome: BatchOutcome
+    def _fast_loop(
+        self,
+        conn: Connection,
+        ctx: Context,
+        messages: Sequence[Any],
+        floors: dict[TopicPartition, int],
+        next_offsets: dict[TopicPartition, int],
+        outcome: BatchOutcome,
     ) -> None:
-        meta = parse_headers(message.headers())
-        entry = self.projection.handlers_by_type.get(meta.event_type)
-        if entry is None:
-            outcome.ignored += 1
-            return
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        if self._intercepting and self.hook.intercept(_raw(message), meta, conn):
-            outcome.dead_lettered += 1
-            return
-        event = self.codec.decode_at(message.value(), topic, partition, offset)
-        ctx.meta = meta
-        ctx.position = Position(topic, partition, offset)
-        entry[1](self.projection, event, ctx)
-        outcome.applied += 1
+        # The hot loop: everything it touches is a local.
+        projection = self.projection
+        handlers = projection.handlers_by_type
+        decode = self.codec.decode_at
+        intercept = self.hook.intercept if self._intercepting else None
+        applied = ignored = dead = duplicates = 0
+        for message in messages:
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            tp = (topic, partition)
+            if offset < floors.get(tp, 0):
+                duplicates += 1
+                continue
+            next_offsets[tp] = offset + 1
+            meta = parse_headers(message.headers())
+            entry = handlers.get(meta.event_type)
+            if entry is None:
+                ignored += 1
+                continue
+            if intercept is not None and intercept(_raw(message), meta, conn):
+                dead += 1
+                continue
+            event = decode(message.value(), topic, partition, offset)
+            ctx.meta = meta
+            ctx.position = Position(topic, partition, offset)
+            entry[1](projection, event, ctx)
+            applied += 1
+        outcome.applied += applied
+        outcome.ignored += ignored
+        outcome.dead_lettered += dead
+        outcome.duplicates += duplicates
+
+    def _careful_loop(
+        self,
+        conn: Connection,
+        ctx: Context,
+        messages: Sequence[Any],
+        floors: dict[TopicPartition, int],
+        next_offsets: dict[TopicPartition, int],
+        outcome: BatchOutcome,
+    ) -> _CarefulStop | None:
+        for message in messages:
+            tp = (message.topic(), message.partition())
+            offset = message.offset()
+            if offset < floors.get(tp, 0):
+                outcome.duplicates += 1
+                continue
+            try:
+                self._careful_one(conn, ctx, message, outcome)
+            except _CarefulStop as stop:
+                return stop
+            next_offsets[tp] = offset + 1
+        return None
 
     def _careful_one(
         self, conn: Connection, ctx: Context, message: Any, outcome: BatchOutcome

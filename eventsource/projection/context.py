@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Executable, Table
+from sqlalchemy import Connection, CursorResult, Dialect, Executable, Table
 
 from eventsource.domain import EventMetadata, Position
 from eventsource.errors import ConfigurationError
@@ -34,8 +34,47 @@ __all__ = ["Context"]
 
 @dataclass(slots=True)
 class _Group:
-    statement: Executable
+    statement: Any  # an Executable, or a _DriverUpsert
     params: list[Mapping[str, Any]] = field(default_factory=list)
+
+
+class _DriverUpsert:
+    """An upsert compiled once and executed straight on the DBAPI cursor.
+
+    SQLAlchemy's per-row parameter processing costs more than SQLite's own insert; the
+    upserts ``ctx.upsert`` builds are simple enough to skip it: the SQL is compiled once,
+    and each row only goes through the column types' own bind processors, if any.
+    """
+
+    __slots__ = ("names", "positional", "processors", "sql", "statement", "table")
+
+    def __init__(self, statement: Any, table: Table, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.statement = statement
+        self.table = table
+        self.sql: str = compiled.string
+        self.positional = bool(compiled.positional)
+        self.names: tuple[str, ...] = tuple(
+            compiled.positiontup if self.positional else compiled.binds
+        )
+        self.processors: dict[str, Any] = {}
+        for name in self.names:
+            processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self.processors[name] = processor
+
+    def rows(self, params: Sequence[Mapping[str, Any]]) -> list[Any]:
+        names, processors = self.names, self.processors
+        if self.positional:
+            if not processors:
+                return [tuple([row[n] for n in names]) for row in params]
+            pairs = [(n, processors.get(n)) for n in names]
+            return [tuple([p(row[n]) if p else row[n] for n, p in pairs]) for row in params]
+        if not processors:
+            return list(params)
+        return [
+            {k: (processors[k](v) if k in processors else v) for k, v in r.items()} for r in params
+        ]
 
 
 class Context:
@@ -46,6 +85,7 @@ class Context:
         "_by_statement",
         "_by_table",
         "_groups",
+        "_last",
         "_upserts",
         "connection",
         "meta",
@@ -53,7 +93,13 @@ class Context:
         "tables",
     )
 
-    def __init__(self, connection: Connection, tables: Mapping[str, Table]) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        tables: Mapping[str, Table],
+        statements: dict[tuple[Any, ...], Any] | None = None,
+    ) -> None:
+        """``statements``: a cache of built upserts shared across batches (same engine)."""
         self.connection = connection
         self.tables = tables
         self.meta: EventMetadata
@@ -62,7 +108,8 @@ class Context:
         self._by_statement: dict[int, int] = {}
         self._by_table: dict[str, int] = {}
         self._barrier = -1
-        self._upserts: dict[tuple[Any, ...], Any] = {}
+        self._last: Any = None
+        self._upserts: dict[tuple[Any, ...], Any] = {} if statements is None else statements
 
     # immediate ------------------------------------------------------------------------
     def execute(self, statement: Executable, params: Any = None) -> CursorResult[Any]:
@@ -75,6 +122,12 @@ class Context:
     # batched --------------------------------------------------------------------------
     def defer(self, statement: Executable, params: Mapping[str, Any]) -> None:
         """Queue ``statement`` with ``params`` for the batch's ``executemany`` flush."""
+        self._queue(statement, params)
+
+    def _queue(self, statement: Any, params: Mapping[str, Any]) -> None:
+        if statement is self._last:  # the common case: same statement as the last row
+            self._groups[-1].params.append(params)
+            return
         table = getattr(statement, "table", None)
         table_name = table.name if isinstance(table, Table) else None
         index = self._by_statement.get(id(statement))
@@ -88,6 +141,7 @@ class Context:
                 return
         index = len(self._groups)
         self._groups.append(_Group(statement, [params]))
+        self._last = statement
         self._by_statement[id(statement)] = index
         if table_name is None:
             self._barrier = index
@@ -121,14 +175,18 @@ class Context:
         cache_key = (table.name, tuple(values), tuple(key), tuple(increment), tuple(coalesce))
         statement = self._upserts.get(cache_key)
         if statement is None:
-            statement = upsert_statement(
-                self.connection.dialect.name, table, cache_key[1], key, increment, coalesce
+            dialect = self.connection.dialect
+            statement = _DriverUpsert(
+                upsert_statement(dialect.name, table, cache_key[1], key, increment, coalesce),
+                table,
+                dialect,
             )
             self._upserts[cache_key] = statement
         if immediate:
-            self.execute(statement, values)
+            self.flush()
+            self._run(statement, [values])
         else:
-            self.defer(statement, values)
+            self._queue(statement, values)
 
     @property
     def pending(self) -> int:
@@ -143,11 +201,21 @@ class Context:
         self._by_statement.clear()
         self._by_table.clear()
         self._barrier = -1
+        self._last = None
         for group in groups:
-            if len(group.params) == 1:
-                self.connection.execute(group.statement, group.params[0])
+            self._run(group.statement, group.params)
+
+    def _run(self, statement: Any, params: list[Mapping[str, Any]]) -> None:
+        if isinstance(statement, _DriverUpsert):
+            rows = statement.rows(params)
+            if len(rows) == 1:
+                self.connection.exec_driver_sql(statement.sql, rows[0])
             else:
-                self.connection.execute(group.statement, group.params)
+                self.connection.exec_driver_sql(statement.sql, rows)
+        elif len(params) == 1:
+            self.connection.execute(statement, params[0])
+        else:
+            self.connection.execute(statement, params)
 
     def discard(self) -> None:
         """Forget deferred statements (their transaction is being rolled back)."""
@@ -155,3 +223,4 @@ class Context:
         self._by_statement.clear()
         self._by_table.clear()
         self._barrier = -1
+        self._last = None

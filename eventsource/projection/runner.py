@@ -33,6 +33,7 @@ from eventsource.projection.checkpoints import TopicPartition as TP
 from eventsource.projection.checkpoints import ensure_checkpoint_rows, read_checkpoints
 from eventsource.projection.definition import Projection
 from eventsource.projection.hooks import FailureHook, NullListener, RunnerListener, StopOnFailure
+from eventsource.projection.offsets import check_within_topic, end_offsets
 from eventsource.projection.status import PartitionStatus, projection_status
 from eventsource.projection.store import create_read_model_engine, ensure_schema
 
@@ -150,7 +151,7 @@ class ProjectionRunner:
         started = time.monotonic()
         deadline = started + timeout
         consumer = self._ensure_consumer()
-        targets = self._end_offsets(consumer, deadline)
+        targets = end_offsets(consumer, self.projection, deadline - time.monotonic())
         while True:
             self._step(stats, None, deadline)
             done = self._done_offsets(consumer, targets)
@@ -277,23 +278,6 @@ class ProjectionRunner:
                 return False
         return True
 
-    def _end_offsets(self, consumer: Consumer, deadline: float) -> dict[TP, int]:
-        metadata = consumer.list_topics(timeout=max(1.0, deadline - time.monotonic()))
-        targets: dict[TP, int] = {}
-        for topic in self.projection.topics:
-            info = metadata.topics.get(topic)
-            if info is None or info.error is not None or not info.partitions:
-                raise ProjectionError(
-                    f"topic {topic!r} of projection {self.projection.name!r} does not exist: "
-                    "create it (eventsource topics create) or append events first"
-                )
-            for partition in info.partitions:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=10.0, cached=False
-                )
-                targets[(topic, partition)] = high
-        return targets
-
     def _ensure_consumer(self) -> Consumer:
         if self._closed:
             raise ProjectionError(f"runner of {self.projection!r} is closed")
@@ -317,6 +301,8 @@ class ProjectionRunner:
             stored = read_checkpoints(conn, p.name, p.version, tps)
         for part in partitions:
             offset = stored.get((part.topic, part.partition), 0)
+            if offset > 0:
+                check_within_topic(consumer, self.projection, part.topic, part.partition, offset)
             part.offset = offset if offset > 0 else OFFSET_BEGINNING
         consumer.assign(partitions)
         self._assigned = set(tps)

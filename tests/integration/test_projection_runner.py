@@ -348,3 +348,27 @@ def _drop_postgres_tables(request: pytest.FixtureRequest, projection_name: str) 
         for system in (checkpoints_table, projections_table):
             conn.execute(system.delete().where(system.c.projection == projection_name))
     engine.dispose()
+
+
+def test_a_checkpoint_beyond_the_end_of_its_partition_is_refused(
+    kafka_settings: KafkaSettings,
+    create_topic: Callable[..., str],
+    tmp_path: Path,
+    projection_name: str,
+) -> None:
+    topic = create_topic(partitions=1)
+    seed_events(kafka_settings, topic, sample_history(2, 10, seed=1))
+    projection = AccountBalances(name=projection_name, topics=[topic])
+    url = str(tmp_path / "rm.db")
+    with ProjectionRunner(projection, kafka_settings, url) as runner:
+        runner.run_until_caught_up(timeout=60)
+        # 10 records + the commit marker: the end offset is 11
+        with runner.engine.begin() as conn:  # as if the topic had been recreated, shorter
+            conn.execute(checkpoints_table.update().values(next_offset=1_000))
+    with (
+        ProjectionRunner(projection, kafka_settings, url) as runner,
+        pytest.raises(
+            ProjectionError, match=rf"checkpoint 1000 .* {topic}\[0\] is beyond .* end offset 11"
+        ),
+    ):
+        runner.run_until_caught_up(timeout=30)
