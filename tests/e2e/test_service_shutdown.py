@@ -43,6 +43,8 @@ def test_signal_mid_stream_drains_commits_and_restart_loses_nothing(
 
     records = read_topic(kafka_settings, topic)
     checkpoints = {p: o for (t, p), o in read_checkpoints(db, pname).items() if t == topic}
+    total = sum(len(rows) for rows in records.values())
+    assert sum(checkpoints.values()) < total, "the signal came after the stream was done"
     assert read_balances(db, pname) == expected_balances(records, checkpoints)
 
     again = service(*args)
