@@ -67,6 +67,14 @@ class AppendServer:
 
     When the store reports ``FencedError`` the server answers that request, then stops and
     leaves the group, so the requests partitions move to the new owner's server.
+
+    ``member_id`` makes the server a *static* group member
+    (``group.instance.id = <application_id>.append-server.<member_id>``): a restarted owner
+    with the same id takes the partitions over at once, instead of waiting for the crashed
+    one's session to time out (45 s), and an older server with that id still running is
+    fenced by the broker and stops. The default ``"owner"`` fits the default of one owner
+    per application; give each process its own id when several own partitions, or pass
+    ``None`` for dynamic membership.
     """
 
     def __init__(
@@ -77,6 +85,7 @@ class AppendServer:
         *,
         workers: int = 64,
         request_partitions: int = 6,
+        member_id: str | None = "owner",
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -87,6 +96,8 @@ class AppendServer:
         self.requests_topic = requests_topic(settings.application_id)
         self.replies_topic = replies_topic(settings.application_id)
         self._request_partitions = request_partitions
+        self.group_id = f"{settings.application_id}.append-server"
+        self.group_instance_id = None if member_id is None else f"{self.group_id}.{member_id}"
         self._append_async: Callable[..., Future[AppendResult]] | None = getattr(
             store, "append_async", None
         )
@@ -109,12 +120,10 @@ class AppendServer:
         ensure_topic(self.settings, self.requests_topic, self._request_partitions)
         ensure_topic(self.settings, self.replies_topic)
         self._producer = Producer(self.settings.producer_config(**{"linger.ms": 1}))
-        self._consumer = Consumer(
-            self.settings.consumer_config(
-                f"{self.settings.application_id}.append-server",
-                **{"fetch.wait.max.ms": 10, "auto.offset.reset": "latest"},
-            )
-        )
+        overrides: dict[str, object] = {"fetch.wait.max.ms": 10, "auto.offset.reset": "latest"}
+        if self.group_instance_id is not None:
+            overrides["group.instance.id"] = self.group_instance_id
+        self._consumer = Consumer(self.settings.consumer_config(self.group_id, **overrides))
         self._thread = threading.Thread(target=self._run, name="append-server", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -166,7 +175,7 @@ class AppendServer:
                 try:
                     messages = next_batch(consumer, 0.02)
                 except KafkaException as exc:
-                    log.warning("append server %s: %s", self.server_id, exc)
+                    self._on_consumer_error(exc.args[0])
                     continue
                 for message in messages:
                     self._on_message(message)
@@ -191,8 +200,7 @@ class AppendServer:
     def _on_message(self, message: Message) -> None:
         error = message.error()
         if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
-                log.warning("append server %s: %s", self.server_id, error)
+            self._on_consumer_error(error)
             return
         try:
             request = wire.decode_request(message.value())
@@ -215,6 +223,14 @@ class AppendServer:
         with self._idle:
             self._in_flight += 1
         future.add_done_callback(lambda f: self._complete(request, f))
+
+    def _on_consumer_error(self, error: object) -> None:
+        if isinstance(error, KafkaError) and error.fatal():
+            # e.g. FENCED_INSTANCE_ID: a newer server with our group.instance.id took over.
+            log.error("append server %s stops on a fatal consumer error: %s", self.server_id, error)
+            self._stop.set()
+        elif not (isinstance(error, KafkaError) and error.code() == KafkaError._PARTITION_EOF):
+            log.warning("append server %s: %s", self.server_id, error)
 
     def _execute(self, request: wire.Request) -> Future[AppendResult]:
         if request.kind == "version":
