@@ -22,7 +22,8 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     │   ├── SchemaResolutionError       writer schema cannot be resolved into the current model
     │   │                               (also an IncompatibleSchemaError)
     │   ├── CorruptPayloadError         truncated or corrupt Avro body
-    │   └── PayloadValidationError      decoded datum violates the current pydantic model
+    │   ├── PayloadValidationError      decoded datum violates the current pydantic model
+    │   └── UpcastError                 an upcaster raised or returned data that does not fit
     ├── StoreError                      event store failures
     │   ├── ConcurrencyError            expected version did not match (nothing was written)
     │   ├── NotOwnerError               this process does not own the aggregate's partition
@@ -77,6 +78,7 @@ __all__ = [
     "UncertainCommitError",
     "UnknownSchemaError",
     "UnsupportedTypeError",
+    "UpcastError",
     "WaitTimeoutError",
 ]
 
@@ -182,6 +184,10 @@ class CorruptPayloadError(DecodeError):
 
 class PayloadValidationError(DecodeError):
     """The decoded datum does not satisfy the current pydantic model."""
+
+
+class UpcastError(DecodeError):
+    """An upcaster raised, or returned data that does not fit the version it produces."""
 
 
 class StoreError(EventSourceError):

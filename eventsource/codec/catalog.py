@@ -9,6 +9,8 @@ in plain dictionaries so the hot paths are one lookup.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -19,6 +21,7 @@ from fastavro.schema import SchemaParseException, fingerprint, to_parsing_canoni
 from eventsource.codec.compatibility import backward_problems, logical_type_changes
 from eventsource.codec.prepare import Prepare, encoding_plan
 from eventsource.codec.schema import avro_schema
+from eventsource.codec.upcasting import DEFAULT_UPCASTERS, Datum, Upcasters, plan_route
 from eventsource.domain import Event
 from eventsource.errors import (
     IncompatibleSchemaError,
@@ -30,6 +33,7 @@ from eventsource.errors import (
 __all__ = ["SINGLE_OBJECT_MAGIC", "ReaderPlan", "SchemaCatalog", "WriterPlan", "schema_fingerprint"]
 
 SINGLE_OBJECT_MAGIC: Final = b"\xc3\x01"
+_FILE_VERSION: Final = re.compile(r"\.v(\d+)\.avsc$")
 
 
 def schema_fingerprint(schema: dict[str, Any]) -> bytes:
@@ -69,12 +73,17 @@ class ReaderPlan:
     reader: Any | None  # None when the writer schema is the current one (no resolution)
     writer_name: str
     problem: str | None = None  # why the current model cannot read this writer, if it cannot
+    upcast: Callable[[Datum], Datum] | None = None  # upcasters between the read and the model
 
 
 class SchemaCatalog:
     """Registered event models plus every writer schema the application may meet."""
 
-    def __init__(self) -> None:
+    def __init__(self, upcasters: Upcasters | None = None) -> None:
+        #: Upcasters applied when decoding; the :func:`upcaster` decorator's by default.
+        self.upcasters = DEFAULT_UPCASTERS if upcasters is None else upcasters
+        self._versions: dict[str, dict[int, dict[str, Any]]] = {}  # from schema files
+        self._version_of: dict[bytes, int] = {}
         self._plans: dict[type[Event], WriterPlan] = {}
         self._by_name: dict[str, type[Event]] = {}
         self._writers: dict[bytes, dict[str, Any]] = {}
@@ -113,9 +122,10 @@ class SchemaCatalog:
         self._writers[fp] = schema
         self._forget_resolutions()
 
-    def add_writer_schema(self, schema: dict[str, Any]) -> None:
+    def add_writer_schema(self, schema: dict[str, Any], version: int | None = None) -> None:
         """Know a historical writer schema; payloads written with it resolve into the
-        registered model of the same full name (or alias)."""
+        registered model of the same full name (or alias), through the upcasters of
+        its ``version`` (the N of its ``.v<N>.avsc`` file) if it has one."""
         if not isinstance(schema, dict) or schema.get("type") != "record":
             raise SchemaError(f"a writer schema must be an Avro record schema, got {schema!r:.200}")
         try:
@@ -125,6 +135,10 @@ class SchemaCatalog:
             raise SchemaError(f"invalid writer schema {schema.get('name')!r}: {exc}") from exc
         self._check_same_fingerprint(schema, fp)
         self._writers.setdefault(fp, schema)
+        if version is not None:
+            self._versions.setdefault(full_name(schema), {})[version] = schema
+            self._version_of[fp] = version
+            self._forget_resolutions()  # routes through upcasters depend on versions
         self._readers.pop(fp, None)
 
     def load_directory(self, path: Path) -> None:
@@ -134,7 +148,8 @@ class SchemaCatalog:
         for file in sorted(path.rglob("*.avsc")):
             try:
                 schema = json.loads(file.read_text(encoding="utf-8"))
-                self.add_writer_schema(schema)
+                match = _FILE_VERSION.search(file.name)
+                self.add_writer_schema(schema, int(match.group(1)) if match else None)
             except (OSError, ValueError, SchemaError) as exc:
                 raise SchemaError(f"cannot load schema file {file}: {exc}") from exc
 
@@ -208,13 +223,21 @@ class SchemaCatalog:
         return plan if plan.problem is None else _usable(plan)
 
     # -- internals ------------------------------------------------------------------
+    def version_of(self, schema: dict[str, Any]) -> int | None:
+        """The released version of a writer schema (from its file name), if known."""
+        return self._version_of.get(schema_fingerprint(schema))
+
     def _resolve(self, writer: dict[str, Any], label: str) -> ReaderPlan:
         name = full_name(writer)
+        version = self.version_of(writer)
+        if version is not None and self.upcasters.next_step(name, version) is not None:
+            return self._upcast_plan(writer, name, version, label)
         event_type = self._by_name.get(name)
         if event_type is None:
             raise UnknownSchemaError(
                 f"writer schema {name!r} ({label}) is known but no registered event type is "
-                f"named {name!r} or has it as an alias: register the event type"
+                f"named {name!r} or has it as an alias: register the event type, list the "
+                "old name in the new model's __aliases__, or register an upcaster from it"
             )
         current = self._plans[event_type]
         if schema_fingerprint(writer) == current.fingerprint:
@@ -228,6 +251,51 @@ class SchemaCatalog:
                 "release the change as a new event type"
             )
         return ReaderPlan(event_type, parse_schema(writer), current.parsed, name, problem)
+
+    def _upcast_plan(
+        self, writer: dict[str, Any], name: str, version: int, label: str
+    ) -> ReaderPlan:
+        route = plan_route(
+            self.upcasters,
+            name,
+            version,
+            writer,
+            schema_of=self._schema_of,
+            current_of=self._current_of,
+        )
+        event_type = self._by_name.get(route.final_type)
+        problem = None
+        if route.problems or event_type is None:
+            problem = (
+                f"payloads of {name} v{version} ({label}) cannot be upcast: "
+                f"{'; '.join(route.problems)}"
+            )
+        return ReaderPlan(
+            event_type or Event,
+            parse_schema(writer),
+            parse_schema(route.first_reader),
+            name,
+            problem,
+            route.run,
+        )
+
+    def _schema_of(self, name: str, version: int) -> dict[str, Any] | None:
+        current = self._current_of(name)
+        if current is not None and current[0] == version:
+            return current[1]
+        return self._versions.get(name, {}).get(version)
+
+    def _current_of(self, name: str) -> tuple[int, dict[str, Any]] | None:
+        """A registered model's version (its file's, else the next one) and schema."""
+        event_type = self._by_name.get(name)
+        if event_type is None:
+            return None
+        plan = self._plans[event_type]
+        version = self._version_of.get(plan.fingerprint)
+        if version is None:
+            released = self._versions.get(event_type.event_type(), {})
+            version = max(released, default=0) + 1
+        return version, plan.schema
 
     def _check_same_fingerprint(self, schema: dict[str, Any], fp: bytes) -> None:
         """Refuse two schemas that share a fingerprint but not their logical types.

@@ -17,6 +17,7 @@ from fastavro.read import SchemaResolutionError as FastavroResolutionError
 from pydantic import ValidationError
 
 from eventsource.codec.catalog import SINGLE_OBJECT_MAGIC, ReaderPlan, SchemaCatalog
+from eventsource.codec.upcasting import Upcasters
 from eventsource.domain import Event
 from eventsource.errors import (
     BadMagicError,
@@ -44,10 +45,14 @@ class EventCodec:
 
     @classmethod
     def for_events(
-        cls, event_types: Iterable[type[Event]], schema_dir: Path | None = None
+        cls,
+        event_types: Iterable[type[Event]],
+        schema_dir: Path | None = None,
+        upcasters: Upcasters | None = None,
     ) -> EventCodec:
-        """A codec for ``event_types``, also reading every older version in ``schema_dir``."""
-        catalog = SchemaCatalog()
+        """A codec for ``event_types``, also reading every older version in ``schema_dir``
+        (through ``upcasters``, by default those registered with ``@upcaster``)."""
+        catalog = SchemaCatalog(upcasters)
         for event_type in event_types:
             catalog.register(event_type)
         if schema_dir is not None:
@@ -133,6 +138,8 @@ def _read(plan: ReaderPlan, payload: bytes, start: int) -> Event:
             f"{plan.writer_name} payload has {len(payload) - end} unexpected bytes after its "
             f"Avro body (body ends at byte {end} of {len(payload)}): the record is corrupt"
         )
+    if plan.upcast is not None:
+        datum = plan.upcast(datum)  # type: ignore[arg-type]  # a record reads as a dict
     try:
         return plan.event_type.model_validate(datum)
     except ValidationError as exc:
