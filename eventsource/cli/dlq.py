@@ -5,20 +5,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from eventsource.cli.common import (
     BootstrapOpt,
+    DatabaseOpt,
     JsonOpt,
     PropertyOpt,
     emit_json,
     exit_codes,
     load_settings,
 )
-from eventsource.cli.projecting import NameOpt, ProjectionArg, load_projection
+from eventsource.cli.projecting import NameOpt, ProjectionArg, VersionOpt, load_projection
 from eventsource.projection.deadletter import dlq_topic
 from eventsource.projection.dlq_records import DeadLetterRecord, list_dead_letters
+from eventsource.projection.dlq_replay import replay_dead_letters
 
 app = typer.Typer(help="Inspect and replay a projection's dead letters.", no_args_is_help=True)
 
@@ -80,16 +80,58 @@ def list_(
         if not rows:
             typer.echo(f"no dead letters in {dlq_topic(p.name)}")
             return
-        table = Table("dlq", "source", "aggregate", "type", "stage", "error", "when")
         for r in rows:
             src = r["source"]
-            table.add_row(
-                f"{r['dlq_partition']}@{r['dlq_offset']}",
-                f"{src['topic']}[{src['partition']}]@{src['offset']}",
-                r["aggregate_id"] or "",
-                r["type"] or "?",
-                r["stage"],
-                f"{r['exception']}: {r['message']}",
-                r["dead_lettered_at"] or "",
+            typer.echo(
+                f"{r['dlq_partition']}@{r['dlq_offset']}  "
+                f"{src['topic']}[{src['partition']}]@{src['offset']}  "
+                f"{r['aggregate_id'] or '-'}  {r['type'] or '?'}  {r['stage']}  "
+                f"{r['exception']}: {r['message']}  {r['dead_lettered_at'] or ''}"
             )
-        Console().print(table)
+
+
+@app.command(
+    "replay",
+    epilog="Example: eventsource dlq replay examples.bank.projections:AccountBalances "
+    "-d sqlite:///balances.db",
+)
+def replay(
+    projection: ProjectionArg,
+    timeout: Annotated[float, typer.Option(help="Seconds to read the DLQ.")] = 60.0,
+    name: NameOpt = None,
+    version: VersionOpt = None,
+    database_url: DatabaseOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    prop: PropertyOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Apply a projection's dead letters again, after fixing the handler or the data.
+
+    Records are applied in source order, each exactly once (a second replay applies
+    nothing twice). A record that still fails follows the projection's policy: STOP exits
+    3, SKIP/PARK dead-letter it again for a later replay.
+    """
+    with exit_codes():
+        settings = load_settings(bootstrap_servers, prop, database_url)
+        p = load_projection(projection, name=name, version=version)
+        result = replay_dead_letters(
+            p, settings.kafka, settings.service.database_url, timeout=timeout
+        )
+        summary = {
+            "projection": p.name,
+            "version": p.version,
+            "applied": result.applied,
+            "ignored": result.ignored,
+            "duplicates": result.duplicates,
+            "other_version": result.other_version,
+            "dead_lettered_again": result.dead_lettered_again,
+            "unparked": [list(a) for a in result.unparked],
+        }
+        if json_out:
+            emit_json(summary)
+            return
+        typer.echo(
+            f"{p.name} v{p.version}: {result.applied} dead letters applied, "
+            f"{result.dead_lettered_again} failed again, {result.duplicates} already applied, "
+            f"{len(result.unparked)} aggregates unparked"
+        )

@@ -1,0 +1,66 @@
+"""``eventsource dlq list|replay``: poison records go to the DLQ and come back once fixed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eventsource.kafka.config import KafkaSettings
+from tests.e2e.conftest import Cli, read_balances
+from tests.e2e.helpers import expected_balances, read_topic, seed_bank
+
+pytestmark = pytest.mark.integration
+
+#: A balances projection with a bug switched on by an environment variable: large
+#: withdrawals fail, and the SKIP policy sends them to the dead-letter topic.
+FLAKY = """
+import os
+
+from eventsource.projection import DeadLetterPolicy, on
+from examples.bank.domain import MoneyWithdrawn
+from examples.bank.projections import AccountBalances, cents
+
+
+class FlakyBalances(AccountBalances):
+    policy = DeadLetterPolicy.SKIP
+    retries = 0
+
+    @on(MoneyWithdrawn)
+    def _withdrawn(self, event: MoneyWithdrawn, ctx) -> None:
+        if os.environ.get("BANK_BUG") == "1" and event.amount > 500:
+            raise RuntimeError(f"bug: cannot withdraw {event.amount}")
+        self._write(ctx, -cents(event.amount))
+"""
+
+
+def test_dlq_replay_reapplies_fixed_records_exactly_once(
+    cli: Cli, kafka_settings: KafkaSettings, pname: str, tmp_path: Path
+) -> None:
+    (tmp_path / "flaky_bank.py").write_text(FLAKY)
+    topic = f"{pname}.events"
+    seed_bank(kafka_settings, topic, 1200)
+    expected = expected_balances(read_topic(kafka_settings, topic))
+    db = f"sqlite:///{tmp_path / 'rm.db'}"
+    where = ["--name", pname, "-t", topic, "-d", db]
+
+    broken = cli.json("replay", "flaky_bank:FlakyBalances", *where, BANK_BUG="1")
+    assert broken["dead_lettered"] > 0
+    assert read_balances(db, pname) != expected
+
+    letters = cli.json("dlq", "list", "flaky_bank:FlakyBalances", "--name", pname)
+    assert len(letters) == broken["dead_lettered"]
+    assert {r["stage"] for r in letters} == {"handler"}
+    assert all(r["type"] == "bank.account.MoneyWithdrawn" for r in letters)
+    assert all("bug: cannot withdraw" in r["message"] for r in letters)
+    human = cli("dlq", "list", "flaky_bank:FlakyBalances", "--name", pname)
+    assert "RuntimeError" in human.stdout
+
+    fixed = cli.json("dlq", "replay", "flaky_bank:FlakyBalances", *["--name", pname, "-d", db])
+    assert fixed["applied"] == broken["dead_lettered"]
+    assert fixed["dead_lettered_again"] == 0
+    assert read_balances(db, pname) == expected
+
+    again = cli.json("dlq", "replay", "flaky_bank:FlakyBalances", "--name", pname, "-d", db)
+    assert again["applied"] == 0
+    assert read_balances(db, pname) == expected
