@@ -142,7 +142,19 @@ class _SchemaBuilder:
                 "symbols: Avro enum symbols are the enum's values and must be non-empty "
                 "names of letters, digits and underscores (use a str Enum)",
             )
-        schema = {"type": "enum", "name": enum_type.__name__, "symbols": symbols}
+        schema: dict[str, Any] = {"type": "enum", "name": enum_type.__name__, "symbols": symbols}
+        default = getattr(enum_type, "__avro_default__", None)
+        if default is not None:
+            # Readers map symbols they do not know to this one (Avro enum default), so
+            # removing a symbol later stays compatible.
+            symbol = default.value if isinstance(default, enum.Enum) else default
+            if symbol not in symbols:
+                raise self._unsupported(
+                    where,
+                    f"enum {enum_type.__name__}'s __avro_default__ {symbol!r} is not "
+                    f"one of its values {symbols!r}",
+                )
+            schema["default"] = symbol
         self.named[full_name] = schema
         return schema
 
