@@ -4,6 +4,7 @@ serves, the swap is atomic for concurrent readers, and dropping the old version 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,7 +110,8 @@ def test_a_reader_never_sees_an_empty_or_half_built_model_during_rebuild_and_swa
     wrong: list[Any] = []
 
     def read_in_a_tight_loop() -> None:
-        while not done.is_set() or seen["v2"] < 5:
+        give_up = time.monotonic() + 120  # a broken swap fails the test, never hangs it
+        while (not done.is_set() or seen["v2"] < 5) and time.monotonic() < give_up:
             try:
                 rows = query(reader, view)
             except Exception as exc:  # any error is a failure of the swap
@@ -123,7 +125,7 @@ def test_a_reader_never_sees_an_empty_or_half_built_model_during_rebuild_and_swa
                 wrong.append(rows[:3] if rows else "empty")
                 return
 
-    thread = threading.Thread(target=read_in_a_tight_loop)
+    thread = threading.Thread(target=read_in_a_tight_loop, daemon=True)
     thread.start()
     try:
         result = rebuild(
@@ -244,24 +246,26 @@ def test_rebuild_catches_up_with_a_live_version_that_keeps_moving_and_never_goes
     with ProjectionRunner(v1, kafka_settings, database_url, batch_size=100) as runner_v1:
         runner_v1.run_until_caught_up(timeout=60)
         threads = [
-            threading.Thread(target=runner_v1.run, args=(stop_v1,)),
-            threading.Thread(target=append_while_rebuilding),
-            threading.Thread(target=read_totals),
+            threading.Thread(target=runner_v1.run, args=(stop_v1,), daemon=True),
+            threading.Thread(target=append_while_rebuilding, daemon=True),
+            threading.Thread(target=read_totals, daemon=True),
         ]
         for thread in threads:
             thread.start()
         try:
             result = rebuild(v2, kafka_settings, database_url, batch_size=100, max_rounds=30)
-        finally:
             stop_writing.set()
             threads[1].join(timeout=60)
             wait_for_positions(v1, database_url, positions, timeout=60)
             stop_v1.set()
             threads[0].join(timeout=60)
-        with ProjectionRunner(v2, kafka_settings, database_url) as runner_v2:
-            runner_v2.run_until_caught_up(timeout=60)
-        stop_reading.set()
-        threads[2].join(timeout=60)
+            with ProjectionRunner(v2, kafka_settings, database_url) as runner_v2:
+                runner_v2.run_until_caught_up(timeout=60)
+        finally:
+            for event in (stop_writing, stop_v1, stop_reading):
+                event.set()
+            for thread in threads:
+                thread.join(timeout=60)
 
     assert errors == []
     assert result.swapped and appended
@@ -271,4 +275,5 @@ def test_rebuild_catches_up_with_a_live_version_that_keeps_moving_and_never_goes
     assert query(reader, view) == [
         (*row, 2) for row in query(reader, v1.physical_name("accounts", 1))
     ]
-    assert events_seen[-1] == len(history) + len(appended)
+    with reader.connect() as conn:
+        assert conn.execute(text(totals)).one()[2] == len(history) + len(appended)
