@@ -66,7 +66,8 @@ def read_checkpoints(
     if wanted is not None:
         stmt = stmt.where(c.topic.in_(sorted({t for t, _ in wanted})))
     if for_update and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+        # one lock order for every process: overlapping batches wait instead of deadlocking
+        stmt = stmt.order_by(c.topic, c.partition).with_for_update()
     result: dict[TopicPartition, int] = {}
     for topic, partition, next_offset in conn.execute(stmt):
         if wanted is None or (topic, partition) in wanted:

@@ -42,6 +42,10 @@ __all__ = ["ProjectionRunner", "RunStats", "default_group_id"]
 log = logging.getLogger(__name__)
 
 
+class _Abandoned(Exception):
+    """``stop`` was set while a batch waited for the database; it was not applied."""
+
+
 def default_group_id(settings: KafkaSettings, projection: Projection) -> str:
     """The consumer group of a projection version."""
     return f"{settings.application_id}.projection.{projection.name}.v{projection.version}"
@@ -133,7 +137,11 @@ class ProjectionRunner:
         caught_up_said = False
         try:
             while not stop.is_set():
-                got = self._step(stats, stop)
+                try:
+                    got = self._step(stats, stop)
+                except _Abandoned:
+                    break  # stopped while the database was away: the batch was not applied
+
                 if not got and not caught_up_said and self._assigned and self._at_end():
                     caught_up_said = True
                     self.listener.on_caught_up()
@@ -217,15 +225,17 @@ class ProjectionRunner:
                 break
             except Exception as exc:
                 self.listener.on_error(exc)
-                give_up = (stop is not None and stop.wait(backoff)) or (
+                # On giving up, the consumer's position is past records that were not
+                # committed: drop it, so the next call starts again from the checkpoints.
+                if not is_transient_db_error(exc) or (
                     deadline is not None and time.monotonic() > deadline
-                )
-                if not is_transient_db_error(exc) or give_up:
-                    # The consumer's position is past records that were not committed:
-                    # drop it, so the next call starts again from the stored checkpoints.
+                ):
                     self._close_consumer()
                     raise
                 log.warning("read-model database unavailable, retrying batch: %s", exc)
+                if stop is not None and stop.wait(backoff):
+                    self._close_consumer()
+                    raise _Abandoned from exc
                 if stop is None:
                     time.sleep(backoff)  # run_until_caught_up: bounded by its deadline
                 backoff = min(backoff * 2, 5.0)
@@ -274,8 +284,8 @@ class ProjectionRunner:
         consumer = self._ensure_consumer()
         for topic, partition in self._assigned:
             _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-            if high > self._applied.get((topic, partition), 0):
-                return False
+            if high < 0 or high > self._applied.get((topic, partition), 0):
+                return False  # not known yet, or behind
         return True
 
     def _ensure_consumer(self) -> Consumer:
