@@ -16,15 +16,11 @@ from typing import Protocol, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from eventsource.domain import Aggregate, Event
-from eventsource.errors import (
-    DecodeError,
-    NotOwnerError,
-    StoreUnavailableError,
-    UncertainCommitError,
-)
+from eventsource.errors import NotOwnerError, StoreUnavailableError, UncertainCommitError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.port import AppendResult, check_append_arguments, events_topic
 from eventsource.store.routing import wire
+from eventsource.store.routing.replies import PendingReplies
 from eventsource.store.routing.scan import EventReader, load_by_scan
 from eventsource.store.routing.topics import (
     ensure_topic,
@@ -44,16 +40,6 @@ class ClientCodec(EventReader, Protocol):
     """The part of :class:`eventsource.codec.EventCodec` a client needs."""
 
     def encode(self, event: Event) -> bytes: ...
-
-
-class _Pending:
-    __slots__ = ("aggregate_id", "deadline", "future", "kind")
-
-    def __init__(self, kind: str, aggregate_id: str, deadline: float) -> None:
-        self.kind = kind
-        self.aggregate_id = aggregate_id
-        self.deadline = deadline
-        self.future: Future[wire.AppendReply] = Future()
 
 
 class RemoteEventStore:
@@ -85,9 +71,7 @@ class RemoteEventStore:
         self.client_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.requests_topic = requests_topic(settings.application_id)
         self.replies_topic = replies_topic(settings.application_id)
-        self.last_owner: str | None = None
-        self._pending: dict[str, _Pending] = {}
-        self._lock = threading.Lock()
+        self._replies = PendingReplies(settings.application_id)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._producer: Producer | None = None
@@ -122,14 +106,16 @@ class RemoteEventStore:
         self._stop.set()
         self._thread.join()
         self._thread = None
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        for request_id, entry in pending.items():
-            self._fail_uncertain(request_id, entry, "the client was closed before the reply")
+        self._replies.fail_all("the client was closed before the reply")
         if self._producer is not None:
             self._producer.flush(5)
         if self._consumer is not None:
             self._consumer.close()
+
+    @property
+    def last_owner(self) -> str | None:
+        """The server id in the latest reply (``host:pid:random`` of the owner process)."""
+        return self._replies.last_owner
 
     def __enter__(self) -> RemoteEventStore:
         return self.start()
@@ -245,7 +231,6 @@ class RemoteEventStore:
                 retriable=False,
             )
         request_id = uuid.uuid4().hex
-        deadline = time.monotonic() + self.timeout
         request = wire.Request(
             kind=kind,
             request_id=request_id,
@@ -259,18 +244,11 @@ class RemoteEventStore:
             correlation_id=correlation_id,
             causation_id=causation_id,
         )
-        entry = _Pending(kind, aggregate_id, deadline)
-        with self._lock:
-            self._pending[request_id] = entry
+        reply = self._replies.add(request_id, kind, aggregate_id, self.timeout)
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
-                with self._lock:
-                    failed = self._pending.pop(request_id, None)
-                if failed is not None:
-                    self._fail_uncertain(
-                        request_id, failed, f"the request was not delivered: {err}"
-                    )
+                self._replies.fail(request_id, f"the request was not delivered: {err}")
 
         try:
             producer.produce(
@@ -281,13 +259,12 @@ class RemoteEventStore:
                 on_delivery=delivered,
             )
         except (BufferError, KafkaException) as exc:
-            with self._lock:
-                self._pending.pop(request_id, None)
+            self._replies.forget(request_id)
             raise StoreUnavailableError(
                 f"cannot queue the {kind} request for {aggregate_id!r} to "
                 f"{self.requests_topic!r}: {exc}; nothing was sent: retry later"
             ) from exc
-        return entry.future
+        return reply
 
     def _run(self) -> None:
         consumer, producer = self._consumer, self._producer
@@ -296,54 +273,11 @@ class RemoteEventStore:
             try:
                 producer.poll(0)
                 for message in next_batch(consumer, 0.02):
-                    self._on_message(message)
+                    if message.error() is None:
+                        self._replies.on_reply(message)
+                    else:
+                        log.warning("reply listener of %s: %s", self.client_id, message.error())
             except KafkaException as exc:  # keep listening; waiting calls time out honestly
                 log.warning("reply listener of %s: %s", self.client_id, exc)
                 time.sleep(0.1)
-            self._expire(time.monotonic())
-
-    def _on_message(self, message: Message) -> None:
-        if message.error() is not None:
-            log.warning("reply consumer error: %s", message.error())
-            return
-        request_id = wire.request_id_of(message.headers())
-        with self._lock:
-            entry = self._pending.pop(request_id, None) if request_id else None
-        if entry is None:
-            return  # another client's reply, or one that arrived after its timeout
-        try:
-            reply = wire.decode_reply(message.value())
-        except DecodeError as exc:
-            self._fail_uncertain(request_id or "", entry, f"its reply is unreadable: {exc}")
-            return
-        self.last_owner = reply.server
-        if isinstance(reply, wire.ErrorReply):
-            entry.future.set_exception(wire.error_from_reply(reply))
-        else:
-            entry.future.set_result(reply)
-
-    def _expire(self, now: float) -> None:
-        with self._lock:
-            expired = [(rid, e) for rid, e in self._pending.items() if e.deadline <= now]
-            for request_id, _ in expired:
-                del self._pending[request_id]
-        for request_id, entry in expired:
-            self._fail_uncertain(
-                request_id, entry, f"no reply from the owner within {self.timeout:g}s"
-            )
-
-    def _fail_uncertain(self, request_id: str, entry: _Pending, why: str) -> None:
-        if entry.kind == "version":
-            error: Exception = StoreUnavailableError(
-                f"version query {request_id} for {entry.aggregate_id!r} failed: {why}; "
-                f"is an AppendServer running for application {self.settings.application_id!r}?"
-            )
-        else:
-            error = UncertainCommitError(
-                f"append request {request_id} for aggregate {entry.aggregate_id!r} is "
-                f"uncertain: {why}. The owner may still have executed it: reload the "
-                "aggregate (or ask version()) before retrying; is an AppendServer running for "
-                f"application {self.settings.application_id!r}?"
-            )
-        if not entry.future.done():
-            entry.future.set_exception(error)
+            self._replies.expire(time.monotonic())

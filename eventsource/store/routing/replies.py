@@ -1,0 +1,108 @@
+"""The client's table of requests waiting for their reply, and what a missing reply means."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+
+from confluent_kafka import Message
+
+from eventsource.errors import DecodeError, StoreUnavailableError, UncertainCommitError
+from eventsource.store.routing import wire
+
+__all__ = ["PendingReplies"]
+
+
+class _Pending:
+    __slots__ = ("aggregate_id", "deadline", "future", "kind", "timeout")
+
+    def __init__(self, kind: wire.RequestKind, aggregate_id: str, timeout: float) -> None:
+        self.kind = kind
+        self.aggregate_id = aggregate_id
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.future: Future[wire.AppendReply] = Future()
+
+
+class PendingReplies:
+    """Futures of sent requests by request id; thread-safe.
+
+    Each future ends exactly once: with the owner's reply (result or typed error), or, when
+    no reply can come any more (deadline passed, request not delivered, client closed), with
+    ``UncertainCommitError`` for appends and ``StoreUnavailableError`` for version queries.
+    """
+
+    def __init__(self, application_id: str) -> None:
+        self.application_id = application_id
+        self.last_owner: str | None = None
+        self._lock = threading.Lock()
+        self._pending: dict[str, _Pending] = {}
+
+    def add(
+        self, request_id: str, kind: wire.RequestKind, aggregate_id: str, timeout: float
+    ) -> Future[wire.AppendReply]:
+        entry = _Pending(kind, aggregate_id, timeout)
+        with self._lock:
+            self._pending[request_id] = entry
+        return entry.future
+
+    def forget(self, request_id: str) -> None:
+        """Drop a request that was never sent (its caller gets the send error instead)."""
+        with self._lock:
+            self._pending.pop(request_id, None)
+
+    def on_reply(self, message: Message) -> None:
+        """Complete the future a reply record answers; other clients' replies are skipped."""
+        request_id = wire.request_id_of(message.headers())
+        with self._lock:
+            entry = self._pending.pop(request_id, None) if request_id else None
+        if entry is None or request_id is None:
+            return  # another client's reply, or one that came after its deadline
+        try:
+            reply = wire.decode_reply(message.value())
+        except DecodeError as exc:
+            self._give_up(request_id, entry, f"its reply is unreadable: {exc}")
+            return
+        self.last_owner = reply.server
+        if isinstance(reply, wire.ErrorReply):
+            entry.future.set_exception(wire.error_from_reply(reply))
+        else:
+            entry.future.set_result(reply)
+
+    def fail(self, request_id: str, why: str) -> None:
+        """No reply can come for ``request_id`` (e.g. the request was not delivered)."""
+        with self._lock:
+            entry = self._pending.pop(request_id, None)
+        if entry is not None:
+            self._give_up(request_id, entry, why)
+
+    def expire(self, now: float) -> None:
+        """Give up on every request whose deadline has passed."""
+        with self._lock:
+            expired = [(rid, e) for rid, e in self._pending.items() if e.deadline <= now]
+            for request_id, _ in expired:
+                del self._pending[request_id]
+        for request_id, entry in expired:
+            self._give_up(request_id, entry, f"no reply from the owner within {entry.timeout:g}s")
+
+    def fail_all(self, why: str) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for request_id, entry in pending.items():
+            self._give_up(request_id, entry, why)
+
+    def _give_up(self, request_id: str, entry: _Pending, why: str) -> None:
+        hint = f"is an AppendServer running for application {self.application_id!r}?"
+        if entry.kind == "version":
+            error: Exception = StoreUnavailableError(
+                f"version query {request_id} for {entry.aggregate_id!r} failed: {why}; {hint}"
+            )
+        else:
+            error = UncertainCommitError(
+                f"append request {request_id} for aggregate {entry.aggregate_id!r} is "
+                f"uncertain: {why}. The owner may still have executed it: reload the "
+                f"aggregate (or ask version()) before retrying; {hint}"
+            )
+        if not entry.future.done():
+            entry.future.set_exception(error)
