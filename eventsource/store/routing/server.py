@@ -130,8 +130,9 @@ class AppendServer:
             self.close()
             raise StoreUnavailableError(
                 f"AppendServer got no partition of {self.requests_topic!r} within "
-                f"{timeout:g}s: is another server of application "
-                f"{self.settings.application_id!r} holding them, or the broker down?"
+                f"{timeout:g}s: is the broker down, or are they held by another server of "
+                f"application {self.settings.application_id!r}? (A crashed server with a "
+                "different member_id keeps them until its session times out, 45 s by default.)"
             )
         if self._start_error is not None:
             error, self._start_error = self._start_error, None
