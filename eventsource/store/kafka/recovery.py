@@ -17,7 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Producer
 
 from eventsource.domain import Position
 from eventsource.errors import (
@@ -27,6 +27,7 @@ from eventsource.errors import (
     UncertainCommitError,
 )
 from eventsource.store.kafka.catchup import TailRead, read_partition
+from eventsource.store.kafka.producer import describe, is_fenced, kafka_error
 from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.port import AppendResult
 
@@ -36,16 +37,9 @@ if TYPE_CHECKING:
     from eventsource.kafka.config import KafkaSettings
     from eventsource.store.kafka.index import VersionIndex
 
-__all__ = ["RecoveryMixin", "describe"]
+__all__ = ["RecoveryMixin"]
 
 log = logging.getLogger(__name__)
-
-
-def describe(exc: BaseException) -> str:
-    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
-    if isinstance(error, KafkaError):
-        return f"{error.name()}: {error.str()}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _fail(request: AppendRequest, error: StoreError, cause: BaseException | None) -> None:
@@ -86,8 +80,6 @@ class RecoveryMixin:
 
     # -- failures before the commit was requested: nothing can have been written -----
     def fail_uncommitted(self, accepted: list[AppendRequest], exc: BaseException) -> None:
-        from eventsource.store.kafka.writer import is_fenced
-
         if is_fenced(exc):
             self.become_fenced(accepted, exc, during_commit=False)
             return
@@ -114,13 +106,11 @@ class RecoveryMixin:
             self.resolve_uncertain([], abort_exc)
 
     def commit_failed(self, accepted: list[AppendRequest], exc: BaseException) -> None:
-        from eventsource.store.kafka.writer import is_fenced
-
         if is_fenced(exc):
             self.become_fenced(accepted, exc, during_commit=True)
             return
-        error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
-        if isinstance(error, KafkaError) and error.txn_requires_abort() and not error.fatal():
+        error = kafka_error(exc)
+        if error is not None and error.txn_requires_abort() and not error.fatal():
             self.fail_uncommitted(accepted, exc)  # the broker refused the commit
             return
         log.warning("commit on %s is uncertain (%s): resolving", self.where, describe(exc))
@@ -199,8 +189,6 @@ class RecoveryMixin:
             return
 
     def _reconnect(self, deadline: float | None) -> str:
-        from eventsource.store.kafka.writer import is_fenced
-
         pause = 0.2
         while True:
             if self._closing:

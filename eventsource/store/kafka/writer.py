@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import cast
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Producer
 
 from eventsource.codec import EventCodec, build_headers
 from eventsource.domain import Aggregate, EventMetadata, Position
@@ -38,6 +38,7 @@ from eventsource.errors import (
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.catchup import TailRead, read_partition
 from eventsource.store.kafka.index import VersionIndex
+from eventsource.store.kafka.producer import DeliveryMark, dispose, new_producer
 from eventsource.store.kafka.recovery import RecoveryMixin
 from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.port import ANY, AppendResult
@@ -45,47 +46,10 @@ from eventsource.store.port import ANY, AppendResult
 __all__ = ["FaultHook", "PartitionWriter"]
 
 log = logging.getLogger(__name__)
-CLIENT_LOG = logging.getLogger("eventsource.kafka.client")
-"""Where librdkafka's own log lines go (instead of stderr)."""
 
 FaultHook = Callable[[str], None]
 """Test hook called at ``"before_commit"``, ``"commit"`` (instead of committing, if it
 raises) and ``"after_commit"``; an exception it raises is handled like a Kafka failure."""
-
-_FENCING_CODES = frozenset(
-    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
-)
-
-
-class DeliveryMark:
-    """Delivery report callback that keeps the offset (or error) of one record."""
-
-    __slots__ = ("error", "offset")
-
-    def __init__(self) -> None:
-        self.offset: int | None = None
-        self.error: KafkaError | None = None
-
-    def __call__(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            self.error = error
-        else:
-            self.offset = message.offset()
-
-    def both(self, other: DeliveryMark) -> Callable[[KafkaError | None, Message], None]:
-        """A callback that records into this mark and ``other`` (a one-record batch)."""
-
-        def report(error: KafkaError | None, message: Message) -> None:
-            self(error, message)
-            other(error, message)
-
-        return report
-
-
-def is_fenced(exc: BaseException) -> bool:
-    """Whether ``exc`` says a newer producer with our ``transactional.id`` exists."""
-    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
-    return isinstance(error, KafkaError) and error.code() in _FENCING_CODES
 
 
 class PartitionWriter(RecoveryMixin):
@@ -390,40 +354,9 @@ class PartitionWriter(RecoveryMixin):
 
     # -- producers ------------------------------------------------------------------
     def new_producer(self, timeout: float) -> Producer:
-        """A transactional producer that has fenced every older one (raises on failure)."""
-        producer = Producer(
-            self.settings.transactional_producer_config(
-                self.transactional_id,
-                **{"linger.ms": 1, "allow.auto.create.topics": False, "logger": CLIENT_LOG},
-            )
-        )
-        try:
-            producer.init_transactions(timeout)
-        except BaseException:
-            _dispose(producer)
-            raise
-        return producer
+        return new_producer(self.settings, self.transactional_id, timeout)
 
     def _close_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            _dispose(producer)
-
-
-def _dispose(producer: Producer, wait: float = 5.0) -> None:
-    """Drop a producer without waiting long for undeliverable messages.
-
-    ``close()`` aborts an open transaction and flushes, which can block while the broker is
-    down; it runs on a helper thread so a writer never hangs on a producer it gave up on.
-    """
-
-    def close() -> None:
-        try:
-            producer.purge(in_queue=True, in_flight=True, blocking=False)
-            producer.close()
-        except Exception:  # a broken producer may refuse; it is garbage either way
-            log.debug("closing a producer failed", exc_info=True)
-
-    closer = threading.Thread(target=close, name="eventsource-producer-close", daemon=True)
-    closer.start()
-    closer.join(wait)
+            dispose(producer)
