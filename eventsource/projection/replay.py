@@ -251,7 +251,9 @@ def refuse_if_running(
         raise ConfigurationError(
             f"the runner of {projection!r} is running (group {group!r}, "
             f"{len(description.members)} member(s) on {hosts}): stop it before replaying "
-            "this version in place, or rebuild blue/green into a new version"
+            "this version in place, or rebuild blue/green into a new version (a member that "
+            "crashed stays listed until the group's session timeout; if you are sure it is "
+            "gone, pass allow_running=True)"
         )
 
 
