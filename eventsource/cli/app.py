@@ -46,7 +46,7 @@ def _register() -> None:
     if _registered:
         return
     _registered = True
-    from eventsource.cli import dlq, events, projections, run, topics
+    from eventsource.cli import dlq, events, projections, run, schemas, topics
 
     app.add_typer(topics.app, name="topics")
     app.add_typer(events.app, name="events")
@@ -55,6 +55,7 @@ def _register() -> None:
     app.command()(projections.replay)
     app.command()(projections.rebuild)
     app.add_typer(dlq.app, name="dlq")
+    app.add_typer(schemas.app, name="schemas")
     try:
         from eventsource.cli import dev
     except ImportError:  # the dev broker commands are optional in a trimmed install
