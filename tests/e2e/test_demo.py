@@ -1,0 +1,36 @@
+"""``make demo`` runs as a test: the bank demo against the session's broker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import REPO, cli_env
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_prints_balances_and_replays_to_the_same_balances(
+    bootstrap_servers: str, tmp_path: Path
+) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "examples.bank.demo", "--workdir", str(tmp_path)],
+        cwd=REPO,
+        env={**cli_env(bootstrap_servers), "COLUMNS": "120"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    assert "appended 3000 commands" in text
+    assert "AccountBalances (richest accounts)" in text
+    assert "200 accounts" in text
+    assert "lag per partition: [0, 0, 0, 0, 0, 0] (total 0)" in text
+    assert "the same balances" in text
+    assert "Try next" in text and "eventsource events tail" in text
+    assert list(tmp_path.glob("demo*.db"))
