@@ -65,8 +65,9 @@ class AppendServer:
     blocks, up to ``workers`` requests run concurrently so the store can group-commit them;
     a store with ``append_async(...) -> Future`` is used without threads.
 
-    When the store reports ``FencedError`` the server answers that request, then stops and
-    leaves the group, so the requests partitions move to the new owner's server.
+    When the store reports ``FencedError`` the server answers that request (nothing was
+    written) and stops, so the requests partitions go to the new owner's server (at once if
+    it uses the same ``member_id``).
 
     ``member_id`` makes the server a *static* group member
     (``group.instance.id = <application_id>.append-server.<member_id>``): a restarted owner
@@ -110,7 +111,6 @@ class AppendServer:
         self._start_error: BaseException | None = None
         self._in_flight = 0
         self._idle = threading.Condition()
-        self.executed = 0
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> AppendServer:
@@ -142,11 +142,16 @@ class AppendServer:
 
     @property
     def running(self) -> bool:
-        """Whether the server is consuming requests (false after close or fencing)."""
-        return self._thread is not None and not self._stop.is_set()
+        """Whether the server is consuming requests (false after close, fencing or a crash)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive() and not self._stop.is_set()
 
     def close(self) -> None:
-        """Stop consuming, finish in-flight requests, flush their replies, leave the group."""
+        """Stop consuming, finish in-flight requests and flush their replies.
+
+        A static member (``member_id`` set) does not leave the group on close, so that its
+        restart takes its partitions back at once.
+        """
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
@@ -266,7 +271,6 @@ class AppendServer:
         error = future.exception()
         if error is None:
             result = future.result()
-            self.executed += 1
             reply: wire.Reply = wire.AppendReply(
                 request.request_id, self.server_id, result.version, result.positions
             )
