@@ -1,11 +1,13 @@
-"""Bounded waits: an unreachable broker and appends that outlive their timeout.
+"""Kafka store behaviour that needs no running broker.
 
-None of these needs a running broker; they live beside the Kafka store's other tests.
+Bounded waits (an unreachable broker, appends that outlive their timeout), the version
+index, event ids. They live beside the Kafka store's other tests.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from concurrent.futures import Future
 from decimal import Decimal
 
@@ -16,7 +18,7 @@ from eventsource.kafka.broker_process import free_port
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
 from eventsource.store.kafka.index import VersionIndex
-from eventsource.store.kafka.store import wait_for
+from eventsource.store.kafka.store import _new_event_id, wait_for
 from eventsource.store.port import AppendResult
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 
@@ -61,3 +63,11 @@ def test_the_index_hands_out_deep_copies_and_folds_batches_in_order() -> None:
     assert again is not None and again.balance == Decimal(5)
     assert (index.version("b"), index.version("nobody"), index.snapshot("nobody")) == (1, 0, None)
     assert len(index) == 2
+
+
+def test_event_ids_are_distinct_random_version_4_uuids() -> None:
+    ids = [_new_event_id() for _ in range(5000)]
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert [str(u) for u in parsed] == ids
+    assert len(set(ids)) == len(ids)

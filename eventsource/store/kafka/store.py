@@ -8,11 +8,11 @@ has fenced older writers and caught up; only then are appends and loads served.
 from __future__ import annotations
 
 import concurrent.futures
-import random
-import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
+from functools import lru_cache
+from random import getrandbits
 from types import TracebackType
 from typing import TypeVar
 
@@ -161,7 +161,7 @@ class KafkaEventStore:
                 + ("closed" if self._closed else "not started: call start() first"),
                 retriable=False,
             )
-        return self._writers[(aggregate_type, partition_for_id(aggregate_id, self.partitions))]
+        return self._writers[(aggregate_type, _partition(aggregate_id, self.partitions))]
 
     # -- the port -------------------------------------------------------------------
     def append_async(
@@ -242,6 +242,9 @@ class KafkaEventStore:
         return writer.index.version(aggregate_id)
 
 
+_partition = lru_cache(maxsize=1 << 16)(partition_for_id)
+
+
 def wait_for(future: Future[AppendResult], aggregate_id: str, timeout: float) -> AppendResult:
     """The append's result; a timeout tells whether anything can have been written."""
     try:
@@ -259,6 +262,11 @@ def wait_for(future: Future[AppendResult], aggregate_id: str, timeout: float) ->
 
 
 def _new_event_id() -> str:
-    # uuid4() reads os.urandom, which releases the GIL: under load each call then waits for
-    # it again. Event ids need uniqueness, not secrecy; random reseeds after fork.
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+    """A random (version 4) UUID string.
+
+    ``uuid4()`` reads ``os.urandom``, which releases the GIL, so under load every call waits
+    to get it back. Event ids need uniqueness, not secrecy, and ``random`` reseeds after fork.
+    """
+    n = getrandbits(128) & ~(0xF000 << 64) & ~(0xC000 << 48) | (0x4000 << 64) | (0x8000 << 48)
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
