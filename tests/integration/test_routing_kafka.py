@@ -146,7 +146,7 @@ def test_a_scan_refuses_a_stream_with_a_version_gap(
             topic,
             key=b"acc-1",
             value=codec.encode(AccountOpened(owner="x")),
-            headers=build_headers(meta, source="/test"),
+            headers=list(build_headers(meta, source="/test")),
         )
     producer.flush(10)
     with (

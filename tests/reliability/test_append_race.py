@@ -15,17 +15,19 @@ group-commits several racers' appends per transaction, as it would in production
 from __future__ import annotations
 
 import multiprocessing
-import queue
 import threading
 import time
 from collections import Counter, defaultdict
 from decimal import Decimal
+from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier, Event
+from typing import cast
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from eventsource.codec import EventCodec, parse_headers
+from eventsource.domain import Event as DomainEvent
 from eventsource.errors import ConcurrencyError
 from eventsource.kafka.admin import end_offsets
 from eventsource.kafka.config import KafkaSettings
@@ -62,7 +64,7 @@ def run_owner(bootstrap: str, app_id: str, prefix: str, ready: Event, stop: Even
 
 
 def run_racer(
-    bootstrap: str, app_id: str, racer: int, barriers: list[Barrier], results: queue.Queue[Outcome]
+    bootstrap: str, app_id: str, racer: int, barriers: list[Barrier], results: Queue[Outcome]
 ) -> None:
     settings = KafkaSettings(bootstrap_servers=bootstrap, application_id=app_id)
     codec = EventCodec.for_events(Account.event_types())
@@ -93,11 +95,11 @@ def run_racer(
 
 def read_topic(
     settings: KafkaSettings, topic: str, codec: EventCodec
-) -> list[tuple[str, int, str, object]]:
+) -> list[tuple[str, int, str, DomainEvent]]:
     """Every committed record of ``topic``: (aggregate id, ce_sequence, ce_id, event)."""
     ends = end_offsets(settings, topic)
     consumer = Consumer(settings.consumer_config(f"{settings.application_id}.verify"))
-    records = []
+    records: list[tuple[str, int, str, DomainEvent]] = []
     try:
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         remaining = {p: end for p, end in ends.items() if end > 0}
@@ -105,9 +107,9 @@ def read_topic(
         while remaining and time.monotonic() < deadline:
             for message in consumer.consume(num_messages=1000, timeout=0.5):
                 assert message.error() is None, message.error()
-                meta = parse_headers(message.headers())
+                meta = parse_headers(cast("list[tuple[str, bytes | None]]", message.headers()))
                 event = codec.decode_at(
-                    message.value(), topic, message.partition(), message.offset()
+                    message.value(), topic, message.partition() or 0, message.offset() or 0
                 )
                 records.append((meta.aggregate_id, meta.version, meta.event_id, event))
             # The end offset counts transaction markers, so compare positions, not offsets.
@@ -127,7 +129,7 @@ def test_two_processes_racing_500_appends_have_one_winner_each_and_a_contiguous_
     app_id, prefix = unique_name, f"{unique_name}."
     ready, stop = ctx.Event(), ctx.Event()
     barriers = [ctx.Barrier(RACERS) for _ in range(AGGREGATES)]
-    results: queue.Queue[Outcome] = ctx.Queue()
+    results: Queue[Outcome] = ctx.Queue()
     owner = ctx.Process(target=run_owner, args=(bootstrap_servers, app_id, prefix, ready, stop))
     owner.start()
     racers = []
@@ -154,8 +156,8 @@ def test_two_processes_racing_500_appends_have_one_winner_each_and_a_contiguous_
     assert owner.exitcode == 0
 
     by_round: dict[tuple[str, int], list[tuple[int, str]]] = defaultdict(list)
-    for racer, aggregate_id, round_no, outcome in outcomes:
-        by_round[(aggregate_id, round_no)].append((racer, outcome))
+    for racer_no, aggregate_id, round_no, outcome in outcomes:
+        by_round[(aggregate_id, round_no)].append((racer_no, outcome))
     assert len(by_round) == AGGREGATES * ROUNDS_PER_AGGREGATE == 500
     winners: dict[tuple[str, int], int] = {}
     for (aggregate_id, round_no), pair in by_round.items():
@@ -171,7 +173,7 @@ def test_two_processes_racing_500_appends_have_one_winner_each_and_a_contiguous_
     event_ids = Counter(event_id for _, _, event_id, _ in records)
     assert [i for i, n in event_ids.items() if n > 1] == []
     assert len(records) == 500
-    stored: dict[str, list[tuple[int, object]]] = defaultdict(list)
+    stored: dict[str, list[tuple[int, DomainEvent]]] = defaultdict(list)
     for aggregate_id, version, _, event in records:
         stored[aggregate_id].append((version, event))
     assert sorted(stored) == sorted(aggregate_ids())
