@@ -283,3 +283,13 @@ def test_an_upcaster_must_move_forward() -> None:
 def test_a_non_callable_upcaster_is_refused() -> None:
     with pytest.raises(SchemaError, match="not callable"):
         Upcasters().register("shop.orders.OrderPlaced", from_version=1, function=42)  # type: ignore[arg-type]
+
+
+def test_the_schema_evolution_guide_runs() -> None:
+    from tests.unit.test_docs_tutorial import run_blocks, runnable_blocks
+
+    guide = Path(__file__).resolve().parents[2] / "docs" / "how-to" / "schema-evolution.md"
+    blocks = runnable_blocks(guide)
+    assert len(blocks) == 5
+    module = run_blocks(blocks, "docs_schema_evolution")
+    assert module.codec.decode(module.v1_payload).total == Decimal("19.99")
