@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 import pytest
@@ -35,10 +34,9 @@ def test_a_new_writer_fences_the_old_one_which_fails_fast_and_loses_nothing(
             assert [successor.version(ACCOUNT, f"acc-{i}") for i in range(10)] == [2] + [1] * 9
             assert successor.load(Account, "acc-0").balance == Decimal(7)
 
-            started = time.monotonic()
+            # Fails as fenced: a hang would end in UncertainCommitError at the timeout.
             with pytest.raises(FencedError, match="fenced by a newer writer"):
                 zombie.append(ACCOUNT, "acc-0", [MoneyDeposited(amount=Decimal(1))], 2, timeout=30)
-            assert time.monotonic() - started < 30  # failed, not timed out
 
             # Every later append to that partition fails at once, without a round trip,
             # and the zombie no longer serves its (possibly stale) state either.

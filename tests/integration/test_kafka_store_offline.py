@@ -6,7 +6,6 @@ index, event ids. They live beside the Kafka store's other tests.
 
 from __future__ import annotations
 
-import time
 import uuid
 from concurrent.futures import Future
 from decimal import Decimal
@@ -37,13 +36,11 @@ def test_an_append_in_flight_at_its_timeout_is_reported_as_uncertain() -> None:
         wait_for(in_flight, "acc-1", 0.01)
 
 
-def test_starting_against_an_unreachable_broker_fails_within_the_timeout() -> None:
+def test_starting_against_an_unreachable_broker_fails_as_unavailable() -> None:
     settings = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
     store = KafkaEventStore(settings, [Account])
-    started = time.monotonic()
-    with pytest.raises(StoreUnavailableError):
+    with pytest.raises(StoreUnavailableError, match="could not read metadata"):
         store.start(timeout=3)
-    assert time.monotonic() - started < 30
 
 
 def test_the_index_hands_out_deep_copies_and_folds_batches_in_order() -> None:

@@ -57,7 +57,6 @@ class Clients:
         self.lock = threading.Lock()
         self.acked: list[tuple[str, int, tuple[Position, ...]]] = []
         self.outcomes: Counter[str] = Counter()
-        self.slowest = 0.0
         self.threads = [
             threading.Thread(target=self._run, args=([f"c{n}-{j}" for j in range(aggregates)],))
             for n in range(threads)
@@ -88,7 +87,6 @@ class Clients:
                 if versions[aggregate_id]
                 else [AccountOpened(owner=aggregate_id)]
             )
-            started = time.monotonic()
             try:
                 result = self.store.append(
                     ACCOUNT, aggregate_id, events, versions[aggregate_id], timeout=APPEND_TIMEOUT
@@ -102,7 +100,6 @@ class Clients:
                 time.sleep(0.05)
             with self.lock:
                 self.outcomes[outcome] += 1
-                self.slowest = max(self.slowest, time.monotonic() - started)
                 if outcome == "ok":
                     self.acked.append((aggregate_id, result.version, result.positions))
             if outcome == "ok":
@@ -169,7 +166,8 @@ def test_acknowledged_appends_survive_broker_sigkills_exactly_once(
                 time.sleep(0.2)
             recovered = clients.successes() - before
         assert recovered >= 50, f"writers did not recover by themselves: {clients.outcomes}"
-        assert clients.slowest < APPEND_TIMEOUT + 10, "an append outlived its timeout"
+        hung = [t.name for t in clients.threads if t.is_alive()]
+        assert not hung, f"appends did not return while the broker was down: {hung}"
     finally:
         store.close()
 
