@@ -143,7 +143,13 @@ class MetricsListener:
     def on_dead_letter(self, stage: str, exc: BaseException) -> None:
         self._metrics.dead_letters.labels(self._name, str(stage)).inc()
         if self._log is not None:
-            self._log.warning("poison record", stage=str(stage), error=repr(exc))
+            where = {k: getattr(exc, k, None) for k in ("topic", "partition", "offset")}
+            self._log.warning(
+                "poison record",
+                stage=str(stage),
+                error=f"{type(exc).__name__}: {exc}",
+                **{k: v for k, v in where.items() if v is not None},
+            )
 
     def on_caught_up(self) -> None:
         with self._lock:
@@ -160,7 +166,12 @@ class MetricsListener:
             self._set_ready()
         self._metrics.errors.labels(self._name).inc()
         if self._log is not None:
-            self._log.error("runner error", error=f"{type(exc).__name__}: {exc}")
+            where = {k: getattr(exc, k, None) for k in ("topic", "partition", "offset")}
+            self._log.error(
+                "runner error",
+                error=f"{type(exc).__name__}: {exc}",
+                **{k: v for k, v in where.items() if v is not None},
+            )
 
     def reset(self) -> None:
         """Forget the assignment (the runner is being recreated after a failure)."""

@@ -51,6 +51,8 @@ class ServiceSettings(BaseSettings):
     http_host: str = "0.0.0.0"  # probes come from outside a pod
     http_port: int | None = Field(
         default=9464,
+        ge=0,
+        le=65535,
         description="Port of /healthz, /readyz and /metrics; 0 picks a free port; None: off.",
     )
     log_level: str = "INFO"

@@ -19,6 +19,8 @@ from enum import IntEnum
 from types import FrameType
 from typing import Any, Protocol
 
+import structlog
+
 from eventsource.errors import ConfigurationError, ProjectionStoppedError
 from eventsource.service.metrics import MetricsListener
 
@@ -143,6 +145,9 @@ class Supervisor:
 
     # -- threads ---------------------------------------------------------------------
     def _loop(self, unit: Unit) -> None:
+        # Every log line of this thread, the runner's standard-logging ones included,
+        # carries the projection (structlog context variables are per thread).
+        structlog.contextvars.bind_contextvars(projection=unit.name)
         log = self._log.bind(projection=unit.name)
         delay = self._backoff_s[0]
         while not self.stop.is_set():

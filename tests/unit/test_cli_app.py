@@ -74,6 +74,23 @@ def test_unknown_option_is_a_usage_error(runner: CliRunner) -> None:
         (["events", "tail"], "name the topic with --topic"),
         (["topics", "create"], "name at least one topic"),
         (["topics", "describe", "t", "-X", "nonsense"], "key=value"),
+        (["status", "examples.bank.domain:Account"], "which is not a projection"),
+        (["status", "examples.bank.projections"], "not of the form"),
+        (["run", "examples.bank.projections:AccountBalances", "--log-level", "loud"], "log level"),
+        (["run", "examples.bank.projections:AccountBalances", "--http-port", "70000"], "http_port"),
+        (
+            ["run", *["examples.bank.projections:AccountBalances"] * 2, "--name", "x"],
+            "override one projection",
+        ),
+        (
+            ["replay", "examples.bank.projections:AccountBalances", "--from", "soon"],
+            "is not 'beginning', 'end'",
+        ),
+        (
+            ["replay", "examples.bank.projections:AccountBalances", "--name", "Bad-Name"],
+            "projection name 'Bad-Name' is not allowed",
+        ),
+        (["dlq", "list", "examples.bank.domain:Account"], "which is not a projection"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(

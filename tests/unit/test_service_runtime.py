@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import signal
 import threading
@@ -15,8 +17,9 @@ from typing import Any
 import pytest
 import structlog
 
-from eventsource.errors import ConfigurationError, ProjectionStoppedError
+from eventsource.errors import BadMagicError, ConfigurationError, ProjectionStoppedError
 from eventsource.service.health import HealthServer
+from eventsource.service.logs import configure_logging, get_logger, reset_logging
 from eventsource.service.metrics import MetricsListener, ServiceMetrics
 from eventsource.service.supervisor import ExitCode, Supervisor, Unit
 
@@ -279,3 +282,31 @@ def test_an_error_the_runner_already_reported_is_counted_once() -> None:
     sup.request_stop("test")
     assert sup.wait() == ExitCode.OK
     assert sample(metrics, "eventsource_runner_errors_total", projection="p") == 1
+
+
+def test_log_lines_of_a_runner_thread_carry_projection_and_record_position() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    try:
+
+        class Poisoned(FakeRunner):
+            def run(self, stop: threading.Event | None = None) -> None:
+                logging.getLogger("eventsource.projection.runner").warning("plain stdlib line")
+                self.listener.on_dead_letter("decode", BadMagicError("not avro").at("t", 2, 41))
+                super().run(stop)
+
+        metrics = ServiceMetrics()
+        listener = MetricsListener(metrics, "p", get_logger("eventsource.service"))
+        sup = Supervisor([Unit("p", Poisoned, listener)], drain_timeout_s=5, log=get_logger())
+        sup.start()
+        wait_until(lambda: sup.readiness()[0])
+        sup.request_stop("test")
+        assert sup.wait() == ExitCode.OK
+    finally:
+        reset_logging()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    plain = next(r for r in lines if r["event"] == "plain stdlib line")
+    assert plain["projection"] == "p"
+    poison = next(r for r in lines if r["event"] == "poison record")
+    assert (poison["topic"], poison["partition"], poison["offset"]) == ("t", 2, 41)
+    assert poison["stage"] == "decode"
