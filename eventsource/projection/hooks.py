@@ -12,13 +12,15 @@ asks the projection's :class:`FailureHook` what to do:
 - :attr:`FailureAction.SKIP`: the checkpoint moves past the record in the same database
   transaction as the hook's own writes (``connection`` is that transaction).
 
-:meth:`FailureHook.intercept` sees every decodable record before its handler runs: returning
+:meth:`FailureHook.intercept` sees every record the projection has a handler for (by its
+``ce_type`` header), before the payload is decoded and the handler runs: returning
 True means the hook took the record (e.g. a parked aggregate's later event sent to the
 dead-letter topic) and the runner does not apply it. :meth:`FailureHook.before_commit` runs
 right before each batch's database commit: a hook that produced dead letters makes them
 durable there (flush / commit its producer), so a checkpoint never passes a record whose
 dead letter could still be lost. :meth:`FailureHook.after_rollback` runs when a batch's
-transaction was rolled back (the batch will be re-read, possibly by another process).
+transaction was rolled back (the batch is applied again record by record, or re-read
+later, possibly by another process).
 
 Policies other than STOP are built by ``eventsource.projection.deadletter`` through
 ``dead_letter_hook(projection, settings)`` when the projection's ``policy`` asks for them.

@@ -22,7 +22,7 @@ from eventsource.errors import StoreError
 from eventsource.kafka.admin import ensure_topic
 from eventsource.kafka.config import KafkaSettings
 
-__all__ = ["SeedEvent", "create_topic", "fold", "seed_events"]
+__all__ = ["SeedEvent", "by_aggregate", "create_topic", "fold", "seed_events"]
 
 A = TypeVar("A", bound=Aggregate)
 
