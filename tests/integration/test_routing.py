@@ -22,6 +22,7 @@ from eventsource.errors import (
     ConcurrencyError,
     FencedError,
     NotOwnerError,
+    StoreError,
     StoreUnavailableError,
     UncertainCommitError,
     UnknownSchemaError,
@@ -337,3 +338,13 @@ def _wait_for_reply(consumer: Consumer, request_id: str) -> wire.Reply:
             if message.error() is None and wire.request_id_of(message.headers()) == request_id:
                 return wire.decode_reply(message.value())
     raise AssertionError(f"no reply for {request_id} within 15s")
+
+
+def test_a_request_too_large_for_kafka_is_refused_before_sending(
+    remote: RemoteEventStore, owner_store: InMemoryEventStore
+) -> None:
+    account = new_id()
+    with pytest.raises(StoreError, match=r"larger than the producer's message\.max\.bytes") as e:
+        remote.append(TYPE, account, [AccountOpened(owner="x" * 2_000_000)], 0)
+    assert not e.value.retriable
+    assert owner_store.version(TYPE, account) == 0

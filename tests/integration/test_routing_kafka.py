@@ -16,6 +16,7 @@ from eventsource.domain import EventMetadata
 from eventsource.errors import (
     AggregateNotFoundError,
     ConcurrencyError,
+    ConfigurationError,
     FencedError,
     NotOwnerError,
     StoreError,
@@ -184,3 +185,10 @@ def test_a_fenced_owner_answers_fenced_and_the_new_owner_takes_the_requests(
                 result = client.append(TYPE, account, [MoneyDeposited(amount=Decimal("1"))], 1)
             assert result.version == 2
             assert new.version(TYPE, account) == 2
+
+
+def test_an_aggregate_type_the_owner_does_not_serve_raises_its_configuration_error(
+    remote: RemoteEventStore,
+) -> None:
+    with pytest.raises(ConfigurationError, match=r"'bank\.loan' is not served by this store"):
+        remote.append("bank.loan", new_id(), [AccountOpened(owner="ann")], 0)

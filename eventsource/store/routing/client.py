@@ -16,7 +16,12 @@ from typing import Protocol, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from eventsource.domain import Aggregate, Event
-from eventsource.errors import NotOwnerError, StoreUnavailableError, UncertainCommitError
+from eventsource.errors import (
+    NotOwnerError,
+    StoreError,
+    StoreUnavailableError,
+    UncertainCommitError,
+)
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.port import AppendResult, check_append_arguments, events_topic
 from eventsource.store.routing import wire
@@ -244,6 +249,7 @@ class RemoteEventStore:
             correlation_id=correlation_id,
             causation_id=causation_id,
         )
+        value = wire.encode_request(request)
         reply = self._replies.add(request_id, kind, aggregate_id, self.timeout)
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
@@ -254,12 +260,20 @@ class RemoteEventStore:
             producer.produce(
                 self.requests_topic,
                 key=aggregate_id.encode("utf-8"),
-                value=wire.encode_request(request),
+                value=value,
                 headers=[(wire.REQUEST_ID_HEADER, request_id.encode("ascii"))],
                 on_delivery=delivered,
             )
         except (BufferError, KafkaException) as exc:
             self._replies.forget(request_id)
+            if isinstance(exc, KafkaException) and _too_large(exc):
+                raise StoreError(
+                    f"the {kind} request for {aggregate_id!r} ({len(value)} bytes) is larger "
+                    "than the producer's message.max.bytes; nothing was sent: split the "
+                    "events over several commands, or raise message.max.bytes (producer) "
+                    f"and max.message.bytes (topic {self.requests_topic!r})",
+                    retriable=False,
+                ) from exc
             raise StoreUnavailableError(
                 f"cannot queue the {kind} request for {aggregate_id!r} to "
                 f"{self.requests_topic!r}: {exc}; nothing was sent: retry later"
@@ -281,3 +295,8 @@ class RemoteEventStore:
                 log.warning("reply listener of %s: %s", self.client_id, exc)
                 time.sleep(0.1)
             self._replies.expire(time.monotonic())
+
+
+def _too_large(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE
