@@ -91,3 +91,27 @@ def test_missing_projection_path_is_a_usage_error(cli: Cli) -> None:
     out = cli("status", "examples.bank.projections:NoSuchProjection")
     assert out.returncode == 2
     assert "has no attribute 'NoSuchProjection'" in out.stderr
+
+
+def test_one_service_runs_several_projections(
+    cli: Cli,
+    service: Callable[..., Service],
+    kafka_settings: KafkaSettings,
+    pname: str,
+    tmp_path: Path,
+) -> None:
+    topic = f"{pname}.events"
+    expected = seeded(kafka_settings, topic, 800)
+    (tmp_path / "two_models.py").write_text(
+        "from examples.bank.projections import AccountBalances, AccountBalancesPerEvent\n"
+        f"batched = AccountBalances(name='{pname}_a', topics=['{topic}'])\n"
+        f"per_event = AccountBalancesPerEvent(name='{pname}_b', topics=['{topic}'])\n"
+    )
+    db = f"sqlite:///{tmp_path / 'rm.db'}"
+    svc = service("two_models:batched", "two_models:per_event", "-d", db)
+    wait_for(lambda: svc.caught_up(f"{pname}_a") and svc.caught_up(f"{pname}_b"), 90, svc.describe)
+    rows = cli.json("status", "two_models:batched", "two_models:per_event", "-d", db)
+    assert {r["projection"] for r in rows} == {f"{pname}_a", f"{pname}_b"}
+    assert all(r["lag"] == 0 for r in rows)
+    assert svc.stop() == 0
+    assert read_balances(db, f"{pname}_a") == expected == read_balances(db, f"{pname}_b")
