@@ -11,12 +11,15 @@ import threading
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from eventsource.domain import Aggregate, Event, EventMetadata, Position, RecordedEvent
 from eventsource.errors import AggregateNotFoundError, ConcurrencyError, StoreUnavailableError
 from eventsource.store.partitioner import partition_for_id
 from eventsource.store.port import ANY, AppendResult, check_append_arguments, events_topic
+
+if TYPE_CHECKING:  # the codec (fastavro) is only needed when a test passes one
+    from eventsource.codec import EventCodec
 
 __all__ = ["InMemoryEventStore"]
 
@@ -27,14 +30,19 @@ class InMemoryEventStore:
     """:class:`~eventsource.store.port.EventStore` kept in a dictionary.
 
     Use it in unit tests; it never touches Kafka. ``partitions`` only shapes the positions
-    it reports, so they look like the Kafka adapter's.
+    it reports, so they look like the Kafka adapter's. With a ``codec`` every event is
+    encoded and decoded on append, so a test fails on an event the wire format cannot carry
+    (``EncodeError``) just as the Kafka store would.
     """
 
-    def __init__(self, *, partitions: int = 6, topic_prefix: str = "") -> None:
+    def __init__(
+        self, *, partitions: int = 6, topic_prefix: str = "", codec: EventCodec | None = None
+    ) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
         self._partitions = partitions
         self._prefix = topic_prefix
+        self._codec = codec
         self._lock = threading.Lock()
         self._streams: dict[tuple[str, str], list[RecordedEvent[Event]]] = {}
         self._next_offset: dict[tuple[str, int], int] = {}
@@ -51,6 +59,9 @@ class InMemoryEventStore:
         causation_id: str | None = None,
     ) -> AppendResult:
         check_append_arguments(aggregate_id, events, expected_version)
+        if self._codec is not None:  # what the Kafka store would write, read back
+            codec = self._codec
+            events = [codec.decode(codec.encode(event)) for event in events]
         topic = events_topic(aggregate_type, self._prefix)
         partition = partition_for_id(aggregate_id, self._partitions)
         now = datetime.now(UTC)

@@ -7,12 +7,14 @@ from decimal import Decimal
 
 import pytest
 
-from eventsource.errors import StoreUnavailableError
+from eventsource.codec import EventCodec
+from eventsource.domain import Event
+from eventsource.errors import SchemaError, StoreUnavailableError
 from eventsource.store.memory import InMemoryEventStore
 from eventsource.store.partitioner import partition_for_id
 from eventsource.store.port import EventStore
 from eventsource.testing.contract import EventStoreContract
-from examples.bank.domain import AccountOpened, MoneyDeposited
+from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 
 
 class TestInMemoryEventStore(EventStoreContract):
@@ -79,3 +81,32 @@ def test_a_closed_store_refuses_appends() -> None:
     store.close()
     with pytest.raises(StoreUnavailableError):
         store.append("bank.account", "acc", [AccountOpened(owner="A")], 0)
+
+
+def test_with_a_codec_events_make_the_wire_round_trip_on_append() -> None:
+    codec = EventCodec.for_events(Account.event_types())
+    store = InMemoryEventStore(codec=codec)
+    original = MoneyDeposited(amount=Decimal("1.50"))
+    store.append("bank.account", "acc-1", [AccountOpened(owner="Ada"), original], 0)
+    stored = store.recorded_events("bank.account", "acc-1")[1].event
+    assert stored == original
+    assert stored is not original
+
+
+def test_with_a_codec_an_event_the_wire_format_cannot_carry_is_rejected() -> None:
+    store = InMemoryEventStore(codec=EventCodec.for_events(Account.event_types()))
+    with pytest.raises(SchemaError, match="not registered"):
+        store.append("bank.account", "acc-1", [Unregistered()], 0)
+    assert store.all_events() == []
+
+
+class Unregistered(Event):
+    __namespace__ = "tests.memory"
+
+
+def test_both_adapters_satisfy_the_event_store_protocol() -> None:
+    from eventsource.kafka.config import KafkaSettings
+    from eventsource.store.kafka import KafkaEventStore
+
+    assert isinstance(InMemoryEventStore(), EventStore)
+    assert isinstance(KafkaEventStore(KafkaSettings(), [Account]), EventStore)
