@@ -246,6 +246,16 @@ def test_an_upcaster_for_an_unreleased_version_makes_old_data_unreadable(tmp_pat
         EventCodec.for_events([OrderPlaced], tmp_path, registry).decode(old)
 
 
+def test_a_stray_upcaster_above_the_current_version_never_touches_current_data(
+    schemas: Path,
+) -> None:
+    registry = Upcasters()
+    registry.register("shop.orders.OrderPlaced", from_version=9, function=dict)
+    codec = EventCodec.for_events([OrderPlaced], schemas, registry)
+    event = OrderPlaced(first_name="Alan", last_name="Turing", total=Decimal("1.50"))
+    assert codec.decode(codec.encode(event)) == event
+
+
 def test_the_decorator_registers_in_the_default_registry_and_returns_the_function() -> None:
     def noop(data: Datum) -> Datum:
         return data
