@@ -263,15 +263,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Remember which tests need the real services, to report how many used them."""
-    usage = _usage(config)
-    for item in items:
-        names = getattr(item, "fixturenames", ())
-        if BROKER_FIXTURE in names:
-            usage.broker_tests.add(item.nodeid)
-        if POSTGRES_FIXTURE in names:
-            usage.postgres_tests.add(item.nodeid)
+@pytest.fixture(autouse=True)
+def _eventsource_service_usage(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Remember which tests used the real services (also through ``getfixturevalue``)."""
+    yield
+    names = request.fixturenames  # after the test: includes fixtures requested on the fly
+    usage = _usage(request.config)
+    if BROKER_FIXTURE in names:
+        usage.broker_tests.add(request.node.nodeid)
+    if POSTGRES_FIXTURE in names:
+        usage.postgres_tests.add(request.node.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
