@@ -58,12 +58,7 @@ class AggregateSpec(Generic[A]):
     # building ---------------------------------------------------------------------------
     def given(self, *events: Event) -> AggregateSpec[A]:
         """Events already recorded for the aggregate, oldest first (adds to earlier ones)."""
-        for event in events:
-            if not isinstance(event, Event):
-                raise TypeError(
-                    f"given() takes Event instances, got {event!r}: pass events such as "
-                    "AccountOpened(owner='ann'), not classes or commands"
-                )
+        _require_events("given", events)
         return AggregateSpec(
             self.aggregate_type,
             self.aggregate_id,
@@ -84,6 +79,7 @@ class AggregateSpec(Generic[A]):
     # asserting --------------------------------------------------------------------------
     def then(self, *expected: Event) -> AggregateSpec[A]:
         """Assert the command succeeded and emitted exactly ``expected``, in order."""
+        _require_events("then", expected)
         outcome = self._run()
         if outcome.error is not None:
             raise AssertionError(
@@ -102,6 +98,8 @@ class AggregateSpec(Generic[A]):
         self, error_type: type[BaseException], *, match: str | None = None
     ) -> AggregateSpec[A]:
         """Assert the command raised ``error_type`` (``match``: regex searched in its message)."""
+        if not (isinstance(error_type, type) and issubclass(error_type, BaseException)):
+            raise TypeError(f"then_raises() takes an exception class, got {error_type!r}")
         outcome = self._run()
         error = outcome.error
         if error is None:
@@ -165,6 +163,15 @@ class AggregateSpec(Generic[A]):
             emitted = aggregate.pending_events
             self._outcome = _Outcome(aggregate, emitted if error is None else (), error)
         return self._outcome
+
+
+def _require_events(method: str, events: Sequence[object]) -> None:
+    for event in events:
+        if not isinstance(event, Event):
+            raise TypeError(
+                f"{method}() takes Event instances, got {event!r}: pass events such as "
+                "AccountOpened(owner='ann'), not classes or commands"
+            )
 
 
 def _format_events(events: Sequence[Event], indent: str = "    ") -> str:

@@ -205,3 +205,15 @@ def test_when_rejects_a_non_callable() -> None:
 def test_a_history_event_without_handler_surfaces_as_the_domain_error() -> None:
     with pytest.raises(MissingHandlerError):
         AggregateSpec(Account).given(ForeignEvent()).then_state(lambda a: True)
+
+
+def test_then_rejects_event_classes_instead_of_events() -> None:
+    spec = AggregateSpec(Account).given(OPENED).when(lambda a: a.deposit(Decimal("1")))
+    with pytest.raises(TypeError, match=r"then\(\) takes Event instances, got <class"):
+        spec.then(MoneyDeposited)  # type: ignore[arg-type]
+
+
+def test_then_raises_rejects_something_that_is_not_an_exception_class() -> None:
+    spec = AggregateSpec(Account).when(lambda a: a.close())
+    with pytest.raises(TypeError, match="takes an exception class, got 'DomainError'"):
+        spec.then_raises("DomainError")  # type: ignore[arg-type]
