@@ -18,8 +18,15 @@ kafka_app = typer.Typer(
 )
 app.add_typer(kafka_app, name="kafka")
 
-PortOption = typer.Option(9092, "--port", help="Client port on 127.0.0.1.")
-ControllerPortOption = typer.Option(9093, "--controller-port", help="KRaft controller port.")
+PortOption = typer.Option(
+    9092, "--port", envvar="EVENTSOURCE_KAFKA_PORT", help="Client port on 127.0.0.1."
+)
+ControllerPortOption = typer.Option(
+    9093,
+    "--controller-port",
+    envvar="EVENTSOURCE_KAFKA_CONTROLLER_PORT",
+    help="KRaft controller port.",
+)
 HomeOption = typer.Option(
     None,
     "--home",
