@@ -32,16 +32,17 @@ catching up and errors; the service runtime turns these into metrics and readine
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from eventsource.domain import Event, EventMetadata, Position
-from eventsource.errors import ProjectionStoppedError
+from eventsource.errors import ProjectionError, ProjectionStoppedError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
+    from eventsource.kafka.config import KafkaSettings
     from eventsource.projection.definition import Projection
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "RunnerListener",
     "Stage",
     "StopOnFailure",
+    "default_hook",
 ]
 
 Stage = Literal["decode", "schema", "handler"]
@@ -195,3 +197,18 @@ class NullListener:
 
     def on_error(self, exc: BaseException) -> None:
         return None
+
+
+def default_hook(projection: Projection, settings: KafkaSettings) -> FailureHook:
+    """The hook for the projection's ``policy``: STOP built in, SKIP/PARK from deadletter."""
+    if projection.policy is DeadLetterPolicy.STOP:
+        return StopOnFailure()
+    try:
+        from eventsource.projection import deadletter
+    except ImportError as exc:
+        raise ProjectionError(
+            f"projection {projection.name!r} uses policy {projection.policy.name}, which "
+            "needs eventsource.projection.deadletter; it is not available"
+        ) from exc
+    factory: Callable[[Projection, KafkaSettings], FailureHook] = deadletter.dead_letter_hook
+    return factory(projection, settings)

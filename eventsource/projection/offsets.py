@@ -8,7 +8,7 @@ from eventsource.errors import ProjectionError
 from eventsource.projection.checkpoints import TopicPartition as TP
 from eventsource.projection.definition import Projection
 
-__all__ = ["check_within_topic", "end_offsets"]
+__all__ = ["check_within_topic", "end_offsets", "positions"]
 
 
 def end_offsets(consumer: Consumer, projection: Projection, timeout: float) -> dict[TP, int]:
@@ -56,3 +56,13 @@ def check_within_topic(
             "cluster. Rebuild the projection (a new version) or delete its checkpoints to "
             "fold the topic again"
         )
+
+
+def positions(consumer: Consumer, partitions: set[TP]) -> dict[TP, int]:
+    """The consumer's positions (next offset to return; past transaction markers)."""
+    if not partitions:
+        return {}
+    asked = [TopicPartition(t, p) for t, p in partitions]
+    return {
+        (tp.topic, tp.partition): tp.offset for tp in consumer.position(asked) if tp.offset >= 0
+    }

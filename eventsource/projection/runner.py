@@ -19,8 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -32,9 +30,9 @@ from eventsource.projection.batch import BatchApplier, is_transient_db_error
 from eventsource.projection.checkpoints import TopicPartition as TP
 from eventsource.projection.checkpoints import ensure_checkpoint_rows, read_checkpoints
 from eventsource.projection.definition import Projection
-from eventsource.projection.hooks import FailureHook, NullListener, RunnerListener, StopOnFailure
-from eventsource.projection.offsets import check_within_topic, end_offsets
-from eventsource.projection.status import PartitionStatus, projection_status
+from eventsource.projection.hooks import FailureHook, NullListener, RunnerListener, default_hook
+from eventsource.projection.offsets import check_within_topic, end_offsets, positions
+from eventsource.projection.status import PartitionStatus, RunStats, projection_status
 from eventsource.projection.store import create_read_model_engine, ensure_schema
 
 __all__ = ["ProjectionRunner", "RunStats", "default_group_id"]
@@ -49,23 +47,6 @@ class _Abandoned(Exception):
 def default_group_id(settings: KafkaSettings, projection: Projection) -> str:
     """The consumer group of a projection version."""
     return f"{settings.application_id}.projection.{projection.name}.v{projection.version}"
-
-
-@dataclass(slots=True)
-class RunStats:
-    """Counts of one ``run`` / ``run_until_caught_up`` call."""
-
-    applied: int = 0  #: records whose handler ran
-    ignored: int = 0  #: records of event types the projection has no handler for
-    dead_lettered: int = 0  #: poison records the failure hook took
-    duplicates: int = 0  #: records below a stored checkpoint (already applied)
-    batches: int = 0
-    seconds: float = 0.0
-
-    @property
-    def events(self) -> int:
-        """Records processed in any way (applied, ignored or dead-lettered)."""
-        return self.applied + self.ignored + self.dead_lettered
 
 
 class ProjectionRunner:
@@ -95,7 +76,7 @@ class ProjectionRunner:
         self.group_id = group_id or default_group_id(settings, projection)
         self.codec = codec or EventCodec.for_events(projection.event_types())
         self.listener: RunnerListener = listener or NullListener()
-        self.hook = failure_hook or _default_hook(projection, settings)
+        self.hook = failure_hook or default_hook(projection, settings)
         self.poll_timeout = poll_timeout
         self.commit_offsets_to_kafka = commit_offsets_to_kafka
         self._overrides = dict(consumer_overrides or {})
@@ -263,12 +244,7 @@ class ProjectionRunner:
                 log.debug("offset commit to Kafka failed: %s", exc)
 
     def _positions(self, consumer: Consumer) -> dict[TP, int]:
-        if not self._assigned:
-            return {}
-        parts = [TopicPartition(t, p) for t, p in self._assigned]
-        return {
-            (tp.topic, tp.partition): tp.offset for tp in consumer.position(parts) if tp.offset >= 0
-        }
+        return positions(consumer, self._assigned)
 
     def _done_offsets(self, consumer: Consumer, targets: dict[TP, int]) -> dict[TP, int]:
         done = dict(self._applied)
@@ -330,19 +306,3 @@ class ProjectionRunner:
         if consumer is not None:
             consumer.close()
             self._assigned.clear()
-
-
-def _default_hook(projection: Projection, settings: KafkaSettings) -> FailureHook:
-    from eventsource.projection.hooks import DeadLetterPolicy
-
-    if projection.policy is DeadLetterPolicy.STOP:
-        return StopOnFailure()
-    try:
-        from eventsource.projection import deadletter
-    except ImportError as exc:
-        raise ProjectionError(
-            f"projection {projection.name!r} uses policy {projection.policy.name}, which "
-            "needs eventsource.projection.deadletter; it is not available"
-        ) from exc
-    factory: Callable[[Projection, KafkaSettings], FailureHook] = deadletter.dead_letter_hook
-    return factory(projection, settings)

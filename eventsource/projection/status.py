@@ -13,7 +13,24 @@ from eventsource.projection.checkpoints import read_checkpoints
 from eventsource.projection.definition import Projection
 from eventsource.projection.store import create_read_model_engine, live_version
 
-__all__ = ["PartitionStatus", "projection_status"]
+__all__ = ["PartitionStatus", "RunStats", "projection_status"]
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Counts of one ``run`` / ``run_until_caught_up`` call."""
+
+    applied: int = 0  #: records whose handler ran
+    ignored: int = 0  #: records of event types the projection has no handler for
+    dead_lettered: int = 0  #: poison records the failure hook took
+    duplicates: int = 0  #: records below a stored checkpoint (already applied)
+    batches: int = 0
+    seconds: float = 0.0
+
+    @property
+    def events(self) -> int:
+        """Records processed in any way (applied, ignored or dead-lettered)."""
+        return self.applied + self.ignored + self.dead_lettered
 
 
 @dataclass(frozen=True, slots=True)
