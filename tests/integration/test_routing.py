@@ -348,3 +348,35 @@ def test_a_request_too_large_for_kafka_is_refused_before_sending(
         remote.append(TYPE, account, [AccountOpened(owner="x" * 2_000_000)], 0)
     assert not e.value.retriable
     assert owner_store.version(TYPE, account) == 0
+
+
+def test_a_request_asking_for_replies_on_another_topic_is_refused(
+    remote: RemoteEventStore, owner_store: InMemoryEventStore, codec: EventCodec
+) -> None:
+    settings = remote.settings
+    spy = Consumer(settings.consumer_config(f"{settings.application_id}.spy2"))
+    try:
+        spy.assign(partitions_at_end(spy, remote.replies_topic))
+        hijack = wire.Request(
+            kind="append",
+            request_id="hijack-1",
+            reply_topic="bank.account.events",
+            client="test",
+            expires_at_ms=int((time.time() + 60) * 1000),
+            aggregate_type=TYPE,
+            aggregate_id="acc-hijack",
+            expected_version=0,
+            events=(wire.EncodedEvent(OPENED.event_type(), codec.encode(OPENED)),),
+        )
+        producer = Producer(settings.producer_config())
+        producer.produce(
+            remote.requests_topic, key=b"acc-hijack", value=wire.encode_request(hijack)
+        )
+        producer.flush(10)
+        reply = _wait_for_reply(spy, "hijack-1")
+    finally:
+        spy.close()
+    assert isinstance(reply, wire.ErrorReply)
+    assert reply.error_type == "ConfigurationError"
+    assert "replies only on" in reply.message
+    assert owner_store.version(TYPE, "acc-hijack") == 0

@@ -10,12 +10,18 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from eventsource.domain import Event
-from eventsource.errors import DecodeError, FencedError, StoreUnavailableError
+from eventsource.errors import (
+    ConfigurationError,
+    DecodeError,
+    FencedError,
+    StoreUnavailableError,
+)
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
@@ -212,6 +218,17 @@ class AppendServer:
             request = wire.decode_request(message.value())
         except DecodeError as exc:
             self._reject_unreadable(message, exc)
+            return
+        if request.reply_topic != self.replies_topic:
+            # Replies go only to the application's replies topic: a request must not make
+            # the owner write into another topic (an events topic, say).
+            wrong = ConfigurationError(
+                f"request {request.request_id} asks for replies on {request.reply_topic!r}; "
+                f"this server replies only on {self.replies_topic!r}: use the same "
+                "application_id on clients and owner"
+            )
+            stub = replace(request, reply_topic=self.replies_topic)
+            self._reply(stub, wire.error_reply(request.request_id, self.server_id, wrong))
             return
         if request.expires_at_ms < time.time() * 1000:
             log.warning(
