@@ -32,9 +32,10 @@ catching up and errors; the service runtime turns these into metrics and readine
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from eventsource.domain import Event, EventMetadata, Position
 from eventsource.errors import ProjectionError, ProjectionStoppedError
@@ -50,6 +51,7 @@ __all__ = [
     "Failure",
     "FailureAction",
     "FailureHook",
+    "GuardedListener",
     "NullListener",
     "RawRecord",
     "RunnerListener",
@@ -59,6 +61,8 @@ __all__ = [
 ]
 
 Stage = Literal["decode", "schema", "handler"]
+
+log = logging.getLogger(__name__)
 
 
 class DeadLetterPolicy(enum.Enum):
@@ -197,6 +201,40 @@ class NullListener:
 
     def on_error(self, exc: BaseException) -> None:
         return None
+
+
+class GuardedListener:
+    """Calls a listener and logs, instead of raising, whatever it raises.
+
+    A failing metrics callback must not stop a projection; the runner wraps every listener.
+    """
+
+    def __init__(self, inner: RunnerListener) -> None:
+        self.inner = inner
+
+    def _call(self, name: str, *args: Any) -> None:
+        try:
+            getattr(self.inner, name)(*args)
+        except Exception:
+            log.exception("runner listener %s.%s raised; ignored", type(self.inner).__name__, name)
+
+    def on_assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
+        self._call("on_assigned", partitions)
+
+    def on_revoked(self, partitions: Sequence[tuple[str, int]]) -> None:
+        self._call("on_revoked", partitions)
+
+    def on_batch(self, n_events: int, seconds: float) -> None:
+        self._call("on_batch", n_events, seconds)
+
+    def on_dead_letter(self, stage: Stage, exc: BaseException) -> None:
+        self._call("on_dead_letter", stage, exc)
+
+    def on_caught_up(self) -> None:
+        self._call("on_caught_up")
+
+    def on_error(self, exc: BaseException) -> None:
+        self._call("on_error", exc)
 
 
 def default_hook(projection: Projection, settings: KafkaSettings) -> FailureHook:

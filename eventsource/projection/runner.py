@@ -24,13 +24,19 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from eventsource.codec import EventCodec
-from eventsource.errors import ProjectionError, WaitTimeoutError
+from eventsource.errors import ConfigurationError, ProjectionError, WaitTimeoutError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.projection.batch import BatchApplier, is_transient_db_error
 from eventsource.projection.checkpoints import TopicPartition as TP
 from eventsource.projection.checkpoints import ensure_checkpoint_rows, read_checkpoints
 from eventsource.projection.definition import Projection
-from eventsource.projection.hooks import FailureHook, NullListener, RunnerListener, default_hook
+from eventsource.projection.hooks import (
+    FailureHook,
+    GuardedListener,
+    NullListener,
+    RunnerListener,
+    default_hook,
+)
 from eventsource.projection.offsets import check_within_topic, end_offsets, positions
 from eventsource.projection.status import PartitionStatus, RunStats, projection_status
 from eventsource.projection.store import create_read_model_engine, ensure_schema
@@ -42,6 +48,21 @@ log = logging.getLogger(__name__)
 
 class _Abandoned(Exception):
     """``stop`` was set while a batch waited for the database; it was not applied."""
+
+
+#: Consumer settings the exactly-once argument rests on; overrides may not change them.
+_FIXED = {"isolation.level": "read_committed", "enable.auto.commit": False}
+
+
+def _checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    for key, required in _FIXED.items():
+        if key in overrides and str(overrides[key]).lower() != str(required).lower():
+            raise ConfigurationError(
+                f"consumer setting {key}={overrides[key]!r} is not allowed for a projection "
+                f"runner: it needs {key}={required!r} (read_committed keeps events of aborted "
+                "transactions out; positions are kept in the read-model database)"
+            )
+    return dict(overrides)
 
 
 def default_group_id(settings: KafkaSettings, projection: Projection) -> str:
@@ -75,11 +96,11 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.group_id = group_id or default_group_id(settings, projection)
         self.codec = codec or EventCodec.for_events(projection.event_types())
-        self.listener: RunnerListener = listener or NullListener()
+        self.listener: RunnerListener = GuardedListener(listener or NullListener())
         self.hook = failure_hook or default_hook(projection, settings)
         self.poll_timeout = poll_timeout
         self.commit_offsets_to_kafka = commit_offsets_to_kafka
-        self._overrides = dict(consumer_overrides or {})
+        self._overrides = _checked_overrides(consumer_overrides or {})
         self.engine = create_read_model_engine(database_url)
         ensure_schema(self.engine, projection)
         self._applier = BatchApplier(projection, self.engine, self.codec, self.hook, self.listener)

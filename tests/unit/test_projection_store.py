@@ -19,6 +19,7 @@ from eventsource.errors import (
 from eventsource.kafka.config import KafkaSettings
 from eventsource.projection import (
     FailureAction,
+    NullListener,
     ProjectionRunner,
     RawRecord,
     set_live_version,
@@ -29,7 +30,7 @@ from eventsource.projection.checkpoints import (
     read_checkpoints,
     write_checkpoints,
 )
-from eventsource.projection.hooks import Failure, StopOnFailure, stopped_error
+from eventsource.projection.hooks import Failure, GuardedListener, StopOnFailure, stopped_error
 from eventsource.projection.store import create_read_model_engine, ensure_schema, live_version
 from examples.bank.projections import AccountBalances
 
@@ -125,3 +126,31 @@ def test_the_stop_policy_answers_stop_and_says_where_and_what_to_do() -> None:
         "DeadLetterPolicy.SKIP",
     ):
         assert part in message
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"isolation.level": "read_uncommitted"}, {"enable.auto.commit": True}],
+)
+def test_consumer_overrides_cannot_weaken_exactly_once(
+    tmp_path: Path, overrides: dict[str, object]
+) -> None:
+    with pytest.raises(ConfigurationError, match="not allowed for a projection runner"):
+        ProjectionRunner(
+            AccountBalances(),
+            KafkaSettings(),
+            str(tmp_path / "rm.db"),
+            consumer_overrides=overrides,
+        )
+
+
+def test_a_failing_listener_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(NullListener):
+        def on_batch(self, n_events: int, seconds: float) -> None:
+            raise RuntimeError("metrics backend down")
+
+    guarded = GuardedListener(Broken())
+    guarded.on_batch(10, 0.5)
+    guarded.on_caught_up()  # the others still work
+    assert "Broken.on_batch raised" in caplog.text
+    assert "metrics backend down" in caplog.text
