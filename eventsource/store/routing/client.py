@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
@@ -25,8 +25,9 @@ from eventsource.errors import (
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.port import AppendResult, check_append_arguments, events_topic
 from eventsource.store.routing import wire
+from eventsource.store.routing.ports import ClientCodec
 from eventsource.store.routing.replies import PendingReplies
-from eventsource.store.routing.scan import EventReader, load_by_scan
+from eventsource.store.routing.scan import load_by_scan
 from eventsource.store.routing.topics import (
     ensure_topic,
     next_batch,
@@ -35,16 +36,10 @@ from eventsource.store.routing.topics import (
     requests_topic,
 )
 
-__all__ = ["ClientCodec", "RemoteEventStore"]
+__all__ = ["RemoteEventStore"]
 
 A = TypeVar("A", bound=Aggregate)
 log = logging.getLogger(__name__)
-
-
-class ClientCodec(EventReader, Protocol):
-    """The part of :class:`eventsource.codec.EventCodec` a client needs."""
-
-    def encode(self, event: Event) -> bytes: ...
 
 
 class RemoteEventStore:

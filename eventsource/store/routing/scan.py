@@ -10,28 +10,21 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Protocol, TypeVar, cast
+from typing import TypeVar, cast
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from eventsource.codec import parse_headers
-from eventsource.domain import Aggregate, Event
+from eventsource.domain import Aggregate
 from eventsource.errors import AggregateNotFoundError, StoreError, StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.partitioner import partition_for_id
+from eventsource.store.routing.ports import EventReader
 from eventsource.store.routing.topics import next_batch
 
-__all__ = ["EventReader", "load_by_scan"]
+__all__ = ["load_by_scan"]
 
 A = TypeVar("A", bound=Aggregate)
-
-
-class EventReader(Protocol):
-    """The part of :class:`eventsource.codec.EventCodec` a scan needs."""
-
-    def decode_at(
-        self, payload: bytes | None, topic: str, partition: int, offset: int
-    ) -> Event: ...
 
 
 def load_by_scan(

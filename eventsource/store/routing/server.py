@@ -8,10 +8,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -25,6 +24,7 @@ from eventsource.errors import (
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
+from eventsource.store.routing.ports import EventDecoder, OwnedStore
 from eventsource.store.routing.topics import (
     ensure_topic,
     next_batch,
@@ -32,32 +32,9 @@ from eventsource.store.routing.topics import (
     requests_topic,
 )
 
-__all__ = ["AppendServer", "EventDecoder", "OwnedStore"]
+__all__ = ["AppendServer"]
 
 log = logging.getLogger(__name__)
-
-
-class EventDecoder(Protocol):
-    """The part of :class:`eventsource.codec.EventCodec` the owner needs."""
-
-    def decode(self, payload: bytes) -> Event: ...
-
-
-class OwnedStore(Protocol):
-    """What the server needs of the owner's store (``KafkaEventStore`` provides it)."""
-
-    def append(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-    ) -> AppendResult: ...
-
-    def version(self, aggregate_type: str, aggregate_id: str) -> int: ...
 
 
 class AppendServer:

@@ -1,0 +1,57 @@
+"""What routing needs from its collaborators: the codec's and the owner store's methods.
+
+Structural types, so :class:`eventsource.codec.EventCodec` and
+:class:`eventsource.store.kafka.KafkaEventStore` fit without importing them here, and tests
+can pass small fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from eventsource.domain import Event
+from eventsource.store.port import AppendResult
+
+__all__ = ["ClientCodec", "EventDecoder", "EventReader", "OwnedStore"]
+
+
+class EventDecoder(Protocol):
+    """The part of the codec the owner needs."""
+
+    def decode(self, payload: bytes) -> Event: ...
+
+
+class EventReader(Protocol):
+    """The part of the codec a partition scan needs."""
+
+    def decode_at(
+        self, payload: bytes | None, topic: str, partition: int, offset: int
+    ) -> Event: ...
+
+
+class ClientCodec(EventReader, Protocol):
+    """The part of the codec a client needs (``decode_at`` only for ``scan_loads``)."""
+
+    def encode(self, event: Event) -> bytes: ...
+
+
+class OwnedStore(Protocol):
+    """What the server needs of the owner's store (``KafkaEventStore`` provides it).
+
+    A store that also has ``append_async(...) -> Future[AppendResult]`` (same arguments)
+    is called through it, without a thread per request.
+    """
+
+    def append(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> AppendResult: ...
+
+    def version(self, aggregate_type: str, aggregate_id: str) -> int: ...
