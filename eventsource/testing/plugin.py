@@ -155,9 +155,11 @@ def kafka_broker(request: pytest.FixtureRequest) -> Iterator[SessionBroker]:
     """The session's real broker (see the module docstring for where it comes from)."""
     with ExitStack() as stack:
         try:
-            broker = _provide_broker(stack)
+            broker: SessionBroker | str = _provide_broker(stack)
         except EventSourceError as exc:
-            _fail_session(request, f"eventsource: no usable Kafka broker for the tests: {exc}")
+            broker = f"eventsource: no usable Kafka broker for the tests: {exc}"
+        if isinstance(broker, str):  # failed outside the except block: no chained tracebacks
+            _fail_session(request, broker)
         _announce(request.config, f"eventsource: using {broker.describe()}")
         _usage(request.config).broker = broker
         yield broker
@@ -237,11 +239,14 @@ def _postgres_version(url: str) -> str:
 def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """SQLAlchemy URL (``postgresql+psycopg://``) of a real PostgreSQL server."""
     with ExitStack() as stack:
+        failure = None
         try:
             url, source = _provide_postgres(stack)
             version = _postgres_version(url)
         except EventSourceError as exc:
-            _fail_session(request, f"eventsource: no usable PostgreSQL for the tests: {exc}")
+            failure = f"eventsource: no usable PostgreSQL for the tests: {exc}"
+        if failure is not None:  # failed outside the except block: no chained tracebacks
+            _fail_session(request, failure)
         _announce(request.config, f"eventsource: using {version} at {redact_url(url)} ({source})")
         _usage(request.config).postgres = SessionPostgres(url, source, version)
         yield url

@@ -97,3 +97,19 @@ def test_services_without_a_command_is_a_usage_error() -> None:
 
     assert done.returncode == 2
     assert "no command given" in done.stderr
+
+
+def test_a_session_with_an_unreachable_postgres_fails_fast_saying_so(tmp_path: Path) -> None:
+    (tmp_path / "test_needs_db.py").write_text("def test_db(postgres_url):\n    pass\n")
+    url = "postgresql+psycopg://postgres:hunter2@127.0.0.1:1/postgres"
+    env = {**os.environ, "EVENTSOURCE_TEST_POSTGRES_URL": url}
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(tmp_path)]
+
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=100, check=False
+    )
+
+    assert done.returncode != 0
+    assert "no usable PostgreSQL for the tests" in done.stdout
+    assert "postgres:***@127.0.0.1:1/postgres did not accept a connection" in done.stdout
+    assert "hunter2" not in done.stdout
