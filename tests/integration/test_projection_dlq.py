@@ -413,8 +413,9 @@ def dead_letter_again(settings: KafkaSettings, name: str, letter: Any, version: 
 
 
 def test_dlq_replay_applies_a_duplicated_dead_letter_once_and_ignores_other_versions(
-    kafka_settings: KafkaSettings, topic: str, database_url: str
+    kafka_settings: KafkaSettings, topic: str, tmp_path: Path
 ) -> None:
+    database_url = f"sqlite:///{tmp_path / 'read.db'}"  # DLQ logic: one database is enough
     stream = Stream()
     stream.good("acc-1", AccountOpened(owner="ann"))
     stream.poison("acc-1", "raising")
@@ -434,8 +435,9 @@ def test_dlq_replay_applies_a_duplicated_dead_letter_once_and_ignores_other_vers
 
 
 def test_dlq_replay_under_policy_stop_stops_at_a_record_that_still_fails(
-    kafka_settings: KafkaSettings, unique_name: str, database_url: str
+    kafka_settings: KafkaSettings, unique_name: str, tmp_path: Path
 ) -> None:
+    database_url = f"sqlite:///{tmp_path / 'read.db'}"  # DLQ logic: one database is enough
     topic = f"{unique_name}.events"
     create_topic(kafka_settings, topic, partitions=1)  # one partition: a known source order
     stream = Stream()

@@ -187,8 +187,9 @@ def test_a_version_behind_the_live_one_is_not_swapped(
 
 
 def test_rebuilding_the_live_version_is_refused(
-    kafka_settings: KafkaSettings, topic: str, database_url: str
+    kafka_settings: KafkaSettings, topic: str, tmp_path: Path
 ) -> None:
+    database_url = f"sqlite:///{tmp_path / 'read.db'}"
     name = f"b{uuid.uuid4().hex[:12]}"
     seed_events(kafka_settings, topic, sample_history(accounts=3, events=10, seed=3))
     v1 = AccountBalances(name=name, topics=[topic])
@@ -198,8 +199,9 @@ def test_rebuilding_the_live_version_is_refused(
 
 
 def test_a_first_build_with_nothing_live_becomes_live_at_once(
-    kafka_settings: KafkaSettings, topic: str, database_url: str
+    kafka_settings: KafkaSettings, topic: str, tmp_path: Path
 ) -> None:
+    database_url = f"sqlite:///{tmp_path / 'read.db'}"
     name = f"b{uuid.uuid4().hex[:12]}"
     seed_events(kafka_settings, topic, sample_history(accounts=3, events=10, seed=4))
     result = rebuild(BalancesV2(name=name, topics=[topic]), kafka_settings, database_url)
