@@ -347,7 +347,7 @@ def apply_range(
                 )
             open_parts = _step(consumer, applier, result, stop, open_parts, batch_size)
             if progress is not None:
-                progress(_progress(result, stop, begin, total, time.monotonic() - started))
+                progress(_progress(result, stop, total, time.monotonic() - started))
     finally:
         consumer.close()
         if failure_hook is None:
@@ -394,7 +394,6 @@ def _step(
 def _progress(
     result: ReplayResult,
     stop: Mapping[TP, int],
-    begin: Mapping[TP, int],
     total: int,
     elapsed: float,
 ) -> ReplayProgress:
