@@ -73,26 +73,33 @@ def read_partition(
         )
     )
     result = progress
+    # A stall timeout, not a total one: a long partition may take minutes to read.
     deadline = time.monotonic() + timeout
+    last_error = "none"
     try:
         consumer.assign([TopicPartition(topic, partition, start)])
         while True:
-            for message in consumer.consume(num_messages=_BATCH, timeout=0.5):
+            messages = consumer.consume(num_messages=_BATCH, timeout=0.5)
+            for message in messages:
                 error = message.error()
                 if error is None:
                     _fold(message, topic, partition, codec, index, result, collect_event_ids)
                 elif error.code() == KafkaError._PARTITION_EOF:
                     result.end = max(result.end, message.offset() or 0)
                     return result
-                elif error.fatal() or not error.retriable():
+                elif error.fatal():
                     raise StoreUnavailableError(
                         f"reading {topic}[{partition}] from offset {start} failed: {error.str()}"
                     )
-            if time.monotonic() > deadline:
+                else:  # transient (broker restarting, leader moving): librdkafka retries
+                    last_error = error.str()
+            if any(m.error() is None for m in messages):
+                deadline = time.monotonic() + timeout
+            elif time.monotonic() > deadline:
                 raise StoreUnavailableError(
-                    f"reading {topic}[{partition}] from offset {start} did not reach the end "
-                    f"within {timeout:.0f}s (at offset {result.end}, {result.records} events "
-                    f"read): check the broker at {settings.bootstrap_servers}"
+                    f"reading {topic}[{partition}] from offset {start} made no progress for "
+                    f"{timeout:.0f}s (at offset {result.end}, {result.records} events read, "
+                    f"last error: {last_error}): check the broker at {settings.bootstrap_servers}"
                 )
     except KafkaException as exc:
         raise StoreUnavailableError(

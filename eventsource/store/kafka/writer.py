@@ -144,7 +144,7 @@ class PartitionWriter(RecoveryMixin):
                 self.codec,
                 self.index,
                 TailRead(start=0),
-                timeout=max(self.op_timeout * 10, 60.0),
+                timeout=max(self.op_timeout, 30.0),
             )
             self.end_offset = tail.end
         except BaseException as exc:  # reported to start(); the thread ends here
