@@ -295,7 +295,12 @@ class AppendServer:
             )
         except (BufferError, KafkaException) as exc:
             # The client will time out with UncertainCommitError, which stays true.
-            log.error("append server %s cannot reply to %s: %s", self.server_id, request, exc)
+            log.error(
+                "append server %s cannot reply to request %s: %s",
+                self.server_id,
+                request.request_id,
+                exc,
+            )
 
     def _reject_unreadable(self, message: Message, exc: DecodeError) -> None:
         located = exc.at(message.topic() or "", message.partition() or 0, message.offset() or 0)
