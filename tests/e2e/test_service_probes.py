@@ -89,7 +89,7 @@ def test_passwords_in_settings_never_reach_logs_or_error_output(
     assert svc.stop() == 0
     where = ["--name", pname, "-t", topic, *secrets]
     failing = [
-        cli("status", BALANCES, *where, "-d", db, "-b", "127.0.0.1:1"),
+        cli("topics", "describe", topic, "--timeout", "1", *secrets, "-b", "127.0.0.1:1"),
         cli("status", BALANCES, *where, "-d", db.replace("5433", "1")),
         cli("topics", "describe", "x", "--timeout", "1", *secrets, "-X", "no-equals-sign"),
         cli("run", BALANCES, "-d", db, *secrets, "--log-level", "loud"),
