@@ -33,7 +33,7 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     ├── ProjectionError                 read side failures
     │   ├── HandlerError                a projection handler raised (after retries)
     │   ├── ProjectionStoppedError      policy "stop" halted the runner at a poison record
-    │   ├── DeadLetterError             a dead letter could not be made durable (batch not committed)
+    │   ├── DeadLetterError             dead letter not made durable; batch not committed
     │   └── WaitTimeoutError            read-your-writes wait did not reach the positions
     └── BrokerError                     local broker launcher / admin failures
         ├── MissingToolError            java or mvn not found

@@ -119,7 +119,9 @@ class Aggregate:
 
 def _event_type_of(cls: type, name: str, method: Callable[..., object]) -> type[Event]:
     params = list(inspect.signature(method).parameters)
-    hints = typing.get_type_hints(method, globalns=vars(inspect.getmodule(cls)), localns=dict(vars(cls)))
+    hints = typing.get_type_hints(
+        method, globalns=vars(inspect.getmodule(cls)), localns=dict(vars(cls))
+    )
     if len(params) != 2 or params[1] not in hints:
         raise DomainError(
             f"@apply handler {cls.__qualname__}.{name} must take (self, event: SomeEvent) "

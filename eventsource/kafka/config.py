@@ -14,7 +14,9 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_SECRET_KEY = re.compile(r"(password|secret|jaas|token|credentials|private|key\.pem|keystore)", re.I)
+_SECRET_KEY = re.compile(
+    r"(password|secret|jaas|token|credentials|private|key\.pem|keystore)", re.I
+)
 REDACTED = "***"
 
 
@@ -72,7 +74,9 @@ class KafkaSettings(BaseSettings):
             **overrides,
         }
 
-    def transactional_producer_config(self, transactional_id: str, **overrides: Any) -> dict[str, Any]:
+    def transactional_producer_config(
+        self, transactional_id: str, **overrides: Any
+    ) -> dict[str, Any]:
         """A producer that fences older producers with the same ``transactional.id``."""
         return self.producer_config(
             **{
