@@ -1,6 +1,7 @@
 """Long-running runtime of projectors: settings, logging, metrics, health, supervision."""
 
 from eventsource.service.loader import load_object
+from eventsource.service.runtime import serve
 from eventsource.service.settings import ServiceSettings, kafka_settings, redact_url
 from eventsource.service.supervisor import ExitCode, Supervisor, Unit
 
@@ -12,4 +13,5 @@ __all__ = [
     "kafka_settings",
     "load_object",
     "redact_url",
+    "serve",
 ]

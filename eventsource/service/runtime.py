@@ -43,7 +43,7 @@ def serve(
         projections=[f"{p.name} v{p.version}" for p in projections],
         topics=sorted({t for p in projections for t in p.topics}),
         database_url=redact_url(service.database_url),
-        kafka=redact(kafka.common()),
+        kafka={k: v for k, v in redact(kafka.common()).items() if isinstance(v, str | int)},
         http_port=server.port if server else None,
         batch_size=service.batch_size,
     )
