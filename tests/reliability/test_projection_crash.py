@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -137,7 +137,8 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "child":
 
 from eventsource.kafka.config import KafkaSettings  # noqa: E402
 from eventsource.projection import projection_status  # noqa: E402
-from eventsource.projection.store import create_read_model_engine  # noqa: E402
+from eventsource.projection.checkpoints import checkpoints_table  # noqa: E402
+from eventsource.projection.store import create_read_model_engine, projections_table  # noqa: E402
 from eventsource.testing.seed import SeedEvent, fold, seed_events  # noqa: E402
 from examples.bank.domain import Account  # noqa: E402
 from examples.bank.projections import AccountBalances, sample_history  # noqa: E402
@@ -264,12 +265,31 @@ def test_sigkilled_runner_restarts_to_the_exact_fold(
     )
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def chaos_database(
+    request: pytest.FixtureRequest, tmp_path: Path, unique_name: str
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield str(tmp_path / "chaos.db")
+        return
+    url: str = request.getfixturevalue("postgres_url")
+    yield url
+    name = "p_" + unique_name[-8:]
+    engine = create_read_model_engine(url)  # the server is shared: leave nothing behind
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP VIEW IF EXISTS "{name}_accounts"')
+        conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}_v1_accounts"')
+        for system in (checkpoints_table, projections_table):
+            conn.execute(system.delete().where(system.c.projection == name))
+    engine.dispose()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not CHAOS, reason="set EVENTSOURCE_CHAOS=1 (make chaos)")
 def test_chaos_twenty_kills_over_100k_events(
     kafka_settings: KafkaSettings,
     create_topic: Callable[..., str],
-    tmp_path: Path,
+    chaos_database: str,
     unique_name: str,
 ) -> None:
     projection = AccountBalances(name="p_" + unique_name[-8:], topics=[create_topic(partitions=6)])
@@ -277,7 +297,7 @@ def test_chaos_twenty_kills_over_100k_events(
         kafka_settings=kafka_settings,
         topic=projection.topics[0],
         projection=projection,
-        database_url=str(tmp_path / "chaos.db"),
+        database_url=chaos_database,
         total=100_000,
         kills=20,
         delay="0.00005",
