@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint fmt typecheck test test-unit chaos demo bench docs docs-serve kafka-up kafka-down kafka-status schemas clean
+.PHONY: help install lint fmt typecheck test test-unit chaos demo bench docs docs-cli docs-serve kafka-up kafka-down kafka-status schemas clean
 
 help: ## List every target with what it does
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ demo: $(STAMP) ## The bank demo: broker, appends, projection into SQLite, balanc
 
 bench: $(STAMP) ## Benchmarks against raw confluent-kafka baselines (ratios printed)
 	$(BIN)/python -m eventsource.testing.services run -- bash -c '$(BIN)/python benchmarks/append.py && $(BIN)/python benchmarks/replay.py'
+
+docs-cli: $(STAMP) ## Regenerate docs/reference/cli.md from the Typer app
+	$(BIN)/python docs/gen_cli_reference.py
 
 docs: $(STAMP) ## Build the mkdocs site with --strict
 	$(BIN)/mkdocs build --strict
