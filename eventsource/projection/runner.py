@@ -302,10 +302,7 @@ class ProjectionRunner:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
-        p = self.projection
-        with self.engine.begin() as conn:
-            ensure_checkpoint_rows(conn, p.name, p.version, tps)
-            stored = read_checkpoints(conn, p.name, p.version, tps)
+        stored = self._checkpoints_for(tps)
         for part in partitions:
             offset = stored.get((part.topic, part.partition), 0)
             if offset > 0:
@@ -315,6 +312,24 @@ class ProjectionRunner:
         self._assigned = set(tps)
         self._applied.update(stored)
         self.listener.on_assigned(tps)
+
+    def _checkpoints_for(self, tps: list[TP]) -> dict[TP, int]:
+        # Runs inside a rebalance callback, where an exception would leave the consumer
+        # without its assignment: ride out short database outages here.
+        p = self.projection
+        deadline = time.monotonic() + 60
+        backoff = 0.2
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    ensure_checkpoint_rows(conn, p.name, p.version, tps)
+                    return read_checkpoints(conn, p.name, p.version, tps)
+            except Exception as exc:
+                self.listener.on_error(exc)
+                if not is_transient_db_error(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]

@@ -143,10 +143,11 @@ class PartitionWriter(RecoveryMixin):
                 self.partition,
                 self.codec,
                 self.index,
-                TailRead(start=0),
+                self.restore(),
                 timeout=max(self.op_timeout, 30.0),
             )
             self.end_offset = tail.end
+            self.caught_up(tail)
         except BaseException as exc:  # reported to start(); the thread ends here
             self.start_error = exc
             self._set_state("failed")
@@ -167,6 +168,13 @@ class PartitionWriter(RecoveryMixin):
                 self._set_state("closed")
             self.fail_queued()
             self._close_producer()
+
+    def restore(self) -> TailRead:
+        """Where catch-up starts (after fencing); a subclass may restore snapshots first."""
+        return TailRead(start=0)
+
+    def caught_up(self, tail: TailRead) -> None:
+        """Called once catch-up reached the end, before serving (a hook for subclasses)."""
 
     def _crash(self, batch: list[AppendRequest], exc: Exception) -> None:
         """Stop serving: after an unexpected error the index may not match the topic."""
