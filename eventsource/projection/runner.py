@@ -39,7 +39,7 @@ from eventsource.projection.hooks import (
 )
 from eventsource.projection.offsets import check_within_topic, end_offsets, positions
 from eventsource.projection.status import PartitionStatus, RunStats, projection_status
-from eventsource.projection.store import create_read_model_engine, ensure_schema
+from eventsource.projection.store import create_read_model_engine, ensure_schema, read_only
 
 __all__ = ["ProjectionRunner", "RunStats", "default_group_id"]
 
@@ -271,7 +271,7 @@ class ProjectionRunner:
         done = dict(self._applied)
         for tp, position in self._positions(consumer).items():
             done[tp] = max(done.get(tp, 0), position)
-        with self.engine.connect() as conn:
+        with self.engine.connect() as raw, read_only(raw) as conn:
             stored = read_checkpoints(conn, self.projection.name, self.projection.version, targets)
         for tp, offset in stored.items():  # partitions applied by other group members
             done[tp] = max(done.get(tp, 0), offset)

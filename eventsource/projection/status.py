@@ -11,7 +11,7 @@ from eventsource.errors import ProjectionError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.projection.checkpoints import read_checkpoints
 from eventsource.projection.definition import Projection
-from eventsource.projection.store import create_read_model_engine, live_version
+from eventsource.projection.store import create_read_model_engine, live_version, read_only
 
 __all__ = ["PartitionStatus", "RunStats", "projection_status"]
 
@@ -57,7 +57,7 @@ def projection_status(
     """
     engine = create_read_model_engine(database) if isinstance(database, str) else database
     try:
-        with engine.connect() as conn:
+        with engine.connect() as raw, read_only(raw) as conn:
             if live_version(conn, projection.name) is None:
                 stored: dict[tuple[str, int], int] = {}
             else:

@@ -45,11 +45,13 @@ __all__ = [
     "ensure_schema",
     "live_version",
     "projections_table",
+    "read_only",
     "set_live_version",
     "upsert_statement",
 ]
 
 SYSTEM_METADATA = checkpoints_table.metadata
+_READ_ONLY = "eventsource_read_only"
 
 projections_table = Table(
     "eventsource_projections",
@@ -93,7 +95,16 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_on_begin(connection: Connection) -> None:
     # pysqlite's own transaction handling is off (isolation_level=None); take the write
     # lock up front so two writers queue on the busy timeout instead of deadlocking.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Readers (see read_only) begin deferred: in WAL mode they never block the writer.
+    if connection.get_execution_options().get(_READ_ONLY):
+        connection.exec_driver_sql("BEGIN DEFERRED")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def read_only(connection: Connection) -> Connection:
+    """Mark a connection as a reader: on SQLite it then takes no write lock."""
+    return connection.execution_options(**{_READ_ONLY: True})
 
 
 def ensure_schema(engine: Engine, projection: Projection) -> int:

@@ -11,7 +11,7 @@ from eventsource.domain import Position
 from eventsource.errors import WaitTimeoutError
 from eventsource.projection.checkpoints import read_checkpoints
 from eventsource.projection.definition import Projection, validate_identifier
-from eventsource.projection.store import create_read_model_engine, live_version
+from eventsource.projection.store import create_read_model_engine, live_version, read_only
 
 __all__ = ["wait_for_positions"]
 
@@ -46,7 +46,7 @@ def wait_for_positions(
     missing = dict(needed)
     try:
         while True:
-            with engine.connect() as conn:
+            with engine.connect() as raw, read_only(raw) as conn:
                 live = live_version(conn, name)  # None: the projection never ran here
                 if version is not None and live is not None:
                     live = version

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
 from eventsource.domain import EventMetadata, Position
 from eventsource.errors import (
@@ -26,12 +27,18 @@ from eventsource.projection import (
     wait_for_positions,
 )
 from eventsource.projection.checkpoints import (
+    checkpoints_table,
     ensure_checkpoint_rows,
     read_checkpoints,
     write_checkpoints,
 )
 from eventsource.projection.hooks import Failure, GuardedListener, StopOnFailure, stopped_error
-from eventsource.projection.store import create_read_model_engine, ensure_schema, live_version
+from eventsource.projection.store import (
+    create_read_model_engine,
+    ensure_schema,
+    live_version,
+    read_only,
+)
 from examples.bank.projections import AccountBalances
 
 
@@ -154,3 +161,25 @@ def test_a_failing_listener_is_logged_not_raised(caplog: pytest.LogCaptureFixtur
     guarded.on_caught_up()  # the others still work
     assert "Broken.on_batch raised" in caplog.text
     assert "metrics backend down" in caplog.text
+
+
+def test_readers_take_no_write_lock_on_sqlite(tmp_path: Path) -> None:
+    engine = create_read_model_engine(tmp_path / "rm.db")
+    try:
+        ensure_schema(engine, AccountBalances())
+        with engine.connect() as raw, read_only(raw) as reader:
+            reader.execute(select(checkpoints_table)).all()  # a read transaction stays open
+            assert reader.in_transaction()
+            done = threading.Event()
+
+            def write() -> None:
+                with engine.begin() as writer:  # BEGIN IMMEDIATE: would wait on a writer
+                    ensure_checkpoint_rows(writer, "balances", 1, [("t", 0)])
+                done.set()
+
+            thread = threading.Thread(target=write)
+            thread.start()
+            assert done.wait(5), "the writer waited for a reader"
+            thread.join()
+    finally:
+        engine.dispose()
