@@ -1,0 +1,213 @@
+"""Partition ownership through a consumer group on the events topics.
+
+Every writer process of an application joins the group ``<application_id>.writers`` on the
+events topics it serves; the group's assignment *is* the ownership. The member never reads
+the records (its partitions are paused): it only takes part in rebalances. Assignment is
+cooperative-sticky, so a rebalance moves only the partitions that must move, and a member
+revokes a partition (stops serving it, finishing its queued appends) before the group gives
+it to the next owner. The new owner then fences the old one (``init_transactions`` on the
+partition's ``transactional.id``), so even a member that lost the group without noticing
+(paused, partitioned away) can never commit again.
+
+Each member's ``client.id`` is its *member name* (``host:pid`` by default); who owns a
+partition is read from the group description (:class:`OwnerDirectory`), which is how a
+``NotOwnerError`` names the owner and how the routing helper finds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from eventsource.errors import StoreUnavailableError
+from eventsource.kafka.config import KafkaSettings
+
+__all__ = ["Owner", "OwnerDirectory", "PartitionOwnership", "writers_group"]
+
+log = logging.getLogger(__name__)
+
+Partitions = list[tuple[str, int]]
+Listener = Callable[[Partitions], None]
+
+
+def writers_group(application_id: str) -> str:
+    """The consumer group whose assignment decides which process writes which partition."""
+    return f"{application_id}.writers"
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """A member of the writers group, as the group coordinator describes it."""
+
+    member: str
+    """The member name (the owner's ``client.id``)."""
+    host: str
+
+    def __str__(self) -> str:
+        return f"{self.member} (at {self.host})"
+
+
+class PartitionOwnership:
+    """Group membership of one writer process; calls back on assignment and revocation.
+
+    ``on_assign`` / ``on_revoke`` run on the membership thread, inside the rebalance: a
+    revocation is complete (the partitions may go to another member) when ``on_revoke``
+    returns, so it must stop serving them first. ``session_timeout_ms`` bounds how long the
+    partitions of a crashed member stay unowned (the broker's minimum is 6 s by default).
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: Sequence[str],
+        *,
+        member: str,
+        on_assign: Listener,
+        on_revoke: Listener,
+        session_timeout_ms: int = 6000,
+    ) -> None:
+        if not topics:
+            raise ValueError("PartitionOwnership needs at least one events topic")
+        self.settings = settings
+        self.topics = list(topics)
+        self.member = member
+        self.group_id = writers_group(settings.application_id)
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._consumer = Consumer(
+            settings.consumer_config(
+                self.group_id,
+                **{
+                    "client.id": member,
+                    "partition.assignment.strategy": "cooperative-sticky",
+                    "session.timeout.ms": session_timeout_ms,
+                    "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
+                    "auto.offset.reset": "latest",
+                    "logger": logging.getLogger("eventsource.kafka.client"),
+                },
+            )
+        )
+        self._owned: set[tuple[str, int]] = set()
+        self._stop = threading.Event()
+        self._joined = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"ownership-{member}", daemon=True)
+        self.error: BaseException | None = None
+
+    @property
+    def owned(self) -> frozenset[tuple[str, int]]:
+        return frozenset(self._owned)
+
+    def start(self, timeout: float = 30.0) -> PartitionOwnership:
+        """Join the group; returns after the first assignment (possibly empty)."""
+        self._thread.start()
+        if not self._joined.wait(timeout):
+            self.close()
+            raise StoreUnavailableError(
+                f"writer {self.member!r} got no assignment from group {self.group_id!r} "
+                f"within {timeout:g}s: is the broker at {self.settings.bootstrap_servers} up?"
+            )
+        return self
+
+    def close(self) -> None:
+        """Revoke everything (``on_revoke``) and leave the group, so the others take over."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(60)
+
+    def _run(self) -> None:
+        consumer = self._consumer
+        try:
+            consumer.subscribe(
+                self.topics,
+                on_assign=self._assigned,
+                on_revoke=self._revoked,
+                on_lost=self._revoked,
+            )
+            while not self._stop.is_set():
+                message = consumer.poll(0.2)
+                if message is not None and message.error() is not None:
+                    log.warning("writer %s: %s", self.member, message.error())
+        except BaseException as exc:
+            self.error = exc
+            log.exception("the ownership thread of writer %s stopped", self.member)
+        finally:
+            try:
+                consumer.close()  # revokes (on_revoke) and leaves the group
+            except KafkaException:
+                log.warning(
+                    "writer %s could not leave group %s cleanly", self.member, self.group_id
+                )
+            if self._owned:
+                self._safe(self._on_revoke, sorted(self._owned))
+                self._owned.clear()
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        consumer.incremental_assign(partitions)
+        if partitions:
+            consumer.pause(partitions)  # membership only: never fetch the events
+        added = [(tp.topic, tp.partition) for tp in partitions]
+        self._owned.update(added)
+        log.info("writer %s takes %s", self.member, added)
+        if added:
+            self._safe(self._on_assign, added)
+        self._joined.set()
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        removed = [(tp.topic, tp.partition) for tp in partitions]
+        log.info("writer %s releases %s", self.member, removed)
+        if removed:
+            self._safe(self._on_revoke, removed)
+        self._owned.difference_update(removed)
+        consumer.incremental_unassign(partitions)
+
+    def _safe(self, listener: Listener, partitions: Partitions) -> None:
+        try:
+            listener(partitions)
+        except Exception:  # a listener must not break the membership
+            log.exception("writer %s: listener failed for %s", self.member, partitions)
+
+
+class OwnerDirectory:
+    """Who owns which partition, from the writers group description (cached briefly)."""
+
+    def __init__(self, settings: KafkaSettings, *, max_age: float = 1.0) -> None:
+        self.group_id = writers_group(settings.application_id)
+        self.max_age = max_age
+        self._admin = AdminClient(settings.admin_config())
+        self._owners: dict[tuple[str, int], Owner] = {}
+        self._at = 0.0
+        self._lock = threading.Lock()
+
+    def owner_of(self, topic: str, partition: int, *, fresh: bool = False) -> Owner | None:
+        """The member that owns ``topic[partition]``; ``None`` while it is unassigned."""
+        with self._lock:
+            if fresh or time.monotonic() - self._at > self.max_age:
+                self._refresh()
+            return self._owners.get((topic, partition))
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._at = 0.0
+
+    def _refresh(self) -> None:
+        futures = self._admin.describe_consumer_groups([self.group_id], request_timeout=10)
+        try:
+            group = futures[self.group_id].result()
+        except KafkaException as exc:
+            raise StoreUnavailableError(
+                f"cannot describe the writers group {self.group_id!r}: {exc}; retry"
+            ) from exc
+        owners: dict[tuple[str, int], Owner] = {}
+        for member in group.members:
+            owner = Owner(member.client_id, member.host)
+            assignment = member.assignment
+            for tp in assignment.topic_partitions if assignment is not None else []:
+                owners[(tp.topic, tp.partition)] = owner
+        self._owners = owners
+        self._at = time.monotonic()
