@@ -22,7 +22,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from eventsource.codec import EventCodec, parse_headers
 from eventsource.domain import Event, EventMetadata, Position
 from eventsource.errors import DecodeError, UnknownSchemaError
-from eventsource.projection.checkpoints import TopicPartition, read_checkpoints, write_checkpoints
+from eventsource.projection.checkpoints import (
+    TopicPartition,
+    ensure_checkpoint_rows,
+    read_checkpoints,
+    write_checkpoints,
+)
 from eventsource.projection.context import Context
 from eventsource.projection.definition import Projection
 from eventsource.projection.hooks import (
@@ -121,6 +126,9 @@ class BatchApplier:
         stop: _CarefulStop | None = None
         with self.engine.connect() as conn, conn.begin():
             floors = read_checkpoints(conn, p.name, p.version, partitions, for_update=True)
+            if len(floors) < len(partitions):  # callers that did not create the rows first
+                ensure_checkpoint_rows(conn, p.name, p.version, partitions - floors.keys())
+                floors = read_checkpoints(conn, p.name, p.version, partitions, for_update=True)
             next_offsets = dict(floors)
             ctx = Context(conn, p.tables, self._statements)
             if careful:
