@@ -16,6 +16,7 @@ each process own the partitions the writers group (:mod:`.ownership`) assigns to
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,7 @@ from eventsource.errors import (
 )
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, ensure_topic
 from eventsource.kafka.config import KafkaSettings
+from eventsource.store.kafka.group_store_futures import fenced_as_not_owner
 from eventsource.store.kafka.ownership import OwnerDirectory, PartitionOwnership
 from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.kafka.snapshots import SNAPSHOTS_TOPIC_CONFIG, snapshots_topic
@@ -47,6 +49,9 @@ from eventsource.store.port import AppendResult, check_append_arguments, events_
 __all__ = ["GroupedKafkaEventStore"]
 
 A = TypeVar("A", bound=Aggregate)
+
+_MEMBER = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_MEMBER_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class GroupedKafkaEventStore:
@@ -85,7 +90,12 @@ class GroupedKafkaEventStore:
             [event for cls in aggregates for event in cls.event_types()]
         )
         self.directory = directory
-        self.member = member or f"{socket.gethostname()}:{os.getpid()}"
+        self.member = member or _MEMBER_CHARS.sub("-", f"{socket.gethostname()}-{os.getpid()}")
+        if not _MEMBER.match(self.member):
+            raise ConfigurationError(
+                f"member {self.member!r} must be 1-100 letters, digits, '.', '_' or '-' "
+                "(it names the member's routing topics), unique per process"
+            )
         self.partitions = partitions
         self.source = source or f"/eventsource/{settings.application_id}"
         self.topic_prefix = topic_prefix
@@ -255,7 +265,7 @@ class GroupedKafkaEventStore:
             causation_id=causation_id,
         )
         writer.submit(request)
-        return request.future
+        return fenced_as_not_owner(request.future, writer.where, self.member)
 
     def append(
         self,

@@ -181,6 +181,7 @@ class OwnerDirectory:
         self.max_age = max_age
         self._admin = AdminClient(settings.admin_config())
         self._owners: dict[tuple[str, int], Owner] = {}
+        self._members = 0
         self._at = 0.0
         self._lock = threading.Lock()
 
@@ -190,6 +191,12 @@ class OwnerDirectory:
             if fresh or time.monotonic() - self._at > self.max_age:
                 self._refresh()
             return self._owners.get((topic, partition))
+
+    def assignment(self) -> tuple[int, dict[tuple[str, int], Owner]]:
+        """``(number of members, owner of each assigned partition)``, described now."""
+        with self._lock:
+            self._refresh()
+            return self._members, dict(self._owners)
 
     def invalidate(self) -> None:
         with self._lock:
@@ -210,4 +217,5 @@ class OwnerDirectory:
             for tp in assignment.topic_partitions if assignment is not None else []:
                 owners[(tp.topic, tp.partition)] = owner
         self._owners = owners
+        self._members = len(group.members)
         self._at = time.monotonic()

@@ -1,0 +1,153 @@
+"""Routing commands to whichever writer process owns the aggregate's partition.
+
+Each writer process serves its own routing topics: :func:`serve_routing` runs an
+:class:`~eventsource.store.routing.AppendServer` over its :class:`GroupedKafkaEventStore`
+with the application id ``<application_id>.<member>`` (so its requests topic is
+``<application_id>.<member>.append-requests``). A :class:`GroupRouter`, in any process,
+looks up the partition's owner in the writers group, sends the command to that member, and
+retries when the answer says nothing was written and ownership moved (``NotOwnerError``,
+``StoreUnavailableError``) until ``retry_for`` seconds have passed. It never retries an
+``UncertainCommitError`` (the owner may have committed): the caller reloads the version.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from eventsource.codec import EventCodec
+from eventsource.domain import Event
+from eventsource.errors import NotOwnerError, StoreUnavailableError
+from eventsource.kafka.config import KafkaSettings
+from eventsource.store.kafka.group_store import GroupedKafkaEventStore
+from eventsource.store.kafka.ownership import OwnerDirectory
+from eventsource.store.partitioner import partition_for_id
+from eventsource.store.port import AppendResult, events_topic
+from eventsource.store.routing import AppendServer, RemoteEventStore
+
+__all__ = ["GroupRouter", "member_settings", "serve_routing"]
+
+T = TypeVar("T")
+
+
+def member_settings(settings: KafkaSettings, member: str) -> KafkaSettings:
+    """The settings whose application id names one member's routing topics."""
+    return settings.model_copy(update={"application_id": f"{settings.application_id}.{member}"})
+
+
+def serve_routing(store: GroupedKafkaEventStore, *, timeout: float = 30.0) -> AppendServer:
+    """Start serving other processes' commands for the partitions ``store`` owns."""
+    server = AppendServer(
+        store, member_settings(store.settings, store.member), store.codec, member_id=store.member
+    )
+    return server.start(timeout)
+
+
+class GroupRouter:
+    """``append`` / ``version`` executed by the owner of the aggregate's partition."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        codec: EventCodec,
+        *,
+        partitions: int,
+        topic_prefix: str = "",
+        timeout: float = 10.0,
+        retry_for: float = 30.0,
+    ) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.partitions = partitions
+        self.topic_prefix = topic_prefix
+        self.timeout = timeout
+        self.retry_for = retry_for
+        self.owners = OwnerDirectory(settings, max_age=2.0)
+        self._clients: dict[str, RemoteEventStore] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> GroupRouter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    def append(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> AppendResult:
+        """Append at the owner; same contract as :meth:`EventStore.append`."""
+
+        def call(client: RemoteEventStore) -> AppendResult:
+            return client.append(
+                aggregate_type,
+                aggregate_id,
+                events,
+                expected_version,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+            )
+
+        return self._routed(aggregate_type, aggregate_id, call)
+
+    def version(self, aggregate_type: str, aggregate_id: str) -> int:
+        """The aggregate's version as its owner knows it."""
+        return self._routed(
+            aggregate_type, aggregate_id, lambda c: c.version(aggregate_type, aggregate_id)
+        )
+
+    def owner_of(self, aggregate_type: str, aggregate_id: str) -> str | None:
+        """The member name of the aggregate's owner now (``None`` during a rebalance)."""
+        owner = self.owners.owner_of(*self._where(aggregate_type, aggregate_id))
+        return None if owner is None else owner.member
+
+    def _where(self, aggregate_type: str, aggregate_id: str) -> tuple[str, int]:
+        topic = events_topic(aggregate_type, self.topic_prefix)
+        return topic, partition_for_id(aggregate_id, self.partitions)
+
+    def _routed(
+        self, aggregate_type: str, aggregate_id: str, call: Callable[[RemoteEventStore], T]
+    ) -> T:
+        topic, partition = self._where(aggregate_type, aggregate_id)
+        deadline = time.monotonic() + self.retry_for
+        fresh = False
+        while True:
+            try:
+                owner = self.owners.owner_of(topic, partition, fresh=fresh)
+                if owner is None:
+                    raise NotOwnerError(
+                        f"{topic}[{partition}] of aggregate {aggregate_id!r} has no owner in "
+                        f"the writers group {self.owners.group_id!r} (rebalancing, or no "
+                        "writer runs); nothing was sent: retry"
+                    )
+                return call(self._client(owner.member))
+            except (NotOwnerError, StoreUnavailableError):
+                # Nothing was written: ownership moved or the owner is still taking over.
+                if time.monotonic() > deadline:
+                    raise
+                fresh = True
+                time.sleep(0.2)
+
+    def _client(self, member: str) -> RemoteEventStore:
+        with self._lock:
+            client = self._clients.get(member)
+            if client is None:
+                client = RemoteEventStore(
+                    member_settings(self.settings, member), self.codec, timeout=self.timeout
+                ).start()
+                self._clients[member] = client
+            return client
