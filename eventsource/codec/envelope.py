@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Final
 
 from eventsource.domain import EventMetadata
@@ -26,8 +27,11 @@ __all__ = [
     "TIME",
     "TRACEPARENT",
     "TYPE",
+    "HeaderTemplate",
     "build_headers",
+    "header_template",
     "parse_headers",
+    "utc_stamp",
 ]
 
 SPECVERSION: Final = "ce_specversion"
@@ -46,7 +50,7 @@ TRACEPARENT: Final = "traceparent"
 _SPEC: Final = (SPECVERSION, b"1.0")
 _REQUIRED: Final = (ID, TYPE, SUBJECT, TIME, SEQUENCE, AGGREGATE_TYPE)
 _SPECS: Final = frozenset({None, b"1.0"})
-_TIME_FORMAT: Final = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
+_TIME_FORMAT: Final = b"%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
 
 
 def build_headers(
@@ -61,18 +65,41 @@ def build_headers(
     ``source`` identifies the producing application (CloudEvents ``source``, a URI-reference
     such as ``/bank/accounts``). ``traceparent`` (W3C trace context) is passed through.
     """
-    time = meta.time
+    try:
+        stamp = utc_stamp(meta.time)
+    except EncodeError as exc:
+        raise EncodeError(
+            f"cannot build headers of event {meta.event_id} ({meta.event_type}, aggregate "
+            f"{meta.aggregate_id!r} version {meta.version}): {exc}"
+        ) from None
+    headers = header_template(source, meta.event_type, meta.aggregate_type, content_type).headers(
+        meta.event_id.encode(),
+        meta.aggregate_id.encode(),
+        stamp,
+        meta.version,
+        meta.correlation_id,
+        meta.causation_id,
+    )
+    if traceparent is not None:
+        headers.append((TRACEPARENT, traceparent.encode()))
+    return headers
+
+
+def utc_stamp(time: datetime) -> bytes:
+    """``time`` as the RFC 3339 UTC ``ce_time`` value, e.g. ``b"2024-05-01T12:00:00.000000Z"``.
+
+    Raises :class:`EncodeError` for a naive datetime (its instant is unknown).
+    """
     offset = time.utcoffset()
     if offset is None:
         raise EncodeError(
-            f"cannot build headers of event {meta.event_id} ({meta.event_type}, aggregate "
-            f"{meta.aggregate_id!r} version {meta.version}): its time {time.isoformat()} is "
-            "naive; use an aware UTC datetime such as datetime.now(UTC)"
+            f"its time {time.isoformat()} is naive; use an aware UTC datetime such as "
+            "datetime.now(UTC)"
         )
     if offset:
         time = time - offset
     # %-formatting is the cheapest exact RFC 3339 rendering (isoformat needs a tz dance).
-    stamp = _TIME_FORMAT % (
+    return _TIME_FORMAT % (
         time.year,
         time.month,
         time.day,
@@ -81,24 +108,71 @@ def build_headers(
         time.second,
         time.microsecond,
     )
-    headers = [
-        _SPEC,
-        (ID, meta.event_id.encode()),
-        (SOURCE, source.encode()),
-        (TYPE, meta.event_type.encode()),
-        (SUBJECT, meta.aggregate_id.encode()),
-        (TIME, stamp.encode()),
-        (CONTENT_TYPE, content_type.encode()),
-        (SEQUENCE, str(meta.version).encode()),
-        (AGGREGATE_TYPE, meta.aggregate_type.encode()),
-    ]
-    if meta.correlation_id is not None:
-        headers.append((CORRELATION_ID, meta.correlation_id.encode()))
-    if meta.causation_id is not None:
-        headers.append((CAUSATION_ID, meta.causation_id.encode()))
-    if traceparent is not None:
-        headers.append((TRACEPARENT, traceparent.encode()))
-    return headers
+
+
+class HeaderTemplate:
+    """The CloudEvents headers of one (source, event type, aggregate type), prebuilt.
+
+    Five of the nine headers are the same for every event of a type, so they are encoded
+    once; :meth:`headers` adds the four that vary (id, subject, time, sequence) and the
+    optional correlation and causation ids, in the order :func:`build_headers` writes.
+    """
+
+    __slots__ = ("_aggregate_type", "_content_type", "_source", "_type")
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        event_type: str,
+        aggregate_type: str,
+        content_type: str = "application/avro",
+    ) -> None:
+        self._source = (SOURCE, source.encode())
+        self._type = (TYPE, event_type.encode())
+        self._content_type = (CONTENT_TYPE, content_type.encode())
+        self._aggregate_type = (AGGREGATE_TYPE, aggregate_type.encode())
+
+    def headers(
+        self,
+        event_id: bytes,
+        subject: bytes,
+        stamp: bytes,
+        version: int,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> list[tuple[str, bytes]]:
+        """The headers of one event: ``event_id`` and ``subject`` (the aggregate id) as UTF-8
+        bytes, ``stamp`` from :func:`utc_stamp`, ``version`` the event's aggregate version."""
+        headers = [
+            _SPEC,
+            (ID, event_id),
+            self._source,
+            self._type,
+            (SUBJECT, subject),
+            (TIME, stamp),
+            self._content_type,
+            (SEQUENCE, b"%d" % version),
+            self._aggregate_type,
+        ]
+        if correlation_id is not None:
+            headers.append((CORRELATION_ID, correlation_id.encode()))
+        if causation_id is not None:
+            headers.append((CAUSATION_ID, causation_id.encode()))
+        return headers
+
+
+@lru_cache(maxsize=1024)
+def header_template(
+    source: str, event_type: str, aggregate_type: str, content_type: str = "application/avro"
+) -> HeaderTemplate:
+    """The (cached) :class:`HeaderTemplate` of one source, event type and aggregate type."""
+    return HeaderTemplate(
+        source=source,
+        event_type=event_type,
+        aggregate_type=aggregate_type,
+        content_type=content_type,
+    )
 
 
 def parse_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> EventMetadata:

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from eventsource.codec import build_headers, parse_headers
+from eventsource.codec.envelope import HeaderTemplate, header_template, utc_stamp
 from eventsource.domain import EventMetadata
 from eventsource.errors import DecodeError, EncodeError
 
@@ -121,3 +122,54 @@ def _fields(meta: EventMetadata) -> dict[str, object]:
 def test_a_later_cloudevents_1x_minor_version_is_accepted() -> None:
     headers = [*build_headers(META, source="/bank"), ("ce_specversion", b"1.1")]
     assert parse_headers(headers) == META
+
+
+def test_header_template_writes_exactly_what_build_headers_writes() -> None:
+    template = HeaderTemplate(
+        source="/bank/accounts", event_type=META.event_type, aggregate_type=META.aggregate_type
+    )
+    headers = template.headers(
+        META.event_id.encode(),
+        META.aggregate_id.encode(),
+        utc_stamp(META.time),
+        META.version,
+        META.correlation_id,
+        META.causation_id,
+    )
+    assert headers == build_headers(META, source="/bank/accounts")
+    assert parse_headers(headers) == META
+
+
+def test_header_template_omits_unset_correlation_and_causation_ids() -> None:
+    template = header_template("/bank", "bank.account.MoneyDeposited", "bank.account")
+    headers = template.headers(b"id-1", b"acc-1", b"2024-05-01T12:00:00.000000Z", 3)
+    assert [name for name, _ in headers] == [
+        "ce_specversion",
+        "ce_id",
+        "ce_source",
+        "ce_type",
+        "ce_subject",
+        "ce_time",
+        "content-type",
+        "ce_sequence",
+        "ce_aggregatetype",
+    ]
+    assert dict(headers)["ce_sequence"] == b"3"
+
+
+def test_header_templates_are_shared_per_source_event_type_and_aggregate_type() -> None:
+    one = header_template("/bank", "bank.account.MoneyDeposited", "bank.account")
+    assert header_template("/bank", "bank.account.MoneyDeposited", "bank.account") is one
+    assert header_template("/other", "bank.account.MoneyDeposited", "bank.account") is not one
+
+
+def test_utc_stamp_renders_rfc3339_utc_with_microseconds() -> None:
+    paris = dt.timezone(dt.timedelta(hours=2))
+    assert utc_stamp(dt.datetime(2024, 5, 1, 14, 0, 0, 7, tzinfo=paris)) == (
+        b"2024-05-01T12:00:00.000007Z"
+    )
+
+
+def test_utc_stamp_refuses_a_naive_time() -> None:
+    with pytest.raises(EncodeError, match="naive"):
+        utc_stamp(dt.datetime(2024, 5, 1))

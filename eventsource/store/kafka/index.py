@@ -33,6 +33,15 @@ class VersionIndex(Generic[A]):
             state = self._states.get(aggregate_id)
             return 0 if state is None else state.version
 
+    def versions(self, aggregate_ids: Iterable[str]) -> dict[str, int]:
+        """The versions of ``aggregate_ids`` (0 when unknown), read under one lock."""
+        with self._lock:
+            states = self._states
+            return {
+                aggregate_id: 0 if (state := states.get(aggregate_id)) is None else state.version
+                for aggregate_id in aggregate_ids
+            }
+
     def snapshot(self, aggregate_id: str) -> A | None:
         """A deep copy of the aggregate's state, or ``None`` if it has no events."""
         with self._lock:

@@ -22,7 +22,9 @@ class AppendRequest:
     payloads: tuple[bytes, ...]
     event_ids: tuple[str, ...]
     expected_version: int
-    time: datetime
+    time: datetime | None = None
+    """When the events happened; ``None``: when the writer's transaction holding them began
+    (one clock reading per group commit instead of one per append)."""
     correlation_id: str | None = None
     causation_id: str | None = None
     future: Future[AppendResult] = field(default_factory=Future)

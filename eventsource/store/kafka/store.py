@@ -10,9 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from datetime import UTC, datetime
 from functools import lru_cache
-from random import getrandbits
 from types import TracebackType
 from typing import TypeVar
 
@@ -27,6 +25,7 @@ from eventsource.errors import (
 )
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, ensure_topic
 from eventsource.kafka.config import KafkaSettings
+from eventsource.store.kafka.ids import new_event_id
 from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.kafka.writer import PartitionWriter
 from eventsource.store.partitioner import partition_for_id
@@ -189,9 +188,8 @@ class KafkaEventStore:
             aggregate_id=aggregate_id,
             events=tuple(events),
             payloads=tuple(self.codec.encode(event) for event in events),
-            event_ids=tuple(_new_event_id() for _ in events),
+            event_ids=tuple([new_event_id() for _ in events]),
             expected_version=expected_version,
-            time=datetime.now(UTC),
             correlation_id=correlation_id,
             causation_id=causation_id,
         )
@@ -261,12 +259,5 @@ def wait_for(future: Future[AppendResult], aggregate_id: str, timeout: float) ->
         ) from None
 
 
-def _new_event_id() -> str:
-    """A random (version 4) UUID string.
-
-    ``uuid4()`` reads ``os.urandom``, which releases the GIL, so under load every call waits
-    to get it back. Event ids need uniqueness, not secrecy, and ``random`` reseeds after fork.
-    """
-    n = getrandbits(128) & ~(0xF000 << 64) & ~(0xC000 << 48) | (0x4000 << 64) | (0x8000 << 48)
-    h = f"{n:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+_new_event_id = new_event_id
+"""A version 4 UUID string for a new event (see :mod:`eventsource.store.kafka.ids`)."""

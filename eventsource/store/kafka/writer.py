@@ -23,12 +23,14 @@ import collections
 import logging
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import cast
 
 from confluent_kafka import Producer
 
-from eventsource.codec import EventCodec, build_headers
-from eventsource.domain import Aggregate, EventMetadata, Position
+from eventsource.codec import EventCodec
+from eventsource.codec.envelope import HeaderTemplate, utc_stamp
+from eventsource.domain import Aggregate, Event, Position
 from eventsource.errors import (
     ConcurrencyError,
     FencedError,
@@ -75,6 +77,7 @@ class PartitionWriter(RecoveryMixin):
         self.transactional_id = f"{settings.application_id}.{topic}.{partition}"
         self.index: VersionIndex[Aggregate] = VersionIndex(aggregate_cls)
         self.fault_hook: FaultHook | None = None
+        self._templates: dict[type[Event], HeaderTemplate] = {}
         self.op_timeout = settings.delivery_timeout_ms / 1000
         self.state = "starting"  # -> serving | recovering | fenced | failed | closed
         self.start_error: BaseException | None = None
@@ -228,11 +231,9 @@ class PartitionWriter(RecoveryMixin):
     # -- one group commit -----------------------------------------------------------
     def _process(self, batch: list[AppendRequest]) -> None:
         accepted: list[AppendRequest] = []
-        tentative: dict[str, int] = {}
+        tentative = self.index.versions([r.aggregate_id for r in batch])
         for request in batch:
-            current = tentative.get(request.aggregate_id)
-            if current is None:
-                current = self.index.version(request.aggregate_id)
+            current = tentative[request.aggregate_id]
             expected = request.expected_version
             if expected != ANY and expected != current:
                 request.future.set_exception(
@@ -276,43 +277,48 @@ class PartitionWriter(RecoveryMixin):
         last: DeliveryMark,
     ) -> None:
         # Delivery reports only for the batch's first and last record: each Python callback
-        # costs a GIL round trip, and offsets in between follow (see _settle).
+        # costs a GIL round trip, and offsets in between follow (see _settle). Headers come
+        # from per-event-type templates; the clock is read once per transaction.
         total = sum(len(r.events) for r in accepted)
+        last_mark = last if total > 1 else first.both(last)
+        now = utc_stamp(datetime.now(UTC))
+        templates = self._templates
+        produce, topic, partition = producer.produce, self.topic, self.partition
         produced = 0
         for request in accepted:
-            key = request.key
-            for i, (event, payload) in enumerate(
-                zip(request.events, request.payloads, strict=True)
+            key = request.aggregate_id.encode()
+            stamp = now if request.time is None else utc_stamp(request.time)
+            correlation_id, causation_id = request.correlation_id, request.causation_id
+            version = request.base_version
+            for event, payload, event_id in zip(
+                request.events, request.payloads, request.event_ids, strict=True
             ):
-                metadata = EventMetadata(
-                    event_id=request.event_ids[i],
-                    event_type=event.event_type(),
-                    aggregate_type=request.aggregate_type,
-                    aggregate_id=request.aggregate_id,
-                    version=request.base_version + i + 1,
-                    time=request.time,
-                    correlation_id=request.correlation_id,
-                    causation_id=request.causation_id,
-                )
+                version += 1
+                template = templates.get(type(event))
+                if template is None:
+                    template = templates[type(event)] = HeaderTemplate(
+                        source=self.source,
+                        event_type=event.event_type(),
+                        aggregate_type=request.aggregate_type,
+                    )
                 headers = cast(
-                    "list[tuple[str, str | bytes | None]]",
-                    build_headers(metadata, source=self.source),
+                    "list[tuple[str, str | bytes | None]]",  # list is invariant; bytes it is
+                    template.headers(
+                        event_id.encode(), key, stamp, version, correlation_id, causation_id
+                    ),
                 )
                 produced += 1
-                mark = first if produced == 1 else last if produced == total else None
-                if mark is None:
-                    producer.produce(
-                        self.topic, payload, key, partition=self.partition, headers=headers
-                    )
-                else:
-                    producer.produce(
-                        self.topic,
+                if produced == 1 or produced == total:
+                    produce(
+                        topic,
                         payload,
                         key,
-                        partition=self.partition,
+                        partition=partition,
                         headers=headers,
-                        on_delivery=mark if total > 1 else first.both(last),
+                        on_delivery=first if produced == 1 and total > 1 else last_mark,
                     )
+                else:
+                    produce(topic, payload, key, partition=partition, headers=headers)
 
     def _settle(
         self,
