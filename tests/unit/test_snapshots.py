@@ -223,3 +223,18 @@ def test_encoded_snapshots_stored_as_they_are_load_and_come_back_in_chunks(tmp_p
 def test_a_cache_of_no_aggregates_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cache_size must be >= 1"):
         SnapshotIndex(Account, tmp_path / "p0.sqlite3", cache_size=0)
+
+
+def test_the_sqlite_index_overrides_every_public_method_of_the_in_memory_index() -> None:
+    from eventsource.store.kafka.index import VersionIndex
+
+    public = {n for n in vars(VersionIndex) if not n.startswith("_") or n == "__len__"}
+    assert public - set(vars(SnapshotIndex)) == set()
+
+
+def test_versions_of_several_aggregates_come_from_sqlite_and_cache_alike(tmp_path: Path) -> None:
+    index = SnapshotIndex(Account, tmp_path / "p0.sqlite3", cache_size=1)
+    index.apply("a-1", [AccountOpened(owner="ada"), MoneyDeposited(amount=Decimal(1))])
+    index.apply("a-2", [AccountOpened(owner="bob")])
+    assert index.versions(["a-1", "a-2", "a-3"]) == {"a-1": 2, "a-2": 1, "a-3": 0}
+    index.close()

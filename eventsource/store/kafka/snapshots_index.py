@@ -45,7 +45,11 @@ def version_of(data: bytes) -> int:
 
 
 class SnapshotIndex(VersionIndex[A]):
-    """Folded aggregates of one partition: a bounded LRU cache over a SQLite file."""
+    """Folded aggregates of one partition: a bounded LRU cache over a SQLite file.
+
+    It overrides every public method of :class:`VersionIndex` (a unit test checks it stays
+    so): the base class's in-memory ``_states`` stays empty.
+    """
 
     def __init__(self, aggregate_cls: type[A], path: Path, *, cache_size: int = 10_000) -> None:
         super().__init__(aggregate_cls)
@@ -74,6 +78,10 @@ class SnapshotIndex(VersionIndex[A]):
                 "SELECT version FROM snapshots WHERE id = ?", (aggregate_id,)
             ).fetchone()
             return 0 if row is None else int(row[0])
+
+    def versions(self, aggregate_ids: Iterable[str]) -> dict[str, int]:
+        with self._lock:
+            return {aggregate_id: self.version(aggregate_id) for aggregate_id in aggregate_ids}
 
     def snapshot(self, aggregate_id: str) -> A | None:
         with self._lock:

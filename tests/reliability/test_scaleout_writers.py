@@ -1,0 +1,274 @@
+"""Three writer processes share one events topic while writers are killed and restarted.
+
+The issue's requirement: a driver issues commands for many aggregates through the routing
+helper (:class:`GroupRouter`) while writer processes (``GroupedKafkaEventStore`` +
+``serve_routing``) are SIGKILLed and restarted at random. Afterwards:
+
+- every aggregate's versions on the topic are contiguous (1..n) with no duplicate;
+- every append the driver saw acknowledged is on the topic, at its version;
+- loading an aggregate from any writer process (its owner at the end) gives the fold of its
+  events, and so does a fresh process that restores every partition from the snapshot topic.
+
+Processes are started with ``spawn`` so they share nothing with the test.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from decimal import Decimal
+from multiprocessing.context import SpawnProcess
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import cast
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from eventsource.codec import EventCodec, parse_headers
+from eventsource.domain import Event as DomainEvent
+from eventsource.errors import ConcurrencyError, StoreError
+from eventsource.kafka.admin import end_offsets
+from eventsource.kafka.config import KafkaSettings
+from eventsource.store.kafka.group_store import GroupedKafkaEventStore
+from eventsource.store.kafka.group_store_route import GroupRouter, serve_routing
+from examples.bank.domain import Account, AccountOpened, MoneyDeposited
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 6
+ACCOUNT = "bank.account"
+Dump = tuple[str, dict[str, tuple[int, str]]]  # member -> id -> (version, balance)
+
+
+def run_writer(
+    bootstrap: str, app_id: str, member: str, directory: str, stop: Event, dumps: Queue[Dump]
+) -> None:
+    """One writer process: owns what the group gives it, serves routed commands."""
+    settings = KafkaSettings(bootstrap_servers=bootstrap, application_id=app_id)
+    store = GroupedKafkaEventStore(
+        settings,
+        [Account],
+        directory=Path(directory),
+        member=member,
+        partitions=PARTITIONS,
+        topic_prefix=f"{app_id}.",
+    )
+    with store.start(), serve_routing(store):
+        stop.wait(600)
+        store.wait_serving(60)
+        loaded: dict[str, tuple[int, str]] = {}
+        for writer in store.owned.values():
+            for aggregate_id in writer.index.ids():
+                account = store.load(Account, aggregate_id)
+                loaded[aggregate_id] = (account.version, str(account.balance))
+        dumps.put((member, loaded))
+
+
+class Driver:
+    """Threads issuing commands through the router; records every acknowledged append."""
+
+    def __init__(self, router: GroupRouter, aggregates: int, threads: int) -> None:
+        self.router = router
+        self.ids = [f"acc-{n}" for n in range(aggregates)]
+        self.threads = threads
+        self.acks: list[tuple[str, int, DomainEvent]] = []
+        self.errors: dict[str, int] = defaultdict(int)
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    def run(self, index: int) -> None:
+        mine = self.ids[index :: self.threads]
+        known: dict[str, int | None] = dict.fromkeys(mine, 0)
+        rng = random.Random(index)
+        while not self.stop.is_set():
+            aggregate_id = rng.choice(mine)
+            version = known[aggregate_id]
+            try:
+                if version is None:  # after an uncertain outcome: ask the owner
+                    version = known[aggregate_id] = self.router.version(ACCOUNT, aggregate_id)
+                event = self._next_event(aggregate_id, version)
+                result = self.router.append(ACCOUNT, aggregate_id, [event], version)
+            except ConcurrencyError as exc:
+                known[aggregate_id] = exc.actual
+                self._count(type(exc).__name__)
+                continue
+            except StoreError as exc:  # uncertain, or no owner for too long
+                known[aggregate_id] = None
+                self._count(type(exc).__name__)
+                time.sleep(0.2)
+                continue
+            known[aggregate_id] = result.version
+            with self._lock:
+                self.acks.append((aggregate_id, result.version, event))
+
+    def _next_event(self, aggregate_id: str, version: int) -> DomainEvent:
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        if version == 0:
+            return AccountOpened(owner=aggregate_id)
+        return MoneyDeposited(amount=Decimal(seq))
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.errors[name] += 1
+
+
+def read_topic(
+    settings: KafkaSettings, topic: str, codec: EventCodec
+) -> dict[str, list[tuple[int, DomainEvent]]]:
+    """Every committed event of ``topic`` per aggregate: [(ce_sequence, event)] in order."""
+    ends = end_offsets(settings, topic)
+    consumer = Consumer(settings.consumer_config(f"{settings.application_id}.verify"))
+    stored: dict[str, list[tuple[int, DomainEvent]]] = defaultdict(list)
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        remaining = {p: end for p, end in ends.items() if end > 0}
+        deadline = time.monotonic() + 60
+        while remaining and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=1000, timeout=0.5):
+                assert message.error() is None, message.error()
+                meta = parse_headers(cast("list[tuple[str, bytes | None]]", message.headers()))
+                event = codec.decode_at(
+                    message.value(), topic, message.partition() or 0, message.offset() or 0
+                )
+                stored[meta.aggregate_id].append((meta.version, event))
+            for tp in consumer.position([TopicPartition(topic, p) for p in list(remaining)]):
+                if tp.offset >= remaining[tp.partition]:
+                    del remaining[tp.partition]
+        assert not remaining, f"could not read {topic} to its end: {remaining}"
+    finally:
+        consumer.close()
+    return stored
+
+
+def wait_for_stable_group(router: GroupRouter, members: int, timeout: float = 60) -> None:
+    """Until ``members`` members own every partition, the same way twice in a row."""
+    deadline = time.monotonic() + timeout
+    previous: object = None
+    while time.monotonic() < deadline:
+        count, owners = router.owners.assignment()
+        now = (count, sorted((k, o.member) for k, o in owners.items()))
+        if count == members and len(owners) == PARTITIONS and now == previous:
+            return
+        previous = now
+        time.sleep(2)
+    raise AssertionError(f"the writers group did not settle: {previous}")
+
+
+def fold(aggregate_id: str, history: list[tuple[int, DomainEvent]]) -> tuple[int, str]:
+    account = Account.rehydrate(aggregate_id, [event for _, event in history])
+    return account.version, str(account.balance)
+
+
+def chaos_run(bootstrap: str, app_id: str, *, seconds: float, kills: int, aggregates: int) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    workdir = Path(tempfile.mkdtemp(prefix="scaleout-"))
+    dumps: Queue[Dump] = ctx.Queue()
+    members = [f"writer-{n}" for n in range(3)]
+    # One stop event per process: a SIGKILLed waiter would leave a shared one broken.
+    stops: dict[str, Event] = {}
+
+    def spawn(member: str) -> SpawnProcess:
+        stops[member] = ctx.Event()
+        process = ctx.Process(
+            target=run_writer,
+            args=(bootstrap, app_id, member, str(workdir / member), stops[member], dumps),
+            name=member,
+        )
+        process.start()
+        return process
+
+    settings = KafkaSettings(bootstrap_servers=bootstrap, application_id=app_id)
+    codec = EventCodec.for_events(Account.event_types())
+    processes = {m: spawn(m) for m in members}
+    router = GroupRouter(
+        settings, codec, partitions=PARTITIONS, topic_prefix=f"{app_id}.", timeout=5, retry_for=30
+    )
+    driver = Driver(router, aggregates, threads=6)
+    threads = [threading.Thread(target=driver.run, args=(i,)) for i in range(driver.threads)]
+    killed: list[str] = []
+    try:
+        for thread in threads:
+            thread.start()
+        rng = random.Random(7)
+        for _ in range(kills):
+            time.sleep(seconds / (kills + 1) * rng.uniform(0.6, 1.4))
+            victim = rng.choice(members)
+            processes[victim].kill()  # SIGKILL: no revoke, no goodbye
+            processes[victim].join()
+            killed.append(victim)
+            time.sleep(rng.uniform(0.5, 3.0))
+            processes[victim] = spawn(victim)
+            print(f"{time.strftime('%X')} killed and restarted {victim}; acks={len(driver.acks)}")
+        time.sleep(seconds / (kills + 1))
+        driver.stop.set()
+        for thread in threads:
+            thread.join(60)
+        wait_for_stable_group(router, len(members))
+        for event in stops.values():
+            event.set()
+        dumped = dict(dumps.get(timeout=120) for _ in members)
+        for process in processes.values():
+            process.join(60)
+            assert process.exitcode == 0, f"{process.name} exited with {process.exitcode}"
+    finally:
+        driver.stop.set()
+        for event in stops.values():
+            event.set()
+        router.close()
+        for process in processes.values():
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+    stored = read_topic(settings, f"{app_id}.{ACCOUNT}.events", codec)
+    assert len(driver.acks) > 50, (len(driver.acks), dict(driver.errors))
+    # Versions are contiguous and unique per aggregate.
+    for aggregate_id, history in stored.items():
+        assert [v for v, _ in history] == list(range(1, len(history) + 1)), aggregate_id
+    # Every acknowledged append is on the topic, at its version.
+    for aggregate_id, version, event in driver.acks:
+        assert stored[aggregate_id][version - 1] == (version, event), (aggregate_id, version)
+    # Each writer's loads are the fold of the topic, and together they cover every aggregate.
+    loaded = {i: state for _, states in dumped.items() for i, state in states.items()}
+    assert sorted(loaded) == sorted(stored)
+    for aggregate_id, state in loaded.items():
+        assert state == fold(aggregate_id, stored[aggregate_id]), aggregate_id
+    # A fresh process restores every partition from the snapshot topic: the same fold.
+    fresh = GroupedKafkaEventStore(
+        settings,
+        [Account],
+        directory=workdir / "fresh",
+        member="fresh",
+        partitions=PARTITIONS,
+        topic_prefix=f"{app_id}.",
+    )
+    with fresh.start():
+        assert fresh.wait_serving(60)
+        assert len(fresh.owned) == PARTITIONS
+        assert {w.restored_from for w in fresh.owned.values()} == {"topic"}
+        for aggregate_id, history in stored.items():
+            account = fresh.load(Account, aggregate_id)
+            assert (account.version, str(account.balance)) == fold(aggregate_id, history)
+    print(f"acks={len(driver.acks)} killed={killed} errors={dict(driver.errors)}")
+
+
+def test_three_writers_killed_at_random_lose_no_ack_and_keep_versions_contiguous(
+    bootstrap_servers: str, unique_name: str
+) -> None:
+    chaos_run(bootstrap_servers, unique_name, seconds=40, kills=3, aggregates=60)
+
+
+@pytest.mark.slow
+def test_three_writers_killed_many_times_over_many_aggregates(
+    bootstrap_servers: str, unique_name: str
+) -> None:
+    chaos_run(bootstrap_servers, unique_name, seconds=150, kills=10, aggregates=400)
