@@ -28,9 +28,11 @@ __all__ = [
     "TRACEPARENT",
     "TYPE",
     "HeaderTemplate",
+    "RecordMetadata",
     "build_headers",
     "header_template",
     "parse_headers",
+    "read_headers",
     "utc_stamp",
 ]
 
@@ -50,6 +52,17 @@ TRACEPARENT: Final = "traceparent"
 _SPEC: Final = (SPECVERSION, b"1.0")
 _REQUIRED: Final = (ID, TYPE, SUBJECT, TIME, SEQUENCE, AGGREGATE_TYPE)
 _SPECS: Final = frozenset({None, b"1.0"})
+_REQUIRED_NAMES: Final = frozenset(_REQUIRED)
+_FIELDS: Final = (
+    "event_id",
+    "event_type",
+    "aggregate_type",
+    "aggregate_id",
+    "version",
+    "time",
+    "correlation_id",
+    "causation_id",
+)
 _TIME_FORMAT: Final = b"%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
 
 
@@ -181,7 +194,10 @@ def parse_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> EventMe
     Raises :class:`DecodeError` naming the header that is missing or malformed. When a
     header repeats, the last value wins (Kafka's ``lastHeader`` convention).
     """
-    raw: dict[str, Any] = dict(headers) if headers else {}
+    return _parse_raw(dict(headers) if headers else {})
+
+
+def _parse_raw(raw: dict[str, Any]) -> EventMetadata:
     try:
         sequence = raw[SEQUENCE].decode()
         time = datetime.fromisoformat(raw[TIME].decode())
@@ -205,6 +221,105 @@ def parse_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> EventMe
         if meta is None:
             raise DecodeError(f"malformed CloudEvents headers {list(raw)!r}")
     return meta
+
+
+def read_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> RecordMetadata:
+    """A record's metadata for routing: ``ce_type`` now, the other fields when read.
+
+    Checks up front that every required CloudEvents header is present (else raises the
+    :class:`DecodeError` :func:`parse_headers` raises); a malformed value (bad UTF-8, a
+    non-decimal ``ce_sequence``, an unparsable ``ce_time``) raises that DecodeError when
+    the field is first read.
+    """
+    raw: dict[str, Any] = dict(headers) if headers else {}
+    if not raw.keys() >= _REQUIRED_NAMES or raw.get(SPECVERSION) not in _SPECS:
+        _parse_raw(raw)  # raises, naming the header (or accepts, e.g. specversion 1.1)
+    return RecordMetadata(raw)
+
+
+class RecordMetadata(EventMetadata):
+    """:class:`EventMetadata` parsed lazily from a record's headers.
+
+    ``event_type`` is decoded at once (routing needs it); ``aggregate_id`` and ``version``
+    are decoded on each read (cheap); the other fields parse the whole envelope once, on
+    first read, with :func:`parse_headers`'s checks and errors. Equal to (and hashing like)
+    the eager :class:`EventMetadata` of the same headers.
+    """
+
+    __slots__ = ("_full", "_raw", "_type")
+    _full: EventMetadata | None
+    _raw: dict[str, Any]
+    _type: str
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        try:
+            kind = raw[TYPE].decode()
+        except (AttributeError, ValueError):
+            kind = _parse_raw(raw).event_type  # raises, naming the header
+        object.__setattr__(self, "_raw", raw)
+        object.__setattr__(self, "_type", kind)
+        object.__setattr__(self, "_full", None)
+
+    def parsed(self) -> EventMetadata:
+        """The eager metadata (parses and checks every header once)."""
+        full = self._full
+        if full is None:
+            full = _parse_raw(self._raw)
+            object.__setattr__(self, "_full", full)
+        return full
+
+    @property
+    def event_type(self) -> str:
+        return self._type
+
+    @property
+    def aggregate_id(self) -> str:
+        try:
+            subject: str = self._raw[SUBJECT].decode()
+        except (AttributeError, ValueError):
+            return self.parsed().aggregate_id  # raises, naming the header
+        return subject
+
+    @property
+    def version(self) -> int:
+        text = self._raw[SEQUENCE]
+        if text is not None and text.isdigit():  # bytes.isdigit: ASCII digits only
+            return int(text)
+        return self.parsed().version  # raises, naming the header
+
+    @property
+    def event_id(self) -> str:
+        return self.parsed().event_id
+
+    @property
+    def aggregate_type(self) -> str:
+        return self.parsed().aggregate_type
+
+    @property
+    def time(self) -> datetime:
+        return self.parsed().time
+
+    @property
+    def correlation_id(self) -> str | None:
+        return self.parsed().correlation_id
+
+    @property
+    def causation_id(self) -> str | None:
+        return self.parsed().causation_id
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EventMetadata):
+            return self.parsed() == (other.parsed() if isinstance(other, RecordMetadata) else other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.parsed())
+
+    def __repr__(self) -> str:
+        return repr(self.parsed()).replace("EventMetadata(", "RecordMetadata(", 1)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (EventMetadata, tuple(getattr(self.parsed(), f) for f in _FIELDS))
 
 
 def _decimal(text: str) -> bool:
