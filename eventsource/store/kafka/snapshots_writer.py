@@ -123,8 +123,8 @@ class SnapshotPartitionWriter(PartitionWriter):
         self.restored_from = "events"
         SNAPSHOT_REBUILDS.labels(self.topic, str(self.partition), problem.split(":")[0]).inc()
         log.warning(
-            "snapshots of %s cannot be used (%s): folding its %d events instead and writing "
-            "fresh snapshots of %s snapshot version %d",
+            "snapshots of %s cannot be used (%s): folding its events (end offset %d) instead "
+            "and writing fresh snapshots of %s snapshot version %d",
             self.where,
             problem,
             end,
@@ -156,7 +156,7 @@ class SnapshotPartitionWriter(PartitionWriter):
         """Load the snapshot partition into the index; a reason if it cannot be used."""
         prefix = snapshot_prefix(sv)
         meta: int | None = None
-        foreign = 0
+        foreign: set[str] = set()  # aggregates whose latest snapshot is of another version
         rows: list[tuple[str, bytes]] = []
         consumer = self._consumer("snapshots")
         stall = max(self.op_timeout, 30.0)
@@ -174,24 +174,29 @@ class SnapshotPartitionWriter(PartitionWriter):
                                 return "missing: no completion record on the snapshot topic"
                             if meta != sv or foreign:
                                 return (
-                                    f"version: snapshots of version {meta} ({foreign} of "
-                                    f"another version), the aggregate has {sv}"
+                                    f"version: completion record of version {meta}, "
+                                    f"{len(foreign)} snapshots of another version; the "
+                                    f"aggregate has {sv}"
                                 )
                             return None
                         if error.fatal():
                             raise StoreUnavailableError(f"reading {self.snapshot_topic}: {error}")
                         continue
                     key, value = message.key() or b"", message.value()
+                    aggregate_id = key.decode("utf-8")
                     if key == META_KEY:
                         meta = meta_version(value)
-                    elif value is None:
+                    elif value is not None and value.startswith(prefix):
+                        rows.append((aggregate_id, value))
+                        foreign.discard(aggregate_id)
+                    else:  # a tombstone, or a later snapshot of another version
                         self.index.put_encoded(rows)
                         rows = []
-                        self.index.delete([key.decode("utf-8")])
-                    elif value.startswith(prefix):
-                        rows.append((key.decode("utf-8"), value))
-                    else:
-                        foreign += 1
+                        self.index.delete([aggregate_id])
+                        if value is None:
+                            foreign.discard(aggregate_id)
+                        else:
+                            foreign.add(aggregate_id)
                 if len(rows) >= _CHUNK:
                     self.index.put_encoded(rows)
                     rows = []
