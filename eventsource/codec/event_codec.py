@@ -7,7 +7,7 @@ recognises the Confluent wire format (``00`` + 4-byte big-endian schema id + bod
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from io import BytesIO
 from pathlib import Path
 from typing import Any, Final
@@ -27,6 +27,7 @@ from eventsource.errors import (
     EventSourceError,
     PayloadValidationError,
     SchemaResolutionError,
+    UnknownSchemaError,
 )
 
 __all__ = ["CONFLUENT_MAGIC", "EventCodec"]
@@ -42,6 +43,9 @@ class EventCodec:
 
     def __init__(self, catalog: SchemaCatalog) -> None:
         self.catalog = catalog
+        # Fingerprint -> (writer schema, validator) for payloads of a current schema with
+        # no upcaster (the common case), or None when that writer needs the full path.
+        self._fast: dict[bytes, tuple[Any, Callable[[Any], Event]] | None] = {}
 
     @classmethod
     def for_events(
@@ -110,11 +114,53 @@ class EventCodec:
         return _read(plan, payload, start)
 
     def decode_at(self, payload: bytes | None, topic: str, partition: int, offset: int) -> Event:
-        """Like :meth:`decode`; errors carry the record's topic, partition and offset."""
+        """Like :meth:`decode`; errors carry the record's topic, partition and offset.
+
+        Fast path for a single-object payload of a current schema without upcasters: a
+        prebuilt reader and the model's validator (what ``model_validate`` runs). Anything
+        unusual in it (an error, trailing bytes) goes through :meth:`decode`, which raises
+        the exact error.
+        """
+        if payload is not None and payload[:2] == SINGLE_OBJECT_MAGIC:
+            fingerprint = payload[2:_SINGLE_OBJECT_HEADER]
+            fast = self._fast[fingerprint] if fingerprint in self._fast else self._learn(payload)
+            if fast is not None:
+                stream = BytesIO(payload)
+                stream.seek(_SINGLE_OBJECT_HEADER)
+                try:
+                    datum = schemaless_reader(stream, fast[0], None)
+                    if stream.tell() == len(payload):
+                        return fast[1](datum)
+                except Exception:  # decode() below raises the exact error
+                    pass
         try:
             return self.decode(payload)
         except DecodeError as exc:
             raise exc.at(topic, partition, offset) from exc.__cause__
+
+    def renames(self, event_type: str) -> bool:
+        """True when a record whose ``ce_type`` is ``event_type`` may decode to an event of
+        another type: the name is an alias of a registered type, or an upcaster of it has
+        another ``to_type``."""
+        for step in self.catalog.upcasters.steps(event_type):
+            if step.to_type != event_type:
+                return True
+        try:
+            named = self.catalog.event_type_named(event_type)
+        except UnknownSchemaError:
+            return False
+        return named.event_type() != event_type
+
+    def _learn(self, payload: bytes) -> tuple[Any, Callable[[Any], Event]] | None:
+        try:
+            plan = self.catalog.reader_for_fingerprint(payload[2:_SINGLE_OBJECT_HEADER])
+        except DecodeError:
+            return None  # unknown or unusable writer: not cached, decode() raises
+        fast = None
+        if plan.reader is None and plan.upcast is None:
+            fast = (plan.writer, plan.event_type.__pydantic_validator__.validate_python)
+        self._fast[payload[2:_SINGLE_OBJECT_HEADER]] = fast
+        return fast
 
 
 def _read(plan: ReaderPlan, payload: bytes, start: int) -> Event:
