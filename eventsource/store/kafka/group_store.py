@@ -90,7 +90,9 @@ class GroupedKafkaEventStore:
             [event for cls in aggregates for event in cls.event_types()]
         )
         self.directory = directory
-        self.member = member or _MEMBER_CHARS.sub("-", f"{socket.gethostname()}-{os.getpid()}")
+        if member is None:
+            member = _MEMBER_CHARS.sub("-", f"{socket.gethostname()}-{os.getpid()}")
+        self.member = member
         if not _MEMBER.match(self.member):
             raise ConfigurationError(
                 f"member {self.member!r} must be 1-100 letters, digits, '.', '_' or '-' "

@@ -80,18 +80,16 @@ class PartitionOwnership:
         self.group_id = writers_group(settings.application_id)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
-        self._consumer = Consumer(
-            settings.consumer_config(
-                self.group_id,
-                **{
-                    "client.id": member,
-                    "partition.assignment.strategy": "cooperative-sticky",
-                    "session.timeout.ms": session_timeout_ms,
-                    "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
-                    "auto.offset.reset": "latest",
-                    "logger": logging.getLogger("eventsource.kafka.client"),
-                },
-            )
+        self._config = settings.consumer_config(
+            self.group_id,
+            **{
+                "client.id": member,
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": session_timeout_ms,
+                "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
+                "auto.offset.reset": "latest",
+                "logger": logging.getLogger("eventsource.kafka.client"),
+            },
         )
         self._owned: set[tuple[str, int]] = set()
         self._stop = threading.Event()
@@ -121,7 +119,7 @@ class PartitionOwnership:
             self._thread.join(60)
 
     def _run(self) -> None:
-        consumer = self._consumer
+        consumer = Consumer(self._config)
         try:
             consumer.subscribe(
                 self.topics,
@@ -179,7 +177,8 @@ class OwnerDirectory:
     def __init__(self, settings: KafkaSettings, *, max_age: float = 1.0) -> None:
         self.group_id = writers_group(settings.application_id)
         self.max_age = max_age
-        self._admin = AdminClient(settings.admin_config())
+        self._config = settings.admin_config()
+        self._admin: AdminClient | None = None  # created on first use
         self._owners: dict[tuple[str, int], Owner] = {}
         self._members = 0
         self._at = 0.0
@@ -203,6 +202,8 @@ class OwnerDirectory:
             self._at = 0.0
 
     def _refresh(self) -> None:
+        if self._admin is None:
+            self._admin = AdminClient(self._config)
         futures = self._admin.describe_consumer_groups([self.group_id], request_timeout=10)
         try:
             group = futures[self.group_id].result()
