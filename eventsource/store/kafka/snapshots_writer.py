@@ -90,6 +90,10 @@ class SnapshotPartitionWriter(PartitionWriter):
         """``"local"``, ``"topic"``, ``"events"`` (a rebuild) or ``"new"`` once started."""
         self.rebuild_reason: str | None = None
         self.restored_aggregates = 0
+        self.caught_up_events = 0
+        self.takeover_seconds = 0.0
+        """Restore + catch-up (+ snapshot writing after a rebuild), after fencing."""
+        self._restore_started = 0.0
 
     def close(self, timeout: float = 30.0) -> None:
         super().close(timeout)
@@ -98,6 +102,7 @@ class SnapshotPartitionWriter(PartitionWriter):
 
     # -- restore (runs on the writer thread, after fencing) --------------------------
     def restore(self) -> TailRead:
+        self._restore_started = time.monotonic()
         sv = self.index.aggregate_cls.snapshot_version
         end = self._events_end()
         local_sv, local_offset = self.index.local_state()
@@ -135,8 +140,10 @@ class SnapshotPartitionWriter(PartitionWriter):
 
     def caught_up(self, tail: TailRead) -> None:
         self.index.flush(tail.end)
+        self.caught_up_events = tail.records
         if self.restored_from in ("events", "new"):
             self._publish_all()
+        self.takeover_seconds = time.monotonic() - self._restore_started
 
     def _events_end(self) -> int:
         consumer = self._consumer("end")
