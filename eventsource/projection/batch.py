@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import methodcaller
 from typing import Any
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
 
-from eventsource.codec import EventCodec, parse_headers
-from eventsource.domain import Event, EventMetadata, Position
-from eventsource.errors import DecodeError, UnknownSchemaError
+from eventsource.codec import EventCodec
+from eventsource.codec.envelope import RecordMetadata, read_headers
+from eventsource.domain import Event
+from eventsource.errors import DecodeError, ProjectionError, UnknownSchemaError
 from eventsource.projection.checkpoints import (
     TopicPartition,
     ensure_checkpoint_rows,
@@ -29,6 +30,7 @@ from eventsource.projection.checkpoints import (
     write_checkpoints,
 )
 from eventsource.projection.context import Context
+from eventsource.projection.dberrors import is_permanent_db_error, is_transient_db_error
 from eventsource.projection.definition import Projection
 from eventsource.projection.hooks import (
     Failure,
@@ -41,14 +43,9 @@ from eventsource.projection.hooks import (
     stopped_error,
 )
 
-__all__ = ["BatchApplier", "BatchOutcome", "is_transient_db_error"]
+__all__ = ["BatchApplier", "BatchOutcome", "is_permanent_db_error", "is_transient_db_error"]
 
-
-def is_transient_db_error(exc: BaseException) -> bool:
-    """Database unreachable or locked: retry the batch, do not blame the record."""
-    return isinstance(exc, OperationalError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    )
+_topic, _partition = methodcaller("topic"), methodcaller("partition")
 
 
 @dataclass(slots=True)
@@ -60,6 +57,8 @@ class BatchOutcome:
     dead_lettered: int = 0
     duplicates: int = 0
     next_offsets: dict[TopicPartition, int] | None = None
+    #: (stage, error) of each dead letter, told to the listener once the batch committed
+    dead_letters: list[tuple[Stage, BaseException]] = field(default_factory=list)
 
 
 class _CarefulStop(Exception):
@@ -87,6 +86,13 @@ class BatchApplier:
         self.sleep = sleep
         self._intercepting = not isinstance(hook, StopOnFailure)
         self._statements: dict[tuple[Any, ...], Any] = {}
+        self._renames: dict[str, bool] = {}  # ce_type without handler -> may decode to one
+
+    def _may_rename(self, event_type: str) -> bool:
+        renames = self._renames.get(event_type)
+        if renames is None:
+            renames = self._renames[event_type] = self.codec.renames(event_type)
+        return renames
 
     def apply(self, messages: Sequence[Any], positions: dict[TopicPartition, int]) -> BatchOutcome:
         """Apply ``messages``; ``positions`` are consumer positions taken after the consume.
@@ -98,8 +104,8 @@ class BatchApplier:
             return self._run(messages, positions, careful=False)
         except Exception as exc:
             self.hook.after_rollback()
-            if is_transient_db_error(exc):
-                raise
+            if is_transient_db_error(exc) or is_permanent_db_error(exc):
+                raise  # not the records' fault: the runner retries or stops
         try:
             return self._run(messages, positions, careful=True)
         except _CarefulStop as stop:
@@ -122,7 +128,9 @@ class BatchApplier:
     ) -> BatchOutcome:
         p = self.projection
         outcome = BatchOutcome()
-        partitions = {(m.topic(), m.partition()) for m in messages}
+        partitions: set[TopicPartition] = set(
+            zip(map(_topic, messages), map(_partition, messages), strict=True)
+        )
         stop: _CarefulStop | None = None
         with self.engine.connect() as conn, conn.begin():
             floors = read_checkpoints(conn, p.name, p.version, partitions, for_update=True)
@@ -144,6 +152,8 @@ class BatchApplier:
             write_checkpoints(conn, p.name, p.version, changed)
             self.hook.before_commit(conn)
         outcome.next_offsets = next_offsets
+        for stage, error in outcome.dead_letters:  # committed: count each dead letter once
+            self.listener.on_dead_letter(stage, error)
         if stop is not None:
             raise stop
         return outcome
@@ -157,35 +167,46 @@ class BatchApplier:
         next_offsets: dict[TopicPartition, int],
         outcome: BatchOutcome,
     ) -> None:
-        # The hot loop: everything it touches is a local.
+        # The hot loop: everything it touches is a local; no per-record try.
         projection = self.projection
         handlers = projection.handlers_by_type
         decode = self.codec.decode_at
         intercept = self.hook.intercept if self._intercepting else None
-        applied = ignored = dead = duplicates = 0
+        at = ctx.at
+        floor = floors.get
+        applied = ignored = duplicates = 0
         for message in messages:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             tp = (topic, partition)
-            if offset < floors.get(tp, 0):
+            if offset < floor(tp, 0):
                 duplicates += 1
                 continue
             next_offsets[tp] = offset + 1
-            meta = parse_headers(message.headers())
+            meta = read_headers(message.headers())
             entry = handlers.get(meta.event_type)
             if entry is None:
-                ignored += 1
-                continue
-            if intercept is not None and intercept(_raw(message), meta, conn):
-                dead += 1
-                continue
-            event = decode(message.value(), topic, partition, offset)
-            ctx.meta = meta
-            ctx.position = Position(topic, partition, offset)
+                if not self._may_rename(meta.event_type):
+                    ignored += 1
+                    continue
+                event = decode(message.value(), topic, partition, offset)
+                entry = handlers.get(event.event_type())
+                if entry is None:
+                    ignored += 1
+                    continue
+                if intercept is not None and intercept(_raw(message), meta, conn):
+                    outcome.dead_letters.append(_parked(projection, message))
+                    continue
+            else:
+                if intercept is not None and intercept(_raw(message), meta, conn):
+                    outcome.dead_letters.append(_parked(projection, message))
+                    continue
+                event = decode(message.value(), topic, partition, offset)
+            at(meta, topic, partition, offset)
             entry[1](projection, event, ctx)
             applied += 1
         outcome.applied += applied
         outcome.ignored += ignored
-        outcome.dead_lettered += dead
+        outcome.dead_lettered += len(outcome.dead_letters)
         outcome.duplicates += duplicates
 
     def _careful_loop(
@@ -214,24 +235,29 @@ class BatchApplier:
         self, conn: Connection, ctx: Context, message: Any, outcome: BatchOutcome
     ) -> None:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
-        meta: EventMetadata | None = None
+        meta: RecordMetadata | None = None
         event: Event | None = None
+        handlers = self.projection.handlers_by_type
         try:
-            meta = parse_headers(message.headers())
-            entry = self.projection.handlers_by_type.get(meta.event_type)
+            meta = read_headers(message.headers())
+            entry = handlers.get(meta.event_type)
+            if entry is None and self._may_rename(meta.event_type):
+                event = self.codec.decode_at(message.value(), topic, partition, offset)
+                entry = handlers.get(event.event_type())
             if entry is None:
                 outcome.ignored += 1
                 return
             if self._intercepting and self.hook.intercept(_raw(message), meta, conn):
                 outcome.dead_lettered += 1
+                outcome.dead_letters.append(_parked(self.projection, message))
                 return
-            event = self.codec.decode_at(message.value(), topic, partition, offset)
+            if event is None:
+                event = self.codec.decode_at(message.value(), topic, partition, offset)
         except DecodeError as exc:
             stage: Stage = "schema" if isinstance(exc, UnknownSchemaError) else "decode"
             self._fail(conn, Failure(self.projection, stage, _raw(message), exc, 1, meta), outcome)
             return
-        ctx.meta = meta
-        ctx.position = Position(topic, partition, offset)
+        ctx.at(meta, topic, partition, offset)
         attempts = 0
         while True:
             attempts += 1
@@ -241,8 +267,12 @@ class BatchApplier:
                     ctx.flush()
             except Exception as exc:
                 ctx.discard()
-                if is_transient_db_error(exc):
+                if is_transient_db_error(exc) or is_permanent_db_error(exc):
                     raise
+                if isinstance(exc, DecodeError):  # a header the handler read is malformed
+                    failure = Failure(self.projection, "decode", _raw(message), exc, 1, meta)
+                    self._fail(conn, failure, outcome)
+                    return
                 if attempts <= self.projection.retries:
                     self.sleep(self.projection.retry_backoff_s * attempts)
                     continue
@@ -258,8 +288,17 @@ class BatchApplier:
         action = self.hook.on_failure(failure, conn)
         if action is FailureAction.STOP:
             raise _CarefulStop(failure)
-        self.listener.on_dead_letter(failure.stage, failure.error)
+        outcome.dead_letters.append((failure.stage, failure.error))
         outcome.dead_lettered += 1
+
+
+def _parked(projection: Projection, message: Any) -> tuple[Stage, BaseException]:
+    key = (message.key() or b"").decode("utf-8", "replace")
+    return "parked", ProjectionError(
+        f"{message.topic()}[{message.partition()}]@{message.offset()}: aggregate {key!r} is "
+        f"parked in projection {projection.name!r}, so this record went to the dead-letter "
+        "topic; `dlq replay` applies it and unparks the aggregate"
+    )
 
 
 def _raw(message: Any) -> RawRecord:

@@ -19,8 +19,9 @@ Reuse statement objects (module constants or ``ctx.upsert``) so that deferred ro
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, CursorResult, Dialect, Executable, Table
@@ -46,7 +47,16 @@ class _DriverUpsert:
     and each row only goes through the column types' own bind processors, if any.
     """
 
-    __slots__ = ("names", "positional", "processors", "sql", "statement", "table")
+    __slots__ = (
+        "getter",
+        "names",
+        "positional",
+        "processed",
+        "processors",
+        "sql",
+        "statement",
+        "table",
+    )
 
     def __init__(self, statement: Any, table: Table, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -62,14 +72,26 @@ class _DriverUpsert:
             processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 self.processors[name] = processor
+        #: (index, processor) of the positional parameters that need one
+        self.processed = [
+            (i, self.processors[n]) for i, n in enumerate(self.names) if n in self.processors
+        ]
+        names = self.names
+        self.getter: Callable[[Mapping[str, Any]], Any] = (
+            itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+        )
 
     def rows(self, params: Sequence[Mapping[str, Any]]) -> list[Any]:
-        names, processors = self.names, self.processors
         if self.positional:
-            if not processors:
-                return [tuple([row[n] for n in names]) for row in params]
-            pairs = [(n, processors.get(n)) for n in names]
-            return [tuple([p(row[n]) if p else row[n] for n, p in pairs]) for row in params]
+            rows = list(map(self.getter, params))
+            if self.processed:
+                for index, row in enumerate(rows):
+                    values = list(row)
+                    for i, processor in self.processed:
+                        values[i] = processor(values[i])
+                    rows[index] = tuple(values)
+            return rows
+        processors = self.processors
         if not processors:
             return list(params)
         return [
@@ -86,10 +108,11 @@ class Context:
         "_by_table",
         "_groups",
         "_last",
+        "_position",
         "_upserts",
+        "_where",
         "connection",
         "meta",
-        "position",
         "tables",
     )
 
@@ -103,13 +126,32 @@ class Context:
         self.connection = connection
         self.tables = tables
         self.meta: EventMetadata
-        self.position: Position
+        self._position: Position | None = None
+        self._where: tuple[str, int, int] = ("", -1, -1)
         self._groups: list[_Group] = []
         self._by_statement: dict[int, int] = {}
         self._by_table: dict[str, int] = {}
         self._barrier = -1
         self._last: Any = None
         self._upserts: dict[tuple[Any, ...], Any] = {} if statements is None else statements
+
+    def at(self, meta: EventMetadata, topic: str, partition: int, offset: int) -> None:
+        """Make ``meta`` and the record at ``topic[partition]@offset`` the current event."""
+        self.meta = meta
+        self._where = (topic, partition, offset)
+        self._position = None
+
+    @property
+    def position(self) -> Position:
+        """Where the current event's record sits (built when first asked for)."""
+        position = self._position
+        if position is None:
+            position = self._position = Position(*self._where)
+        return position
+
+    @position.setter
+    def position(self, position: Position) -> None:
+        self._position = position
 
     # immediate ------------------------------------------------------------------------
     def execute(self, statement: Executable, params: Any = None) -> CursorResult[Any]:

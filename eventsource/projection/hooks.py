@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from eventsource.domain import Event, EventMetadata, Position
-from eventsource.errors import ProjectionError, ProjectionStoppedError
+from eventsource.errors import DecodeError, ProjectionError, ProjectionStoppedError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -60,7 +60,9 @@ __all__ = [
     "default_hook",
 ]
 
-Stage = Literal["decode", "schema", "handler"]
+#: Where a record failed; ``"parked"`` (listener only): diverted because its aggregate is
+#: parked.
+Stage = Literal["decode", "schema", "handler", "parked"]
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +158,14 @@ class StopOnFailure:
 def stopped_error(failure: Failure) -> ProjectionStoppedError:
     """The error raised when a hook answers STOP: says where and what to do."""
     r = failure.record
-    what = (
-        f"{failure.meta.event_type} of {failure.meta.aggregate_id!r}"
-        if failure.meta
-        else "a record"
-    )
+    try:
+        what = (
+            f"{failure.meta.event_type} of {failure.meta.aggregate_id!r}"
+            if failure.meta
+            else "a record"
+        )
+    except DecodeError:  # lazily read metadata whose ce_subject is malformed
+        what = "a record"
     return ProjectionStoppedError(
         f"projection {failure.projection.name!r} v{failure.projection.version} stopped at "
         f"{r.topic}[{r.partition}]@{r.offset} ({what}): {failure.stage} failed after "

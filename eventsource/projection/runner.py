@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from operator import methodcaller
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -26,9 +27,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from eventsource.codec import EventCodec
 from eventsource.errors import ConfigurationError, ProjectionError, WaitTimeoutError
 from eventsource.kafka.config import KafkaSettings
-from eventsource.projection.batch import BatchApplier, is_transient_db_error
+from eventsource.projection.batch import BatchApplier
 from eventsource.projection.checkpoints import TopicPartition as TP
 from eventsource.projection.checkpoints import ensure_checkpoint_rows, read_checkpoints
+from eventsource.projection.dberrors import is_permanent_db_error, is_transient_db_error
 from eventsource.projection.definition import Projection
 from eventsource.projection.hooks import (
     FailureHook,
@@ -51,6 +53,8 @@ class _Abandoned(Exception):
 
 
 #: Consumer settings the exactly-once argument rests on; overrides may not change them.
+_error = methodcaller("error")
+
 _FIXED = {"isolation.level": "read_committed", "enable.auto.commit": False}
 
 
@@ -87,6 +91,7 @@ class ProjectionRunner:
         poll_timeout: float = 0.5,
         consumer_overrides: dict[str, Any] | None = None,
         commit_offsets_to_kafka: bool = True,
+        max_db_outage_s: float = 300.0,
     ) -> None:
         if batch_size < 1:
             raise ProjectionError(f"batch_size must be >= 1, got {batch_size}")
@@ -100,6 +105,9 @@ class ProjectionRunner:
         self.hook = failure_hook or default_hook(projection, settings)
         self.poll_timeout = poll_timeout
         self.commit_offsets_to_kafka = commit_offsets_to_kafka
+        #: How long ``run`` retries a batch while the database is unavailable before it
+        #: raises ProjectionError (``run_until_caught_up`` is bounded by its timeout).
+        self.max_db_outage_s = max_db_outage_s
         self._overrides = _checked_overrides(consumer_overrides or {})
         self.engine = create_read_model_engine(database_url)
         ensure_schema(self.engine, projection)
@@ -108,6 +116,7 @@ class ProjectionRunner:
         self._assigned: set[TP] = set()
         self._applied: dict[TP, int] = {}
         self._closed = False
+        self._revoked = False
 
     # lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> ProjectionRunner:
@@ -187,7 +196,23 @@ class ProjectionRunner:
         self, stats: RunStats, stop: threading.Event | None, deadline: float | None = None
     ) -> bool:
         consumer = self._ensure_consumer()
+        self._revoked = False
         messages = consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout)
+        if not self._revoked and not any(map(_error, messages)):
+            good = messages  # the common case: no errors, the assignment did not shrink
+        else:
+            good = self._usable(messages)
+        positions = self._positions(consumer)
+        if not good:
+            idle = {tp: o for tp, o in positions.items() if o > self._applied.get(tp, 0)}
+            if idle:
+                self._apply_with_retry([], idle, stats, stop, deadline)
+            return False
+        self._apply_with_retry(good, positions, stats, stop, deadline)
+        return True
+
+    def _usable(self, messages: list[Any]) -> list[Any]:
+        """Records of owned partitions; consumer errors are raised or reported."""
         good = []
         for message in messages:
             error = message.error()
@@ -199,14 +224,7 @@ class ProjectionRunner:
                 raise ProjectionError(f"Kafka consumer failed: {error.str()}")
             if error.code() != KafkaError._PARTITION_EOF:
                 self.listener.on_error(KafkaException(error))
-        positions = self._positions(consumer)
-        if not good:
-            idle = {tp: o for tp, o in positions.items() if o > self._applied.get(tp, 0)}
-            if idle:
-                self._apply_with_retry([], idle, stats, stop, deadline)
-            return False
-        self._apply_with_retry(good, positions, stats, stop, deadline)
-        return True
+        return good
 
     def _apply_with_retry(
         self,
@@ -217,6 +235,8 @@ class ProjectionRunner:
         deadline: float | None,
     ) -> None:
         backoff = 0.2
+        first_failure: float | None = None
+        attempts = 0
         while True:
             started = time.monotonic()
             try:
@@ -227,13 +247,21 @@ class ProjectionRunner:
                 break
             except Exception as exc:
                 self.listener.on_error(exc)
+                attempts += 1
+                first_failure = first_failure or started
                 # On giving up, the consumer's position is past records that were not
                 # committed: drop it, so the next call starts again from the checkpoints.
+                if is_permanent_db_error(exc):
+                    self._close_consumer()
+                    raise self._permanent(exc) from exc
                 if not is_transient_db_error(exc) or (
                     deadline is not None and time.monotonic() > deadline
                 ):
                     self._close_consumer()
                     raise
+                if time.monotonic() - first_failure > self.max_db_outage_s:
+                    self._close_consumer()
+                    raise self._outage(exc, time.monotonic() - first_failure, attempts) from exc
                 log.warning("read-model database unavailable, retrying batch: %s", exc)
                 if stop is not None and stop.wait(backoff):
                     self._close_consumer()
@@ -251,6 +279,27 @@ class ProjectionRunner:
             stats.batches += 1
             self.listener.on_batch(len(messages), time.monotonic() - started)
         self._commit_to_kafka(outcome.next_offsets)
+
+    def _permanent(self, exc: BaseException) -> ProjectionError:
+        p = self.projection
+        return ProjectionError(
+            f"projection {p.name!r} v{p.version} stopped: the read-model database refused a "
+            f"batch with an error no retry can fix: {type(exc).__name__}: "
+            f"{getattr(exc, 'orig', None) or exc}. Check that the projection's tables exist "
+            "(the runner creates them at start; one dropped since needs a restart or a "
+            "rebuild), the SQL its handlers run and the database user's permissions, then "
+            "restart: it resumes from its checkpoint"
+        )
+
+    def _outage(self, exc: BaseException, seconds: float, attempts: int) -> ProjectionError:
+        p = self.projection
+        return ProjectionError(
+            f"projection {p.name!r} v{p.version} gave up after the read-model database was "
+            f"unavailable for {seconds:.0f}s ({attempts} attempts; max_db_outage_s="
+            f"{self.max_db_outage_s:g}); last error: {type(exc).__name__}: "
+            f"{getattr(exc, 'orig', None) or exc}. Check the database server and the URL, "
+            "then restart the runner: it resumes from its checkpoint"
+        )
 
     def _commit_to_kafka(self, offsets: dict[TP, int]) -> None:
         if not self.commit_offsets_to_kafka or self._consumer is None:
@@ -333,6 +382,7 @@ class ProjectionRunner:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
+        self._revoked = True  # records of these partitions in this consume() are dropped
         # Nothing is in flight here: batches commit before consume() is called again.
         self._assigned.difference_update(tps)
         self.listener.on_revoked(tps)

@@ -1,0 +1,76 @@
+"""Which read-model database errors are worth retrying, and which need a person.
+
+Three kinds, told apart by SQLSTATE where the driver reports one (PostgreSQL) and by the
+message where it does not (SQLite, and connection failures, which have no SQLSTATE):
+
+- **transient**: the connection was lost or could not be made, the database is locked or
+  busy, a serialization failure or deadlock, the server is shutting down or out of
+  connections. The runner retries the whole batch (bounded by its ``max_db_outage_s``).
+- **permanent**: the database will give the same answer however often it is asked: a
+  missing table or column, a syntax error, no permission, a read-only database. Nothing
+  about the record is wrong; the runner stops with a :class:`ProjectionError` that names
+  the projection and says what to do.
+- anything else (an integrity violation, bad data): the record's fault; its handler
+  failed, and the projection's dead-letter policy decides.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+__all__ = ["is_permanent_db_error", "is_transient_db_error", "sqlstate"]
+
+#: SQLSTATE classes / codes of errors that go away by themselves.
+_TRANSIENT_CLASSES: Final = ("08", "40", "53")  # connection, transaction rollback, resources
+_TRANSIENT_CODES: Final = frozenset({"57P01", "57P02", "57P03", "55P03", "57014"})
+#: SQLSTATE classes of errors no retry can fix (syntax / undefined object / privilege,
+#: invalid catalog or schema name, read-only transaction, feature not supported).
+_PERMANENT_CLASSES: Final = ("42", "3D", "3F", "25", "0A", "28")
+_PERMANENT_MESSAGE: Final = re.compile(
+    r"no such (table|column|function|index|collation|module)|syntax error|"
+    r"has no column named|permission denied|not authorized|readonly database|"
+    r"read-only|does not exist|unknown database|access denied",
+    re.IGNORECASE,
+)
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE the driver reported for ``exc`` (psycopg), if any."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code if isinstance(code, str) and len(code) == 5 else None
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """Connection lost, database locked or busy, serialization failure or deadlock:
+    retry the batch, do not blame the record."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    code = sqlstate(exc)
+    if code is not None:
+        return code.startswith(_TRANSIENT_CLASSES) or code in _TRANSIENT_CODES
+    if not isinstance(exc, OperationalError):
+        return False
+    message = str(exc.orig) if exc.orig is not None else str(exc)
+    # An OperationalError without SQLSTATE is a connection-level failure on PostgreSQL,
+    # and a lock / I/O condition on SQLite: retry (the runner bounds how long).
+    return not _PERMANENT_MESSAGE.search(message)
+
+
+def is_permanent_db_error(exc: BaseException) -> bool:
+    """A database error no retry can fix and no record caused (missing table, syntax,
+    permission, read-only database): stop the projection and tell the operator."""
+    if not isinstance(exc, DBAPIError) or is_transient_db_error(exc):
+        return False
+    code = sqlstate(exc)
+    if code is not None:
+        return code.startswith(_PERMANENT_CLASSES)
+    if isinstance(exc, OperationalError | ProgrammingError):
+        message = str(exc.orig) if exc.orig is not None else str(exc)
+        return isinstance(exc, ProgrammingError) or bool(_PERMANENT_MESSAGE.search(message))
+    return False
