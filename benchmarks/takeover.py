@@ -31,6 +31,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 from confluent_kafka import Producer
 
@@ -46,6 +47,7 @@ from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 
 ACCOUNT = Account.aggregate_type
 CODEC = EventCodec.for_events(Account.event_types())
+HeaderList = list[tuple[str, str | bytes | None]]
 
 
 def seed(settings: KafkaSettings, topic: str, events: int, aggregates: int) -> None:
@@ -74,7 +76,7 @@ def seed(settings: KafkaSettings, topic: str, events: int, aggregates: int) -> N
                     topic,
                     opened if first else deposit,
                     f"acc-{n}".encode(),
-                    headers=build_headers(meta, source="/bench/seed"),
+                    headers=cast(HeaderList, build_headers(meta, source="/bench/seed")),
                     partition=0,
                 )
                 break
@@ -140,6 +142,7 @@ def run_child(mode: str, bootstrap: str, app: str) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full", action="store_true", help="also 1M aggregates")
+    parser.add_argument("--memory-only", action="store_true", help="skip the takeover table")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -148,6 +151,12 @@ def main() -> None:
     bootstrap = os.environ.get("EVENTSOURCE_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     run = uuid.uuid4().hex[:8]
 
+    if not args.memory_only:
+        takeover(bootstrap, run)
+    memory(bootstrap, run, (100_000, 1_000_000) if args.full else (100_000,))
+
+
+def takeover(bootstrap: str, run: str) -> None:
     print("## Takeover of one partition with 1,000 aggregates\n")
     print(
         "| events | replay (single owner) s | rebuild + write snapshots s | "
@@ -168,13 +177,15 @@ def main() -> None:
             flush=True,
         )
 
+
+def memory(bootstrap: str, run: str, sizes: tuple[int, ...]) -> None:
     print("\n## Peak memory (RSS) of a writer owning N aggregates (one partition)\n")
     print(
         "| aggregates | single owner, in-memory index MB | grouped, rebuilding MB | "
         "grouped, restoring snapshots MB | restore s |"
     )
     print("|---:|---:|---:|---:|---:|")
-    for aggregates in (100_000, 1_000_000) if args.full else (100_000,):
+    for aggregates in sizes:
         app = f"bench_memory_{run}_{aggregates}"
         settings = KafkaSettings(bootstrap_servers=bootstrap, application_id=app)
         seed(settings, f"{app}.{ACCOUNT}.events", aggregates, aggregates)

@@ -213,16 +213,16 @@ def chaos_run(bootstrap: str, app_id: str, *, seconds: float, kills: int, aggreg
         for thread in threads:
             thread.join(60)
         wait_for_stable_group(router, len(members))
-        for event in stops.values():
-            event.set()
+        for stop_event in stops.values():
+            stop_event.set()
         dumped = dict(dumps.get(timeout=120) for _ in members)
         for process in processes.values():
             process.join(60)
             assert process.exitcode == 0, f"{process.name} exited with {process.exitcode}"
     finally:
         driver.stop.set()
-        for event in stops.values():
-            event.set()
+        for stop_event in stops.values():
+            stop_event.set()
         router.close()
         for process in processes.values():
             if process.is_alive():
@@ -235,8 +235,8 @@ def chaos_run(bootstrap: str, app_id: str, *, seconds: float, kills: int, aggreg
     for aggregate_id, history in stored.items():
         assert [v for v, _ in history] == list(range(1, len(history) + 1)), aggregate_id
     # Every acknowledged append is on the topic, at its version.
-    for aggregate_id, version, event in driver.acks:
-        assert stored[aggregate_id][version - 1] == (version, event), (aggregate_id, version)
+    for aggregate_id, version, acked in driver.acks:
+        assert stored[aggregate_id][version - 1] == (version, acked), (aggregate_id, version)
     # Each writer's loads are the fold of the topic, and together they cover every aggregate.
     loaded = {i: state for _, states in dumped.items() for i, state in states.items()}
     assert sorted(loaded) == sorted(stored)
