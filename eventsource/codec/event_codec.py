@@ -37,15 +37,17 @@ _SINGLE_OBJECT_HEADER: Final = 10
 _CONFLUENT_HEADER: Final = 5
 _MAX_REPORTED_ERRORS: Final = 5
 
+_Fast = tuple[Any, Callable[[Any], Event] | None, ReaderPlan]
+
 
 class EventCodec:
     """Encodes events to bytes and decodes bytes to events, using a :class:`SchemaCatalog`."""
 
     def __init__(self, catalog: SchemaCatalog) -> None:
         self.catalog = catalog
-        # Fingerprint -> (writer schema, validator) for payloads of a current schema with
-        # no upcaster (the common case), or None when that writer needs the full path.
-        self._fast: dict[bytes, tuple[Any, Callable[[Any], Event]] | None] = {}
+        # Fingerprint -> (writer schema, validator, the catalog's plan) for payloads of a
+        # current schema with no upcaster (the common case); validator None: full path.
+        self._fast: dict[bytes, _Fast] = {}
 
     @classmethod
     def for_events(
@@ -123,8 +125,11 @@ class EventCodec:
         """
         if payload is not None and payload[:2] == SINGLE_OBJECT_MAGIC:
             fingerprint = payload[2:_SINGLE_OBJECT_HEADER]
-            fast = self._fast[fingerprint] if fingerprint in self._fast else self._learn(payload)
-            if fast is not None:
+            fast = self._fast.get(fingerprint)
+            # the catalog forgets its plans when it learns schemas: follow it
+            if fast is None or self.catalog._readers.get(fingerprint) is not fast[2]:
+                fast = self._learn(fingerprint)
+            if fast is not None and fast[1] is not None:
                 stream = BytesIO(payload)
                 stream.seek(_SINGLE_OBJECT_HEADER)
                 try:
@@ -151,15 +156,15 @@ class EventCodec:
             return False
         return named.event_type() != event_type
 
-    def _learn(self, payload: bytes) -> tuple[Any, Callable[[Any], Event]] | None:
+    def _learn(self, fingerprint: bytes) -> _Fast | None:
         try:
-            plan = self.catalog.reader_for_fingerprint(payload[2:_SINGLE_OBJECT_HEADER])
+            plan = self.catalog.reader_for_fingerprint(fingerprint)
         except DecodeError:
             return None  # unknown or unusable writer: not cached, decode() raises
-        fast = None
+        validate = None
         if plan.reader is None and plan.upcast is None:
-            fast = (plan.writer, plan.event_type.__pydantic_validator__.validate_python)
-        self._fast[payload[2:_SINGLE_OBJECT_HEADER]] = fast
+            validate = plan.event_type.__pydantic_validator__.validate_python
+        fast = self._fast[fingerprint] = (plan.writer, validate, plan)
         return fast
 
 
