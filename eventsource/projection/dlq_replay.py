@@ -164,11 +164,16 @@ class _Replayer:
         try:
             meta = parse_headers(record.headers)
             entry = self.p.handlers_by_type.get(meta.event_type)
+            event = None
+            if entry is None and self.codec.renames(meta.event_type):  # renamed by upcaster
+                event = self.codec.decode_at(record.value, src.topic, src.partition, src.offset)
+                entry = self.p.handlers_by_type.get(event.event_type())
             if entry is None:
                 self.result.ignored += 1
                 self._done(conn, record)
                 return
-            event = self.codec.decode_at(record.value, src.topic, src.partition, src.offset)
+            if event is None:
+                event = self.codec.decode_at(record.value, src.topic, src.partition, src.offset)
         except DecodeError as exc:
             stage: HookStage = "schema" if isinstance(exc, UnknownSchemaError) else "decode"
             self._fail(conn, record, Failure(self.p, stage, raw, exc, 1, meta))
