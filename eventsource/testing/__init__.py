@@ -10,7 +10,27 @@
   put events on a topic without the event store.
 """
 
-from eventsource.testing.contract import EventStoreContract
-from eventsource.testing.given import AggregateSpec
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eventsource.testing.contract import EventStoreContract
+    from eventsource.testing.given import AggregateSpec
 
 __all__ = ["AggregateSpec", "EventStoreContract"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the pytest plugin lives in this package and is loaded into every test session
+    # of every project that installs eventsource, so importing the package must stay cheap
+    # and must not import the contract suite (which uses the bank example domain).
+    if name == "AggregateSpec":
+        from eventsource.testing.given import AggregateSpec
+
+        return AggregateSpec
+    if name == "EventStoreContract":
+        from eventsource.testing.contract import EventStoreContract
+
+        return EventStoreContract
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
