@@ -7,12 +7,14 @@ Batches go to a real SQLite database, with record objects shaped like confluent-
 from __future__ import annotations
 
 import pickle
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import Field
@@ -23,9 +25,15 @@ from eventsource.codec import EventCodec, build_headers, parse_headers, write_sc
 from eventsource.codec.envelope import RecordMetadata, read_headers
 from eventsource.codec.upcasting import Datum, Upcasters
 from eventsource.domain import Event, EventMetadata
-from eventsource.errors import CorruptPayloadError, DecodeError, PayloadValidationError
-from eventsource.projection import Context, NullListener, Projection, on
-from eventsource.projection.batch import BatchApplier
+from eventsource.errors import (
+    CorruptPayloadError,
+    DecodeError,
+    PayloadValidationError,
+    ProjectionError,
+)
+from eventsource.kafka.config import KafkaSettings
+from eventsource.projection import Context, NullListener, Projection, ProjectionRunner, RunStats, on
+from eventsource.projection.batch import BatchApplier, BatchOutcome
 from eventsource.projection.dberrors import is_permanent_db_error, is_transient_db_error
 from eventsource.projection.deadletter import DeadLetterHandler, DeadLetterPolicy, Headers
 from eventsource.projection.dlq_parking import SqlParkingLot
@@ -355,3 +363,35 @@ def test_a_dropped_table_is_raised_as_a_permanent_error_not_dead_lettered(
         applier.apply(batch, positions(batch))
     assert is_permanent_db_error(caught.value)
     assert (sink.sent, listener.seen) == ([], [])
+
+
+class AlwaysLocked:
+    """An applier whose database stays locked: every batch fails transiently."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def _locked(self) -> OperationalError:
+        self.calls += 1
+        return OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+
+    def apply(self, messages: Any, positions: Any) -> BatchOutcome:
+        raise self._locked()
+
+    def advance(self, positions: Any) -> BatchOutcome:
+        raise self._locked()
+
+
+def test_a_database_that_stays_unavailable_fails_the_runner_after_max_db_outage_s(
+    tmp_path: Path,
+) -> None:
+    kafka_settings = KafkaSettings(bootstrap_servers="127.0.0.1:1")  # never contacted
+    projection = AccountBalances(name="locked", topics=["t"])
+    with ProjectionRunner(
+        projection, kafka_settings, str(tmp_path / "rm.db"), max_db_outage_s=0.5
+    ) as runner:
+        locked = AlwaysLocked()
+        runner._applier = locked  # type: ignore[assignment]  # a fake database, nothing else
+        with pytest.raises(ProjectionError, match=r"'locked' v1 gave up .*database is locked"):
+            runner._apply_with_retry([object()], {}, RunStats(), threading.Event(), None)
+        assert locked.calls >= 2  # it did retry before giving up
