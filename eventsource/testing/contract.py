@@ -1,7 +1,8 @@
 """The event store contract: one test class every adapter must pass.
 
 Subclass it in a test module and provide the ``store`` fixture (an empty or shared store
-that can hold ``examples.bank.domain.Account``; every test uses fresh aggregate ids)::
+that can hold ``eventsource.testing.contract_domain.Account``; every test uses fresh
+aggregate ids)::
 
     class TestMyStore(EventStoreContract):
         @pytest.fixture
@@ -23,7 +24,12 @@ import pytest
 from eventsource.errors import AggregateNotFoundError, ConcurrencyError
 from eventsource.store.port import EventStore
 from eventsource.store.repository import Repository
-from examples.bank.domain import Account, AccountOpened, MoneyDeposited, MoneyWithdrawn
+from eventsource.testing.contract_domain import (
+    Account,
+    AccountOpened,
+    MoneyDeposited,
+    MoneyWithdrawn,
+)
 
 __all__ = ["EventStoreContract"]
 

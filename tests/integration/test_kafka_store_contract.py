@@ -10,7 +10,7 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
 from eventsource.store.port import EventStore
 from eventsource.testing.contract import EventStoreContract
-from examples.bank.domain import Account
+from eventsource.testing.contract_domain import Account
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from eventsource.store.kafka import KafkaEventStore
 from eventsource.store.port import EventStore
 from eventsource.store.routing import AppendServer, RemoteEventStore
 from eventsource.testing.contract import EventStoreContract
-from examples.bank.domain import Account
+from eventsource.testing.contract_domain import Account
 
 pytestmark = pytest.mark.integration
 
