@@ -21,7 +21,13 @@ from pydantic import Field
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from eventsource.codec import EventCodec, build_headers, parse_headers, write_schema_files
+from eventsource.codec import (
+    EventCodec,
+    avro_schema,
+    build_headers,
+    parse_headers,
+    write_schema_files,
+)
 from eventsource.codec.envelope import RecordMetadata, read_headers
 from eventsource.codec.upcasting import Datum, Upcasters
 from eventsource.domain import Event, EventMetadata
@@ -234,6 +240,53 @@ def test_a_type_renamed_by_an_upcaster_reaches_the_handler_of_the_new_type(
     outcome = applier.apply(records, positions(records))
     assert (outcome.applied, outcome.ignored) == (2, 0)
     assert projection.seen == [("x", Decimal("2.50")), ("y", Decimal("1.10"))]
+
+
+class Topped(Event):  # renamed to ToppedUp, listed as its alias
+    __namespace__ = "test.ledger"
+    amount: int
+
+
+class ToppedUp(Event):
+    __namespace__ = "test.ledger"
+    __aliases__ = ("Topped",)
+    amount: int
+
+
+class TopUps(Projection):
+    name = "top_ups"
+    version = 1
+    seen: list[int]
+
+    @on(ToppedUp)
+    def _topped_up(self, event: ToppedUp, ctx: Context) -> None:
+        self.seen.append(event.amount)
+
+
+def test_a_type_renamed_through_an_alias_reaches_the_handler_of_the_new_type(
+    engine: Engine,
+) -> None:
+    codec = EventCodec.for_events([ToppedUp])
+    codec.catalog.add_writer_schema(avro_schema(Topped))
+    projection = TopUps(topics=[TOPIC])
+    projection.seen = []
+    ensure_schema(engine, projection)
+    applier = BatchApplier(projection, engine, codec, StopOnFailure(), NullListener())
+    old = EventCodec.for_events([Topped])
+    records = [record(0, Topped(amount=5), "x", old), record(1, ToppedUp(amount=7), "x", codec)]
+    outcome = applier.apply(records, positions(records))
+    assert (outcome.applied, outcome.ignored, projection.seen) == (2, 0, [5, 7])
+
+
+def test_a_type_without_handler_or_rename_is_ignored_without_decoding(engine: Engine) -> None:
+    projection = TopUps(topics=[TOPIC])
+    projection.seen = []
+    ensure_schema(engine, projection)
+    codec = EventCodec.for_events([ToppedUp])
+    applier = BatchApplier(projection, engine, codec, StopOnFailure(), NullListener())
+    unknown = Record(0, "x", b"not avro at all", headers("test.ledger.Unrelated"))
+    outcome = applier.apply([unknown], positions([unknown]))
+    assert (outcome.applied, outcome.ignored, outcome.dead_lettered) == (0, 1, 0)
 
 
 # --- dead letters are counted once -------------------------------------------------------
