@@ -11,11 +11,8 @@ hold its partition during a rebalance.
 
 from __future__ import annotations
 
-import gc
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import methodcaller
 from typing import Any
@@ -35,6 +32,7 @@ from eventsource.projection.checkpoints import (
 from eventsource.projection.context import Context
 from eventsource.projection.dberrors import is_permanent_db_error, is_transient_db_error
 from eventsource.projection.definition import Projection
+from eventsource.projection.gcpause import gc_paused
 from eventsource.projection.hooks import (
     Failure,
     FailureAction,
@@ -295,36 +293,6 @@ class BatchApplier:
             raise _CarefulStop(failure)
         outcome.dead_letters.append((failure.stage, failure.error))
         outcome.dead_lettered += 1
-
-
-_gc_lock = threading.Lock()
-_gc_pausers = 0
-_gc_was_enabled = False
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a batch is applied (process-wide; nested
-    and concurrent uses are counted, the collector is resumed when the last one ends).
-
-    A consume batch keeps tens of thousands of container objects alive (records, their
-    headers, deferred rows): the young-generation collections that their allocations set
-    off would traverse them again and again, about an eighth of the batch path's time.
-    Reference counting still frees everything at once; cycles wait for the next collection.
-    """
-    global _gc_pausers, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pausers == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pausers += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pausers -= 1
-            if _gc_pausers == 0 and _gc_was_enabled:
-                gc.enable()
 
 
 def _parked(projection: Projection, message: Any) -> tuple[Stage, BaseException]:

@@ -17,11 +17,22 @@ message where it does not (SQLite, and connection failures, which have no SQLSTA
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-__all__ = ["is_permanent_db_error", "is_transient_db_error", "sqlstate"]
+from eventsource.errors import ProjectionError
+
+if TYPE_CHECKING:
+    from eventsource.projection.definition import Projection
+
+__all__ = [
+    "is_permanent_db_error",
+    "is_transient_db_error",
+    "outage_error",
+    "permanent_error",
+    "sqlstate",
+]
 
 #: SQLSTATE classes / codes of errors that go away by themselves.
 _TRANSIENT_CLASSES: Final = ("08", "40", "53")  # connection, transaction rollback, resources
@@ -74,3 +85,29 @@ def is_permanent_db_error(exc: BaseException) -> bool:
         message = str(exc.orig) if exc.orig is not None else str(exc)
         return isinstance(exc, ProgrammingError) or bool(_PERMANENT_MESSAGE.search(message))
     return False
+
+
+def permanent_error(projection: Projection, exc: BaseException) -> ProjectionError:
+    """The error a runner stops with on a permanent database error: what, and what to do."""
+    p = projection
+    return ProjectionError(
+        f"projection {p.name!r} v{p.version} stopped: the read-model database refused a "
+        f"batch with an error no retry can fix: {type(exc).__name__}: "
+        f"{getattr(exc, 'orig', None) or exc}. Check that the projection's tables exist "
+        "(the runner creates them at start; one dropped since needs a restart or a "
+        "rebuild), the SQL its handlers run and the database user's permissions, then "
+        "restart: it resumes from its checkpoint"
+    )
+
+
+def outage_error(
+    projection: Projection, exc: BaseException, seconds: float, attempts: int, limit: float
+) -> ProjectionError:
+    """The error a runner gives up with when the database stayed unavailable too long."""
+    p = projection
+    return ProjectionError(
+        f"projection {p.name!r} v{p.version} gave up after the read-model database was "
+        f"unavailable for {seconds:.0f}s ({attempts} attempts; max_db_outage_s={limit:g}); "
+        f"last error: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}. Check the "
+        "database server and the URL, then restart the runner: it resumes from its checkpoint"
+    )

@@ -30,7 +30,12 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.projection.batch import BatchApplier
 from eventsource.projection.checkpoints import TopicPartition as TP
 from eventsource.projection.checkpoints import ensure_checkpoint_rows, read_checkpoints
-from eventsource.projection.dberrors import is_permanent_db_error, is_transient_db_error
+from eventsource.projection.dberrors import (
+    is_permanent_db_error,
+    is_transient_db_error,
+    outage_error,
+    permanent_error,
+)
 from eventsource.projection.definition import Projection
 from eventsource.projection.hooks import (
     FailureHook,
@@ -253,7 +258,7 @@ class ProjectionRunner:
                 # committed: drop it, so the next call starts again from the checkpoints.
                 if is_permanent_db_error(exc):
                     self._close_consumer()
-                    raise self._permanent(exc) from exc
+                    raise permanent_error(self.projection, exc) from exc
                 if not is_transient_db_error(exc) or (
                     deadline is not None and time.monotonic() > deadline
                 ):
@@ -261,7 +266,13 @@ class ProjectionRunner:
                     raise
                 if time.monotonic() - first_failure > self.max_db_outage_s:
                     self._close_consumer()
-                    raise self._outage(exc, time.monotonic() - first_failure, attempts) from exc
+                    raise outage_error(
+                        self.projection,
+                        exc,
+                        time.monotonic() - first_failure,
+                        attempts,
+                        self.max_db_outage_s,
+                    ) from exc
                 log.warning("read-model database unavailable, retrying batch: %s", exc)
                 if stop is not None and stop.wait(backoff):
                     self._close_consumer()
@@ -279,27 +290,6 @@ class ProjectionRunner:
             stats.batches += 1
             self.listener.on_batch(len(messages), time.monotonic() - started)
         self._commit_to_kafka(outcome.next_offsets)
-
-    def _permanent(self, exc: BaseException) -> ProjectionError:
-        p = self.projection
-        return ProjectionError(
-            f"projection {p.name!r} v{p.version} stopped: the read-model database refused a "
-            f"batch with an error no retry can fix: {type(exc).__name__}: "
-            f"{getattr(exc, 'orig', None) or exc}. Check that the projection's tables exist "
-            "(the runner creates them at start; one dropped since needs a restart or a "
-            "rebuild), the SQL its handlers run and the database user's permissions, then "
-            "restart: it resumes from its checkpoint"
-        )
-
-    def _outage(self, exc: BaseException, seconds: float, attempts: int) -> ProjectionError:
-        p = self.projection
-        return ProjectionError(
-            f"projection {p.name!r} v{p.version} gave up after the read-model database was "
-            f"unavailable for {seconds:.0f}s ({attempts} attempts; max_db_outage_s="
-            f"{self.max_db_outage_s:g}); last error: {type(exc).__name__}: "
-            f"{getattr(exc, 'orig', None) or exc}. Check the database server and the URL, "
-            "then restart the runner: it resumes from its checkpoint"
-        )
 
     def _commit_to_kafka(self, offsets: dict[TP, int]) -> None:
         if not self.commit_offsets_to_kafka or self._consumer is None:
