@@ -2,7 +2,8 @@
 
 The issue's requirement: a driver issues commands for many aggregates through the routing
 helper (:class:`GroupRouter`) while writer processes (``GroupedKafkaEventStore`` +
-``serve_routing``) are SIGKILLed and restarted at random. Afterwards:
+``serve_routing``) are SIGKILLed and restarted, or SIGSTOPped past their session timeout
+(their partitions move, the new owners fence them) and resumed, at random. Afterwards:
 
 - every aggregate's versions on the topic are contiguous (1..n) with no duplicate;
 - every append the driver saw acknowledged is on the topic, at its version;
@@ -15,7 +16,9 @@ Processes are started with ``spawn`` so they share nothing with the test.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import random
+import signal
 import tempfile
 import threading
 import time
@@ -168,7 +171,9 @@ def fold(aggregate_id: str, history: list[tuple[int, DomainEvent]]) -> tuple[int
     return account.version, str(account.balance)
 
 
-def chaos_run(bootstrap: str, app_id: str, *, seconds: float, kills: int, aggregates: int) -> None:
+def chaos_run(
+    bootstrap: str, app_id: str, *, seconds: float, steps: list[str], aggregates: int
+) -> None:
     ctx = multiprocessing.get_context("spawn")
     workdir = Path(tempfile.mkdtemp(prefix="scaleout-"))
     dumps: Queue[Dump] = ctx.Queue()
@@ -198,17 +203,26 @@ def chaos_run(bootstrap: str, app_id: str, *, seconds: float, kills: int, aggreg
     try:
         for thread in threads:
             thread.start()
-        rng = random.Random(7)
-        for _ in range(kills):
-            time.sleep(seconds / (kills + 1) * rng.uniform(0.6, 1.4))
+        seed = random.randrange(1 << 30)
+        print(f"chaos seed {seed}")
+        rng = random.Random(seed)
+        for step in steps:
+            time.sleep(seconds / (len(steps) + 1) * rng.uniform(0.6, 1.4))
             victim = rng.choice(members)
-            processes[victim].kill()  # SIGKILL: no revoke, no goodbye
-            processes[victim].join()
-            killed.append(victim)
-            time.sleep(rng.uniform(0.5, 3.0))
-            processes[victim] = spawn(victim)
-            print(f"{time.strftime('%X')} killed and restarted {victim}; acks={len(driver.acks)}")
-        time.sleep(seconds / (kills + 1))
+            if step == "pause":
+                # SIGSTOP past the session timeout: the group moves its partitions and the
+                # new owners fence it; after SIGCONT it is a zombie that must not commit.
+                os.kill(processes[victim].pid or 0, signal.SIGSTOP)
+                time.sleep(rng.uniform(7.0, 10.0))
+                os.kill(processes[victim].pid or 0, signal.SIGCONT)
+            else:
+                processes[victim].kill()  # SIGKILL: no revoke, no goodbye
+                processes[victim].join()
+                time.sleep(rng.uniform(0.5, 3.0))
+                processes[victim] = spawn(victim)
+            killed.append(f"{step}:{victim}")
+            print(f"{time.strftime('%X')} {step} {victim}; acks={len(driver.acks)}")
+        time.sleep(seconds / (len(steps) + 1))
         driver.stop.set()
         for thread in threads:
             thread.join(60)
@@ -261,14 +275,17 @@ def chaos_run(bootstrap: str, app_id: str, *, seconds: float, kills: int, aggreg
     print(f"acks={len(driver.acks)} killed={killed} errors={dict(driver.errors)}")
 
 
-def test_three_writers_killed_at_random_lose_no_ack_and_keep_versions_contiguous(
+def test_three_writers_killed_or_paused_at_random_lose_no_ack_and_keep_versions_contiguous(
     bootstrap_servers: str, unique_name: str
 ) -> None:
-    chaos_run(bootstrap_servers, unique_name, seconds=40, kills=3, aggregates=60)
+    chaos_run(
+        bootstrap_servers, unique_name, seconds=40, steps=["kill", "pause", "kill"], aggregates=60
+    )
 
 
 @pytest.mark.slow
 def test_three_writers_killed_many_times_over_many_aggregates(
     bootstrap_servers: str, unique_name: str
 ) -> None:
-    chaos_run(bootstrap_servers, unique_name, seconds=150, kills=10, aggregates=400)
+    steps = [random.choice(["kill", "kill", "pause"]) for _ in range(10)]
+    chaos_run(bootstrap_servers, unique_name, seconds=150, steps=steps, aggregates=400)
