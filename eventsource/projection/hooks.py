@@ -13,7 +13,8 @@ asks the projection's :class:`FailureHook` what to do:
   transaction as the hook's own writes (``connection`` is that transaction).
 
 :meth:`FailureHook.intercept` sees every record the projection has a handler for (by its
-``ce_type`` header), before the payload is decoded and the handler runs: returning
+``ce_type`` header; for a type renamed by an upcaster or alias, by its decoded type, so
+after decoding), before the handler runs (and mostly before decoding): returning
 True means the hook took the record (e.g. a parked aggregate's later event sent to the
 dead-letter topic) and the runner does not apply it. :meth:`FailureHook.before_commit` runs
 right before each batch's database commit: a hook that produced dead letters makes them
