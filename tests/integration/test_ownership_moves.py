@@ -34,11 +34,15 @@ def member(settings: KafkaSettings, prefix: str, name: str, root: Path) -> Group
 
 
 def settle(*stores: GroupedKafkaEventStore, timeout: float = 60) -> None:
-    """Until the stores own every partition between them, each once, all serving."""
+    """Until the stores own every partition between them, each once, each some, all serving."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         owned = [p for s in stores for p in s.owned]
-        if len(owned) == len(set(owned)) == PARTITIONS and all(s.wait_serving(10) for s in stores):
+        if (
+            len(owned) == len(set(owned)) == PARTITIONS
+            and all(s.owned for s in stores)
+            and all(s.wait_serving(10) for s in stores)
+        ):
             return
         time.sleep(0.5)
     raise AssertionError(f"no settled assignment: {[sorted(s.owned) for s in stores]}")

@@ -109,6 +109,7 @@ class GroupedKafkaEventStore:
         self.append_timeout = 2 * delivery + 5 if append_timeout is None else append_timeout
         self._types = {self.topic_for(t): t for t in self.aggregates}
         self._writers: dict[tuple[str, int], SnapshotPartitionWriter] = {}
+        self._retiring: dict[tuple[str, int], SnapshotPartitionWriter] = {}
         self._lock = threading.Lock()
         self.owners = OwnerDirectory(settings)
         self.ownership = PartitionOwnership(
@@ -150,6 +151,10 @@ class GroupedKafkaEventStore:
         self._closed = True
         self.ownership.close()
         self._release(list(self._writers))
+        with self._lock:
+            retiring, self._retiring = list(self._retiring.values()), {}
+        for writer in retiring:  # released while restoring: let them end, close their files
+            writer.close()
 
     def __enter__(self) -> GroupedKafkaEventStore:
         return self.start()
@@ -186,6 +191,7 @@ class GroupedKafkaEventStore:
                 max_batch_events=self.max_batch_events,
             )
             with self._lock:
+                writer.predecessor = self._retiring.pop((topic, partition), None)
                 self._writers[(topic, partition)] = writer
             writer.start()  # fences, restores and catches up on its own thread
 
@@ -193,7 +199,12 @@ class GroupedKafkaEventStore:
         with self._lock:  # from now on: NotOwnerError
             writers = [self._writers.pop(p) for p in partitions if p in self._writers]
         for writer in writers:
-            writer.close()
+            # A serving writer finishes its queued appends; one still restoring has none,
+            # and may be stuck in a long catch-up: do not hold the rebalance up for it.
+            writer.close(30.0 if writer.state == "serving" else 1.0)
+            if not writer.stopped:
+                with self._lock:  # a later owner in this process waits for it to end
+                    self._retiring[(writer.topic, writer.partition)] = writer
 
     # -- addressing -----------------------------------------------------------------
     def topic_for(self, aggregate_type: str) -> str:

@@ -89,6 +89,8 @@ class SnapshotPartitionWriter(PartitionWriter):
         self.restored_from = ""
         """``"local"``, ``"topic"``, ``"events"`` (a rebuild) or ``"new"`` once started."""
         self.rebuild_reason: str | None = None
+        self.predecessor: SnapshotPartitionWriter | None = None
+        """A writer of the same partition still ending (set by the grouped store)."""
         self.restored_aggregates = 0
         self.caught_up_events = 0
         self.takeover_seconds = 0.0
@@ -97,12 +99,25 @@ class SnapshotPartitionWriter(PartitionWriter):
 
     def close(self, timeout: float = 30.0) -> None:
         super().close(timeout)
-        if not self._thread.is_alive():
+        if self.stopped:
             self.index.close()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the writer thread has ended (or never started)."""
+        return not self._thread.is_alive()
 
     # -- restore (runs on the writer thread, after fencing) --------------------------
     def restore(self) -> TailRead:
         self._restore_started = time.monotonic()
+        predecessor, self.predecessor = self.predecessor, None
+        if predecessor is not None:
+            # An earlier writer of this partition in this process, released while it was
+            # still catching up: fenced now, it ends after its read; then its file is ours.
+            while not predecessor.stopped:
+                self._check_closing()
+                predecessor._thread.join(0.5)
+            predecessor.index.close()
         sv = self.index.aggregate_cls.snapshot_version
         end = self._events_end()
         local_sv, local_offset = self.index.local_state()
@@ -171,6 +186,7 @@ class SnapshotPartitionWriter(PartitionWriter):
         try:
             consumer.assign([TopicPartition(self.snapshot_topic, self.partition, 0)])
             while True:
+                self._check_closing()
                 messages = consumer.consume(num_messages=_CHUNK, timeout=0.5)
                 for message in messages:
                     error = message.error()
@@ -227,6 +243,7 @@ class SnapshotPartitionWriter(PartitionWriter):
         assert producer is not None
         sv = self.index.aggregate_cls.snapshot_version
         for chunk in self.index.encoded(_CHUNK):
+            self._check_closing()
             producer.begin_transaction()
             for aggregate_id, data in chunk:
                 self._produce_snapshot(producer, aggregate_id, data)
@@ -235,6 +252,10 @@ class SnapshotPartitionWriter(PartitionWriter):
         producer.produce(self.snapshot_topic, encode_meta(sv), META_KEY, partition=self.partition)
         producer.commit_transaction(self.op_timeout)
         log.info("wrote %d snapshots and the completion record of %s", len(self.index), self.where)
+
+    def _check_closing(self) -> None:
+        if self._closing:
+            raise StoreUnavailableError(f"the writer of {self.where} was closed while restoring")
 
     def _consumer(self, purpose: str) -> Consumer:
         return Consumer(
