@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 CLIENT_LOG = logging.getLogger("eventsource.kafka.client")
 """Where librdkafka's own log lines go (instead of stderr)."""
 
+TRANSACTION_LINGER_MS = 100
+"""``linger.ms`` of the writers' transactional producers (at most half the delivery timeout)."""
+
 _FENCING_CODES = frozenset(
     {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 )
@@ -68,10 +71,14 @@ class DeliveryMark:
 
 def new_producer(settings: KafkaSettings, transactional_id: str, timeout: float) -> Producer:
     """A transactional producer that has fenced every older one (raises on failure)."""
+    # commit_transaction() flushes at once whatever linger.ms says, so a long linger costs no
+    # latency; it lets a group commit's records leave as one produce request instead of a
+    # request per millisecond of the produce loop (less CPU in the client and the broker).
+    linger = min(TRANSACTION_LINGER_MS, settings.delivery_timeout_ms // 2)
     producer = Producer(
         settings.transactional_producer_config(
             transactional_id,
-            **{"linger.ms": 1, "allow.auto.create.topics": False, "logger": CLIENT_LOG},
+            **{"linger.ms": linger, "allow.auto.create.topics": False, "logger": CLIENT_LOG},
         )
     )
     try:

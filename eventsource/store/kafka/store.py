@@ -177,6 +177,7 @@ class KafkaEventStore:
         check_append_arguments(aggregate_id, events, expected_version)
         writer = self.writer_for(aggregate_type, aggregate_id)
         handled = self._handled[aggregate_type]
+        encode = self.codec.encode
         for event in events:
             if type(event) not in handled:
                 raise MissingHandlerError(
@@ -187,7 +188,7 @@ class KafkaEventStore:
             aggregate_type=aggregate_type,
             aggregate_id=aggregate_id,
             events=tuple(events),
-            payloads=tuple(self.codec.encode(event) for event in events),
+            payloads=tuple([encode(event) for event in events]),
             event_ids=tuple([new_event_id() for _ in events]),
             expected_version=expected_version,
             correlation_id=correlation_id,
