@@ -84,7 +84,9 @@ class PartitionWriter(RecoveryMixin):
         self.end_offset = 0
         self._producer: Producer | None = None
         self._queue: collections.deque[AppendRequest] = collections.deque()
-        self._cond = threading.Condition()
+        self._mutex = threading.RLock()
+        self._cond = threading.Condition(self._mutex)
+        self._idle = False  # the thread waits for appends (under the lock): submit wakes it
         self._closing = False
         self._ready = threading.Event()
         self._thread = threading.Thread(
@@ -111,12 +113,13 @@ class PartitionWriter(RecoveryMixin):
             self._thread.join(timeout)
 
     def submit(self, request: AppendRequest) -> None:
-        with self._cond:
+        with self._mutex:  # the condition's lock, without Condition's Python-level wrappers
             if self.state != "serving" or self._closing:
                 request.future.set_exception(self._refusal())
                 return
             self._queue.append(request)
-            self._cond.notify()
+            if self._idle:  # while a transaction runs nobody waits: skip the notify
+                self._cond.notify()
 
     def _refusal(self) -> Exception:
         if self.state == "fenced":
@@ -208,7 +211,11 @@ class PartitionWriter(RecoveryMixin):
             while not self._queue:
                 if self._closing or self.state == "fenced":
                     return None
-                self._cond.wait(0.5)
+                self._idle = True
+                try:
+                    self._cond.wait(0.5)
+                finally:
+                    self._idle = False
             batch: list[AppendRequest] = []
             events = 0
             while self._queue and (
