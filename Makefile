@@ -44,7 +44,7 @@ demo: $(STAMP) ## The bank demo: broker, appends, projection into SQLite, balanc
 	$(BIN)/python -m examples.bank.demo
 
 bench: $(STAMP) ## Benchmarks against raw confluent-kafka baselines (ratios printed)
-	$(BIN)/python -m eventsource.testing.services run -- bash -c '$(BIN)/python benchmarks/append.py && $(BIN)/python benchmarks/replay.py'
+	$(BIN)/python -m eventsource.testing.services run -- bash -c '$(BIN)/python benchmarks/append.py && $(BIN)/python benchmarks/replay.py && $(BIN)/python benchmarks/takeover.py'
 
 docs-cli: $(STAMP) ## Regenerate docs/reference/cli.md from the Typer app
 	$(BIN)/python docs/gen_cli_reference.py
