@@ -251,14 +251,19 @@ class RecordMetadata(EventMetadata):
     _raw: dict[str, Any]
     _type: str
 
-    def __init__(self, raw: dict[str, Any]) -> None:
+    def __init__(self, raw: dict[str, Any] | None = None, **fields: Any) -> None:
+        full = None
+        if raw is None:  # dataclasses.replace(meta, ...): the fields are given
+            full = EventMetadata(**fields)
+            raw = {TYPE: full.event_type.encode(), SUBJECT: full.aggregate_id.encode()}
+            raw[SEQUENCE] = str(full.version).encode()
         try:
             kind = raw[TYPE].decode()
         except (AttributeError, ValueError):
             kind = _parse_raw(raw).event_type  # raises, naming the header
         object.__setattr__(self, "_raw", raw)
         object.__setattr__(self, "_type", kind)
-        object.__setattr__(self, "_full", None)
+        object.__setattr__(self, "_full", full)
 
     def parsed(self) -> EventMetadata:
         """The eager metadata (parses and checks every header once)."""

@@ -6,6 +6,7 @@ Batches go to a real SQLite database, with record objects shaped like confluent-
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import threading
 import uuid
@@ -155,6 +156,13 @@ def test_record_metadata_equals_the_eagerly_parsed_metadata() -> None:
     assert lazy == eager and eager == lazy and hash(lazy) == hash(eager)
     assert (lazy.aggregate_id, lazy.version, lazy.time) == ("acc-7", 12, TIME)
     assert pickle.loads(pickle.dumps(lazy)) == eager
+
+
+def test_record_metadata_can_be_copied_with_changes_like_any_event_metadata() -> None:
+    lazy = read_headers(headers("bank.account.MoneyDeposited", "acc-7", 12))
+    changed = dataclasses.replace(lazy, aggregate_id="acc-8", version=13)
+    assert changed == dataclasses.replace(lazy.parsed(), aggregate_id="acc-8", version=13)
+    assert (changed.aggregate_id, changed.version, changed.time) == ("acc-8", 13, TIME)
 
 
 def test_a_record_missing_a_required_header_is_refused_before_routing() -> None:
