@@ -5,10 +5,13 @@ Run as a script (``python benchmarks/append.py [--full]``) against the broker in
 same run on the same broker with the same events (``MoneyDeposited``); numbers are reported,
 never asserted. Prints a markdown table.
 
-1. raw: idempotent ``produce`` of fastavro-encoded single-object payloads, keyed by
-   aggregate id, no transactions, no version checks, no headers;
+1. raw (P1, the goal's baseline): idempotent ``produce`` of fastavro-encoded single-object
+   payloads, keyed by aggregate id, no transactions, no version checks, no headers; plus
+   two extra, honest comparisons with the CloudEvents headers every event record carries:
+   from a prebuilt template (like the store's writer) and built per record;
 2. eventsource: ``append_async`` closed loop (N appends outstanding, one per aggregate, each
-   with its expected version) through the 6 partition writers' group commits;
+   with its expected version) through the 6 partition writers' group commits: 1-event
+   commands (the headline) and ``--per-command``-event commands (N / 10 outstanding);
 3. single-append latency (one caller, sequential appends);
 4. aggregate load time with 10k vs 200k (``--full``: 1M) events in the topic, plus the
    catch-up time it takes the store to start on that topic.
@@ -29,6 +32,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import fastavro
 from confluent_kafka import Producer
@@ -50,6 +54,7 @@ ACCOUNT = Account.aggregate_type
 PARTITIONS = 6
 CODEC = EventCodec.for_events(Account.event_types())
 DEPOSIT = MoneyDeposited(amount=Decimal("12.50"))
+Headers = list[tuple[str, str | bytes | None]]
 
 
 def raw_loop(
@@ -97,7 +102,10 @@ def raw_loop(
         while True:
             try:
                 producer.produce(
-                    topic, out.getvalue(), keys[i % aggregates], headers=record_headers
+                    topic,
+                    out.getvalue(),
+                    keys[i % aggregates],
+                    headers=cast(Headers | None, record_headers),
                 )
                 break
             except BufferError:
@@ -176,7 +184,7 @@ def seed(settings: KafkaSettings, topic: str, events: int, aggregates: int) -> N
                     topic,
                     opened if first else deposit,
                     f"acc-{n}".encode(),
-                    headers=build_headers(meta, source="/bench/seed"),
+                    headers=cast(Headers, build_headers(meta, source="/bench/seed")),
                     # the store's partitioner, so each aggregate lives where the store looks
                     partition=store_partition(f"acc-{n}"),
                 )
