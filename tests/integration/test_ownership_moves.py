@@ -35,15 +35,25 @@ def member(settings: KafkaSettings, prefix: str, name: str, root: Path) -> Group
 
 def settle(*stores: GroupedKafkaEventStore, timeout: float = 60) -> None:
     """Until the stores own every partition between them, each once, each some, all serving."""
+    # The assignment must also hold still for a moment: cooperative rebalancing can take more
+    # than one round, and on a loaded machine a round may follow a seemingly settled state.
     deadline = time.monotonic() + timeout
+    stable_since: float | None = None
+    previous: list[tuple[str, int]] = []
     while time.monotonic() < deadline:
         owned = [p for s in stores for p in s.owned]
-        if (
+        settled = (
             len(owned) == len(set(owned)) == PARTITIONS
             and all(s.owned for s in stores)
             and all(s.wait_serving(10) for s in stores)
-        ):
-            return
+        )
+        if settled and sorted(owned) == previous and stable_since is not None:
+            if time.monotonic() - stable_since >= 2.0:
+                return
+        elif settled:
+            stable_since, previous = time.monotonic(), sorted(owned)
+        else:
+            stable_since = None
         time.sleep(0.5)
     raise AssertionError(f"no settled assignment: {[sorted(s.owned) for s in stores]}")
 
