@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 
@@ -140,3 +142,37 @@ def test_a_rejected_request_does_not_affect_the_requests_queued_with_it(
     outcomes = [type(f.exception(timeout=30)).__name__ for f in futures]
     assert outcomes == ["NoneType", "ConcurrencyError", "NoneType", "NoneType"]
     assert (store.version(ACCOUNT, "acc-1"), store.version(ACCOUNT, "acc-2")) == (2, 1)
+
+
+def test_a_request_that_lost_only_to_an_aborted_request_of_its_batch_is_judged_again(
+    store: KafkaEventStore,
+) -> None:
+    # Two appends at the same expected version land in one group commit. The first wins the
+    # in-batch check, but its transaction aborts: the second must not be told it lost to a
+    # version that never existed; it is checked again against the topic and succeeds.
+    writer = store.writer_for(ACCOUNT, "acc-2")
+    release = threading.Event()
+    calls: list[int] = []
+
+    def hook(stage: str) -> None:
+        if stage != "before_commit":
+            return
+        calls.append(1)
+        if len(calls) == 1:
+            assert release.wait(30), "the test never released the first transaction"
+        elif len(calls) == 2:
+            raise RuntimeError("injected: the batch's winner aborts")
+
+    writer.fault_hook = hook
+    blocker = store.append_async(ACCOUNT, "acc-2-blocker", [AccountOpened(owner="B")], 0)
+    while not calls:  # the first transaction is inside the hook: later appends queue up
+        time.sleep(0.01)
+    winner = store.append_async(ACCOUNT, "acc-2", [AccountOpened(owner="first")], 0)
+    loser = store.append_async(ACCOUNT, "acc-2", [AccountOpened(owner="second")], 0)
+    release.set()
+
+    assert blocker.result(30).version == 1
+    with pytest.raises(StoreUnavailableError, match="nothing was written"):
+        winner.result(30)
+    assert loser.result(30).version == 1
+    assert store.load(Account, "acc-2").owner == "second"

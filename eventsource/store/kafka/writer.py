@@ -5,7 +5,9 @@ One thread per partition owns a transactional producer whose ``transactional.id`
 writer of the partition. Appends queue up; the thread takes everything queued (up to
 ``max_batch_events``) into one transaction — a group commit — after checking each request's
 expected version against the index plus the versions earlier requests of the same batch
-will create. Mismatches fail at once with ``ConcurrencyError`` and write nothing.
+will create. Mismatches fail with ``ConcurrencyError`` and write nothing; a request that
+lost only to an earlier request of the same batch learns its answer after that batch's
+outcome, so the version its error names really exists.
 
 Failure rules (``docs/concepts/write-path.md``):
 
@@ -238,20 +240,36 @@ class PartitionWriter(RecoveryMixin):
     # -- one group commit -----------------------------------------------------------
     def _process(self, batch: list[AppendRequest]) -> None:
         accepted: list[AppendRequest] = []
-        tentative = self.index.versions([r.aggregate_id for r in batch])
+        # A request that loses only to an earlier request of this same batch waits for the
+        # batch's outcome: if that transaction does not commit, the loser's expected
+        # version may be right after all, and a ConcurrencyError would name a version that
+        # never existed.
+        deferred: list[AppendRequest] = []
+        committed = self.index.versions([r.aggregate_id for r in batch])
+        tentative = dict(committed)
         for request in batch:
             current = tentative[request.aggregate_id]
             expected = request.expected_version
             if expected != ANY and expected != current:
-                request.future.set_exception(
-                    ConcurrencyError(request.aggregate_id, expected, current)
-                )
+                if current != committed[request.aggregate_id]:
+                    deferred.append(request)
+                else:
+                    request.future.set_exception(
+                        ConcurrencyError(request.aggregate_id, expected, current)
+                    )
                 continue
             request.base_version = current
             tentative[request.aggregate_id] = current + len(request.events)
             accepted.append(request)
         if accepted:
             self._transact(accepted)
+        if not deferred:
+            return
+        if self.state == "serving":
+            self._process(deferred)  # checked again against what the topic now holds
+        else:
+            for request in deferred:
+                request.future.set_exception(self._refusal())
 
     def _transact(self, accepted: list[AppendRequest]) -> None:
         producer = self._producer
