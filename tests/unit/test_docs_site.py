@@ -1,4 +1,4 @@
-"""The documentation site builds with --strict: every page in the nav exists, every link resolves."""
+"""The documentation site builds with --strict: every nav page exists, every link resolves."""
 
 from __future__ import annotations
 
