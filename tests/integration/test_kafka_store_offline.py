@@ -16,8 +16,9 @@ from eventsource.errors import StoreUnavailableError, UncertainCommitError
 from eventsource.kafka.broker_process import free_port
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
+from eventsource.store.kafka.ids import new_event_id
 from eventsource.store.kafka.index import VersionIndex
-from eventsource.store.kafka.store import _new_event_id, wait_for
+from eventsource.store.kafka.served import wait_for
 from eventsource.store.port import AppendResult
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 
@@ -63,7 +64,7 @@ def test_the_index_hands_out_deep_copies_and_folds_batches_in_order() -> None:
 
 
 def test_event_ids_are_distinct_random_version_4_uuids() -> None:
-    ids = [_new_event_id() for _ in range(5000)]
+    ids = [new_event_id() for _ in range(5000)]
     parsed = [uuid.UUID(i) for i in ids]
     assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in parsed)
     assert [str(u) for u in parsed] == ids

@@ -29,7 +29,6 @@ from typing import TypeVar
 from eventsource.codec import EventCodec
 from eventsource.domain import Aggregate, Event
 from eventsource.errors import (
-    AggregateNotFoundError,
     ConfigurationError,
     MissingHandlerError,
     NotOwnerError,
@@ -38,11 +37,12 @@ from eventsource.errors import (
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, ensure_topic
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.group_store_futures import fenced_as_not_owner
+from eventsource.store.kafka.ids import new_event_id
 from eventsource.store.kafka.ownership import OwnerDirectory, PartitionOwnership
 from eventsource.store.kafka.request import AppendRequest
+from eventsource.store.kafka.served import ServedByWriters
 from eventsource.store.kafka.snapshots import SNAPSHOTS_TOPIC_CONFIG, snapshots_topic
 from eventsource.store.kafka.snapshots_writer import SnapshotPartitionWriter
-from eventsource.store.kafka.store import _new_event_id, wait_for
 from eventsource.store.partitioner import partition_for_id
 from eventsource.store.port import AppendResult, check_append_arguments, events_topic
 
@@ -54,7 +54,7 @@ _MEMBER = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _MEMBER_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 
-class GroupedKafkaEventStore:
+class GroupedKafkaEventStore(ServedByWriters):
     """:class:`~eventsource.store.port.EventStore` serving the partitions this member owns.
 
     ``member`` names this process in the group (and in ``NotOwnerError``\\ s); give each
@@ -271,7 +271,7 @@ class GroupedKafkaEventStore:
             aggregate_id=aggregate_id,
             events=tuple(events),
             payloads=tuple(self.codec.encode(event) for event in events),
-            event_ids=tuple(_new_event_id() for _ in events),
+            event_ids=tuple(new_event_id() for _ in events),
             expected_version=expected_version,
             time=datetime.now(UTC),
             correlation_id=correlation_id,
@@ -279,46 +279,6 @@ class GroupedKafkaEventStore:
         )
         writer.submit(request)
         return fenced_as_not_owner(request.future, writer.where, self.member)
-
-    def append(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-        timeout: float | None = None,
-    ) -> AppendResult:
-        future = self.append_async(
-            aggregate_type,
-            aggregate_id,
-            events,
-            expected_version,
-            correlation_id=correlation_id,
-            causation_id=causation_id,
-        )
-        return wait_for(future, aggregate_id, self.append_timeout if timeout is None else timeout)
-
-    def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:
-        writer = self._serving(aggregate_cls.aggregate_type, aggregate_id)
-        if writer.index.aggregate_cls is not aggregate_cls:
-            raise ConfigurationError(
-                f"the store folds {aggregate_cls.aggregate_type!r} as "
-                f"{writer.index.aggregate_cls.__qualname__}, not {aggregate_cls.__qualname__}"
-            )
-        state = writer.index.snapshot(aggregate_id)
-        if state is None:
-            raise AggregateNotFoundError(
-                f"{aggregate_cls.aggregate_type} {aggregate_id!r} has no events on "
-                f"{writer.where}: create it as a new aggregate (expected version 0)"
-            )
-        assert isinstance(state, aggregate_cls)
-        return state
-
-    def version(self, aggregate_type: str, aggregate_id: str) -> int:
-        return self._serving(aggregate_type, aggregate_id).index.version(aggregate_id)
 
     def _serving(self, aggregate_type: str, aggregate_id: str) -> SnapshotPartitionWriter:
         writer = self.writer_for(aggregate_type, aggregate_id)

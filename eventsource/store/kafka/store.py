@@ -7,7 +7,6 @@ has fenced older writers and caught up; only then are appends and loads served.
 
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from functools import lru_cache
@@ -17,16 +16,15 @@ from typing import TypeVar
 from eventsource.codec import EventCodec
 from eventsource.domain import Aggregate, Event
 from eventsource.errors import (
-    AggregateNotFoundError,
     ConfigurationError,
     MissingHandlerError,
     StoreUnavailableError,
-    UncertainCommitError,
 )
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, ensure_topic
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.ids import new_event_id
 from eventsource.store.kafka.request import AppendRequest
+from eventsource.store.kafka.served import ServedByWriters
 from eventsource.store.kafka.writer import PartitionWriter
 from eventsource.store.partitioner import partition_for_id
 from eventsource.store.port import AppendResult, check_append_arguments, events_topic
@@ -36,7 +34,7 @@ __all__ = ["KafkaEventStore"]
 A = TypeVar("A", bound=Aggregate)
 
 
-class KafkaEventStore:
+class KafkaEventStore(ServedByWriters):
     """:class:`~eventsource.store.port.EventStore` on Kafka, single writer per partition.
 
     ``append_timeout`` (seconds) bounds every append; it defaults to twice the settings'
@@ -197,68 +195,10 @@ class KafkaEventStore:
         writer.submit(request)
         return request.future
 
-    def append(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-        timeout: float | None = None,
-    ) -> AppendResult:
-        future = self.append_async(
-            aggregate_type,
-            aggregate_id,
-            events,
-            expected_version,
-            correlation_id=correlation_id,
-            causation_id=causation_id,
-        )
-        return wait_for(future, aggregate_id, self.append_timeout if timeout is None else timeout)
-
-    def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:
-        writer = self.writer_for(aggregate_cls.aggregate_type, aggregate_id)
-        if writer.index.aggregate_cls is not aggregate_cls:
-            raise ConfigurationError(
-                f"the store folds {aggregate_cls.aggregate_type!r} as "
-                f"{writer.index.aggregate_cls.__qualname__}, not {aggregate_cls.__qualname__}"
-            )
-        writer.check_serving_reads()
-        state = writer.index.snapshot(aggregate_id)
-        if state is None:
-            raise AggregateNotFoundError(
-                f"{aggregate_cls.aggregate_type} {aggregate_id!r} has no events on "
-                f"{writer.where}: create it as a new aggregate (expected version 0)"
-            )
-        assert isinstance(state, aggregate_cls)
-        return state
-
-    def version(self, aggregate_type: str, aggregate_id: str) -> int:
+    def _serving(self, aggregate_type: str, aggregate_id: str) -> PartitionWriter:
         writer = self.writer_for(aggregate_type, aggregate_id)
         writer.check_serving_reads()
-        return writer.index.version(aggregate_id)
+        return writer
 
 
 _partition = lru_cache(maxsize=1 << 16)(partition_for_id)
-
-
-def wait_for(future: Future[AppendResult], aggregate_id: str, timeout: float) -> AppendResult:
-    """The append's result; a timeout tells whether anything can have been written."""
-    try:
-        return future.result(timeout)
-    except concurrent.futures.TimeoutError:
-        if future.cancel():
-            raise StoreUnavailableError(
-                f"the append to {aggregate_id!r} did not start within {timeout:.0f}s (the "
-                "writer is busy or reconnecting); it was cancelled, nothing was written: retry"
-            ) from None
-        raise UncertainCommitError(
-            f"the append to {aggregate_id!r} did not finish within {timeout:.0f}s and may "
-            "still commit: reload the aggregate (its version tells) before retrying"
-        ) from None
-
-
-_new_event_id = new_event_id
-"""A version 4 UUID string for a new event (see :mod:`eventsource.store.kafka.ids`)."""
