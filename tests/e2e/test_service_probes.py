@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from eventsource.kafka.config import KafkaSettings
 from tests.e2e.conftest import BALANCES, Cli, Service, read_balances, wait_for
@@ -67,6 +68,12 @@ def test_readyz_flips_when_the_database_becomes_usable_and_the_runner_catches_up
 
 
 @pytest.mark.postgres
+def unreachable_database(url: str) -> str:
+    """The same URL, password included, pointing at a port where nothing listens."""
+    moved = make_url(url).set(host="127.0.0.1", port=1, query={})
+    return moved.render_as_string(hide_password=False)
+
+
 def test_passwords_in_settings_never_reach_logs_or_error_output(
     cli: Cli,
     service: Callable[..., Service],
@@ -90,7 +97,7 @@ def test_passwords_in_settings_never_reach_logs_or_error_output(
     where = ["--name", pname, "-t", topic, *secrets]
     failing = [
         cli("topics", "describe", topic, "--timeout", "1", *secrets, "-b", "127.0.0.1:1"),
-        cli("status", BALANCES, *where, "-d", db.replace("5433", "1")),
+        cli("status", BALANCES, *where, "-d", unreachable_database(db)),
         cli("topics", "describe", "x", "--timeout", "1", *secrets, "-X", "no-equals-sign"),
         cli("run", BALANCES, "-d", db, *secrets, "--log-level", "loud"),
     ]
