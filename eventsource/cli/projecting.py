@@ -53,6 +53,11 @@ VersionOpt = Annotated[
         "--projection-version", min=1, help="Override the projection's version.", show_default=False
     ),
 ]
+BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Records per transaction.")]
+TimeoutOpt = Annotated[float, typer.Option(help="Give up after this many seconds.")]
+ProgressOpt = Annotated[
+    bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")
+]
 
 
 def load_projection(

@@ -18,8 +18,11 @@ from eventsource.cli.common import (
     load_settings,
 )
 from eventsource.cli.projecting import (
+    BatchSizeOpt,
     NameOpt,
+    ProgressOpt,
     ProjectionArg,
+    TimeoutOpt,
     TopicsOpt,
     VersionOpt,
     load_projection,
@@ -121,11 +124,9 @@ def replay(
             help="Keep the tables and only move the checkpoints (idempotent handlers only).",
         ),
     ] = False,
-    batch_size: Annotated[int, typer.Option(min=1, help="Records per transaction.")] = 5000,
-    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 3600.0,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")
-    ] = True,
+    batch_size: BatchSizeOpt = 5000,
+    timeout: TimeoutOpt = 3600.0,
+    progress: ProgressOpt = True,
     name: NameOpt = None,
     version: VersionOpt = None,
     topic: TopicsOpt = None,
@@ -196,11 +197,9 @@ def rebuild(
     restart: Annotated[
         bool, typer.Option("--restart", help="Empty the new version's tables first.")
     ] = False,
-    batch_size: Annotated[int, typer.Option(min=1, help="Records per transaction.")] = 5000,
-    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 3600.0,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")
-    ] = True,
+    batch_size: BatchSizeOpt = 5000,
+    timeout: TimeoutOpt = 3600.0,
+    progress: ProgressOpt = True,
     name: NameOpt = None,
     topic: TopicsOpt = None,
     database_url: DatabaseOpt = None,
