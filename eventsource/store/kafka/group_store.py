@@ -21,7 +21,6 @@ import socket
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -30,16 +29,13 @@ from eventsource.codec import EventCodec
 from eventsource.domain import Aggregate, Event
 from eventsource.errors import (
     ConfigurationError,
-    MissingHandlerError,
     NotOwnerError,
     StoreUnavailableError,
 )
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, ensure_topic
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.group_store_futures import fenced_as_not_owner
-from eventsource.store.kafka.ids import new_event_id
 from eventsource.store.kafka.ownership import OwnerDirectory, PartitionOwnership
-from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.kafka.served import ServedByWriters
 from eventsource.store.kafka.snapshots import SNAPSHOTS_TOPIC_CONFIG, snapshots_topic
 from eventsource.store.kafka.snapshots_writer import SnapshotPartitionWriter
@@ -259,25 +255,15 @@ class GroupedKafkaEventStore(ServedByWriters):
         """Queue an append at the local owner; ``NotOwnerError`` if this is not the owner."""
         check_append_arguments(aggregate_id, events, expected_version)
         writer = self.writer_for(aggregate_type, aggregate_id)
-        handled = self._handled[aggregate_type]
-        for event in events:
-            if type(event) not in handled:
-                raise MissingHandlerError(
-                    f"{writer.index.aggregate_cls.__name__} has no @apply handler for "
-                    f"{type(event).__name__}; nothing was written to {aggregate_id!r}"
-                )
-        request = AppendRequest(
-            aggregate_type=aggregate_type,
-            aggregate_id=aggregate_id,
-            events=tuple(events),
-            payloads=tuple(self.codec.encode(event) for event in events),
-            event_ids=tuple(new_event_id() for _ in events),
-            expected_version=expected_version,
-            time=datetime.now(UTC),
-            correlation_id=correlation_id,
-            causation_id=causation_id,
+        request = self._submit(
+            writer,
+            aggregate_type,
+            aggregate_id,
+            events,
+            expected_version,
+            correlation_id,
+            causation_id,
         )
-        writer.submit(request)
         return fenced_as_not_owner(request.future, writer.where, self.member)
 
     def _serving(self, aggregate_type: str, aggregate_id: str) -> SnapshotPartitionWriter:

@@ -13,13 +13,17 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TypeVar
 
+from eventsource.codec import EventCodec
 from eventsource.domain import Aggregate, Event
 from eventsource.errors import (
     AggregateNotFoundError,
     ConfigurationError,
+    MissingHandlerError,
     StoreUnavailableError,
     UncertainCommitError,
 )
+from eventsource.store.kafka.ids import new_event_id
+from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.kafka.writer import PartitionWriter
 from eventsource.store.port import AppendResult
 
@@ -32,6 +36,8 @@ class ServedByWriters:
     """``append`` / ``load`` / ``version`` in terms of ``append_async`` and ``_serving``."""
 
     append_timeout: float
+    codec: EventCodec
+    _handled: dict[str, frozenset[type[Event]]]
 
     def append_async(
         self,
@@ -48,6 +54,38 @@ class ServedByWriters:
     def _serving(self, aggregate_type: str, aggregate_id: str) -> PartitionWriter:
         """The writer that may serve reads of this aggregate now, or a typed refusal."""
         raise NotImplementedError
+
+    def _submit(
+        self,
+        writer: PartitionWriter,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        correlation_id: str | None,
+        causation_id: str | None,
+    ) -> AppendRequest:
+        """Check the event types, encode and queue one append; the request's future tells."""
+        handled = self._handled[aggregate_type]
+        encode = self.codec.encode
+        for event in events:
+            if type(event) not in handled:
+                raise MissingHandlerError(
+                    f"{writer.index.aggregate_cls.__name__} has no @apply handler for "
+                    f"{type(event).__name__}; nothing was written to {aggregate_id!r}"
+                )
+        request = AppendRequest(
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            events=tuple(events),
+            payloads=tuple([encode(event) for event in events]),
+            event_ids=tuple([new_event_id() for _ in events]),
+            expected_version=expected_version,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
+        writer.submit(request)
+        return request
 
     def append(
         self,

@@ -17,13 +17,10 @@ from eventsource.codec import EventCodec
 from eventsource.domain import Aggregate, Event
 from eventsource.errors import (
     ConfigurationError,
-    MissingHandlerError,
     StoreUnavailableError,
 )
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, ensure_topic
 from eventsource.kafka.config import KafkaSettings
-from eventsource.store.kafka.ids import new_event_id
-from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.kafka.served import ServedByWriters
 from eventsource.store.kafka.writer import PartitionWriter
 from eventsource.store.partitioner import partition_for_id
@@ -174,25 +171,15 @@ class KafkaEventStore(ServedByWriters):
         """Queue an append; the future resolves after the group commit that holds it."""
         check_append_arguments(aggregate_id, events, expected_version)
         writer = self.writer_for(aggregate_type, aggregate_id)
-        handled = self._handled[aggregate_type]
-        encode = self.codec.encode
-        for event in events:
-            if type(event) not in handled:
-                raise MissingHandlerError(
-                    f"{writer.index.aggregate_cls.__name__} has no @apply handler for "
-                    f"{type(event).__name__}; nothing was written to {aggregate_id!r}"
-                )
-        request = AppendRequest(
-            aggregate_type=aggregate_type,
-            aggregate_id=aggregate_id,
-            events=tuple(events),
-            payloads=tuple([encode(event) for event in events]),
-            event_ids=tuple([new_event_id() for _ in events]),
-            expected_version=expected_version,
-            correlation_id=correlation_id,
-            causation_id=causation_id,
+        request = self._submit(
+            writer,
+            aggregate_type,
+            aggregate_id,
+            events,
+            expected_version,
+            correlation_id,
+            causation_id,
         )
-        writer.submit(request)
         return request.future
 
     def _serving(self, aggregate_type: str, aggregate_id: str) -> PartitionWriter:
