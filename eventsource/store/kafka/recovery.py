@@ -70,6 +70,8 @@ class RecoveringWriter(Protocol):
 
     def fail_queued(self) -> None: ...
 
+    def fault(self, stage: str) -> None: ...
+
     def set_state(self, state: WriterState) -> None: ...
 
     def close_producer(self) -> None: ...
@@ -235,13 +237,16 @@ class CommitRecovery:
     def _reconnect(self, deadline: float | None) -> str:
         pause = 0.2
         while True:
-            if self.writer.closing:
+            if self.writer.closing:  # released: never fence the partition's new owner
                 return "closing"
             self.writer.fail_queued()
             remaining = self.writer.op_timeout if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 return "timeout"
             try:
+                self.writer.fault("before_init")
+                if self.writer.closing:
+                    return "closing"
                 self.writer.producer = self.writer.new_producer(
                     min(self.writer.op_timeout, remaining)
                 )

@@ -53,8 +53,12 @@ __all__ = ["FaultHook", "PartitionWriter"]
 log = logging.getLogger(__name__)
 
 FaultHook = Callable[[str], None]
-"""Test hook called at ``"before_commit"``, ``"commit"`` (instead of committing, if it
-raises) and ``"after_commit"``; an exception it raises is handled like a Kafka failure."""
+"""Test hook called at ``"before_init"`` (before every ``init_transactions``),
+``"before_commit"``, ``"commit"`` (instead of committing, if it raises) and
+``"after_commit"``; an exception it raises is handled like a Kafka failure."""
+
+_DOWN = (WriterState.FENCED, WriterState.FAILED)
+_PASSING = (WriterState.STARTING, WriterState.RECOVERING)
 
 
 class PartitionWriter:
@@ -95,6 +99,11 @@ class PartitionWriter:
         self.closing = False
         """Set by ``close()``: the writer takes nothing new and never fences again."""
         self.recovery = CommitRecovery(self)
+        self.served = False
+        """Whether the writer reached ``SERVING`` (it may have stopped since)."""
+        self.on_down: Callable[[PartitionWriter], None] | None = None
+        """Called on the writer thread when it stops fenced or failed without being closed
+        (the grouped store retries the partition or gives it up)."""
         self._ready = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"eventsource-writer-{topic}-{partition}", daemon=True
@@ -149,6 +158,21 @@ class PartitionWriter:
 
     def _run(self) -> None:
         try:
+            self._start()
+        finally:
+            down = self.on_down
+            if down is not None and not self.closing and self.state in _DOWN:
+                down(self)
+
+    def _start(self) -> None:
+        try:
+            # A writer released before it got here must not fence the partition's new owner.
+            self.fault("before_init")
+            if self.closing:
+                raise StoreUnavailableError(
+                    f"the writer of {self.where} was closed before it fenced older writers",
+                    retriable=False,
+                )
             self.producer = self.new_producer(self.op_timeout * 2)
             tail = read_partition(
                 self.settings,
@@ -163,10 +187,11 @@ class PartitionWriter:
             self.caught_up(tail)
         except BaseException as exc:  # reported to start(); the thread ends here
             self.start_error = exc
-            self.set_state(WriterState.FAILED)
+            self.set_state(WriterState.CLOSED if self.closing else WriterState.FAILED)
             self.close_producer()
             self._ready.set()
             return
+        self.served = True
         self.set_state(WriterState.SERVING)
         self._ready.set()
         try:
@@ -177,7 +202,7 @@ class PartitionWriter:
                     self._crash(batch, exc)
                     return
         finally:
-            if self.state not in (WriterState.FENCED, WriterState.FAILED):
+            if self.state not in _DOWN:
                 self.set_state(WriterState.CLOSED)
             self.fail_queued()
             self.close_producer()
@@ -205,13 +230,36 @@ class PartitionWriter:
                 )
 
     def check_serving_reads(self) -> None:
-        """Loads are served from the index unless the writer was fenced or has failed."""
-        if self.state in (WriterState.FENCED, WriterState.FAILED):
-            raise self._refusal()
+        """Reads are served from the index only while the writer serves.
+
+        While it recovers (a commit's outcome being established) or starts, a read waits
+        up to ``options.read_wait`` seconds for it to serve, then fails with the
+        retriable ``StoreUnavailableError``: it never sees the index before an uncertain
+        batch, or half of a multi-event append being re-read.
+        """
+        if self.state is WriterState.SERVING:  # the common case: no lock
+            return
+        state = self._settled_state(self.options.read_wait)
+        if state is WriterState.SERVING:
+            return
+        if state in _PASSING:
+            raise StoreUnavailableError(
+                f"the writer of {self.where} is {state} (establishing the outcome of a "
+                f"commit, or catching up) and did not serve within {self.options.read_wait:g}s;"
+                " nothing was read: retry shortly"
+            )
+        raise self._refusal()
+
+    def _settled_state(self, timeout: float) -> WriterState:
+        """The state once not starting or recovering, or after ``timeout`` seconds."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.state not in _PASSING or self.closing, timeout)
+            return self.state
 
     def set_state(self, state: WriterState) -> None:
         with self._cond:
             self.state = state
+            self._cond.notify_all()
 
     def _take_batch(self) -> list[AppendRequest] | None:
         with self._cond:
@@ -285,15 +333,15 @@ class PartitionWriter:
             self._produce(producer, accepted, first, last)
             if self.fault_hook is not None:
                 producer.flush(self.op_timeout)  # let the records reach the log first
-                self._fault("before_commit")
+                self.fault("before_commit")
         except Exception as exc:
             self.recovery.fail_uncommitted(accepted, exc)
             return
         try:
-            self._fault("commit")
+            self.fault("commit")
             # commit_transaction flushes first; a failed record makes it raise.
             producer.commit_transaction(self.op_timeout)
-            self._fault("after_commit")
+            self.fault("after_commit")
         except Exception as exc:
             self.recovery.commit_failed(accepted, exc)
             return
@@ -392,7 +440,7 @@ class PartitionWriter:
             positions = tuple([Position(topic, partition, o) for o in request.offsets])
             request.future.set_result(AppendResult(request.aggregate_id, version, positions))
 
-    def _fault(self, stage: str) -> None:
+    def fault(self, stage: str) -> None:
         if self.fault_hook is not None:
             self.fault_hook(stage)
 

@@ -93,6 +93,8 @@ class PartitionOwnership:
         )
         self._owned: set[tuple[str, int]] = set()
         self._stop = threading.Event()
+        self._rejoin = threading.Event()
+        self._rejoin_after = 0.0
         self._joined = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"ownership-{member}", daemon=True)
         self.error: BaseException | None = None
@@ -118,7 +120,27 @@ class PartitionOwnership:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(60)
 
+    def rejoin(self, after: float) -> None:
+        """Leave the group (revoking every partition) and join it again ``after`` seconds
+        later: meanwhile the group gives the partitions to the other members."""
+        self._rejoin_after = after
+        self._rejoin.set()
+
     def _run(self) -> None:
+        while not self._stop.is_set():
+            self._member_once()
+            if not self._rejoin.is_set() or self.error is not None:
+                return
+            log.warning(
+                "writer %s left group %s; it rejoins in %.0fs",
+                self.member,
+                self.group_id,
+                self._rejoin_after,
+            )
+            self._stop.wait(self._rejoin_after)
+            self._rejoin.clear()
+
+    def _member_once(self) -> None:
         consumer = Consumer(self._config)
         try:
             consumer.subscribe(
@@ -127,7 +149,7 @@ class PartitionOwnership:
                 on_revoke=self._revoked,
                 on_lost=self._revoked,
             )
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not self._rejoin.is_set():
                 message = consumer.poll(0.2)
                 if message is not None and message.error() is not None:
                     log.warning("writer %s: %s", self.member, message.error())
