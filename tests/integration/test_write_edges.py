@@ -281,7 +281,7 @@ def test_a_writer_released_before_it_fenced_never_fences_the_partitions_new_owne
         released = [w for w in held if (w.topic, w.partition) == moved]
         assert released, "the first member had a writer of the moved partition"
         gate.set()  # the released writer goes on: it must not run init_transactions
-        wait_until(lambda: all(not w._thread.is_alive() for w in released), 60, "it ended")
+        wait_until(lambda: all(w.stopped for w in released), 60, "it ended")
         assert second.append(ACCOUNT, aggregate, [OPENED], 0).version == 1
         assert second.writer_for(ACCOUNT, aggregate) is new_writer
         assert new_writer.state is WriterState.SERVING

@@ -61,7 +61,9 @@ class RecoveringWriter(Protocol):
     end_offset: int
     transactional_id: str
     producer: Producer | None
-    closing: bool
+
+    @property
+    def closing(self) -> bool: ...
 
     @property
     def where(self) -> str: ...

@@ -40,6 +40,7 @@ from eventsource.errors import (
     UncertainCommitError,
 )
 from eventsource.kafka.config import KafkaSettings
+from eventsource.lifecycle import ServiceThread
 from eventsource.store.kafka.catchup import TailRead, read_partition
 from eventsource.store.kafka.index import VersionIndex
 from eventsource.store.kafka.options import WriterOptions, WriterState
@@ -61,7 +62,7 @@ _DOWN = (WriterState.FENCED, WriterState.FAILED)
 _PASSING = (WriterState.STARTING, WriterState.RECOVERING)
 
 
-class PartitionWriter:
+class PartitionWriter(ServiceThread):
     """Single writer of ``topic[partition]``: catch-up, then group-committed appends.
 
     ``options`` must be resolved (:meth:`WriterOptions.resolved`); the stores do that.
@@ -76,6 +77,7 @@ class PartitionWriter:
         codec: EventCodec,
         options: WriterOptions,
     ) -> None:
+        super().__init__(f"eventsource-writer-{topic}-{partition}")
         self.settings = settings
         self.topic = topic
         self.partition = partition
@@ -89,44 +91,41 @@ class PartitionWriter:
         self._templates: dict[type[Event], HeaderTemplate] = {}
         self.op_timeout = settings.delivery_timeout_ms / 1000
         self.state = WriterState.STARTING
-        self.start_error: BaseException | None = None
         self.end_offset = 0
         self.producer: Producer | None = None
         self._queue: collections.deque[AppendRequest] = collections.deque()
         self._mutex = threading.RLock()
         self._cond = threading.Condition(self._mutex)
         self._idle = False  # the thread waits for appends (under the lock): submit wakes it
-        self.closing = False
-        """Set by ``close()``: the writer takes nothing new and never fences again."""
         self.recovery = CommitRecovery(self)
         self.served = False
         """Whether the writer reached ``SERVING`` (it may have stopped since)."""
         self.on_down: Callable[[PartitionWriter], None] | None = None
         """Called on the writer thread when it stops fenced or failed without being closed
         (the grouped store retries the partition or gives it up)."""
-        self._ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"eventsource-writer-{topic}-{partition}", daemon=True
-        )
 
     @property
     def where(self) -> str:
         return f"{self.topic}[{self.partition}]"
 
-    # -- lifecycle ------------------------------------------------------------------
+    # -- lifecycle (ServiceThread: close() finishes what is queued, then stops) --------
     def start(self) -> None:
-        self._thread.start()
+        """Fence older writers and catch up on the writer thread (see ``wait_ready``)."""
+        self.start_thread()
 
-    def wait_ready(self, timeout: float) -> bool:
-        return self._ready.wait(timeout)
+    @property
+    def closing(self) -> bool:
+        """Set by ``close()``: the writer takes nothing new and never fences again."""
+        return self.stopping
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Finish what is queued, then stop and release the producer."""
+    @property
+    def stopped(self) -> bool:
+        """Whether the writer thread has ended (or never started)."""
+        return not self.alive
+
+    def _wake(self) -> None:
         with self._cond:
-            self.closing = True
             self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
 
     def submit(self, request: AppendRequest) -> None:
         with self._mutex:  # the condition's lock, without Condition's Python-level wrappers
@@ -156,15 +155,7 @@ class PartitionWriter:
             f"{self.settings.bootstrap_servers}); nothing was written: retry shortly"
         )
 
-    def _run(self) -> None:
-        try:
-            self._start()
-        finally:
-            down = self.on_down
-            if down is not None and not self.closing and self.state in _DOWN:
-                down(self)
-
-    def _start(self) -> None:
+    def _prepare(self) -> None:
         try:
             # A writer released before it got here must not fence the partition's new owner.
             self.fault("before_init")
@@ -185,27 +176,28 @@ class PartitionWriter:
             )
             self.end_offset = tail.end
             self.caught_up(tail)
-        except BaseException as exc:  # reported to start(); the thread ends here
-            self.start_error = exc
+        except BaseException:  # start_error; the thread ends
             self.set_state(WriterState.CLOSED if self.closing else WriterState.FAILED)
-            self.close_producer()
-            self._ready.set()
-            return
+            raise
         self.served = True
         self.set_state(WriterState.SERVING)
-        self._ready.set()
-        try:
-            while (batch := self._take_batch()) is not None:
-                try:
-                    self._process(batch)
-                except Exception as exc:  # a bug, or an @apply handler that raised
-                    self._crash(batch, exc)
-                    return
-        finally:
-            if self.state not in _DOWN:
-                self.set_state(WriterState.CLOSED)
-            self.fail_queued()
-            self.close_producer()
+
+    def _loop(self) -> None:
+        while (batch := self._take_batch()) is not None:
+            try:
+                self._process(batch)
+            except Exception as exc:  # a bug, or an @apply handler that raised
+                self._crash(batch, exc)
+                return
+
+    def _cleanup(self) -> None:
+        if self.state not in _DOWN:
+            self.set_state(WriterState.CLOSED)
+        self.fail_queued()
+        self.close_producer()
+        down = self.on_down
+        if down is not None and not self.closing and self.state in _DOWN:
+            down(self)
 
     def restore(self) -> TailRead:
         """Where catch-up starts (after fencing); a subclass may restore snapshots first."""

@@ -97,11 +97,6 @@ class SnapshotPartitionWriter(PartitionWriter):
         if self.stopped:
             self.index.close()
 
-    @property
-    def stopped(self) -> bool:
-        """Whether the writer thread has ended (or never started)."""
-        return not self._thread.is_alive()
-
     # -- restore (runs on the writer thread, after fencing) --------------------------
     def restore(self) -> TailRead:
         self._restore_started = time.monotonic()
@@ -111,7 +106,7 @@ class SnapshotPartitionWriter(PartitionWriter):
             # still catching up: fenced now, it ends after its read; then its file is ours.
             while not predecessor.stopped:
                 self._check_closing()
-                predecessor._thread.join(0.5)
+                predecessor.join(0.5)
             predecessor.index.close()
         sv = self.index.aggregate_cls.snapshot_version
         end = self._events_end()
