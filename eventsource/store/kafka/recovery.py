@@ -58,6 +58,7 @@ class RecoveringWriter(Protocol):
     codec: EventCodec
     index: VersionIndex[Aggregate]
     op_timeout: float
+    stall_timeout: float
     end_offset: int
     transactional_id: str
     producer: Producer | None
@@ -172,7 +173,7 @@ class CommitRecovery:
                 w.codec,
                 w.index,
                 progress,
-                timeout=max(w.op_timeout, 10.0),
+                timeout=w.stall_timeout,
                 collect_event_ids=True,
             )
         except StoreUnavailableError as read_exc:
@@ -214,7 +215,9 @@ class CommitRecovery:
                         self.writer.codec,
                         self.writer.index,
                         progress,
-                        timeout=max(self.writer.op_timeout, 10.0),
+                        timeout=max(
+                            self.writer.op_timeout, self.writer.settings.catchup_stall_timeout_s
+                        ),
                         collect_event_ids=True,
                     )
                 except StoreUnavailableError as read_exc:

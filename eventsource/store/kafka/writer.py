@@ -24,11 +24,12 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import cast
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from eventsource.codec import EventCodec
 from eventsource.codec.envelope import HeaderTemplate, utc_stamp
@@ -44,7 +45,14 @@ from eventsource.lifecycle import ServiceThread
 from eventsource.store.kafka.catchup import TailRead, read_partition
 from eventsource.store.kafka.index import VersionIndex
 from eventsource.store.kafka.options import WriterOptions, WriterState
-from eventsource.store.kafka.producer import DeliveryMark, dispose, new_producer
+from eventsource.store.kafka.producer import (
+    DeliveryMark,
+    describe,
+    dispose,
+    is_fenced,
+    kafka_error,
+    new_producer,
+)
 from eventsource.store.kafka.recovery import CommitRecovery
 from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.port import ANY, AppendResult
@@ -59,6 +67,15 @@ FaultHook = Callable[[str], None]
 ``"after_commit"``; an exception it raises is handled like a Kafka failure."""
 
 _DOWN = (WriterState.FENCED, WriterState.FAILED)
+_TRANSIENT_INIT = frozenset(
+    {
+        KafkaError._TIMED_OUT,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.CONCURRENT_TRANSACTIONS,
+    }
+)
 _PASSING = (WriterState.STARTING, WriterState.RECOVERING)
 
 
@@ -90,6 +107,8 @@ class PartitionWriter(ServiceThread):
         self.fault_hook: FaultHook | None = None
         self._templates: dict[type[Event], HeaderTemplate] = {}
         self.op_timeout = settings.delivery_timeout_ms / 1000
+        self.stall_timeout = max(self.op_timeout, settings.catchup_stall_timeout_s)
+        """A catch-up or tail re-read that receives nothing for this long fails."""
         self.state = WriterState.STARTING
         self.end_offset = 0
         self.producer: Producer | None = None
@@ -157,14 +176,7 @@ class PartitionWriter(ServiceThread):
 
     def _prepare(self) -> None:
         try:
-            # A writer released before it got here must not fence the partition's new owner.
-            self.fault("before_init")
-            if self.closing:
-                raise StoreUnavailableError(
-                    f"the writer of {self.where} was closed before it fenced older writers",
-                    retriable=False,
-                )
-            self.producer = self.new_producer(self.op_timeout * 2)
+            self.producer = self._fence()
             tail = read_partition(
                 self.settings,
                 self.topic,
@@ -172,7 +184,7 @@ class PartitionWriter(ServiceThread):
                 self.codec,
                 self.index,
                 self.restore(),
-                timeout=max(self.op_timeout, 30.0),
+                timeout=self.stall_timeout,
             )
             self.end_offset = tail.end
             self.caught_up(tail)
@@ -181,6 +193,33 @@ class PartitionWriter(ServiceThread):
             raise
         self.served = True
         self.set_state(WriterState.SERVING)
+
+    def _fence(self) -> Producer:
+        """A producer that fenced older writers; transient coordinator errors are retried."""
+        deadline = time.monotonic() + max(2 * self.op_timeout, self.stall_timeout)
+        pause = 0.2
+        while True:
+            # A writer released before it got here must not fence the partition's new owner.
+            self.fault("before_init")
+            if self.closing:
+                raise StoreUnavailableError(
+                    f"the writer of {self.where} was closed before it fenced older writers",
+                    retriable=False,
+                )
+            try:
+                return self.new_producer(self.op_timeout * 2)
+            except KafkaException as exc:
+                error = kafka_error(exc)
+                transient = (
+                    error is not None
+                    and not is_fenced(exc)
+                    and (error.retriable() or error.code() in _TRANSIENT_INIT)
+                )
+                if not transient or time.monotonic() + pause > deadline:
+                    raise
+                log.warning("fencing on %s failed (%s): retrying", self.where, describe(exc))
+            self._stopping.wait(pause)
+            pause = min(pause * 2, 2.0)
 
     def _loop(self) -> None:
         while (batch := self._take_batch()) is not None:

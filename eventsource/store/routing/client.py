@@ -102,7 +102,7 @@ class RemoteEventStore(ServiceThread):
         super().close(timeout)
         self._replies.fail_all("the client was closed before the reply")
         if self._producer is not None:
-            self._producer.flush(5)
+            self._producer.flush(self.settings.close_timeout_s)
         if self._consumer is not None:
             self._consumer.close()
 

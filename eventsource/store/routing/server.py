@@ -128,12 +128,13 @@ class AppendServer(ServiceThread):
         restart takes its partitions back at once.
         """
         super().close(timeout)
+        drain = self.settings.close_timeout_s
         with self._idle:
             # append_async futures are not the executor's: wait for their replies too.
-            self._idle.wait_for(lambda: self._in_flight == 0, timeout=30)
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=drain)
         self._executor.shutdown(wait=True)
         if self._producer is not None:
-            self._producer.flush(10)
+            self._producer.flush(drain)
 
     def __enter__(self) -> AppendServer:
         return self.start()
@@ -174,7 +175,7 @@ class AppendServer(ServiceThread):
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Start at the end: a request older than this server is never executed.
         for tp in partitions:
-            tp.offset = consumer.get_watermark_offsets(tp, timeout=10)[1]
+            tp.offset = consumer.get_watermark_offsets(tp, timeout=self.settings.admin_timeout_s)[1]
         consumer.assign(partitions)
         log.info("append server %s serves %s", self.server_id, [p.partition for p in partitions])
         self._assigned.set()

@@ -214,7 +214,11 @@ class GroupedKafkaEventStore(ServedByWriters):
         for writer in writers:
             # A serving writer finishes its queued appends; one still restoring has none,
             # and may be stuck in a long catch-up: do not hold the rebalance up for it.
-            writer.close(30.0 if writer.state is WriterState.SERVING else 1.0)
+            writer.close(
+                self.settings.close_timeout_s
+                if writer.state is WriterState.SERVING
+                else self.settings.release_timeout_s
+            )
             if not writer.stopped:
                 with self._lock:  # a later owner in this process waits for it to end
                     self._retiring[(writer.topic, writer.partition)] = writer

@@ -213,6 +213,7 @@ class OwnerDirectory:
     def __init__(self, settings: KafkaSettings, *, max_age: float = 1.0) -> None:
         self.group_id = writers_group(settings.application_id)
         self.max_age = max_age
+        self._timeout = settings.admin_timeout_s
         self._config = settings.admin_config()
         self._admin: AdminClient | None = None  # created on first use
         self._owners: dict[tuple[str, int], Owner] = {}
@@ -240,7 +241,9 @@ class OwnerDirectory:
     def _refresh(self) -> None:
         if self._admin is None:
             self._admin = AdminClient(self._config)
-        futures = self._admin.describe_consumer_groups([self.group_id], request_timeout=10)
+        futures = self._admin.describe_consumer_groups(
+            [self.group_id], request_timeout=self._timeout
+        )
         try:
             group = futures[self.group_id].result()
         except KafkaException as exc:

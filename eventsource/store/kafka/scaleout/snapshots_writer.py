@@ -171,7 +171,7 @@ class SnapshotPartitionWriter(PartitionWriter):
         foreign: set[str] = set()  # aggregates whose latest snapshot is of another version
         rows: list[tuple[str, bytes]] = []
         consumer = self._consumer("snapshots")
-        stall = max(self.op_timeout, 30.0)
+        stall = self.stall_timeout
         deadline = time.monotonic() + stall
         try:
             consumer.assign([TopicPartition(self.snapshot_topic, self.partition, 0)])
