@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar, runtime_checkable
 
 from eventsource.domain import Aggregate, Event, Position
+from eventsource.kafka.names import events_topic
 
 __all__ = ["ANY", "AppendResult", "EventStore", "check_append_arguments", "events_topic"]
 
@@ -67,11 +68,6 @@ class EventStore(Protocol):
     def close(self) -> None:
         """Release resources; later calls fail."""
         ...
-
-
-def events_topic(aggregate_type: str, prefix: str = "") -> str:
-    """The events topic of an aggregate type: ``<prefix><aggregate_type>.events``."""
-    return f"{prefix}{aggregate_type}.events"
 
 
 def check_append_arguments(

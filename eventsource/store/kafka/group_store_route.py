@@ -21,6 +21,7 @@ from eventsource.codec import EventCodec
 from eventsource.domain import Event
 from eventsource.errors import NotOwnerError, StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import member_application_id
 from eventsource.store.kafka.group_store import GroupedKafkaEventStore
 from eventsource.store.kafka.ownership import OwnerDirectory
 from eventsource.store.partitioner import partition_for_id
@@ -34,7 +35,9 @@ T = TypeVar("T")
 
 def member_settings(settings: KafkaSettings, member: str) -> KafkaSettings:
     """The settings whose application id names one member's routing topics."""
-    return settings.model_copy(update={"application_id": f"{settings.application_id}.{member}"})
+    return settings.model_copy(
+        update={"application_id": member_application_id(settings.application_id, member)}
+    )
 
 
 def serve_routing(store: GroupedKafkaEventStore, *, timeout: float = 30.0) -> AppendServer:

@@ -40,6 +40,7 @@ from eventsource.errors import (
     UncertainCommitError,
 )
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import writer_transactional_id
 from eventsource.store.kafka.catchup import TailRead, read_partition
 from eventsource.store.kafka.index import VersionIndex
 from eventsource.store.kafka.producer import DeliveryMark, dispose, new_producer
@@ -76,7 +77,7 @@ class PartitionWriter(RecoveryMixin):
         self.codec = codec
         self.source = source
         self.max_batch_events = max_batch_events
-        self.transactional_id = f"{settings.application_id}.{topic}.{partition}"
+        self.transactional_id = writer_transactional_id(settings.application_id, topic, partition)
         self.index: VersionIndex[Aggregate] = VersionIndex(aggregate_cls)
         self.fault_hook: FaultHook | None = None
         self._templates: dict[type[Event], HeaderTemplate] = {}

@@ -22,6 +22,7 @@ from eventsource.errors import (
     StoreUnavailableError,
 )
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import append_server_group, append_server_instance_id
 from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
 from eventsource.store.routing.ports import EventDecoder, OwnedStore
@@ -80,8 +81,12 @@ class AppendServer:
         self.requests_topic = requests_topic(settings.application_id)
         self.replies_topic = replies_topic(settings.application_id)
         self._request_partitions = request_partitions
-        self.group_id = f"{settings.application_id}.append-server"
-        self.group_instance_id = None if member_id is None else f"{self.group_id}.{member_id}"
+        self.group_id = append_server_group(settings.application_id)
+        self.group_instance_id = (
+            None
+            if member_id is None
+            else append_server_instance_id(settings.application_id, member_id)
+        )
         self._append_async: Callable[..., Future[AppendResult]] | None = getattr(
             store, "append_async", None
         )
