@@ -11,8 +11,8 @@ from sqlalchemy import inspect, select
 
 from eventsource.domain import EventMetadata, Position
 from eventsource.errors import (
-    DatabaseNotFoundError,
     ConfigurationError,
+    DatabaseNotFoundError,
     InvalidIdentifierError,
     ProjectionError,
     ProjectionStoppedError,
