@@ -9,8 +9,9 @@ through that writer are the same, and live here.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
+from types import MappingProxyType
 from typing import TypeVar
 
 from eventsource.codec import EventCodec
@@ -22,6 +23,7 @@ from eventsource.errors import (
     StoreUnavailableError,
     UncertainCommitError,
 )
+from eventsource.store.kafka.admission import check_record_sizes
 from eventsource.store.kafka.ids import new_event_id
 from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.kafka.writer import PartitionWriter
@@ -38,6 +40,8 @@ class ServedByWriters:
     append_timeout: float
     codec: EventCodec
     _handled: dict[str, frozenset[type[Event]]]
+    _record_limits: Mapping[str, int] = MappingProxyType({})
+    """Per events topic, the largest record it takes (set by ``start()``)."""
 
     def append_async(
         self,
@@ -84,6 +88,7 @@ class ServedByWriters:
             correlation_id=correlation_id,
             causation_id=causation_id,
         )
+        check_record_sizes(request, self._record_limits.get(writer.topic), writer.topic)
         writer.submit(request)
         return request
 

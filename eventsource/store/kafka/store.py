@@ -22,6 +22,7 @@ from eventsource.errors import (
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, ensure_topic
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.served import ServedByWriters
+from eventsource.store.kafka.topic_policy import check_events_topic
 from eventsource.store.kafka.writer import PartitionWriter
 from eventsource.store.partitioner import partition_for_id
 from eventsource.store.port import AppendResult, check_append_arguments, events_topic
@@ -80,6 +81,7 @@ class KafkaEventStore(ServedByWriters):
         """Create missing topics, fence older writers, catch up; then serve."""
         if self._started:
             return self
+        limits: dict[str, int] = {}
         for aggregate_type, cls in self.aggregates.items():
             topic = self.topic_for(aggregate_type)
             ensure_topic(
@@ -89,6 +91,7 @@ class KafkaEventStore(ServedByWriters):
                 config=self.topic_config,
                 timeout=min(timeout, 30.0),
             )
+            limits[topic] = check_events_topic(self.settings, topic, timeout=min(timeout, 30.0))
             for partition in range(self.partitions):
                 writer = PartitionWriter(
                     self.settings,
@@ -100,6 +103,7 @@ class KafkaEventStore(ServedByWriters):
                     max_batch_events=self.max_batch_events,
                 )
                 self._writers[(aggregate_type, partition)] = writer
+        self._record_limits = limits
         for writer in self._writers.values():
             writer.start()
         failures: list[BaseException] = []

@@ -40,6 +40,7 @@ from eventsource.errors import (
     UncertainCommitError,
 )
 from eventsource.kafka.config import KafkaSettings
+from eventsource.store.kafka.admission import TrialFold
 from eventsource.store.kafka.catchup import TailRead, read_partition
 from eventsource.store.kafka.index import VersionIndex
 from eventsource.store.kafka.producer import DeliveryMark, dispose, new_producer
@@ -247,6 +248,7 @@ class PartitionWriter(RecoveryMixin):
         deferred: list[AppendRequest] = []
         committed = self.index.versions([r.aggregate_id for r in batch])
         tentative = dict(committed)
+        trial = TrialFold(self.index, self.where)  # an @apply that raises fails alone
         for request in batch:
             current = tentative[request.aggregate_id]
             expected = request.expected_version
@@ -257,6 +259,9 @@ class PartitionWriter(RecoveryMixin):
                     request.future.set_exception(
                         ConcurrencyError(request.aggregate_id, expected, current)
                     )
+                continue
+            if (refused := trial.refusal(request)) is not None:
+                request.future.set_exception(refused)
                 continue
             request.base_version = current
             tentative[request.aggregate_id] = current + len(request.events)
