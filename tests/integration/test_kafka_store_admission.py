@@ -17,8 +17,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from eventsource.domain import Aggregate, Event, apply
 from eventsource.errors import ApplyError, EventTooLargeError
 from eventsource.kafka.config import KafkaSettings
-from eventsource.store.kafka import KafkaEventStore
-from eventsource.store.kafka.group_store import GroupedKafkaEventStore
+from eventsource.store.kafka import GroupedKafkaEventStore, KafkaEventStore
 from examples.bank.domain import Account, AccountOpened
 
 pytestmark = pytest.mark.integration

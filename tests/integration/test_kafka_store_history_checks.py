@@ -19,8 +19,7 @@ from eventsource.domain import Aggregate, Event, EventMetadata, apply
 from eventsource.errors import ApplyError, TopicRetentionError, VersionSequenceError
 from eventsource.kafka.admin import describe_topic, ensure_topic
 from eventsource.kafka.config import KafkaSettings
-from eventsource.store.kafka import KafkaEventStore
-from eventsource.store.kafka.group_store import GroupedKafkaEventStore
+from eventsource.store.kafka import GroupedKafkaEventStore, KafkaEventStore
 from eventsource.store.routing.scan import load_by_scan
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 

@@ -21,9 +21,12 @@ from eventsource.errors import (
 )
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, ensure_topic
 from eventsource.kafka.config import KafkaSettings
-from eventsource.store.kafka import KafkaEventStore
-from eventsource.store.kafka.group_store import GroupedKafkaEventStore
-from eventsource.store.kafka.group_store_route import GroupRouter, serve_routing
+from eventsource.store.kafka import (
+    GroupedKafkaEventStore,
+    GroupRouter,
+    KafkaEventStore,
+    serve_routing,
+)
 from eventsource.store.port import AppendResult
 from eventsource.store.routing import AppendServer, RemoteEventStore
 from examples.bank.domain import Account, AccountOpened

@@ -34,6 +34,7 @@ from eventsource.errors import (
     StoreUnavailableError,
 )
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import reader_group
 from eventsource.store.contiguity import check_next_version
 from eventsource.store.kafka.index import VersionIndex
 
@@ -73,7 +74,7 @@ def read_partition(
     start = progress.end
     consumer = Consumer(
         settings.consumer_config(
-            f"{settings.application_id}.catchup",
+            reader_group(settings.application_id, "catchup"),
             **{
                 "enable.partition.eof": True,
                 "fetch.wait.max.ms": 100,
