@@ -8,6 +8,7 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     EventSourceError
     ├── ConfigurationError              bad settings, bad import path, invalid identifier
     │   ├── InvalidIdentifierError      a table / projection / topic name that is not allowed
+    │   ├── DatabaseNotFoundError       a read-only command pointed at a database that is not there
     │   └── TopicRetentionError         an events topic that can lose records (retention,
     │                                   compaction): the store refuses to start on it
     ├── DomainError                     aggregate misuse (no I/O involved)
@@ -64,6 +65,7 @@ __all__ = [
     "ConcurrencyError",
     "ConfigurationError",
     "CorruptPayloadError",
+    "DatabaseNotFoundError",
     "DeadLetterError",
     "DecodeError",
     "DomainError",
@@ -114,6 +116,12 @@ class ConfigurationError(EventSourceError):
 
 class InvalidIdentifierError(ConfigurationError):
     """A table, projection or topic name that is not a safe identifier."""
+
+
+class DatabaseNotFoundError(ConfigurationError):
+    """A read-only command was pointed at a read-model database that does not exist.
+
+    Read-only commands never create anything; the message names the path."""
 
 
 class TopicRetentionError(ConfigurationError):
