@@ -10,11 +10,17 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from eventsource.domain import Aggregate, Event, EventMetadata, Position, RecordedEvent
-from eventsource.errors import AggregateNotFoundError, ConcurrencyError, StoreUnavailableError
+from eventsource.errors import (
+    AggregateNotFoundError,
+    ConcurrencyError,
+    EventSourceError,
+    StoreUnavailableError,
+)
 from eventsource.store.partitioner import partition_for_id
 from eventsource.store.port import ANY, AppendResult, check_append_arguments, events_topic
 
@@ -89,6 +95,38 @@ class InMemoryEventStore:
                 offset += 1
             self._next_offset[(topic, partition)] = offset
             return AppendResult(aggregate_id, len(stream), tuple(positions))
+
+    def append_async(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> Future[AppendResult]:
+        """:meth:`append`, done now, as an already completed future (as the Kafka stores').
+
+        Bad arguments raise at once; the store's outcomes (``ConcurrencyError``, ...) are
+        in the future, where the Kafka stores put them.
+        """
+        check_append_arguments(aggregate_id, events, expected_version)
+        future: Future[AppendResult] = Future()
+        try:
+            result = self.append(
+                aggregate_type,
+                aggregate_id,
+                events,
+                expected_version,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+            )
+        except EventSourceError as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+        return future
 
     def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:
         recorded = self.recorded_events(aggregate_cls.aggregate_type, aggregate_id)
