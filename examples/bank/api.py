@@ -63,7 +63,7 @@ __all__ = ["create_app"]
 
 DEFAULT_DATABASE_URL = "sqlite:///.eventsource/readmodels.db"
 RACE_RETRIES = 5
-"""Attempts of a write without If-Match when concurrent writes keep winning."""
+"""Attempts of a write without If-Match when another process's writes keep winning."""
 
 
 class OpenAccount(BaseModel):
@@ -90,6 +90,27 @@ class Bank:
         self.store = KafkaEventStore(settings, [Account], topic_prefix=topic_prefix)
         self.accounts = AsyncRepository(self.store, Account)
         self.engine: Engine = create_read_model_engine(database_url)
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def serialized(self, account_id: str) -> AsyncIterator[None]:
+        """One command per account at a time in this process.
+
+        Commands on one account would otherwise race each other at one expected version
+        and all but one fail; queued here, each runs against the version the previous one
+        wrote. Only writes from other processes can still race (and are retried).
+        """
+        lock, users = self._locks.get(account_id, (asyncio.Lock(), 0))
+        self._locks[account_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[account_id]
+            if users == 1:
+                del self._locks[account_id]
+            else:
+                self._locks[account_id] = (lock, users - 1)
 
     def close(self) -> None:
         self.store.close()
@@ -108,7 +129,7 @@ class Bank:
         return AccountView(
             id=account_id,
             owner=owner,
-            balance=Decimal(cents) / 100,
+            balance=Decimal(cents).scaleb(-2),
             version=version,
             closed=bool(closed),
         )
@@ -205,6 +226,18 @@ async def _command(
     """Run a deposit or withdrawal at the version If-Match names, or the current one."""
     bank: Bank = request.app.state.bank
     wanted = expected_version(if_match)
+    async with bank.serialized(account_id):
+        return await _attempts(bank, response, account_id, wanted, command, amount)
+
+
+async def _attempts(
+    bank: Bank,
+    response: Response,
+    account_id: str,
+    wanted: int | None,
+    command: str,
+    amount: Decimal,
+) -> AccountView:
     for attempt in range(1 if wanted is not None else RACE_RETRIES):
         try:
             account = await bank.accounts.get(account_id)

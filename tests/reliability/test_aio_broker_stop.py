@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -23,7 +21,6 @@ from eventsource.errors import (
     StoreUnavailableError,
     UncertainCommitError,
 )
-from eventsource.kafka.broker_process import free_port
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.launcher import LocalKafka
 from eventsource.store.kafka import KafkaEventStore
@@ -34,16 +31,6 @@ pytestmark = pytest.mark.integration
 TYPED = (ConcurrencyError, FencedError, StoreUnavailableError, UncertainCommitError)
 HANG = 180.0
 """Seconds after which a phase that should end is reported as hung (not a performance bound)."""
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[LocalKafka]:
-    kafka = LocalKafka(home=tmp_path / "kafka", port=free_port(), controller_port=free_port())
-    kafka.start(timeout=120)
-    try:
-        yield kafka
-    finally:
-        kafka.kill()
 
 
 class Depositor:
