@@ -6,8 +6,8 @@ already); this package only bridges its futures to the running event loop. See t
 """
 
 from eventsource.aio.bridge import await_future
-from eventsource.aio.ports import AsyncAppendStore
+from eventsource.aio.ports import Loader
 from eventsource.aio.repository import AsyncRepository
 from eventsource.aio.wait import wait_for_positions
 
-__all__ = ["AsyncAppendStore", "AsyncRepository", "await_future", "wait_for_positions"]
+__all__ = ["AsyncRepository", "Loader", "await_future", "wait_for_positions"]

@@ -1,44 +1,26 @@
-"""What the async facade needs of a store: the sync port plus ``append_async``.
+"""What the async facade needs of a store: an :class:`~eventsource.store.port.Appender`
+(``append_async`` and ``version``) and, to load aggregates, a :class:`Loader`.
 
-Structural, so the Kafka stores, ``RemoteEventStore`` and the in-memory store fit without
-being imported here.
+Every event store is both. A ``GroupRouter`` appends at the owner but cannot load: pair it
+with a loader (a ``RemoteEventStore(scan_loads=True)``, say) in ``AsyncRepository``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from concurrent.futures import Future
 from typing import Protocol, TypeVar, runtime_checkable
 
-from eventsource.domain import Aggregate, Event
-from eventsource.store.port import AppendResult
+from eventsource.domain import Aggregate
+from eventsource.store.port import Appender
 
-__all__ = ["AsyncAppendStore"]
+__all__ = ["Appender", "Loader"]
 
 A = TypeVar("A", bound=Aggregate)
 
 
 @runtime_checkable
-class AsyncAppendStore(Protocol):
-    """Appends that complete a future; loads and versions that may block (off the loop)."""
-
-    def append_async(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-    ) -> Future[AppendResult]:
-        """Queue an append without blocking; the future tells its outcome."""
-        ...
+class Loader(Protocol):
+    """Loads an aggregate by id (may block: the async facade calls it in an executor)."""
 
     def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:
         """The aggregate with every stored event applied; ``AggregateNotFoundError`` if none."""
-        ...
-
-    def version(self, aggregate_type: str, aggregate_id: str) -> int:
-        """Number of stored events of the aggregate (0 when unknown)."""
         ...

@@ -27,10 +27,10 @@ from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
 from eventsource.aio.bridge import await_future
-from eventsource.aio.ports import AsyncAppendStore
+from eventsource.aio.ports import Loader
 from eventsource.domain import Aggregate
-from eventsource.errors import AggregateNotFoundError
-from eventsource.store.port import AppendResult
+from eventsource.errors import AggregateNotFoundError, ConfigurationError
+from eventsource.store.port import Appender, AppendResult
 
 __all__ = ["AsyncRepository"]
 
@@ -47,18 +47,23 @@ class AsyncRepository(Generic[A]):
         await accounts.save(account)
         again = await accounts.get("acc-1")
 
+    ``store`` is any :class:`~eventsource.store.port.Appender` (every event store,
+    ``RemoteEventStore``, ``GroupRouter``). ``loader`` loads aggregates for :meth:`get`;
+    by default the store itself, when it can (a ``GroupRouter`` cannot: pass one).
     ``executor`` runs loads and versions (``None``: the loop's default executor).
     """
 
     def __init__(
         self,
-        store: AsyncAppendStore,
+        store: Appender,
         aggregate_cls: type[A],
         *,
+        loader: Loader | None = None,
         executor: Executor | None = None,
     ) -> None:
         self.store = store
         self.aggregate_cls = aggregate_cls
+        self.loader = loader if loader is not None or not isinstance(store, Loader) else store
         self.executor = executor
 
     def create(self, aggregate_id: str) -> A:
@@ -67,7 +72,13 @@ class AsyncRepository(Generic[A]):
 
     async def get(self, aggregate_id: str) -> A:
         """The stored aggregate; ``AggregateNotFoundError`` if it has no events."""
-        return await self._off_loop(lambda: self.store.load(self.aggregate_cls, aggregate_id))
+        loader = self.loader
+        if loader is None:
+            raise ConfigurationError(
+                f"{type(self.store).__name__} appends but cannot load aggregates: create the "
+                "AsyncRepository with loader=... (e.g. a RemoteEventStore with scan_loads=True)"
+            )
+        return await self._off_loop(lambda: loader.load(self.aggregate_cls, aggregate_id))
 
     async def get_or_none(self, aggregate_id: str) -> A | None:
         """The stored aggregate, or ``None`` if it has no events."""

@@ -15,12 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from eventsource.domain import Aggregate, Event, EventMetadata, Position, RecordedEvent
-from eventsource.errors import (
-    AggregateNotFoundError,
-    ConcurrencyError,
-    EventSourceError,
-    StoreUnavailableError,
-)
+from eventsource.errors import AggregateNotFoundError, ConcurrencyError, StoreUnavailableError
 from eventsource.store.partitioner import partition_for_id
 from eventsource.store.port import ANY, AppendResult, check_append_arguments, events_topic
 
@@ -106,26 +101,23 @@ class InMemoryEventStore:
         correlation_id: str | None = None,
         causation_id: str | None = None,
     ) -> Future[AppendResult]:
-        """:meth:`append`, done now, as an already completed future (as the Kafka stores').
-
-        Bad arguments raise at once; the store's outcomes (``ConcurrencyError``, ...) are
-        in the future, where the Kafka stores put them.
-        """
-        check_append_arguments(aggregate_id, events, expected_version)
+        """:meth:`append`, done at once; the returned future holds its result or error."""
         future: Future[AppendResult] = Future()
         try:
-            result = self.append(
-                aggregate_type,
-                aggregate_id,
-                events,
-                expected_version,
-                correlation_id=correlation_id,
-                causation_id=causation_id,
+            future.set_result(
+                self.append(
+                    aggregate_type,
+                    aggregate_id,
+                    events,
+                    expected_version,
+                    correlation_id=correlation_id,
+                    causation_id=causation_id,
+                )
             )
-        except EventSourceError as exc:
+        except (ValueError, TypeError):
+            raise  # argument errors are raised, as by every store
+        except Exception as exc:
             future.set_exception(exc)
-        else:
-            future.set_result(result)
         return future
 
     def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:

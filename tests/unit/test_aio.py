@@ -10,10 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from eventsource.aio import AsyncAppendStore, AsyncRepository, await_future, wait_for_positions
+from eventsource.aio import AsyncRepository, Loader, await_future, wait_for_positions
 from eventsource.domain import Position
-from eventsource.errors import AggregateNotFoundError, ConcurrencyError, WaitTimeoutError
+from eventsource.errors import (
+    AggregateNotFoundError,
+    ConcurrencyError,
+    ConfigurationError,
+    WaitTimeoutError,
+)
 from eventsource.store.memory import InMemoryEventStore
+from eventsource.store.port import Appender
 from examples.bank.domain import Account
 from examples.bank.projections import AccountBalances
 
@@ -24,8 +30,31 @@ def opened(accounts: AsyncRepository[Account], account_id: str) -> Account:
     return account
 
 
-def test_the_in_memory_store_is_an_async_append_store() -> None:
-    assert isinstance(InMemoryEventStore(), AsyncAppendStore)
+def test_the_in_memory_store_is_an_appender_and_a_loader() -> None:
+    store = InMemoryEventStore()
+    assert isinstance(store, Appender) and isinstance(store, Loader)
+
+
+class AppendOnly:
+    """An appender that cannot load, as a GroupRouter."""
+
+    def __init__(self) -> None:
+        self.inner = InMemoryEventStore()
+        self.append = self.inner.append
+        self.append_async = self.inner.append_async
+        self.version = self.inner.version
+
+
+def test_an_appender_that_cannot_load_needs_a_loader_for_get() -> None:
+    async def scenario() -> Account:
+        router = AppendOnly()
+        accounts = AsyncRepository(router, Account)
+        await accounts.save(opened(accounts, "acc-1"))
+        with pytest.raises(ConfigurationError, match="loader="):
+            await accounts.get("acc-1")
+        return await AsyncRepository(router, Account, loader=router.inner).get("acc-1")
+
+    assert asyncio.run(scenario()).version == 1
 
 
 def test_a_saved_aggregate_is_read_back_with_its_version() -> None:
