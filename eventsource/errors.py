@@ -7,7 +7,8 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
 
     EventSourceError
     ├── ConfigurationError              bad settings, bad import path, invalid identifier
-    │   └── InvalidIdentifierError      a table / projection / topic name that is not allowed
+    │   ├── InvalidIdentifierError      a table / projection / topic name that is not allowed
+    │   └── DatabaseNotFoundError       a read-only command pointed at a database that is not there
     ├── DomainError                     aggregate misuse (no I/O involved)
     │   ├── MissingHandlerError         an event type without an @apply handler
     │   └── AggregateNotFoundError      load of an aggregate that has no events
@@ -54,6 +55,7 @@ __all__ = [
     "ConcurrencyError",
     "ConfigurationError",
     "CorruptPayloadError",
+    "DatabaseNotFoundError",
     "DeadLetterError",
     "DecodeError",
     "DomainError",
@@ -100,6 +102,12 @@ class ConfigurationError(EventSourceError):
 
 class InvalidIdentifierError(ConfigurationError):
     """A table, projection or topic name that is not a safe identifier."""
+
+
+class DatabaseNotFoundError(ConfigurationError):
+    """A read-only command was pointed at a read-model database that does not exist.
+
+    Read-only commands never create anything; the message names the path."""
 
 
 class DomainError(EventSourceError):
