@@ -15,7 +15,6 @@ later version check of that aggregate wrong, so the store refuses to serve the p
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import cast
@@ -68,7 +67,6 @@ def read_partition(
             **{
                 "enable.partition.eof": True,
                 "fetch.wait.max.ms": 100,
-                "logger": logging.getLogger("eventsource.kafka.client"),
             },
         )
     )
