@@ -16,6 +16,7 @@ import os
 import random
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -121,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--topic-prefix",
         help="prefix of the events topic, e.g. 'compose.' for compose.bank.account.events "
-        "(default: demo<timestamp>., a new topic per run); account ids then start with "
-        "the run's name, so runs into one topic never collide",
+        "(default: demo<timestamp>., a new topic per run); each run then opens new "
+        "account ids, so runs into one topic never collide",
     )
     parser.add_argument(
         "--append-only",
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     run_id = datetime.now(UTC).strftime("demo%Y%m%d%H%M%S")
     prefix = f"{run_id}." if args.topic_prefix is None else args.topic_prefix
-    id_prefix = "acc-" if args.topic_prefix is None else f"{run_id}-acc-"
+    # A shared topic keeps every run's accounts: a run opens new ones (acc-<6 hex>-0000, ...).
+    id_prefix = "acc-" if args.topic_prefix is None else f"acc-{uuid.uuid4().hex[:6]}-"
 
     servers, started_broker = find_broker()
     console.rule(f"[bold]eventsource bank demo[/bold]  broker {servers}  run {run_id}")
