@@ -19,6 +19,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from eventsource.errors import ConfigurationError, StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import reader_group
 
 __all__ = ["EVENTS_TOPIC_CONFIG", "TopicInfo", "describe_topic", "end_offsets", "ensure_topic"]
 
@@ -112,7 +113,7 @@ def end_offsets(settings: KafkaSettings, name: str, *, timeout: float = 10.0) ->
     count = _partition_count(admin, name, timeout)
     if count is None:
         raise ConfigurationError(f"topic {name!r} does not exist on {settings.bootstrap_servers}")
-    consumer = Consumer(settings.consumer_config(f"{settings.application_id}.admin"))
+    consumer = Consumer(settings.consumer_config(reader_group(settings.application_id, "admin")))
     try:
         return {
             p: int(consumer.get_watermark_offsets(TopicPartition(name, p), timeout=timeout)[1])

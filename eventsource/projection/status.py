@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from eventsource.errors import ProjectionError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import reader_group
 from eventsource.projection.checkpoints import read_checkpoints
 from eventsource.projection.definition import Projection
 from eventsource.projection.store import create_read_model_engine, live_version, read_only
@@ -65,7 +66,7 @@ def projection_status(
     finally:
         if isinstance(database, str):
             engine.dispose()
-    consumer = Consumer(settings.consumer_config(f"{settings.application_id}.status"))
+    consumer = Consumer(settings.consumer_config(reader_group(settings.application_id, "status")))
     try:
         metadata = consumer.list_topics(timeout=timeout)
         result = []

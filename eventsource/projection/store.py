@@ -19,26 +19,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Connection,
-    Engine,
-    Integer,
-    String,
-    Table,
-    create_engine,
-    event,
-    func,
-    select,
-)
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.sql.dml import Insert
 
 from eventsource.errors import ConfigurationError
-from eventsource.projection.checkpoints import checkpoints_table
 from eventsource.projection.definition import Projection
+from eventsource.projection.tables import DDL_LOCK, FRAMEWORK_METADATA, projections_table
 
 __all__ = [
     "create_read_model_engine",
@@ -50,15 +39,7 @@ __all__ = [
     "upsert_statement",
 ]
 
-SYSTEM_METADATA = checkpoints_table.metadata
 _READ_ONLY = "eventsource_read_only"
-
-projections_table = Table(
-    "eventsource_projections",
-    SYSTEM_METADATA,
-    Column("projection", String(64), primary_key=True),
-    Column("live_version", Integer, nullable=False),
-)
 
 
 def create_read_model_engine(database_url: str | Path) -> Engine:
@@ -108,7 +89,7 @@ def read_only(connection: Connection) -> Connection:
 
 
 def ensure_schema(engine: Engine, projection: Projection) -> int:
-    """Create system tables and this version's tables; make it live if none is.
+    """Create the framework tables and this version's tables; make it live if none is.
 
     Returns the live version. Safe to call concurrently from several processes.
     """
@@ -116,8 +97,8 @@ def ensure_schema(engine: Engine, projection: Projection) -> int:
         if conn.dialect.name == "postgresql":
             # Concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's
             # catalog; one schema change at a time (lock released at commit).
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7245196508735961)")
-        SYSTEM_METADATA.create_all(conn, checkfirst=True)
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({DDL_LOCK})")
+        FRAMEWORK_METADATA.create_all(conn, checkfirst=True)
         projection.metadata.create_all(conn, checkfirst=True)
         live = live_version(conn, projection.name)
         if live is None:

@@ -18,8 +18,7 @@ from sqlalchemy import select
 from eventsource.kafka.config import KafkaSettings
 from eventsource.projection import DeadLetterPolicy, create_read_model_engine
 from eventsource.projection.checkpoints import read_checkpoints
-from eventsource.projection.dlq_records import list_dead_letters
-from eventsource.projection.dlq_replay import replay_dead_letters
+from eventsource.projection.deadletter import list_dead_letters, replay_dead_letters
 from eventsource.testing.seed import SeedEvent, create_topic, seed_events
 from examples.bank.domain import AccountOpened, MoneyDeposited
 from examples.bank.projections import AccountBalances

@@ -42,10 +42,14 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.projection import Context, NullListener, Projection, ProjectionRunner, RunStats, on
 from eventsource.projection.batch import BatchApplier, BatchOutcome
 from eventsource.projection.dberrors import is_permanent_db_error, is_transient_db_error
-from eventsource.projection.deadletter import DeadLetterHandler, DeadLetterPolicy, Headers
-from eventsource.projection.dlq_parking import SqlParkingLot
-from eventsource.projection.hooks import Stage, StopOnFailure
+from eventsource.projection.deadletter import (
+    DeadLetterHandler,
+    DeadLetterPolicy,
+    Headers,
+    SqlParkingLot,
+)
 from eventsource.projection.store import create_read_model_engine, ensure_schema
+from eventsource.projection.types import Stage, StopOnFailure
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 from examples.bank.projections import AccountBalances, AccountBalancesPerEvent
 

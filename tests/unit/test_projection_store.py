@@ -32,13 +32,13 @@ from eventsource.projection.checkpoints import (
     read_checkpoints,
     write_checkpoints,
 )
-from eventsource.projection.hooks import Failure, GuardedListener, StopOnFailure, stopped_error
 from eventsource.projection.store import (
     create_read_model_engine,
     ensure_schema,
     live_version,
     read_only,
 )
+from eventsource.projection.types import Failure, GuardedListener, StopOnFailure, stopped_error
 from examples.bank.projections import AccountBalances
 
 
