@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, delete
 
@@ -239,13 +239,22 @@ def refuse_if_running(
     """
     group = default_group_id(settings, projection)
     admin = AdminClient(settings.admin_config())
-    try:
-        description = admin.describe_consumer_groups([group])[group].result(timeout=timeout)
-    except KafkaException as exc:  # no permission to describe: say so, do not guess
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            description = admin.describe_consumer_groups([group])[group].result(timeout=timeout)
+            break
+        except KafkaException as exc:
+            # A coordinator still loading (fresh broker, moved group) answers retriably.
+            if _coordinator_busy(exc) and time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            error = exc
+        # no permission to describe: say so, do not guess
         raise ConfigurationError(
             f"cannot tell whether the runner of {projection!r} (group {group!r}) is running: "
-            f"{exc}; stop it and pass allow_running=True"
-        ) from exc
+            f"{error}; stop it and pass allow_running=True"
+        ) from error
     if description.members:
         hosts = sorted({m.host for m in description.members})
         raise ConfigurationError(
@@ -255,6 +264,19 @@ def refuse_if_running(
             "crashed stays listed until the group's session timeout; if you are sure it is "
             "gone, pass allow_running=True)"
         )
+
+
+def _coordinator_busy(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and (
+        error.retriable()
+        or error.code()
+        in (
+            KafkaError.NOT_COORDINATOR,
+            KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+            KafkaError.COORDINATOR_NOT_AVAILABLE,
+        )
+    )
 
 
 def find_bounds(

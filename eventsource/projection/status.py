@@ -54,9 +54,14 @@ def projection_status(
 ) -> list[PartitionStatus]:
     """Checkpoints from the read-model database against the topics' last stable offsets.
 
-    Partitions never applied show checkpoint 0. Works without a running runner.
+    Partitions never applied show checkpoint 0. Works without a running runner. Creates
+    nothing: a SQLite database that does not exist raises DatabaseNotFoundError.
     """
-    engine = create_read_model_engine(database) if isinstance(database, str) else database
+    engine = (
+        create_read_model_engine(database, must_exist=True)
+        if isinstance(database, str)
+        else database
+    )
     try:
         with engine.connect() as raw, read_only(raw) as conn:
             if live_version(conn, projection.name) is None:

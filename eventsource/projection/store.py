@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.sql.dml import Insert
 
-from eventsource.errors import ConfigurationError
+from eventsource.errors import ConfigurationError, DatabaseNotFoundError
 from eventsource.projection.definition import Projection
 from eventsource.projection.tables import DDL_LOCK, FRAMEWORK_METADATA, projections_table
 
@@ -42,8 +42,12 @@ __all__ = [
 _READ_ONLY = "eventsource_read_only"
 
 
-def create_read_model_engine(database_url: str | Path) -> Engine:
-    """An engine for a SQLite path / URL or a PostgreSQL URL (see the module docstring)."""
+def create_read_model_engine(database_url: str | Path, *, must_exist: bool = False) -> Engine:
+    """An engine for a SQLite path / URL or a PostgreSQL URL (see the module docstring).
+
+    ``must_exist`` (read-only callers): a SQLite file that does not exist raises
+    DatabaseNotFoundError instead of being created by the first connection.
+    """
     text = str(database_url)
     if "://" not in text:
         text = f"sqlite:///{Path(text).expanduser().absolute()}"
@@ -53,6 +57,8 @@ def create_read_model_engine(database_url: str | Path) -> Engine:
         raise ConfigurationError(f"database URL is not valid: {exc}") from exc
     backend = url.get_backend_name()
     if backend == "sqlite":
+        if must_exist:
+            _check_sqlite_exists(url.database)
         engine = create_engine(url, connect_args={"timeout": 60, "isolation_level": None})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
@@ -63,6 +69,18 @@ def create_read_model_engine(database_url: str | Path) -> Engine:
         f"read-model database {url.render_as_string(hide_password=True)!r} is not supported: "
         "use a SQLite path, sqlite:///path or postgresql+psycopg://user@host/db"
     )
+
+
+def _check_sqlite_exists(database: str | None) -> None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return  # in-memory or a URI filename: nothing on disk to check
+    path = Path(database).expanduser().absolute()
+    if not path.is_file():
+        raise DatabaseNotFoundError(
+            f"read-model database {path} does not exist: point --database-url (or "
+            "EVENTSOURCE_DATABASE_URL) at the database the projections write; it is created "
+            "by `eventsource run`, `replay` or `rebuild`, never by a read-only command"
+        )
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -196,6 +196,11 @@ class OwnerDirectory:
         with self._lock:
             self._at = 0.0
 
+    def members(self) -> set[str]:
+        """Names of the members that owned a partition when last described (no request)."""
+        with self._lock:
+            return {owner.member for owner in self._owners.values()}
+
     def _refresh(self) -> None:
         if self._admin is None:
             self._admin = AdminClient(self._config)
