@@ -22,6 +22,7 @@ from eventsource.cli.common import (
 from eventsource.domain import Aggregate
 from eventsource.errors import ConfigurationError
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, describe_topic, end_offsets, ensure_topic
+from eventsource.kafka.names import events_topic
 from eventsource.service.loader import load_typed
 from eventsource.service.settings import parse_properties
 
@@ -45,7 +46,7 @@ def topics_of(names: list[str], aggregates: list[str]) -> list[str]:
     topics = list(names)
     for path in aggregates:
         aggregate = load_typed(path, Aggregate, "an aggregate")
-        topics.append(f"{aggregate.aggregate_type}.events")
+        topics.append(events_topic(aggregate.aggregate_type))
     if not topics:
         raise ConfigurationError("name at least one topic, or an aggregate with --aggregate")
     return topics

@@ -10,19 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    bindparam,
-    select,
-    tuple_,
-)
+from sqlalchemy import Connection, bindparam, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
+
+from eventsource.projection.tables import checkpoints_table
 
 __all__ = [
     "TopicPartition",
@@ -33,16 +24,6 @@ __all__ = [
 ]
 
 TopicPartition = tuple[str, int]
-
-checkpoints_table = Table(
-    "eventsource_checkpoints",
-    MetaData(),
-    Column("projection", String(64), primary_key=True),
-    Column("version", Integer, primary_key=True),
-    Column("topic", String(249), primary_key=True),
-    Column("partition", Integer, primary_key=True),
-    Column("next_offset", BigInteger, nullable=False),
-)
 
 
 def read_checkpoints(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar, runtime_checkable
 
 from eventsource.domain import Aggregate, Event, Position
+from eventsource.kafka.names import events_topic
 
 __all__ = [
     "ANY",
@@ -111,11 +112,6 @@ class EventStore(Protocol):
     def close(self) -> None:
         """Release resources; later calls fail."""
         ...
-
-
-def events_topic(aggregate_type: str, prefix: str = "") -> str:
-    """The events topic of an aggregate type: ``<prefix><aggregate_type>.events``."""
-    return f"{prefix}{aggregate_type}.events"
 
 
 def check_append_arguments(

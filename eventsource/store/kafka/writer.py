@@ -41,7 +41,9 @@ from eventsource.errors import (
     UncertainCommitError,
 )
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import writer_transactional_id
 from eventsource.lifecycle import ServiceThread
+from eventsource.store.kafka.admission import TrialFold
 from eventsource.store.kafka.catchup import TailRead, read_partition
 from eventsource.store.kafka.index import VersionIndex
 from eventsource.store.kafka.options import WriterOptions, WriterState
@@ -102,7 +104,7 @@ class PartitionWriter(ServiceThread):
         self.options = options
         self.source = options.ce_source
         self.max_batch_events = options.max_batch_events
-        self.transactional_id = f"{settings.application_id}.{topic}.{partition}"
+        self.transactional_id = writer_transactional_id(settings.application_id, topic, partition)
         self.index: VersionIndex[Aggregate] = VersionIndex(aggregate_cls)
         self.fault_hook: FaultHook | None = None
         self._templates: dict[type[Event], HeaderTemplate] = {}
@@ -331,6 +333,7 @@ class PartitionWriter(ServiceThread):
         deferred: list[AppendRequest] = []
         committed = self.index.versions([r.aggregate_id for r in batch])
         tentative = dict(committed)
+        trial = TrialFold(self.index, self.where)  # an @apply that raises fails alone
         for request in batch:
             current = tentative[request.aggregate_id]
             expected = request.expected_version
@@ -341,6 +344,9 @@ class PartitionWriter(ServiceThread):
                     request.future.set_exception(
                         ConcurrencyError(request.aggregate_id, expected, current)
                     )
+                continue
+            if (refused := trial.refusal(request)) is not None:
+                request.future.set_exception(refused)
                 continue
             request.base_version = current
             tentative[request.aggregate_id] = current + len(request.events)

@@ -27,6 +27,7 @@ from confluent_kafka.admin import AdminClient
 
 from eventsource.errors import StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import writers_group
 from eventsource.lifecycle import ServiceThread
 
 __all__ = ["Owner", "OwnerDirectory", "PartitionOwnership", "writers_group"]
@@ -35,11 +36,6 @@ log = logging.getLogger(__name__)
 
 Partitions = list[tuple[str, int]]
 Listener = Callable[[Partitions], None]
-
-
-def writers_group(application_id: str) -> str:
-    """The consumer group whose assignment decides which process writes which partition."""
-    return f"{application_id}.writers"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +86,6 @@ class PartitionOwnership(ServiceThread):
                 "session.timeout.ms": session_timeout_ms,
                 "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
                 "auto.offset.reset": "latest",
-                "logger": logging.getLogger("eventsource.kafka.client"),
             },
         )
         self._owned: set[tuple[str, int]] = set()
@@ -237,6 +232,11 @@ class OwnerDirectory:
     def invalidate(self) -> None:
         with self._lock:
             self._at = 0.0
+
+    def members(self) -> set[str]:
+        """Names of the members that owned a partition when last described (no request)."""
+        with self._lock:
+            return {owner.member for owner in self._owners.values()}
 
     def _refresh(self) -> None:
         if self._admin is None:

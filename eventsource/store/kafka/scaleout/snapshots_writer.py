@@ -31,6 +31,7 @@ from eventsource.codec import EventCodec
 from eventsource.domain import Aggregate
 from eventsource.errors import StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import reader_group
 from eventsource.store.kafka.catchup import TailRead
 from eventsource.store.kafka.options import WriterOptions
 from eventsource.store.kafka.producer import DeliveryMark
@@ -250,11 +251,10 @@ class SnapshotPartitionWriter(PartitionWriter):
     def _consumer(self, purpose: str) -> Consumer:
         return Consumer(
             self.settings.consumer_config(
-                f"{self.settings.application_id}.snapshot-{purpose}",
+                reader_group(self.settings.application_id, f"snapshot-{purpose}"),
                 **{
                     "enable.partition.eof": True,
                     "fetch.wait.max.ms": 100,
-                    "logger": logging.getLogger("eventsource.kafka.client"),
                 },
             )
         )
