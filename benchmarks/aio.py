@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -104,6 +105,12 @@ async def http_deposits(base_url: str, accounts: int, clients: int, requests: in
         return per_client * clients / (time.perf_counter() - started)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def serve_api(
     settings: KafkaSettings, prefix: str, tmp: Path
 ) -> tuple[subprocess.Popen[bytes], str]:
@@ -150,13 +157,30 @@ def main() -> None:
     threaded: list[float] = []
     bridged: list[float] = []
     repository: list[float] = []
+    cpu: dict[str, float] = {}  # CPU µs of this process (every thread) per event, lowest seen
+    appended = args.events + args.outstanding  # the opening appends count too
+
+    def timed(name: str, rates: list[float], call: Callable[[], float]) -> None:
+        started = time.process_time()
+        rates.append(call())
+        used = (time.process_time() - started) / appended * 1e6
+        cpu[name] = min(cpu.get(name, used), used)
+
     with KafkaEventStore(
         settings, [Account], partitions=PARTITIONS, topic_prefix=f"{run}.aio."
     ) as store:
         for _ in range(args.rounds):
-            threaded.append(store_loop(store, args.events, args.outstanding))
-            bridged.append(asyncio.run(async_loop(store, args.events, args.outstanding)))
-            repository.append(asyncio.run(repository_loop(store, args.events, args.outstanding)))
+            timed("threaded", threaded, lambda: store_loop(store, args.events, args.outstanding))
+            timed(
+                "bridge",
+                bridged,
+                lambda: asyncio.run(async_loop(store, args.events, args.outstanding)),
+            )
+            timed(
+                "repository",
+                repository,
+                lambda: asyncio.run(repository_loop(store, args.events, args.outstanding)),
+            )
 
     best_threaded, best_bridged, best_repository = max(threaded), max(bridged), max(repository)
     print(f"\n### Async benchmark ({args.events:,} events, broker {settings.bootstrap_servers})\n")
@@ -179,6 +203,10 @@ def main() -> None:
     )
     print(f"| ratio AsyncRepository.save / threaded | {best_repository / best_threaded:.2f} |")
     print(
+        "| CPU of the process per event, threaded / bridge / repository (µs) | "
+        f"{cpu['threaded']:.0f} / {cpu['bridge']:.0f} / {cpu['repository']:.0f} |"
+    )
+    print(
         "\n(every run: "
         + ", ".join(
             f"threaded {t:,.0f} / bridge {b:,.0f} / repository {r:,.0f}"
@@ -192,7 +220,9 @@ def main() -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     proc, base_url = serve_api(settings, f"{run}.api.", tmp)
     try:
+        before = cpu_seconds(proc.pid)
         http = asyncio.run(http_deposits(base_url, 200, args.clients, args.requests))
+        server_cpu = (cpu_seconds(proc.pid) - before) / (args.requests + 200) * 1e3
     finally:
         proc.terminate()
         proc.wait(30)
@@ -202,6 +232,7 @@ def main() -> None:
         f"| HTTP deposits, bank example, 1 uvicorn worker, {args.clients} clients on the "
         f"same machine (requests/s) | {http:,.0f} |"
     )
+    print(f"| server CPU per request (ms) | {server_cpu:.2f} |")
 
 
 if __name__ == "__main__":
