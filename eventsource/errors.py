@@ -30,6 +30,7 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     │   ├── FencedError                 a newer writer took over; this writer is a zombie
     │   ├── UncertainCommitError        commit outcome could not be determined
     │   └── StoreUnavailableError       broker unreachable / writer not ready (retriable)
+    │       └── NotEnoughReplicasError      fewer in-sync replicas than min.insync.replicas
     ├── ProjectionError                 read side failures
     │   ├── HandlerError                a projection handler raised (after retries)
     │   ├── ProjectionStoppedError      policy "stop" halted the runner at a poison record
@@ -65,6 +66,7 @@ __all__ = [
     "InvalidIdentifierError",
     "MissingHandlerError",
     "MissingToolError",
+    "NotEnoughReplicasError",
     "NotOwnerError",
     "PayloadValidationError",
     "PortInUseError",
@@ -225,6 +227,13 @@ class StoreUnavailableError(StoreError):
     """The store cannot serve right now (broker down, still catching up)."""
 
     retriable = True
+
+
+class NotEnoughReplicasError(StoreUnavailableError):
+    """The cluster has fewer in-sync replicas of a partition than ``min.insync.replicas``.
+
+    Nothing was written; appends succeed again once enough brokers are back.
+    """
 
 
 class ProjectionError(EventSourceError):
