@@ -17,6 +17,7 @@ from eventsource.cli.common import (
 )
 from eventsource.cli.projecting import NameOpt, TopicsOpt, load_projections
 from eventsource.service.runtime import serve
+from eventsource.service.signals import stop_signals
 
 
 def run(
@@ -83,6 +84,7 @@ def run(
       EVENTSOURCE_DATABASE_URL=postgresql+psycopg://app@db/app eventsource run
       app.read:Balances app.read:Statements --http-port 9464
     """
+    signals = stop_signals()  # before anything slow: see eventsource.service.signals
     with exit_codes():
         settings = load_settings(
             bootstrap_servers,
@@ -101,5 +103,5 @@ def run(
         projections = load_projections(projection, name, topic)
         # The Kafka client's warnings (broker down, reconnecting) become JSON log lines.
         LIBRDKAFKA_LOG.setLevel(max(logging.WARNING, logging.getLevelName(service.log_level)))
-        code = serve(projections, settings.kafka, service, group_id=group_id)
+        code = serve(projections, settings.kafka, service, group_id=group_id, signals=signals)
     raise typer.Exit(int(code))

@@ -1,8 +1,9 @@
 """Topic administration: create-if-missing, describe, end offsets.
 
-Events topics keep events forever (``retention.ms=-1``, ``cleanup.policy=delete``, never
-compacted) and have a fixed partition count: an existing topic with another count is a
-configuration error, because re-partitioning would move aggregates between partitions.
+Events topics keep events forever (``retention.ms=-1``, ``retention.bytes=-1``,
+``cleanup.policy=delete``, never compacted) and have a fixed partition count: an existing
+topic with another count is a configuration error, because re-partitioning would move
+aggregates between partitions.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from eventsource.errors import ConfigurationError, StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import reader_group
 
 __all__ = [
     "EVENTS_TOPIC_CONFIG",
@@ -29,7 +31,11 @@ __all__ = [
     "ensure_topic",
 ]
 
-EVENTS_TOPIC_CONFIG: Mapping[str, str] = {"retention.ms": "-1", "cleanup.policy": "delete"}
+EVENTS_TOPIC_CONFIG: Mapping[str, str] = {
+    "retention.ms": "-1",
+    "retention.bytes": "-1",
+    "cleanup.policy": "delete",
+}
 """Topic configuration of events topics: keep everything, never compact."""
 
 _TOPIC_LEVEL = 1  # ConfigSource.DYNAMIC_TOPIC_CONFIG: set on the topic itself
@@ -145,7 +151,7 @@ def end_offsets(settings: KafkaSettings, name: str, *, timeout: float = 10.0) ->
             "retry when a broker holding a replica is back",
             retriable=True,
         )
-    consumer = Consumer(settings.consumer_config(f"{settings.application_id}.admin"))
+    consumer = Consumer(settings.consumer_config(reader_group(settings.application_id, "admin")))
     try:
         return {
             p: int(consumer.get_watermark_offsets(TopicPartition(name, p), timeout=timeout)[1])

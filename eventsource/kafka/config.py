@@ -49,6 +49,12 @@ class KafkaSettings(BaseSettings):
         description="librdkafka properties passed through unchanged (SASL/SSL included).",
     )
     delivery_timeout_ms: int = 30_000
+    allow_lossy_events_topics: bool = Field(
+        default=False,
+        description="Let stores start on events topics that can delete or compact records "
+        "(finite retention.ms / retention.bytes, cleanup.policy with compact). Versions are "
+        "rebuilt from the topic, so only for data you accept to lose.",
+    )
     transaction_timeout_ms: int = 60_000
 
     def __repr__(self) -> str:

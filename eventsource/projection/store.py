@@ -19,26 +19,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Connection,
-    Engine,
-    Integer,
-    String,
-    Table,
-    create_engine,
-    event,
-    func,
-    select,
-)
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.sql.dml import Insert
 
-from eventsource.errors import ConfigurationError
-from eventsource.projection.checkpoints import checkpoints_table
+from eventsource.errors import ConfigurationError, DatabaseNotFoundError
 from eventsource.projection.definition import Projection
+from eventsource.projection.tables import DDL_LOCK, FRAMEWORK_METADATA, projections_table
 
 __all__ = [
     "create_read_model_engine",
@@ -50,19 +39,15 @@ __all__ = [
     "upsert_statement",
 ]
 
-SYSTEM_METADATA = checkpoints_table.metadata
 _READ_ONLY = "eventsource_read_only"
 
-projections_table = Table(
-    "eventsource_projections",
-    SYSTEM_METADATA,
-    Column("projection", String(64), primary_key=True),
-    Column("live_version", Integer, nullable=False),
-)
 
+def create_read_model_engine(database_url: str | Path, *, must_exist: bool = False) -> Engine:
+    """An engine for a SQLite path / URL or a PostgreSQL URL (see the module docstring).
 
-def create_read_model_engine(database_url: str | Path) -> Engine:
-    """An engine for a SQLite path / URL or a PostgreSQL URL (see the module docstring)."""
+    ``must_exist`` (read-only callers): a SQLite file that does not exist raises
+    DatabaseNotFoundError instead of being created by the first connection.
+    """
     text = str(database_url)
     if "://" not in text:
         text = f"sqlite:///{Path(text).expanduser().absolute()}"
@@ -72,6 +57,8 @@ def create_read_model_engine(database_url: str | Path) -> Engine:
         raise ConfigurationError(f"database URL is not valid: {exc}") from exc
     backend = url.get_backend_name()
     if backend == "sqlite":
+        if must_exist:
+            _check_sqlite_exists(url.database)
         engine = create_engine(url, connect_args={"timeout": 60, "isolation_level": None})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
@@ -82,6 +69,18 @@ def create_read_model_engine(database_url: str | Path) -> Engine:
         f"read-model database {url.render_as_string(hide_password=True)!r} is not supported: "
         "use a SQLite path, sqlite:///path or postgresql+psycopg://user@host/db"
     )
+
+
+def _check_sqlite_exists(database: str | None) -> None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return  # in-memory or a URI filename: nothing on disk to check
+    path = Path(database).expanduser().absolute()
+    if not path.is_file():
+        raise DatabaseNotFoundError(
+            f"read-model database {path} does not exist: point --database-url (or "
+            "EVENTSOURCE_DATABASE_URL) at the database the projections write; it is created "
+            "by `eventsource run`, `replay` or `rebuild`, never by a read-only command"
+        )
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -108,7 +107,7 @@ def read_only(connection: Connection) -> Connection:
 
 
 def ensure_schema(engine: Engine, projection: Projection) -> int:
-    """Create system tables and this version's tables; make it live if none is.
+    """Create the framework tables and this version's tables; make it live if none is.
 
     Returns the live version. Safe to call concurrently from several processes.
     """
@@ -116,8 +115,8 @@ def ensure_schema(engine: Engine, projection: Projection) -> int:
         if conn.dialect.name == "postgresql":
             # Concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's
             # catalog; one schema change at a time (lock released at commit).
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7245196508735961)")
-        SYSTEM_METADATA.create_all(conn, checkfirst=True)
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({DDL_LOCK})")
+        FRAMEWORK_METADATA.create_all(conn, checkfirst=True)
         projection.metadata.create_all(conn, checkfirst=True)
         live = live_version(conn, projection.name)
         if live is None:

@@ -8,15 +8,46 @@ caller can never change the owner's state or observe half of a multi-event appen
 from __future__ import annotations
 
 import copy
+import datetime
 import threading
+import uuid
 from collections.abc import Iterable, Sequence
-from typing import Generic, TypeVar
+from decimal import Decimal
+from typing import Any, Generic, TypeVar, cast
 
 from eventsource.domain import Aggregate, Event
 
-__all__ = ["VersionIndex"]
+__all__ = ["VersionIndex", "scratch_copy"]
 
 A = TypeVar("A", bound=Aggregate)
+
+_IMMUTABLE = frozenset(
+    {str, int, float, bool, bytes, Decimal, type(None), datetime.datetime, datetime.date}
+    | {uuid.UUID, frozenset}
+)
+
+
+def scratch_copy(state: Aggregate) -> Aggregate:
+    """A copy of ``state`` that events can be applied to without touching the original.
+
+    Faster than ``copy.deepcopy`` for the usual aggregate (a few scalar attributes): values
+    of immutable types are shared, everything else is deep-copied.
+    """
+    cls = type(state)
+    if hasattr(cls, "__deepcopy__") or not hasattr(state, "__dict__"):
+        return copy.deepcopy(state)
+    clone = cls.__new__(cls)
+    attributes: dict[str, Any] = {}
+    for name, value in state.__dict__.items():
+        kind = type(value)
+        if kind in _IMMUTABLE:
+            attributes[name] = value
+        elif kind is list and not value:
+            attributes[name] = []
+        else:
+            attributes[name] = copy.deepcopy(value)
+    clone.__dict__.update(attributes)
+    return clone
 
 
 class VersionIndex(Generic[A]):
@@ -47,6 +78,15 @@ class VersionIndex(Generic[A]):
         with self._lock:
             state = self._states.get(aggregate_id)
             return None if state is None else copy.deepcopy(state)
+
+    def scratch(self, aggregate_id: str) -> A:
+        """A private copy of the aggregate's state (a new aggregate if unknown) to try
+        events on before they are committed; cheaper than :meth:`snapshot`."""
+        with self._lock:
+            state = self._states.get(aggregate_id)
+            if state is None:
+                return self.aggregate_cls(aggregate_id)
+            return cast("A", scratch_copy(state))
 
     def apply(self, aggregate_id: str, events: Iterable[Event]) -> int:
         """Fold committed ``events`` into the aggregate; returns its new version."""

@@ -8,13 +8,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from eventsource.domain import Event
 from eventsource.errors import (
     ConfigurationError,
     DecodeError,
@@ -22,8 +20,10 @@ from eventsource.errors import (
     StoreUnavailableError,
 )
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import append_server_group, append_server_instance_id
 from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
+from eventsource.store.routing.backlog import Backlog, expired_error
 from eventsource.store.routing.ports import EventDecoder, OwnedStore
 from eventsource.store.routing.topics import (
     ensure_topic,
@@ -44,13 +44,17 @@ class AppendServer:
     positioned at their end: requests sent before that are never executed (their clients
     time out with ``UncertainCommitError``, which is honest: nothing can tell them more).
     The request consumer is a consumer group (``<application_id>.append-server``), so each
-    request is executed by one server even when several run. If the store's ``append``
-    blocks, up to ``workers`` requests run concurrently so the store can group-commit them;
-    a store with ``append_async(...) -> Future`` is used without threads.
+    request is executed by one server even when several run. Appends go through the store's
+    ``append_async`` (no thread per request, so the store can group-commit them); ``version``
+    requests run on up to ``workers`` threads.
 
     When the store reports ``FencedError`` the server answers that request (nothing was
     written) and stops, so the requests partitions go to the new owner's server (at once if
     it uses the same ``member_id``).
+
+    ``max_pending`` bounds the requests in flight: one more is refused with the retriable
+    ``OverloadedError``; a request still waiting for the writer when its client's deadline
+    passes is dropped (:mod:`.backlog`), so a backlog never executes abandoned appends.
 
     ``member_id`` makes the server a *static* group member
     (``group.instance.id = <application_id>.append-server.<member_id>``): a restarted owner
@@ -70,6 +74,7 @@ class AppendServer:
         workers: int = 64,
         request_partitions: int = 6,
         member_id: str | None = "owner",
+        max_pending: int = 1000,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -80,10 +85,11 @@ class AppendServer:
         self.requests_topic = requests_topic(settings.application_id)
         self.replies_topic = replies_topic(settings.application_id)
         self._request_partitions = request_partitions
-        self.group_id = f"{settings.application_id}.append-server"
-        self.group_instance_id = None if member_id is None else f"{self.group_id}.{member_id}"
-        self._append_async: Callable[..., Future[AppendResult]] | None = getattr(
-            store, "append_async", None
+        self.group_id = append_server_group(settings.application_id)
+        self.group_instance_id = (
+            None
+            if member_id is None
+            else append_server_instance_id(settings.application_id, member_id)
         )
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="append-server")
         self._ready = threading.Event()
@@ -92,8 +98,7 @@ class AppendServer:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._start_error: BaseException | None = None
-        self._in_flight = 0
-        self._idle = threading.Condition()
+        self.backlog = Backlog(max_pending)
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> AppendServer:
@@ -138,9 +143,8 @@ class AppendServer:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-        with self._idle:
-            # append_async futures are not the executor's: wait for their replies too.
-            self._idle.wait_for(lambda: self._in_flight == 0, timeout=30)
+        # append_async futures are not the executor's: wait for their replies too.
+        self.backlog.wait_idle(30)
         self._executor.shutdown(wait=True)
         if self._producer is not None:
             self._producer.flush(10)
@@ -168,6 +172,7 @@ class AppendServer:
                     continue
                 for message in messages:
                     self._on_message(message)
+                self.backlog.expire(time.time() * 1000)
         except BaseException as exc:  # surfaced by start() or logged; never silent
             self._start_error = exc
             self._ready.set()
@@ -215,14 +220,17 @@ class AppendServer:
                 request.aggregate_id,
             )
             return
+        refused = self.backlog.refusal(request.aggregate_id)
+        if refused is not None:
+            self._reply(request, wire.error_reply(request.request_id, self.server_id, refused))
+            return
         try:
             future = self._execute(request)
         except Exception as exc:  # decode / argument errors: nothing was written
             self._reply(request, wire.error_reply(request.request_id, self.server_id, exc))
             return
-        with self._idle:
-            self._in_flight += 1
         future.add_done_callback(lambda f: self._complete(request, f))
+        self.backlog.track(future, request.expires_at_ms)
 
     def _on_consumer_error(self, error: object) -> None:
         if isinstance(error, KafkaError) and error.fatal():
@@ -236,19 +244,7 @@ class AppendServer:
         if request.kind == "version":
             return self._executor.submit(self._version, request)
         events = [self.codec.decode(e.payload) for e in request.events]
-        if self._append_async is not None:
-            return self._append_async(
-                request.aggregate_type,
-                request.aggregate_id,
-                events,
-                request.expected_version,
-                correlation_id=request.correlation_id,
-                causation_id=request.causation_id,
-            )
-        return self._executor.submit(self._append, request, events)
-
-    def _append(self, request: wire.Request, events: list[Event]) -> AppendResult:
-        return self.store.append(
+        return self.store.append_async(
             request.aggregate_type,
             request.aggregate_id,
             events,
@@ -262,7 +258,10 @@ class AppendServer:
         return AppendResult(request.aggregate_id, version, ())
 
     def _complete(self, request: wire.Request, future: Future[AppendResult]) -> None:
-        error = future.exception()
+        if future.cancelled():  # expired while it waited: never executed
+            error: BaseException | None = expired_error(request.request_id, request.aggregate_id)
+        else:
+            error = future.exception()
         if error is None:
             result = future.result()
             reply: wire.Reply = wire.AppendReply(
@@ -271,9 +270,6 @@ class AppendServer:
         else:
             reply = wire.error_reply(request.request_id, self.server_id, error)
         self._reply(request, reply)
-        with self._idle:
-            self._in_flight -= 1
-            self._idle.notify_all()
         if isinstance(error, FencedError):
             log.error(
                 "append server %s: the store is fenced by a newer owner; stopping so the "

@@ -6,25 +6,31 @@ with the application id ``<application_id>.<member>`` (so its requests topic is
 ``<application_id>.<member>.append-requests``). A :class:`GroupRouter`, in any process,
 looks up the partition's owner in the writers group, sends the command to that member, and
 retries when the answer says nothing was written and ownership moved (``NotOwnerError``,
-``StoreUnavailableError``) until ``retry_for`` seconds have passed. It never retries an
-``UncertainCommitError`` (the owner may have committed): the caller reloads the version.
+``StoreUnavailableError``, ``OverloadedError``, all retriable) until ``retry_for`` seconds
+have passed. It never retries an ``UncertainCommitError`` (the owner may have committed:
+the caller reloads the version) nor a deterministic refusal (``ConcurrencyError``,
+``ApplyError``, ``EventTooLargeError``, a non-retriable ``StoreUnavailableError``). Its
+clients, one per owner member, are bounded (``max_clients``, least recently used first) and
+closed once their member owns no partition (:mod:`.client_pool`).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from eventsource.codec import EventCodec
 from eventsource.domain import Event
 from eventsource.errors import NotOwnerError, StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
-from eventsource.store.kafka.group_store import GroupedKafkaEventStore
-from eventsource.store.kafka.ownership import OwnerDirectory
+from eventsource.kafka.names import member_application_id
+from eventsource.store.kafka.scaleout.client_pool import ClientPool
+from eventsource.store.kafka.scaleout.group_store import GroupedKafkaEventStore
+from eventsource.store.kafka.scaleout.ownership import OwnerDirectory
 from eventsource.store.partitioner import partition_for_id
-from eventsource.store.port import AppendResult, events_topic
+from eventsource.store.port import AppendResult, check_append_arguments, events_topic
 from eventsource.store.routing import AppendServer, RemoteEventStore
 
 __all__ = ["GroupRouter", "member_settings", "serve_routing"]
@@ -34,7 +40,9 @@ T = TypeVar("T")
 
 def member_settings(settings: KafkaSettings, member: str) -> KafkaSettings:
     """The settings whose application id names one member's routing topics."""
-    return settings.model_copy(update={"application_id": f"{settings.application_id}.{member}"})
+    return settings.model_copy(
+        update={"application_id": member_application_id(settings.application_id, member)}
+    )
 
 
 def serve_routing(store: GroupedKafkaEventStore, *, timeout: float = 30.0) -> AppendServer:
@@ -46,7 +54,11 @@ def serve_routing(store: GroupedKafkaEventStore, *, timeout: float = 30.0) -> Ap
 
 
 class GroupRouter:
-    """``append`` / ``version`` executed by the owner of the aggregate's partition."""
+    """``append`` / ``append_async`` / ``version`` executed by the aggregate's owner.
+
+    An :class:`~eventsource.store.port.Appender`. ``append_async`` runs the routed append
+    (lookup, send, retries) on one of ``workers`` threads and returns its future.
+    """
 
     def __init__(
         self,
@@ -57,6 +69,8 @@ class GroupRouter:
         topic_prefix: str = "",
         timeout: float = 10.0,
         retry_for: float = 30.0,
+        workers: int = 32,
+        max_clients: int = 16,
     ) -> None:
         self.settings = settings
         self.codec = codec
@@ -65,8 +79,9 @@ class GroupRouter:
         self.timeout = timeout
         self.retry_for = retry_for
         self.owners = OwnerDirectory(settings, max_age=2.0)
-        self._clients: dict[str, RemoteEventStore] = {}
-        self._lock = threading.Lock()
+        self.clients = ClientPool(self._new_client, max_clients=max_clients)
+        """One client per owner member: bounded, closed once its member owns nothing."""
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="group-router")
 
     def __enter__(self) -> GroupRouter:
         return self
@@ -75,10 +90,8 @@ class GroupRouter:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
-            clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            client.close()
+        self._executor.shutdown(wait=True)
+        self.clients.close()
 
     def append(
         self,
@@ -103,6 +116,28 @@ class GroupRouter:
             )
 
         return self._routed(aggregate_type, aggregate_id, call)
+
+    def append_async(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> Future[AppendResult]:
+        """:meth:`append` on a router thread; the future holds its result or error."""
+        check_append_arguments(aggregate_id, events, expected_version)
+        return self._executor.submit(
+            self.append,
+            aggregate_type,
+            aggregate_id,
+            events,
+            expected_version,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
 
     def version(self, aggregate_type: str, aggregate_id: str) -> int:
         """The aggregate's version as its owner knows it."""
@@ -134,20 +169,18 @@ class GroupRouter:
                         f"the writers group {self.owners.group_id!r} (rebalancing, or no "
                         "writer runs); nothing was sent: retry"
                     )
-                return call(self._client(owner.member))
-            except (NotOwnerError, StoreUnavailableError):
+                self.clients.retain(self.owners.members())
+                with self.clients.use(owner.member) as client:
+                    return call(client)
+            except (NotOwnerError, StoreUnavailableError) as exc:
                 # Nothing was written: ownership moved or the owner is still taking over.
-                if time.monotonic() > deadline:
+                # A refusal that is not retriable (a closed or failed writer) stays one.
+                if not exc.retriable or time.monotonic() > deadline:
                     raise
                 fresh = True
                 time.sleep(0.2)
 
-    def _client(self, member: str) -> RemoteEventStore:
-        with self._lock:
-            client = self._clients.get(member)
-            if client is None:
-                client = RemoteEventStore(
-                    member_settings(self.settings, member), self.codec, timeout=self.timeout
-                ).start()
-                self._clients[member] = client
-            return client
+    def _new_client(self, member: str) -> RemoteEventStore:
+        return RemoteEventStore(
+            member_settings(self.settings, member), self.codec, timeout=self.timeout
+        ).start()
