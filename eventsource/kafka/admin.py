@@ -224,12 +224,17 @@ def _describe(admin: AdminClient, name: str, timeout: float) -> TopicInfo:
             )
         time.sleep(0.1)
     resource = ConfigResource(ConfigResource.Type.TOPIC, name)
-    try:
-        entries: dict[str, Any] = admin.describe_configs([resource])[resource].result(
-            timeout=timeout
-        )
-    except KafkaException as exc:
-        raise _wrap(exc, f"could not describe topic {name!r}") from exc
+    while True:  # the broker asked may not know the new topic yet, as above
+        try:
+            entries: dict[str, Any] = admin.describe_configs([resource])[resource].result(
+                timeout=timeout
+            )
+            break
+        except KafkaException as exc:
+            unknown = exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if not unknown or time.monotonic() > deadline:
+                raise _wrap(exc, f"could not describe topic {name!r}") from exc
+        time.sleep(0.1)
     explicit = {k: str(v.value) for k, v in entries.items() if v.source == _TOPIC_LEVEL}
     replicas = len(next(iter(metadata.partitions.values())).replicas)
     leaderless = tuple(sorted(p.id for p in metadata.partitions.values() if p.leader < 0))
