@@ -16,7 +16,7 @@ request is checked on its own before it joins:
 
 from __future__ import annotations
 
-from eventsource.domain import Aggregate, Event
+from eventsource.domain import Aggregate
 from eventsource.errors import ApplyError, EventTooLargeError
 from eventsource.store.kafka.index import VersionIndex
 from eventsource.store.kafka.request import AppendRequest
@@ -59,7 +59,7 @@ class TrialFold:
         self._index = index
         self._where = where
         self._states: dict[str, Aggregate] = {}
-        self._folded: dict[str, list[Event]] = {}
+        self._accepted: list[AppendRequest] = []
 
     def refusal(self, request: AppendRequest) -> ApplyError | None:
         """Apply the request's events; the error if an ``@apply`` raised (then no change)."""
@@ -81,11 +81,13 @@ class TrialFold:
             )
             error.__cause__ = exc
             return error
-        self._folded.setdefault(aggregate_id, []).extend(request.events)
+        self._accepted.append(request)
         return None
 
     def _rebuilt(self, aggregate_id: str) -> Aggregate:
         state = self._index.scratch(aggregate_id)
-        for event in self._folded.get(aggregate_id, ()):
-            state.apply_event(event)
+        for earlier in self._accepted:
+            if earlier.aggregate_id == aggregate_id:
+                for event in earlier.events:
+                    state.apply_event(event)
         return state

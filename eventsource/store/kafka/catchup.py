@@ -18,7 +18,6 @@ versions with :class:`~eventsource.errors.VersionSequenceError`.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import cast
@@ -78,7 +77,6 @@ def read_partition(
             **{
                 "enable.partition.eof": True,
                 "fetch.wait.max.ms": 100,
-                "logger": logging.getLogger("eventsource.kafka.client"),
             },
         )
     )

@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any, Generic, TypeVar, cast
+from typing import Generic, TypeVar, cast
 
 from eventsource.domain import Aggregate, Event
 
@@ -21,6 +21,7 @@ __all__ = ["VersionIndex", "scratch_copy"]
 
 A = TypeVar("A", bound=Aggregate)
 
+_PLAIN: dict[type, bool] = {}
 _IMMUTABLE = frozenset(
     {str, int, float, bool, bytes, Decimal, type(None), datetime.datetime, datetime.date}
     | {uuid.UUID, frozenset}
@@ -34,18 +35,16 @@ def scratch_copy(state: Aggregate) -> Aggregate:
     of immutable types are shared, everything else is deep-copied.
     """
     cls = type(state)
-    if hasattr(cls, "__deepcopy__") or not hasattr(state, "__dict__"):
+    plain = _PLAIN.get(cls)
+    if plain is None:  # a copy of the instance __dict__ is faithful: no custom copying or slots
+        plain = _PLAIN[cls] = not hasattr(cls, "__deepcopy__") and "__slots__" not in dir(cls)
+    if not plain:
         return copy.deepcopy(state)
+    attributes = state.__dict__.copy()
+    for name, value in attributes.items():
+        if type(value) not in _IMMUTABLE:
+            attributes[name] = [] if type(value) is list and not value else copy.deepcopy(value)
     clone = cls.__new__(cls)
-    attributes: dict[str, Any] = {}
-    for name, value in state.__dict__.items():
-        kind = type(value)
-        if kind in _IMMUTABLE:
-            attributes[name] = value
-        elif kind is list and not value:
-            attributes[name] = []
-        else:
-            attributes[name] = copy.deepcopy(value)
     clone.__dict__.update(attributes)
     return clone
 

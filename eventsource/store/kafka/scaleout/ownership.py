@@ -84,7 +84,6 @@ class PartitionOwnership:
                 "session.timeout.ms": session_timeout_ms,
                 "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
                 "auto.offset.reset": "latest",
-                "logger": logging.getLogger("eventsource.kafka.client"),
             },
         )
         self._owned: set[tuple[str, int]] = set()
