@@ -181,6 +181,7 @@ class GroupedKafkaEventStore(ServedByWriters):
             snapshot_topic=snapshots_topic(aggregate_type, self.topic_prefix),
             directory=self.directory,
         )
+        writer.record_limit = self._record_limits.get(topic)
         writer.on_down = self.supervisor.writer_down
         if self.writer_hook is not None:
             self.writer_hook(writer)
