@@ -7,7 +7,8 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
 
     EventSourceError
     ├── ConfigurationError              bad settings, bad import path, invalid identifier
-    │   └── InvalidIdentifierError      a table / projection / topic name that is not allowed
+    │   ├── InvalidIdentifierError      a table / projection / topic name that is not allowed
+    │   └── TopicNotFoundError          a topic named by the user or a projection does not exist
     ├── DomainError                     aggregate misuse (no I/O involved)
     │   ├── MissingHandlerError         an event type without an @apply handler
     │   └── AggregateNotFoundError      load of an aggregate that has no events
@@ -30,6 +31,7 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     │   ├── FencedError                 a newer writer took over; this writer is a zombie
     │   ├── UncertainCommitError        commit outcome could not be determined
     │   └── StoreUnavailableError       broker unreachable / writer not ready (retriable)
+    │       └── BrokerUnreachableError      no broker answered at the bootstrap address in time
     ├── ProjectionError                 read side failures
     │   ├── HandlerError                a projection handler raised (after retries)
     │   ├── ProjectionStoppedError      policy "stop" halted the runner at a poison record
@@ -51,6 +53,7 @@ __all__ = [
     "BadMagicError",
     "BrokerError",
     "BrokerStartError",
+    "BrokerUnreachableError",
     "ConcurrencyError",
     "ConfigurationError",
     "CorruptPayloadError",
@@ -75,6 +78,7 @@ __all__ = [
     "SchemaResolutionError",
     "StoreError",
     "StoreUnavailableError",
+    "TopicNotFoundError",
     "UncertainCommitError",
     "UnknownSchemaError",
     "UnsupportedTypeError",
@@ -100,6 +104,10 @@ class ConfigurationError(EventSourceError):
 
 class InvalidIdentifierError(ConfigurationError):
     """A table, projection or topic name that is not a safe identifier."""
+
+
+class TopicNotFoundError(ConfigurationError):
+    """A topic that was named (on the command line, or as a projection's topic) is missing."""
 
 
 class DomainError(EventSourceError):
@@ -225,6 +233,14 @@ class StoreUnavailableError(StoreError):
     """The store cannot serve right now (broker down, still catching up)."""
 
     retriable = True
+
+
+class BrokerUnreachableError(StoreUnavailableError):
+    """No broker answered at the bootstrap address within the connect timeout.
+
+    The message names the address and how to point elsewhere (``-b`` /
+    ``EVENTSOURCE_BOOTSTRAP_SERVERS``).
+    """
 
 
 class ProjectionError(EventSourceError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from eventsource.cli.common import (
     BootstrapOpt,
@@ -80,14 +82,29 @@ def list_(
         if not rows:
             typer.echo(f"no dead letters in {dlq_topic(p.name)}")
             return
+        table = Table("dlq", "source", "aggregate", "type", "stage", "error", "dead-lettered at")
         for r in rows:
             src = r["source"]
-            typer.echo(
-                f"{r['dlq_partition']}@{r['dlq_offset']}  "
-                f"{src['topic']}[{src['partition']}]@{src['offset']}  "
-                f"{r['aggregate_id'] or '-'}  {r['type'] or '?'}  {r['stage']}  "
-                f"{r['exception']}: {r['message']}  {r['dead_lettered_at'] or ''}"
+            table.add_row(
+                f"{r['dlq_partition']}@{r['dlq_offset']}",
+                f"{src['topic']}[{src['partition']}]@{src['offset']}",
+                r["aggregate_id"] or "-",
+                r["type"] or "?",
+                r["stage"] or "-",
+                error_text(r),
+                r["dead_lettered_at"] or "-",
             )
+        Console().print(table)
+        typer.echo(f"{len(rows)} dead letter(s) in {dlq_topic(p.name)}")
+
+
+def error_text(row: dict[str, Any]) -> str:
+    """The error column: ``Class: message``, or why a record without one is here."""
+    if row["exception"]:
+        return f"{row['exception']}: {row['message']}" if row["message"] else row["exception"]
+    if row["stage"] == "parked":
+        return "parked: an earlier record of this aggregate is a dead letter"
+    return row["message"] or "-"
 
 
 @app.command(

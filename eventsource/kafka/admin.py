@@ -17,10 +17,19 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
-from eventsource.errors import ConfigurationError, StoreUnavailableError
+from eventsource.errors import ConfigurationError, StoreUnavailableError, TopicNotFoundError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.reach import is_unreachable, unreachable_error
 
-__all__ = ["EVENTS_TOPIC_CONFIG", "TopicInfo", "describe_topic", "end_offsets", "ensure_topic"]
+__all__ = [
+    "EVENTS_TOPIC_CONFIG",
+    "TopicInfo",
+    "describe_topic",
+    "end_offsets",
+    "ensure_topic",
+    "topic_not_found",
+    "topic_partitions",
+]
 
 EVENTS_TOPIC_CONFIG: Mapping[str, str] = {"retention.ms": "-1", "cleanup.policy": "delete"}
 """Topic configuration of events topics: keep everything, never compact."""
@@ -61,7 +70,7 @@ def ensure_topic(
         topic_config["min.insync.replicas"] = str(min_insync_replicas)
     admin = AdminClient(settings.admin_config())
     deadline = time.monotonic() + timeout
-    existing = _partition_count(admin, name, timeout)
+    existing = _partition_count(admin, name, timeout, settings)
     if existing is None:
         new = NewTopic(
             name,
@@ -78,7 +87,7 @@ def ensure_topic(
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise _wrap(exc, f"could not create topic {name!r}") from exc
     while True:
-        existing = _partition_count(admin, name, max(deadline - time.monotonic(), 0.1))
+        existing = _partition_count(admin, name, max(deadline - time.monotonic(), 0.1), settings)
         if existing is not None or time.monotonic() > deadline:
             break
         time.sleep(0.1)
@@ -99,19 +108,33 @@ def ensure_topic(
 def describe_topic(settings: KafkaSettings, name: str, *, timeout: float = 10.0) -> TopicInfo:
     """Partition count, replication factor and explicitly set configuration of a topic."""
     admin = AdminClient(settings.admin_config())
-    if _partition_count(admin, name, timeout) is None:
-        raise ConfigurationError(
-            f"topic {name!r} does not exist on {settings.bootstrap_servers}: create it first"
-        )
+    if _partition_count(admin, name, timeout, settings) is None:
+        raise topic_not_found(name, settings)
     return _describe(admin, name, timeout)
+
+
+def topic_partitions(settings: KafkaSettings, *, timeout: float = 10.0) -> dict[str, int]:
+    """Every topic of the cluster but Kafka's internal ones (``__...``): name -> partitions."""
+    admin = AdminClient(settings.admin_config())
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        if is_unreachable(exc):
+            raise unreachable_error(settings, timeout) from exc
+        raise _wrap(exc, "could not list topics") from exc
+    return {
+        name: len(topic.partitions)
+        for name, topic in sorted(metadata.topics.items())
+        if not name.startswith("__") and topic.error is None
+    }
 
 
 def end_offsets(settings: KafkaSettings, name: str, *, timeout: float = 10.0) -> dict[int, int]:
     """High watermark (offset of the next record) of every partition of ``name``."""
     admin = AdminClient(settings.admin_config())
-    count = _partition_count(admin, name, timeout)
+    count = _partition_count(admin, name, timeout, settings)
     if count is None:
-        raise ConfigurationError(f"topic {name!r} does not exist on {settings.bootstrap_servers}")
+        raise topic_not_found(name, settings)
     consumer = Consumer(settings.consumer_config(f"{settings.application_id}.admin"))
     try:
         return {
@@ -124,12 +147,27 @@ def end_offsets(settings: KafkaSettings, name: str, *, timeout: float = 10.0) ->
         consumer.close()
 
 
-def _partition_count(admin: AdminClient, name: str, timeout: float) -> int | None:
+def topic_not_found(
+    name: str, settings: KafkaSettings | None, owner: str = ""
+) -> TopicNotFoundError:
+    """The one message for a missing topic: which, where, and how to find or make it."""
+    where = f" on {settings.bootstrap_servers}" if settings is not None else ""
+    return TopicNotFoundError(
+        f"topic {name!r}{owner} does not exist{where}: see the topics with "
+        "'eventsource topics list', or create it with 'eventsource topics create'"
+    )
+
+
+def _partition_count(
+    admin: AdminClient, name: str, timeout: float, settings: KafkaSettings
+) -> int | None:
     try:
         # Never ask for one topic by name: a metadata request naming a missing topic makes
         # brokers with auto.create.topics.enable create it with default settings.
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
+        if is_unreachable(exc):
+            raise unreachable_error(settings, timeout) from exc
         raise _wrap(exc, f"could not read metadata of topic {name!r}") from exc
     topic = metadata.topics.get(name)
     if topic is None or topic.error is not None or not topic.partitions:

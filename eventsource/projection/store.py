@@ -6,7 +6,11 @@ One SQL layer for SQLite and PostgreSQL (SQLAlchemy 2 Core):
   committed transaction survives a process crash; only an OS crash can lose the last few,
   and then the checkpoint is lost with them, so the pair stays consistent), a busy timeout,
   and ``BEGIN IMMEDIATE`` so that concurrent writers queue instead of failing.
-- PostgreSQL: ``postgresql+psycopg://...``.
+- PostgreSQL: ``postgresql+psycopg://...``; ``postgres://`` and ``postgresql://`` (as
+  hosting platforms hand them out) mean the same psycopg 3 driver.
+
+A SQLite file's directory must exist (a typo there is a configuration error, not a
+retry), except the default ``.eventsource/`` directory, which is created.
 
 Tables of a projection carry its name and version (``balances_v1_accounts``); the view
 ``balances_accounts`` shows the live version. ``eventsource_projections`` records the live
@@ -32,12 +36,13 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.sql.dml import Insert
 
 from eventsource.errors import ConfigurationError
 from eventsource.projection.checkpoints import checkpoints_table
+from eventsource.projection.dberrors import database_error, describe_database
 from eventsource.projection.definition import Projection
 
 __all__ = [
@@ -61,27 +66,62 @@ projections_table = Table(
 )
 
 
-def create_read_model_engine(database_url: str | Path) -> Engine:
-    """An engine for a SQLite path / URL or a PostgreSQL URL (see the module docstring)."""
+#: The directory of the default SQLite database; created when missing.
+DEFAULT_SQLITE_DIR = ".eventsource"
+
+
+def read_model_url(database_url: str | Path) -> URL:
+    """The SQLAlchemy URL of a read-model database; ConfigurationError if unusable.
+
+    A bare path means SQLite; ``postgres://`` and ``postgresql://`` mean psycopg 3.
+    """
     text = str(database_url)
     if "://" not in text:
         text = f"sqlite:///{Path(text).expanduser().absolute()}"
     try:
         url = make_url(text)
-    except ArgumentError as exc:
-        raise ConfigurationError(f"database URL is not valid: {exc}") from exc
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigurationError(
+            f"the read-model database URL is not valid ({exc}): use a SQLite path, "
+            "sqlite:///path or postgresql://user@host:5432/db"
+        ) from exc
+    if url.drivername in {"postgres", "postgresql"}:
+        url = url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise ConfigurationError(
+            f"read-model database {url.render_as_string(hide_password=True)!r} is not "
+            "supported: use a SQLite path, sqlite:///path or postgresql://user@host/db"
+        )
+    return url
+
+
+def _sqlite_directory(url: URL) -> None:
+    if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
+        return
+    directory = Path(url.database).expanduser().absolute().parent
+    if directory.is_dir():
+        return
+    if directory.name == DEFAULT_SQLITE_DIR and directory.parent.is_dir():
+        directory.mkdir(exist_ok=True)
+        return
+    raise ConfigurationError(
+        f"read-model database {describe_database(url)} cannot be opened: directory "
+        f"{directory} does not exist; create the directory (mkdir -p {directory}) or point "
+        "-d / EVENTSOURCE_DATABASE_URL at another path"
+    )
+
+
+def create_read_model_engine(database_url: str | Path) -> Engine:
+    """An engine for a SQLite path / URL or a PostgreSQL URL (see the module docstring)."""
+    url = read_model_url(database_url)
     backend = url.get_backend_name()
     if backend == "sqlite":
+        _sqlite_directory(url)
         engine = create_engine(url, connect_args={"timeout": 60, "isolation_level": None})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    if backend == "postgresql":
-        return create_engine(url, pool_pre_ping=True)
-    raise ConfigurationError(
-        f"read-model database {url.render_as_string(hide_password=True)!r} is not supported: "
-        "use a SQLite path, sqlite:///path or postgresql+psycopg://user@host/db"
-    )
+    return create_engine(url, pool_pre_ping=True)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -110,8 +150,16 @@ def read_only(connection: Connection) -> Connection:
 def ensure_schema(engine: Engine, projection: Projection) -> int:
     """Create system tables and this version's tables; make it live if none is.
 
-    Returns the live version. Safe to call concurrently from several processes.
+    Returns the live version. Safe to call concurrently from several processes. A database
+    that cannot be used raises an error naming it and the fix (:func:`database_error`).
     """
+    try:
+        return _ensure_schema(engine, projection)
+    except DBAPIError as exc:
+        raise database_error(engine.url, exc) from exc
+
+
+def _ensure_schema(engine: Engine, projection: Projection) -> int:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's
