@@ -42,8 +42,7 @@ def _root(
         ),
     ] = None,
 ) -> None:
-    if timeout is not None:
-        connect_timeout.append(timeout)
+    connect_timeout[:] = [] if timeout is None else [timeout]
     # librdkafka logs every refused connection; one-shot commands report errors themselves.
     LIBRDKAFKA_LOG.setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     if verbose:
