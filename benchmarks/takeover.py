@@ -42,7 +42,7 @@ from eventsource.domain import EventMetadata
 from eventsource.kafka.admin import ensure_topic
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
-from eventsource.store.kafka.group_store import GroupedKafkaEventStore
+from eventsource.store.kafka.scaleout.group_store import GroupedKafkaEventStore
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 
 ACCOUNT = Account.aggregate_type

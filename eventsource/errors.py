@@ -8,7 +8,8 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     EventSourceError
     ├── ConfigurationError              bad settings, bad import path, invalid identifier
     │   ├── InvalidIdentifierError      a table / projection / topic name that is not allowed
-    │   └── TopicNotFoundError          a topic named by the user or a projection does not exist
+    │   ├── TopicNotFoundError          a topic named by the user or a projection does not exist
+    │   └── DatabaseNotFoundError       a read-only command pointed at a database that is not there
     ├── DomainError                     aggregate misuse (no I/O involved)
     │   ├── MissingHandlerError         an event type without an @apply handler
     │   └── AggregateNotFoundError      load of an aggregate that has no events
@@ -57,6 +58,7 @@ __all__ = [
     "ConcurrencyError",
     "ConfigurationError",
     "CorruptPayloadError",
+    "DatabaseNotFoundError",
     "DeadLetterError",
     "DecodeError",
     "DomainError",
@@ -108,6 +110,12 @@ class InvalidIdentifierError(ConfigurationError):
 
 class TopicNotFoundError(ConfigurationError):
     """A topic that was named (on the command line, or as a projection's topic) is missing."""
+
+
+class DatabaseNotFoundError(ConfigurationError):
+    """A read-only command was pointed at a read-model database that does not exist.
+
+    Read-only commands never create anything; the message names the path."""
 
 
 class DomainError(EventSourceError):

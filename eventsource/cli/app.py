@@ -8,6 +8,7 @@ interrupted.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Annotated
 
 import typer
@@ -79,8 +80,17 @@ def _register() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    if _command(sys.argv[1:]) == "run":
+        # A service may be told to stop while it is still importing: handle that from now.
+        from eventsource.service.signals import stop_signals
+
+        stop_signals()
     _register()
     app()
+
+
+def _command(args: list[str]) -> str | None:
+    return next((a for a in args if not a.startswith("-")), None)
 
 
 if __name__ == "__main__":

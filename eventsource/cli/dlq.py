@@ -18,9 +18,12 @@ from eventsource.cli.common import (
     load_settings,
 )
 from eventsource.cli.projecting import NameOpt, ProjectionArg, VersionOpt, load_projection
-from eventsource.projection.deadletter import dlq_topic
-from eventsource.projection.dlq_records import DeadLetterRecord, list_dead_letters
-from eventsource.projection.dlq_replay import replay_dead_letters
+from eventsource.projection.deadletter import (
+    DeadLetterRecord,
+    dlq_topic,
+    list_dead_letters,
+    replay_dead_letters,
+)
 
 app = typer.Typer(help="Inspect and replay a projection's dead letters.", no_args_is_help=True)
 
@@ -73,14 +76,18 @@ def list_(
         settings = load_settings(bootstrap_servers, prop)
         p = load_projection(projection, name=name)
         records = list_dead_letters(
-            settings.kafka, p.name, limit=limit, version=None if all_versions else p.version
+            settings.kafka,
+            p.name,
+            limit=limit,
+            version=None if all_versions else p.version,
+            topic_prefix=p.topic_prefix,
         )
         rows = [record_dict(r) for r in records]
         if json_out:
             emit_json(rows)
             return
         if not rows:
-            typer.echo(f"no dead letters in {dlq_topic(p.name)}")
+            typer.echo(f"no dead letters in {dlq_topic(p.name, p.topic_prefix)}")
             return
         table = Table("dlq", "source", "aggregate", "type", "stage", "error", "dead-lettered at")
         for r in rows:

@@ -21,6 +21,7 @@ from eventsource.cli.reading import StartAt, human_line, open_reader, record_jso
 from eventsource.codec import EventCodec
 from eventsource.domain import Aggregate, Event
 from eventsource.errors import ConfigurationError
+from eventsource.kafka.names import events_topic
 from eventsource.service.loader import load_typed
 from eventsource.store.partitioner import partition_for_id
 
@@ -76,7 +77,7 @@ def _topic(topic: str | None, aggregates: list[type[Aggregate]]) -> str:
     if topic:
         return topic
     if len(aggregates) == 1:
-        return f"{aggregates[0].aggregate_type}.events"
+        return events_topic(aggregates[0].aggregate_type)
     raise ConfigurationError(
         "name the topic with --topic, or give exactly one --aggregate whose events topic to read"
     )

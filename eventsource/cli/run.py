@@ -17,6 +17,7 @@ from eventsource.cli.common import (
 )
 from eventsource.cli.projecting import NameOpt, TopicsOpt, load_projections
 from eventsource.service.runtime import serve
+from eventsource.service.signals import stop_signals
 
 
 def run(
@@ -90,6 +91,7 @@ def run(
       EVENTSOURCE_DATABASE_URL=postgresql+psycopg://app@db/app eventsource run
       app.read:Balances app.read:Statements --http-port 9464
     """
+    signals = stop_signals()  # before anything slow: see eventsource.service.signals
     with exit_codes():
         settings = load_settings(
             bootstrap_servers,
@@ -110,5 +112,7 @@ def run(
         LIBRDKAFKA_LOG.setLevel(max(logging.WARNING, logging.getLevelName(service.log_level)))
         # Not settings.kafka: a service waits for a broker that is down (and says so in
         # /readyz) instead of failing like a one-shot command.
-        code = serve(projections, settings.kafka_unchecked, service, group_id=group_id)
+        code = serve(
+            projections, settings.kafka_unchecked, service, group_id=group_id, signals=signals
+        )
     raise typer.Exit(int(code))

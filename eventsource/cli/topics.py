@@ -28,6 +28,7 @@ from eventsource.kafka.admin import (
     ensure_topic,
     topic_partitions,
 )
+from eventsource.kafka.names import events_topic
 from eventsource.service.loader import load_typed
 from eventsource.service.settings import parse_properties
 
@@ -51,7 +52,7 @@ def topics_of(names: list[str], aggregates: list[str]) -> list[str]:
     topics = list(names)
     for path in aggregates:
         aggregate = load_typed(path, Aggregate, "an aggregate")
-        topics.append(f"{aggregate.aggregate_type}.events")
+        topics.append(events_topic(aggregate.aggregate_type))
     if not topics:
         raise ConfigurationError("name at least one topic, or an aggregate with --aggregate")
     return topics

@@ -82,6 +82,9 @@ class SchemaCatalog:
     def __init__(self, upcasters: Upcasters | None = None) -> None:
         #: Upcasters applied when decoding; the :func:`upcaster` decorator's by default.
         self.upcasters = DEFAULT_UPCASTERS if upcasters is None else upcasters
+        # An upcaster registered after the first decode of its version must apply: forget
+        # the plans (the codecs' fast paths follow, see EventCodec.decode_at).
+        self.upcasters.on_change(self._forget_resolutions)
         self._versions: dict[str, dict[int, dict[str, Any]]] = {}  # from schema files
         self._version_of: dict[bytes, int] = {}
         self._plans: dict[type[Event], WriterPlan] = {}
@@ -137,7 +140,9 @@ class SchemaCatalog:
         self._writers.setdefault(fp, schema)
         if version is not None:
             self._versions.setdefault(full_name(schema), {})[version] = schema
-            self._version_of[fp] = version
+            # two versions with one fingerprint: the newest wins (load_directory adds them
+            # in numeric order); `schemas check` refuses such a pair
+            self._version_of[fp] = max(version, self._version_of.get(fp, version))
             self._forget_resolutions()  # routes through upcasters depend on versions
         self._readers.pop(fp, None)
 
@@ -145,7 +150,7 @@ class SchemaCatalog:
         """Add every ``*.avsc`` file under ``path`` (recursively) as a writer schema."""
         if not path.is_dir():
             raise SchemaError(f"schema directory {path} does not exist or is not a directory")
-        for file in sorted(path.rglob("*.avsc")):
+        for file in sorted(path.rglob("*.avsc"), key=_numeric_order):
             try:
                 schema = json.loads(file.read_text(encoding="utf-8"))
                 match = _FILE_VERSION.search(file.name)
@@ -326,6 +331,14 @@ class SchemaCatalog:
     def _forget_resolutions(self) -> None:
         self._readers.clear()
         self._registry_readers.clear()
+
+
+def _numeric_order(file: Path) -> tuple[str, str, int]:
+    """``X.v2.avsc`` before ``X.v10.avsc`` (text order would put v10 first)."""
+    match = _FILE_VERSION.search(file.name)
+    if match is None:
+        return str(file.parent), file.name, 0
+    return str(file.parent), file.name[: match.start()], int(match.group(1))
 
 
 def _usable(plan: ReaderPlan) -> ReaderPlan:

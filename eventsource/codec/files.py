@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eventsource.codec.catalog import schema_fingerprint
 from eventsource.codec.compatibility import CompatibilityMode, read_problems
 from eventsource.codec.schema import avro_schema
 from eventsource.codec.upcasting import DEFAULT_UPCASTERS, Upcasters
@@ -113,7 +114,7 @@ def _check_one(
     name = event_type.event_type()
     schema = avro_schema(event_type)
     history = _history(event_type, schema, directory)
-    problems: list[str] = []
+    problems = _same_fingerprints(name, history)
     latest = latest_schema_file(event_type, directory)
     if latest is None:
         problems.append(
@@ -191,6 +192,26 @@ def _history(event_type: type[Event], schema: dict[str, Any], directory: Path) -
         for name in names
         for version, path in _files_named(name, directory)
     ]
+
+
+def _same_fingerprints(name: str, history: list[_Release]) -> list[str]:
+    """Two released versions whose canonical forms are equal cannot be told apart on the
+    wire (the fingerprint is the canonical form's): which one a payload is, and so which
+    upcasters run, would be a guess."""
+    first: dict[bytes, _Release] = {}
+    problems = []
+    for release in history:
+        fp = schema_fingerprint(release.schema)
+        earlier = first.setdefault(fp, release)
+        if earlier is not release:
+            problems.append(
+                f"{name}: {earlier.path.name} and {release.path.name} have the same "
+                f"fingerprint {fp.hex()} (their canonical forms are equal: they differ only "
+                "in defaults, docs or aliases), so payloads written with them cannot be told "
+                f"apart; delete {release.path.name} if it was never released, else release "
+                "the change as a real schema change"
+            )
+    return problems
 
 
 def _orphans(event_types: list[type[Event]], directory: Path, upcasters: Upcasters) -> list[str]:

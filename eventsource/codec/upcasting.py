@@ -23,6 +23,7 @@ it produced, and Avro resolution reads the last datum into the current model.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -83,6 +84,13 @@ class Upcasters:
 
     def __init__(self) -> None:
         self._steps: dict[str, dict[int, Upcaster]] = {}
+        # Catalogs cache reader plans built from these steps; a registration tells them
+        # to forget the plans (weakly held: a registry never keeps a catalog alive).
+        self._listeners: list[weakref.WeakMethod[Callable[[], None]]] = []
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call the bound method ``callback`` after every registration (held weakly)."""
+        self._listeners.append(weakref.WeakMethod(callback))
 
     def upcaster(
         self,
@@ -147,6 +155,13 @@ class Upcasters:
                 f"v{from_version + 1} -> ...)"
             )
         versions[from_version] = step
+        alive = []
+        for ref in self._listeners:
+            callback = ref()
+            if callback is not None:
+                callback()
+                alive.append(ref)
+        self._listeners = alive
         return step
 
     def get(self, event_type: str, from_version: int) -> Upcaster | None:

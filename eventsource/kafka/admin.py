@@ -19,6 +19,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from eventsource.errors import ConfigurationError, StoreUnavailableError, TopicNotFoundError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import reader_group
 from eventsource.kafka.reach import is_unreachable, unreachable_error
 
 __all__ = [
@@ -135,7 +136,7 @@ def end_offsets(settings: KafkaSettings, name: str, *, timeout: float = 10.0) ->
     count = _partition_count(admin, name, timeout, settings)
     if count is None:
         raise topic_not_found(name, settings)
-    consumer = Consumer(settings.consumer_config(f"{settings.application_id}.admin"))
+    consumer = Consumer(settings.consumer_config(reader_group(settings.application_id, "admin")))
     try:
         return {
             p: int(consumer.get_watermark_offsets(TopicPartition(name, p), timeout=timeout)[1])

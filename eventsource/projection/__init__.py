@@ -6,7 +6,10 @@ Declare a :class:`Projection` with :func:`table` and :func:`on`, run it with a
 
 from eventsource.projection.context import Context
 from eventsource.projection.definition import Projection, on, table, validate_identifier
-from eventsource.projection.hooks import (
+from eventsource.projection.runner import ProjectionRunner, RunStats, default_group_id
+from eventsource.projection.status import PartitionStatus, projection_status
+from eventsource.projection.store import create_read_model_engine, set_live_version
+from eventsource.projection.types import (
     DeadLetterPolicy,
     Failure,
     FailureAction,
@@ -14,10 +17,8 @@ from eventsource.projection.hooks import (
     NullListener,
     RawRecord,
     RunnerListener,
+    Stage,
 )
-from eventsource.projection.runner import ProjectionRunner, RunStats, default_group_id
-from eventsource.projection.status import PartitionStatus, projection_status
-from eventsource.projection.store import create_read_model_engine, set_live_version
 from eventsource.projection.wait import wait_for_positions
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "RawRecord",
     "RunStats",
     "RunnerListener",
+    "Stage",
     "create_read_model_engine",
     "default_group_id",
     "on",

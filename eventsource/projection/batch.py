@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from eventsource.codec import EventCodec
-from eventsource.codec.envelope import RecordMetadata, read_headers
-from eventsource.domain import Event
-from eventsource.errors import DecodeError, ProjectionError, UnknownSchemaError
+from eventsource.codec.envelope import read_headers
+from eventsource.errors import ProjectionError
+from eventsource.projection.apply import Applied, RecordApplier, RecordStopped, raw_record
 from eventsource.projection.checkpoints import (
     TopicPartition,
     ensure_checkpoint_rows,
@@ -33,11 +33,8 @@ from eventsource.projection.context import Context
 from eventsource.projection.dberrors import is_permanent_db_error, is_transient_db_error
 from eventsource.projection.definition import Projection
 from eventsource.projection.gcpause import gc_paused
-from eventsource.projection.hooks import (
-    Failure,
-    FailureAction,
+from eventsource.projection.types import (
     FailureHook,
-    RawRecord,
     RunnerListener,
     Stage,
     StopOnFailure,
@@ -62,11 +59,6 @@ class BatchOutcome:
     dead_letters: list[tuple[Stage, BaseException]] = field(default_factory=list)
 
 
-class _CarefulStop(Exception):
-    def __init__(self, failure: Failure) -> None:
-        self.failure = failure
-
-
 class BatchApplier:
     """Applies batches of confluent-kafka messages for one projection."""
 
@@ -87,13 +79,7 @@ class BatchApplier:
         self.sleep = sleep
         self._intercepting = not isinstance(hook, StopOnFailure)
         self._statements: dict[tuple[Any, ...], Any] = {}
-        self._renames: dict[str, bool] = {}  # ce_type without handler -> may decode to one
-
-    def _may_rename(self, event_type: str) -> bool:
-        renames = self._renames.get(event_type)
-        if renames is None:
-            renames = self._renames[event_type] = self.codec.renames(event_type)
-        return renames
+        self._record = RecordApplier(projection, codec, hook, sleep)
 
     def apply(self, messages: Sequence[Any], positions: dict[TopicPartition, int]) -> BatchOutcome:
         """Apply ``messages``; ``positions`` are consumer positions taken after the consume.
@@ -109,7 +95,7 @@ class BatchApplier:
                 raise  # not the records' fault: the runner retries or stops
         try:
             return self._run(messages, positions, careful=True)
-        except _CarefulStop as stop:
+        except RecordStopped as stop:
             raise stopped_error(stop.failure) from stop.failure.error
         except Exception:
             self.hook.after_rollback()
@@ -132,7 +118,7 @@ class BatchApplier:
         partitions: set[TopicPartition] = set(
             zip(map(_topic, messages), map(_partition, messages), strict=True)
         )
-        stop: _CarefulStop | None = None
+        stop: RecordStopped | None = None
         with self.engine.connect() as conn, conn.begin():
             floors = read_checkpoints(conn, p.name, p.version, partitions, for_update=True)
             if len(floors) < len(partitions):  # callers that did not create the rows first
@@ -170,9 +156,13 @@ class BatchApplier:
         next_offsets: dict[TopicPartition, int],
         outcome: BatchOutcome,
     ) -> None:
-        # The hot loop: everything it touches is a local; no per-record try.
+        # The hot loop: everything it touches is a local; no per-record try. Same
+        # decisions as RecordApplier.apply, without its error handling: any error rolls
+        # the batch back and the careful path applies it record by record.
         projection = self.projection
         handlers = projection.handlers_by_type
+        by_class = projection.handlers_by_class
+        may_handle = self._record.may_handle
         decode = self.codec.decode_at
         intercept = self.hook.intercept if self._intercepting else None
         at = ctx.at
@@ -186,24 +176,19 @@ class BatchApplier:
                 continue
             next_offsets[tp] = offset + 1
             meta = read_headers(message.headers())
-            entry = handlers.get(meta.event_type)
+            event_type = meta.event_type
+            if event_type not in handlers and not may_handle(event_type):
+                ignored += 1
+                continue
+            if intercept is not None and intercept(raw_record(message), meta, conn):
+                outcome.dead_letters.append(_parked(projection, message))
+                continue
+            event = decode(message.value(), topic, partition, offset)
+            # dispatch on the decoded type: an upcaster may have changed it (to_type)
+            entry = by_class.get(type(event)) or handlers.get(event.event_type())
             if entry is None:
-                if not self._may_rename(meta.event_type):
-                    ignored += 1
-                    continue
-                event = decode(message.value(), topic, partition, offset)
-                entry = handlers.get(event.event_type())
-                if entry is None:
-                    ignored += 1
-                    continue
-                if intercept is not None and intercept(_raw(message), meta, conn):
-                    outcome.dead_letters.append(_parked(projection, message))
-                    continue
-            else:
-                if intercept is not None and intercept(_raw(message), meta, conn):
-                    outcome.dead_letters.append(_parked(projection, message))
-                    continue
-                event = decode(message.value(), topic, partition, offset)
+                ignored += 1
+                continue
             at(meta, topic, partition, offset)
             entry[1](projection, event, ctx)
             applied += 1
@@ -220,7 +205,7 @@ class BatchApplier:
         floors: dict[TopicPartition, int],
         next_offsets: dict[TopicPartition, int],
         outcome: BatchOutcome,
-    ) -> _CarefulStop | None:
+    ) -> RecordStopped | None:
         for message in messages:
             tp = (message.topic(), message.partition())
             offset = message.offset()
@@ -228,89 +213,27 @@ class BatchApplier:
                 outcome.duplicates += 1
                 continue
             try:
-                self._careful_one(conn, ctx, message, outcome)
-            except _CarefulStop as stop:
+                result = self._record.apply(conn, ctx, raw_record(message))
+            except RecordStopped as stop:
                 return stop
-            next_offsets[tp] = offset + 1
-        return None
-
-    def _careful_one(
-        self, conn: Connection, ctx: Context, message: Any, outcome: BatchOutcome
-    ) -> None:
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        meta: RecordMetadata | None = None
-        event: Event | None = None
-        handlers = self.projection.handlers_by_type
-        try:
-            meta = read_headers(message.headers())
-            entry = handlers.get(meta.event_type)
-            if entry is None and self._may_rename(meta.event_type):
-                event = self.codec.decode_at(message.value(), topic, partition, offset)
-                entry = handlers.get(event.event_type())
-            if entry is None:
+            if result is Applied.APPLIED:
+                outcome.applied += 1
+            elif result is Applied.IGNORED:
                 outcome.ignored += 1
-                return
-            if self._intercepting and self.hook.intercept(_raw(message), meta, conn):
+            elif result is Applied.DIVERTED:
                 outcome.dead_lettered += 1
                 outcome.dead_letters.append(_parked(self.projection, message))
-                return
-            if event is None:
-                event = self.codec.decode_at(message.value(), topic, partition, offset)
-        except DecodeError as exc:
-            stage: Stage = "schema" if isinstance(exc, UnknownSchemaError) else "decode"
-            self._fail(conn, Failure(self.projection, stage, _raw(message), exc, 1, meta), outcome)
-            return
-        ctx.at(meta, topic, partition, offset)
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                with conn.begin_nested():
-                    entry[1](self.projection, event, ctx)
-                    ctx.flush()
-            except Exception as exc:
-                ctx.discard()
-                if is_transient_db_error(exc) or is_permanent_db_error(exc):
-                    raise
-                if isinstance(exc, DecodeError):  # a header the handler read is malformed
-                    failure = Failure(self.projection, "decode", _raw(message), exc, 1, meta)
-                    self._fail(conn, failure, outcome)
-                    return
-                if attempts <= self.projection.retries:
-                    self.sleep(self.projection.retry_backoff_s * attempts)
-                    continue
-                failure = Failure(
-                    self.projection, "handler", _raw(message), exc, attempts, meta, event
-                )
-                self._fail(conn, failure, outcome)
-                return
-            outcome.applied += 1
-            return
-
-    def _fail(self, conn: Connection, failure: Failure, outcome: BatchOutcome) -> None:
-        action = self.hook.on_failure(failure, conn)
-        if action is FailureAction.STOP:
-            raise _CarefulStop(failure)
-        outcome.dead_letters.append((failure.stage, failure.error))
-        outcome.dead_lettered += 1
+            elif (failure := self._record.last_failure) is not None:  # DEAD_LETTERED
+                outcome.dead_lettered += 1
+                outcome.dead_letters.append((failure.stage, failure.error))
+            next_offsets[tp] = offset + 1
+        return None
 
 
 def _parked(projection: Projection, message: Any) -> tuple[Stage, BaseException]:
     key = (message.key() or b"").decode("utf-8", "replace")
-    return "parked", ProjectionError(
+    return Stage.PARKED, ProjectionError(
         f"{message.topic()}[{message.partition()}]@{message.offset()}: aggregate {key!r} is "
         f"parked in projection {projection.name!r}, so this record went to the dead-letter "
         "topic; `dlq replay` applies it and unparks the aggregate"
-    )
-
-
-def _raw(message: Any) -> RawRecord:
-    return RawRecord(
-        topic=message.topic(),
-        partition=message.partition(),
-        offset=message.offset(),
-        key=message.key(),
-        value=message.value(),
-        headers=tuple(message.headers() or ()),
-        timestamp_ms=message.timestamp()[1] if message.timestamp()[0] else None,
     )

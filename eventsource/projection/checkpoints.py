@@ -10,18 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    bindparam,
-    select,
-)
+from sqlalchemy import Connection, bindparam, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
+
+from eventsource.projection.tables import checkpoints_table
 
 __all__ = [
     "TopicPartition",
@@ -32,16 +24,6 @@ __all__ = [
 ]
 
 TopicPartition = tuple[str, int]
-
-checkpoints_table = Table(
-    "eventsource_checkpoints",
-    MetaData(),
-    Column("projection", String(64), primary_key=True),
-    Column("version", Integer, primary_key=True),
-    Column("topic", String(249), primary_key=True),
-    Column("partition", Integer, primary_key=True),
-    Column("next_offset", BigInteger, nullable=False),
-)
 
 
 def read_checkpoints(
@@ -56,7 +38,8 @@ def read_checkpoints(
 
     ``for_update`` locks the rows until the transaction ends (PostgreSQL; SQLite's
     ``BEGIN IMMEDIATE`` already holds the database write lock), so two processes that
-    briefly both think they own a partition cannot both apply the same records.
+    briefly both think they own a partition cannot both apply the same records. Only the
+    named partitions' rows are locked: replicas owning different partitions never wait.
     """
     c = checkpoints_table.c
     stmt = select(c.topic, c.partition, c.next_offset).where(
@@ -64,14 +47,16 @@ def read_checkpoints(
     )
     wanted = None if partitions is None else set(partitions)
     if wanted is not None:
-        stmt = stmt.where(c.topic.in_(sorted({t for t, _ in wanted})))
+        if not wanted:
+            return {}
+        # Exactly these rows, so a lock never covers another replica's partitions.
+        stmt = stmt.where(tuple_(c.topic, c.partition).in_(sorted(wanted)))
     if for_update and conn.dialect.name == "postgresql":
         # one lock order for every process: overlapping batches wait instead of deadlocking
         stmt = stmt.order_by(c.topic, c.partition).with_for_update()
     result: dict[TopicPartition, int] = {}
     for topic, partition, next_offset in conn.execute(stmt):
-        if wanted is None or (topic, partition) in wanted:
-            result[(topic, partition)] = int(next_offset)
+        result[(topic, partition)] = int(next_offset)
     return result
 
 

@@ -25,7 +25,8 @@ from sqlalchemy import Column, Constraint, Index, MetaData, Table
 
 from eventsource.domain import Aggregate, Event
 from eventsource.errors import ConfigurationError, InvalidIdentifierError
-from eventsource.projection.hooks import DeadLetterPolicy
+from eventsource.kafka.names import events_topic
+from eventsource.projection.types import DeadLetterPolicy
 
 if TYPE_CHECKING:
     from eventsource.projection.context import Context
@@ -118,19 +119,24 @@ class Projection:
     Class attributes:
         name: identifier ``^[a-z][a-z0-9_]{0,40}$``; prefixes tables and the consumer group.
         version: integer >= 1; version N+1 builds its own tables (blue/green rebuild).
-        aggregates: aggregate classes whose topics ``<aggregate_type>.events`` are read.
-        topics: explicit topic names instead of (or besides) ``aggregates``.
+        aggregates: aggregate classes whose topics ``<topic_prefix><aggregate_type>.events``
+            are read.
+        topics: explicit topic names instead of (or besides) ``aggregates`` (taken as they
+            are: the prefix is not added).
+        topic_prefix: the prefix the event store was given (``topic_prefix=``), so that
+            the projection reads the topics the store writes; its DLQ topic carries it too.
         policy, retries, retry_backoff_s: what happens to poison records (see
             :class:`DeadLetterPolicy`); handler errors are retried ``retries`` times first.
 
-    ``name``, ``version`` and ``topics`` can be overridden per instance (tests use unique
-    names; a rebuild instantiates version N+1).
+    ``name``, ``version``, ``topics`` and ``topic_prefix`` can be overridden per instance
+    (tests use unique names; a rebuild instantiates version N+1).
     """
 
     name: str
     version: int = 1
     aggregates: ClassVar[Sequence[type[Aggregate]]] = ()
     topics: Sequence[str] = ()
+    topic_prefix: str = ""
     policy: ClassVar[DeadLetterPolicy] = DeadLetterPolicy.STOP
     retries: ClassVar[int] = 3
     retry_backoff_s: ClassVar[float] = 0.1
@@ -166,8 +172,10 @@ class Projection:
         name: str | None = None,
         version: int | None = None,
         topics: Sequence[str] | None = None,
+        topic_prefix: str | None = None,
     ) -> None:
         cls = type(self)
+        self.topic_prefix = cls.topic_prefix if topic_prefix is None else topic_prefix
         self.name = validate_identifier(name or getattr(cls, "name", None), "projection name")
         self.version = cls.version if version is None else version
         if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:
@@ -175,7 +183,10 @@ class Projection:
                 f"projection {self.name!r} has version {self.version!r}: use an integer >= 1"
             )
         if topics is None:
-            topics = [*cls.topics, *(f"{a.aggregate_type}.events" for a in cls.aggregates)]
+            topics = [
+                *cls.topics,
+                *(events_topic(a.aggregate_type, self.topic_prefix) for a in cls.aggregates),
+            ]
         self.topics = tuple(dict.fromkeys(topics))
         if not self.topics:
             raise ConfigurationError(
@@ -191,6 +202,11 @@ class Projection:
         self.handlers_by_type: dict[str, tuple[type[Event], Handler]] = {
             event_type.event_type(): (event_type, handler)
             for event_type, handler in cls._handlers.items()
+        }
+        #: the same entries by event class: dispatch on the decoded event without a lookup
+        #: of its type name (a codec with other classes of the same names falls back to it)
+        self.handlers_by_class: dict[type[Event], tuple[type[Event], Handler]] = {
+            event_type: (event_type, handler) for event_type, handler in cls._handlers.items()
         }
 
     def physical_name(self, logical: str, version: int | None = None) -> str:

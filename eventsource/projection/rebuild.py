@@ -26,9 +26,8 @@ from eventsource.codec import EventCodec
 from eventsource.errors import ConfigurationError, ProjectionError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.projection.checkpoints import checkpoints_table, read_checkpoints
+from eventsource.projection.deadletter import SqlParkingLot, dlq_end_offsets
 from eventsource.projection.definition import Projection
-from eventsource.projection.dlq_parking import SqlParkingLot, create_dlq_tables
-from eventsource.projection.dlq_records import dlq_end_offsets
 from eventsource.projection.replay import (
     ProgressCallback,
     apply_range,
@@ -42,6 +41,7 @@ from eventsource.projection.store import (
     projections_table,
     set_live_version,
 )
+from eventsource.projection.tables import create_framework_tables
 
 __all__ = ["RebuildResult", "drop_version", "rebuild", "swap_version"]
 
@@ -94,9 +94,13 @@ def rebuild(
                 "to refill the live version in place"
             )
         ensure_schema(engine, projection)  # makes this version live if none was
-        create_dlq_tables(engine)
+        create_framework_tables(engine)
         if restart:
-            _reset(engine, projection, dlq_end_offsets(settings, projection.name))
+            _reset(
+                engine,
+                projection,
+                dlq_end_offsets(settings, projection.name, topic_prefix=projection.topic_prefix),
+            )
         applied, rounds, swapped = 0, 0, False
         while rounds < max_rounds and not swapped:
             rounds += 1
@@ -207,7 +211,7 @@ def drop_version(projection: Projection, database_url: str | Engine, version: in
             conn.execute(
                 delete(checkpoints_table).where(c.projection == p.name, c.version == version)
             )
-            create_dlq_tables(conn)
+            create_framework_tables(conn)
             SqlParkingLot(p.name, version).clear(conn)
         return dropped
     finally:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, delete
 
@@ -38,6 +38,7 @@ from eventsource.codec import EventCodec
 from eventsource.errors import ConfigurationError, ProjectionError, WaitTimeoutError
 from eventsource.kafka.admin import topic_not_found
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import reader_group
 from eventsource.projection.batch import BatchApplier
 from eventsource.projection.checkpoints import TopicPartition as TP
 from eventsource.projection.checkpoints import (
@@ -45,13 +46,12 @@ from eventsource.projection.checkpoints import (
     read_checkpoints,
     write_checkpoints,
 )
-from eventsource.projection.deadletter import dead_letter_hook
+from eventsource.projection.deadletter import SqlParkingLot, dead_letter_hook, dlq_end_offsets
 from eventsource.projection.definition import Projection
-from eventsource.projection.dlq_parking import SqlParkingLot, create_dlq_tables
-from eventsource.projection.dlq_records import dlq_end_offsets
-from eventsource.projection.hooks import FailureHook, NullListener
 from eventsource.projection.runner import default_group_id
 from eventsource.projection.store import create_read_model_engine, ensure_schema
+from eventsource.projection.tables import create_framework_tables
+from eventsource.projection.types import FailureHook, NullListener
 
 __all__ = [
     "Bounds",
@@ -209,7 +209,7 @@ def replay(
     )
     try:
         ensure_schema(engine, projection)
-        create_dlq_tables(engine)
+        create_framework_tables(engine)
         bounds = find_bounds(
             settings, projection, from_offset, from_time, to_offset, to_time, min(timeout, 30.0)
         )
@@ -240,13 +240,22 @@ def refuse_if_running(
     """
     group = default_group_id(settings, projection)
     admin = AdminClient(settings.admin_config())
-    try:
-        description = admin.describe_consumer_groups([group])[group].result(timeout=timeout)
-    except KafkaException as exc:  # no permission to describe: say so, do not guess
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            description = admin.describe_consumer_groups([group])[group].result(timeout=timeout)
+            break
+        except KafkaException as exc:
+            # A coordinator still loading (fresh broker, moved group) answers retriably.
+            if _coordinator_busy(exc) and time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            error = exc
+        # no permission to describe: say so, do not guess
         raise ConfigurationError(
             f"cannot tell whether the runner of {projection!r} (group {group!r}) is running: "
-            f"{exc}; stop it and pass allow_running=True"
-        ) from exc
+            f"{error}; stop it and pass allow_running=True"
+        ) from error
     if description.members:
         hosts = sorted({m.host for m in description.members})
         raise ConfigurationError(
@@ -256,6 +265,19 @@ def refuse_if_running(
             "crashed stays listed until the group's session timeout; if you are sure it is "
             "gone, pass allow_running=True)"
         )
+
+
+def _coordinator_busy(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and (
+        error.retriable()
+        or error.code()
+        in (
+            KafkaError.NOT_COORDINATOR,
+            KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+            KafkaError.COORDINATOR_NOT_AVAILABLE,
+        )
+    )
 
 
 def find_bounds(
@@ -268,7 +290,9 @@ def find_bounds(
     timeout: float = 30.0,
 ) -> Bounds:
     """Ask the broker for watermarks and time offsets, then compute the range."""
-    consumer = Consumer(settings.consumer_config(f"{settings.application_id}.replay-bounds"))
+    consumer = Consumer(
+        settings.consumer_config(reader_group(settings.application_id, "replay-bounds"))
+    )
     try:
         partitions = _partitions(consumer, projection, timeout)
         marks = {
@@ -292,7 +316,7 @@ def _prepare(
     engine: Engine, projection: Projection, settings: KafkaSettings, bounds: Bounds, *, reset: bool
 ) -> None:
     p = projection
-    dlq_ends = dlq_end_offsets(settings, p.name) if reset else {}
+    dlq_ends = dlq_end_offsets(settings, p.name, topic_prefix=p.topic_prefix) if reset else {}
     with engine.begin() as conn:
         if reset:
             for table in p.tables.values():
@@ -330,7 +354,9 @@ def apply_range(
         p, engine, codec or EventCodec.for_events(p.event_types()), hook, NullListener()
     )
     consumer = Consumer(
-        settings.consumer_config(f"{settings.application_id}.replay.{p.name}.v{p.version}")
+        settings.consumer_config(
+            reader_group(settings.application_id, f"replay.{p.name}.v{p.version}")
+        )
     )
     started = time.monotonic()
     try:

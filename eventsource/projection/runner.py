@@ -27,6 +27,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from eventsource.codec import EventCodec
 from eventsource.errors import ConfigurationError, ProjectionError, WaitTimeoutError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import projection_group
 from eventsource.kafka.reach import client_error
 from eventsource.projection.batch import BatchApplier
 from eventsource.projection.checkpoints import TopicPartition as TP
@@ -37,17 +38,12 @@ from eventsource.projection.dberrors import (
     outage_error,
     permanent_error,
 )
+from eventsource.projection.deadletter import dead_letter_hook
 from eventsource.projection.definition import Projection
-from eventsource.projection.hooks import (
-    FailureHook,
-    GuardedListener,
-    NullListener,
-    RunnerListener,
-    default_hook,
-)
 from eventsource.projection.offsets import check_within_topic, end_offsets, positions
 from eventsource.projection.status import PartitionStatus, RunStats, projection_status
 from eventsource.projection.store import create_read_model_engine, ensure_schema, read_only
+from eventsource.projection.types import FailureHook, GuardedListener, NullListener, RunnerListener
 
 __all__ = ["ProjectionRunner", "RunStats", "default_group_id"]
 
@@ -77,7 +73,7 @@ def _checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 
 def default_group_id(settings: KafkaSettings, projection: Projection) -> str:
     """The consumer group of a projection version."""
-    return f"{settings.application_id}.projection.{projection.name}.v{projection.version}"
+    return projection_group(settings.application_id, projection.name, projection.version)
 
 
 class ProjectionRunner:
@@ -108,7 +104,7 @@ class ProjectionRunner:
         self.group_id = group_id or default_group_id(settings, projection)
         self.codec = codec or EventCodec.for_events(projection.event_types())
         self.listener: RunnerListener = GuardedListener(listener or NullListener())
-        self.hook = failure_hook or default_hook(projection, settings)
+        self.hook = failure_hook or dead_letter_hook(projection, settings)
         self.poll_timeout = poll_timeout
         self.commit_offsets_to_kafka = commit_offsets_to_kafka
         #: How long ``run`` retries a batch while the database is unavailable before it

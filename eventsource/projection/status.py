@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from eventsource.errors import ProjectionError
 from eventsource.kafka.admin import topic_not_found
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import reader_group
 from eventsource.kafka.reach import is_unreachable, unreachable_error
 from eventsource.projection.checkpoints import read_checkpoints
 from eventsource.projection.definition import Projection
@@ -55,9 +56,14 @@ def projection_status(
 ) -> list[PartitionStatus]:
     """Checkpoints from the read-model database against the topics' last stable offsets.
 
-    Partitions never applied show checkpoint 0. Works without a running runner.
+    Partitions never applied show checkpoint 0. Works without a running runner. Creates
+    nothing: a SQLite database that does not exist raises DatabaseNotFoundError.
     """
-    engine = create_read_model_engine(database) if isinstance(database, str) else database
+    engine = (
+        create_read_model_engine(database, must_exist=True)
+        if isinstance(database, str)
+        else database
+    )
     try:
         with engine.connect() as raw, read_only(raw) as conn:
             if live_version(conn, projection.name) is None:
@@ -67,7 +73,7 @@ def projection_status(
     finally:
         if isinstance(database, str):
             engine.dispose()
-    consumer = Consumer(settings.consumer_config(f"{settings.application_id}.status"))
+    consumer = Consumer(settings.consumer_config(reader_group(settings.application_id, "status")))
     try:
         metadata = consumer.list_topics(timeout=timeout)
         result = []

@@ -23,48 +23,29 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Connection,
-    Engine,
-    Integer,
-    String,
-    Table,
-    create_engine,
-    event,
-    func,
-    select,
-)
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.sql.dml import Insert
 
-from eventsource.errors import ConfigurationError
-from eventsource.projection.checkpoints import checkpoints_table
+from eventsource.errors import ConfigurationError, DatabaseNotFoundError
 from eventsource.projection.dberrors import database_error, describe_database
 from eventsource.projection.definition import Projection
+from eventsource.projection.tables import DDL_LOCK, FRAMEWORK_METADATA, projections_table
 
 __all__ = [
     "create_read_model_engine",
     "ensure_schema",
     "live_version",
     "projections_table",
+    "read_model_url",
     "read_only",
     "set_live_version",
     "upsert_statement",
 ]
 
-SYSTEM_METADATA = checkpoints_table.metadata
 _READ_ONLY = "eventsource_read_only"
-
-projections_table = Table(
-    "eventsource_projections",
-    SYSTEM_METADATA,
-    Column("projection", String(64), primary_key=True),
-    Column("live_version", Integer, nullable=False),
-)
-
 
 #: The directory of the default SQLite database; created when missing.
 DEFAULT_SQLITE_DIR = ".eventsource"
@@ -111,17 +92,36 @@ def _sqlite_directory(url: URL) -> None:
     )
 
 
-def create_read_model_engine(database_url: str | Path) -> Engine:
-    """An engine for a SQLite path / URL or a PostgreSQL URL (see the module docstring)."""
+def create_read_model_engine(database_url: str | Path, *, must_exist: bool = False) -> Engine:
+    """An engine for a SQLite path / URL or a PostgreSQL URL (see the module docstring).
+
+    ``must_exist`` (read-only callers): a SQLite file that does not exist raises
+    DatabaseNotFoundError instead of being created by the first connection.
+    """
     url = read_model_url(database_url)
     backend = url.get_backend_name()
     if backend == "sqlite":
-        _sqlite_directory(url)
+        if must_exist:
+            _check_sqlite_exists(url.database)
+        else:
+            _sqlite_directory(url)
         engine = create_engine(url, connect_args={"timeout": 60, "isolation_level": None})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _check_sqlite_exists(database: str | None) -> None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return  # in-memory or a URI filename: nothing on disk to check
+    path = Path(database).expanduser().absolute()
+    if not path.is_file():
+        raise DatabaseNotFoundError(
+            f"read-model database {path} does not exist: point --database-url (or "
+            "EVENTSOURCE_DATABASE_URL) at the database the projections write; it is created "
+            "by `eventsource run`, `replay` or `rebuild`, never by a read-only command"
+        )
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -148,7 +148,7 @@ def read_only(connection: Connection) -> Connection:
 
 
 def ensure_schema(engine: Engine, projection: Projection) -> int:
-    """Create system tables and this version's tables; make it live if none is.
+    """Create the framework tables and this version's tables; make it live if none is.
 
     Returns the live version. Safe to call concurrently from several processes. A database
     that cannot be used raises an error naming it and the fix (:func:`database_error`).
@@ -164,8 +164,8 @@ def _ensure_schema(engine: Engine, projection: Projection) -> int:
         if conn.dialect.name == "postgresql":
             # Concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's
             # catalog; one schema change at a time (lock released at commit).
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7245196508735961)")
-        SYSTEM_METADATA.create_all(conn, checkfirst=True)
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({DDL_LOCK})")
+        FRAMEWORK_METADATA.create_all(conn, checkfirst=True)
         projection.metadata.create_all(conn, checkfirst=True)
         live = live_version(conn, projection.name)
         if live is None:

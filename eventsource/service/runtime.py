@@ -12,6 +12,7 @@ from eventsource.service.health import HealthServer
 from eventsource.service.logs import configure_logging, get_logger
 from eventsource.service.metrics import MetricsListener, ServiceMetrics
 from eventsource.service.settings import ServiceSettings, redact_url, secret_values
+from eventsource.service.signals import StopSignals
 from eventsource.service.supervisor import ExitCode, Supervisor, Unit
 
 
@@ -22,18 +23,28 @@ def serve(
     *,
     group_id: str | None = None,
     metrics: ServiceMetrics | None = None,
+    signals: StopSignals | None = None,
 ) -> ExitCode:
     """Run ``projections`` until SIGTERM/SIGINT (or a fatal error); returns the exit code.
 
     Each projection gets its own runner thread and consumer group
     (``<application_id>.projection.<name>.v<version>`` unless ``group_id`` is given);
-    more processes with the same projections share the partitions.
+    more processes with the same projections share the partitions. ``signals``: handlers
+    installed before start-up (see :mod:`eventsource.service.signals`); without them the
+    supervisor installs its own for the duration of the run.
     """
     configure_logging(service.log_level, service.log_format, secrets=secret_values(kafka, service))
     log = get_logger("eventsource.service")
+    if signals is not None and signals.event.is_set():
+        # Nothing was started, so there is nothing to drain: a clean stop, not a failure.
+        log.info("stop requested during start-up", signal=signals.received)
+        log.info("service stopped", exit_code=int(ExitCode.OK))
+        return ExitCode.OK
     metrics = metrics or ServiceMetrics()
     units = [_unit(p, kafka, service, metrics, group_id, log) for p in projections]
-    supervisor = Supervisor(units, drain_timeout_s=service.drain_timeout_s, log=log)
+    supervisor = Supervisor(
+        units, drain_timeout_s=service.drain_timeout_s, log=log, signals=signals
+    )
     server: HealthServer | None = None
     if service.http_port is not None:
         server = HealthServer(

@@ -23,6 +23,7 @@ import structlog
 
 from eventsource.errors import ConfigurationError, ProjectionStoppedError
 from eventsource.service.metrics import MetricsListener
+from eventsource.service.signals import StopSignals
 
 #: A runner that failed after running this long starts its backoff from the beginning.
 _HEALTHY_RUN_S = 60.0
@@ -64,13 +65,16 @@ class Supervisor:
         log: Any,
         backoff_s: tuple[float, float] = (0.5, 30.0),
         lag_interval_s: float = 5.0,
+        signals: StopSignals | None = None,
     ) -> None:
         self._units = list(units)
         self._drain_timeout_s = drain_timeout_s
         self._log = log
         self._backoff_s = backoff_s
         self._lag_interval_s = lag_interval_s
-        self.stop = threading.Event()
+        # Handlers installed before start-up (eventsource run): their event is our stop.
+        self._early = signals
+        self.stop = signals.event if signals is not None else threading.Event()
         self._runners: dict[str, Runner] = {}
         self._threads: list[threading.Thread] = []
         self._code = ExitCode.OK
@@ -124,6 +128,14 @@ class Supervisor:
 
     @contextlib.contextmanager
     def _signal_handlers(self) -> Iterator[None]:
+        if self._early is not None:
+            self._early.notify(self.request_stop, self._second_signal)
+            try:
+                yield
+            finally:
+                self._early.notify(None, None)
+            return
+
         def handle(signum: int, frame: FrameType | None) -> None:
             self._signals += 1
             name = signal.Signals(signum).name
@@ -138,6 +150,9 @@ class Supervisor:
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+    def _second_signal(self, name: str) -> None:
+        self._log.error("second signal: exiting without draining", signal=name)
 
     def _fail(self, code: ExitCode) -> None:
         with self._lock:

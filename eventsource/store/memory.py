@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -89,6 +90,35 @@ class InMemoryEventStore:
                 offset += 1
             self._next_offset[(topic, partition)] = offset
             return AppendResult(aggregate_id, len(stream), tuple(positions))
+
+    def append_async(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> Future[AppendResult]:
+        """:meth:`append`, done at once; the returned future holds its result or error."""
+        future: Future[AppendResult] = Future()
+        try:
+            future.set_result(
+                self.append(
+                    aggregate_type,
+                    aggregate_id,
+                    events,
+                    expected_version,
+                    correlation_id=correlation_id,
+                    causation_id=causation_id,
+                )
+            )
+        except (ValueError, TypeError):
+            raise  # argument errors are raised, as by every store
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
 
     def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:
         recorded = self.recorded_events(aggregate_cls.aggregate_type, aggregate_id)

@@ -10,12 +10,21 @@ events whose order relative to concurrent commands does not matter (e.g. imports
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar, runtime_checkable
 
 from eventsource.domain import Aggregate, Event, Position
+from eventsource.kafka.names import events_topic
 
-__all__ = ["ANY", "AppendResult", "EventStore", "check_append_arguments", "events_topic"]
+__all__ = [
+    "ANY",
+    "AppendResult",
+    "Appender",
+    "EventStore",
+    "check_append_arguments",
+    "events_topic",
+]
 
 ANY: Final = -1
 """``expected_version`` that skips the optimistic concurrency check."""
@@ -34,6 +43,42 @@ class AppendResult:
     aggregate_id: str
     version: int
     positions: tuple[Position, ...]
+
+
+@runtime_checkable
+class Appender(Protocol):
+    """Append with an expected version and read a version: what routing needs.
+
+    Every store is one; so are :class:`~eventsource.store.routing.RemoteEventStore` and
+    :class:`~eventsource.store.kafka.GroupRouter`, which send the call to the owner of the
+    aggregate's partition. ``append_async`` returns at once; its
+    :class:`concurrent.futures.Future` completes with the result or the typed error that
+    ``append`` would raise.
+    """
+
+    def append(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> AppendResult: ...
+
+    def append_async(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> Future[AppendResult]: ...
+
+    def version(self, aggregate_type: str, aggregate_id: str) -> int: ...
 
 
 @runtime_checkable
@@ -67,11 +112,6 @@ class EventStore(Protocol):
     def close(self) -> None:
         """Release resources; later calls fail."""
         ...
-
-
-def events_topic(aggregate_type: str, prefix: str = "") -> str:
-    """The events topic of an aggregate type: ``<prefix><aggregate_type>.events``."""
-    return f"{prefix}{aggregate_type}.events"
 
 
 def check_append_arguments(

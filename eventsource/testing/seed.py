@@ -21,6 +21,7 @@ from eventsource.domain import Aggregate, Event, EventMetadata, Position
 from eventsource.errors import StoreError
 from eventsource.kafka.admin import ensure_topic
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import reader_group
 
 __all__ = ["SeedEvent", "by_aggregate", "create_topic", "fold", "seed_events"]
 
@@ -62,7 +63,7 @@ def seed_events(
     versions: dict[str, int] = {}
     producer = Producer(
         settings.transactional_producer_config(
-            f"{settings.application_id}.seed.{topic}.{uuid.uuid4().hex}",
+            reader_group(settings.application_id, f"seed.{topic}", unique=True),
             **{"partitioner": "murmur2_random", "linger.ms": 20},
         )
     )

@@ -36,6 +36,8 @@ def test_status_reports_lag_zero_once_the_service_caught_up(
     expected = seeded(kafka_settings, topic, 2000)
     db = f"sqlite:///{tmp_path / 'rm.db'}"
     where = ["--name", pname, "-t", topic, "-d", db]
+    assert cli("status", BALANCES, *where).returncode == 2  # no database yet: nothing made
+    cli.json("replay", BALANCES, *where, "--to", "0")  # the database, one event per partition
     before = cli.json("status", BALANCES, *where)
     assert sum(row["lag"] for row in before) > 0
     assert cli("status", BALANCES, *where, "--max-lag", "0").returncode == 1

@@ -51,3 +51,27 @@ def test_signal_mid_stream_drains_commits_and_restart_loses_nothing(
     wait_for(lambda: again.caught_up(pname), 120, again.describe)
     assert again.stop() == 0
     assert read_balances(db, pname) == expected_balances(records)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_start_up_exits_0_without_starting(
+    service: Callable[..., Service],
+    kafka_settings: KafkaSettings,
+    pname: str,
+    tmp_path: Path,
+    sig: signal.Signals,
+) -> None:
+    topic = f"{pname}.events"
+    seed_bank(kafka_settings, topic, 30)
+    db = f"sqlite:///{tmp_path / 'rm.db'}"
+    svc = service(
+        "tests.e2e.slow_start:AccountBalances",
+        *("--name", pname, "-t", topic, "-d", db),
+        SLOW_START_DIR=str(tmp_path),
+    )
+    wait_for((tmp_path / "importing").exists, 60, svc.describe)
+    svc.proc.send_signal(sig)  # still importing the projections
+    (tmp_path / "release").touch()
+    assert svc.proc.wait(timeout=60) == 0, svc.describe()
+    assert any(r.get("event") == "stop requested during start-up" for r in svc.lines())
+    assert not (tmp_path / "rm.db").exists()  # nothing started, nothing created

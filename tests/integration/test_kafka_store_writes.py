@@ -17,7 +17,7 @@ from eventsource.errors import (
 )
 from eventsource.kafka.admin import describe_topic, ensure_topic
 from eventsource.kafka.config import KafkaSettings
-from eventsource.store.kafka import KafkaEventStore
+from eventsource.store.kafka import KafkaEventStore, WriterOptions
 from eventsource.store.partitioner import partition_for_id
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited, MoneyWithdrawn
 
@@ -53,7 +53,9 @@ def make_store(settings: KafkaSettings, name: str, **options: object) -> KafkaEv
 def test_each_event_is_a_keyed_avro_record_with_cloudevents_headers_on_the_ids_partition(
     kafka_settings: KafkaSettings, unique_name: str
 ) -> None:
-    with make_store(kafka_settings, unique_name, source="/bank/tests") as store:
+    with make_store(
+        kafka_settings, unique_name, options=WriterOptions(source="/bank/tests")
+    ) as store:
         result = store.append(
             ACCOUNT,
             "acc-1",

@@ -10,8 +10,8 @@ import pytest
 
 from eventsource.errors import NotOwnerError
 from eventsource.kafka.config import KafkaSettings
-from eventsource.store.kafka.group_store import GroupedKafkaEventStore
-from eventsource.store.kafka.group_store_route import GroupRouter, serve_routing
+from eventsource.store.kafka.scaleout.group_store import GroupedKafkaEventStore
+from eventsource.store.kafka.scaleout.group_store_route import GroupRouter, serve_routing
 from eventsource.store.partitioner import partition_for_id
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 

@@ -32,10 +32,15 @@ from eventsource.projection import (
     on,
 )
 from eventsource.projection.checkpoints import read_checkpoints
-from eventsource.projection.deadletter import PoisonRecord, Stage, build_dlq_headers, dlq_topic
-from eventsource.projection.dlq_producer import KafkaDeadLetterSink
-from eventsource.projection.dlq_records import list_dead_letters
-from eventsource.projection.dlq_replay import replay_dead_letters
+from eventsource.projection.deadletter import (
+    KafkaDeadLetterSink,
+    PoisonRecord,
+    Stage,
+    build_dlq_headers,
+    dlq_topic,
+    list_dead_letters,
+    replay_dead_letters,
+)
 from eventsource.testing.seed import create_topic
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited, MoneyWithdrawn
 from examples.bank.projections import AccountBalances, cents

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from decimal import Decimal
 
 import pytest
@@ -266,6 +267,23 @@ class FencedStore:
         causation_id: str | None = None,
     ) -> AppendResult:
         raise FencedError(f"partition of {aggregate_id!r} has a newer writer; this one stopped")
+
+    def append_async(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> Future[AppendResult]:
+        future: Future[AppendResult] = Future()
+        try:
+            self.append(aggregate_type, aggregate_id, events, expected_version)
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
 
     def version(self, aggregate_type: str, aggregate_id: str) -> int:
         return 0

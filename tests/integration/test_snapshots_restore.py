@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
-from eventsource.store.kafka.group_store import GroupedKafkaEventStore
+from eventsource.store.kafka.scaleout.group_store import GroupedKafkaEventStore
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 
 pytestmark = pytest.mark.integration
@@ -117,7 +117,7 @@ def test_a_snapshot_version_change_rebuilds_from_the_events_visibly_and_correctl
         seed(old, 12)
     before = [rebuilds(topic, p, "version") for p in range(PARTITIONS)]
 
-    logger = "eventsource.store.kafka.snapshots_writer"
+    logger = "eventsource.store.kafka.scaleout.snapshots_writer"
     with (
         caplog.at_level(logging.WARNING, logger=logger),
         grouped(settings, prefix, tmp_path / "v2", AccountV2) as new,

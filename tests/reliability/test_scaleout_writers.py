@@ -38,8 +38,8 @@ from eventsource.domain import Event as DomainEvent
 from eventsource.errors import ConcurrencyError, StoreError
 from eventsource.kafka.admin import end_offsets
 from eventsource.kafka.config import KafkaSettings
-from eventsource.store.kafka.group_store import GroupedKafkaEventStore
-from eventsource.store.kafka.group_store_route import GroupRouter, serve_routing
+from eventsource.store.kafka.scaleout.group_store import GroupedKafkaEventStore
+from eventsource.store.kafka.scaleout.group_store_route import GroupRouter, serve_routing
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,10 @@ from eventsource.errors import (
     StoreUnavailableError,
 )
 from eventsource.kafka.config import KafkaSettings
-from eventsource.store.kafka.group_store import GroupedKafkaEventStore
-from eventsource.store.kafka.group_store_futures import fenced_as_not_owner
-from eventsource.store.kafka.group_store_route import member_settings
-from eventsource.store.kafka.ownership import Owner, writers_group
+from eventsource.store.kafka.scaleout.group_store import GroupedKafkaEventStore
+from eventsource.store.kafka.scaleout.group_store_futures import fenced_as_not_owner
+from eventsource.store.kafka.scaleout.group_store_route import member_settings
+from eventsource.store.kafka.scaleout.ownership import Owner, writers_group
 from eventsource.store.port import AppendResult
 from examples.bank.domain import Account, AccountOpened
 

@@ -18,8 +18,8 @@ from eventsource.errors import ProjectionStoppedError
 from eventsource.projection import Context, Failure, FailureAction, NullListener, RawRecord, on
 from eventsource.projection.batch import BatchApplier
 from eventsource.projection.checkpoints import read_checkpoints
-from eventsource.projection.hooks import StopOnFailure
 from eventsource.projection.store import create_read_model_engine, ensure_schema
+from eventsource.projection.types import StopOnFailure
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 from examples.bank.projections import AccountBalances
 

@@ -19,6 +19,7 @@ from eventsource.projection.deadletter import (
     DeadLetterHandler,
     DeadLetterPolicy,
     PoisonRecord,
+    SqlParkingLot,
     Stage,
     build_dlq_headers,
     dead_letter_hook,
@@ -27,8 +28,8 @@ from eventsource.projection.deadletter import (
     redact_message,
 )
 from eventsource.projection.definition import Projection
-from eventsource.projection.dlq_parking import SqlParkingLot, create_dlq_tables
-from eventsource.projection.hooks import Failure, FailureAction, RawRecord, StopOnFailure
+from eventsource.projection.tables import create_framework_tables
+from eventsource.projection.types import Failure, FailureAction, RawRecord, StopOnFailure
 from examples.bank.domain import Account
 
 Headers = list[tuple[str, bytes | None]]
@@ -67,7 +68,7 @@ class ListSink:
 @pytest.fixture
 def engine() -> Iterator[Engine]:
     eng = create_engine("sqlite://")
-    create_dlq_tables(eng)
+    create_framework_tables(eng)
     yield eng
     eng.dispose()
 
@@ -136,6 +137,7 @@ def test_dlq_headers_keep_the_original_headers_and_add_the_context() -> None:
         "dlq_exception_message": b"boom at 41",
         "dlq_projection_version": b"3",
         "dlq_time": b"2026-01-02T03:04:05+00:00",
+        "dlq_marked": b"1",
     }
 
 

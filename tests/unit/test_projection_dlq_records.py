@@ -9,9 +9,13 @@ from confluent_kafka import Message
 
 from eventsource.domain import Position
 from eventsource.errors import ProjectionError, UnknownSchemaError
-from eventsource.projection.deadletter import PoisonRecord, Stage, build_dlq_headers
-from eventsource.projection.dlq_records import parse_dead_letter
-from eventsource.projection.hooks import RawRecord
+from eventsource.projection.deadletter import (
+    PoisonRecord,
+    Stage,
+    build_dlq_headers,
+    parse_dead_letter,
+)
+from eventsource.projection.types import RawRecord
 
 ORIGINAL = RawRecord(
     topic="bank.account.events",

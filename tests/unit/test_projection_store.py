@@ -12,6 +12,7 @@ from sqlalchemy import inspect, select
 from eventsource.domain import EventMetadata, Position
 from eventsource.errors import (
     ConfigurationError,
+    DatabaseNotFoundError,
     InvalidIdentifierError,
     ProjectionError,
     ProjectionStoppedError,
@@ -32,13 +33,13 @@ from eventsource.projection.checkpoints import (
     read_checkpoints,
     write_checkpoints,
 )
-from eventsource.projection.hooks import Failure, GuardedListener, StopOnFailure, stopped_error
 from eventsource.projection.store import (
     create_read_model_engine,
     ensure_schema,
     live_version,
     read_only,
 )
+from eventsource.projection.types import Failure, GuardedListener, StopOnFailure, stopped_error
 from examples.bank.projections import AccountBalances
 
 
@@ -183,3 +184,14 @@ def test_readers_take_no_write_lock_on_sqlite(tmp_path: Path) -> None:
             thread.join()
     finally:
         engine.dispose()
+
+
+def test_a_read_only_engine_refuses_a_missing_sqlite_file_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "rm.db"
+    for form in (str(missing), f"sqlite:///{missing}"):
+        with pytest.raises(DatabaseNotFoundError, match=str(missing)):
+            create_read_model_engine(form, must_exist=True)
+    assert not missing.exists()
+    create_read_model_engine(missing).dispose()  # writers still create it on first use

@@ -11,7 +11,7 @@ import pytest
 
 from eventsource.domain import Aggregate, Event, apply
 from eventsource.errors import DecodeError, EncodeError
-from eventsource.store.kafka.snapshots import (
+from eventsource.store.kafka.scaleout.snapshots import (
     SnapshotMismatch,
     decode_snapshot,
     encode_meta,
@@ -20,7 +20,7 @@ from eventsource.store.kafka.snapshots import (
     snapshot_prefix,
     snapshots_topic,
 )
-from eventsource.store.kafka.snapshots_index import SnapshotIndex, version_of
+from eventsource.store.kafka.scaleout.snapshots_index import SnapshotIndex, version_of
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 
 

@@ -26,6 +26,7 @@ from eventsource.codec import EventCodec, parse_headers
 from eventsource.domain import Aggregate
 from eventsource.errors import DecodeError, DomainError, StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import reader_group
 from eventsource.store.kafka.index import VersionIndex
 
 __all__ = ["TailRead", "read_partition"]
@@ -64,7 +65,7 @@ def read_partition(
     start = progress.end
     consumer = Consumer(
         settings.consumer_config(
-            f"{settings.application_id}.catchup",
+            reader_group(settings.application_id, "catchup"),
             **{
                 "enable.partition.eof": True,
                 "fetch.wait.max.ms": 100,

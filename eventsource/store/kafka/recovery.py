@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from confluent_kafka import Producer
 
@@ -27,6 +27,7 @@ from eventsource.errors import (
     UncertainCommitError,
 )
 from eventsource.store.kafka.catchup import TailRead, read_partition
+from eventsource.store.kafka.options import WriterState
 from eventsource.store.kafka.producer import describe, is_fenced, kafka_error
 from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.port import AppendResult
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from eventsource.kafka.config import KafkaSettings
     from eventsource.store.kafka.index import VersionIndex
 
-__all__ = ["RecoveryMixin"]
+__all__ = ["CommitRecovery", "RecoveringWriter"]
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ def _fail(request: AppendRequest, error: StoreError, cause: BaseException | None
     request.future.set_exception(error)
 
 
-class RecoveryMixin:
-    """Failure handling of :class:`~eventsource.store.kafka.writer.PartitionWriter`."""
+class RecoveringWriter(Protocol):
+    """What :class:`CommitRecovery` needs of the partition writer it recovers."""
 
     settings: KafkaSettings
     topic: str
@@ -57,26 +58,30 @@ class RecoveryMixin:
     index: VersionIndex[Aggregate]
     op_timeout: float
     end_offset: int
-    state: str
     transactional_id: str
-    _producer: Producer | None
-    _closing: bool
+    producer: Producer | None
+    closing: bool
 
     @property
-    def where(self) -> str:
-        raise NotImplementedError
+    def where(self) -> str: ...
 
-    def new_producer(self, timeout: float) -> Producer:
-        raise NotImplementedError
+    def new_producer(self, timeout: float) -> Producer: ...
 
-    def fail_queued(self) -> None:
-        raise NotImplementedError
+    def fail_queued(self) -> None: ...
 
-    def _set_state(self, state: str) -> None:
-        raise NotImplementedError
+    def set_state(self, state: WriterState) -> None: ...
 
-    def _close_producer(self) -> None:
-        raise NotImplementedError
+    def close_producer(self) -> None: ...
+
+
+class CommitRecovery:
+    """Failure handling of one :class:`~eventsource.store.kafka.writer.PartitionWriter`.
+
+    Runs on the writer's thread, between two group commits.
+    """
+
+    def __init__(self, writer: RecoveringWriter) -> None:
+        self.writer = writer
 
     # -- failures before the commit was requested: nothing can have been written -----
     def fail_uncommitted(self, accepted: list[AppendRequest], exc: BaseException) -> None:
@@ -87,21 +92,23 @@ class RecoveryMixin:
             _fail(
                 request,
                 StoreUnavailableError(
-                    f"append to {request.aggregate_id!r} on {self.where} failed before its "
+                    f"append to {request.aggregate_id!r} on {self.writer.where} failed before its "
                     f"transaction was committed ({describe(exc)}); nothing was written: retry"
                 ),
                 exc,
             )
-        producer = self._producer
+        producer = self.writer.producer
         assert producer is not None
         try:
-            producer.abort_transaction(self.op_timeout)
+            producer.abort_transaction(self.writer.op_timeout)
         except Exception as abort_exc:
             if is_fenced(abort_exc):
                 self.become_fenced([], abort_exc, during_commit=False)
                 return
             log.warning(
-                "abort on %s failed (%s): replacing the producer", self.where, describe(abort_exc)
+                "abort on %s failed (%s): replacing the producer",
+                self.writer.where,
+                describe(abort_exc),
             )
             self.resolve_uncertain([], abort_exc)
 
@@ -113,13 +120,13 @@ class RecoveryMixin:
         if error is not None and error.txn_requires_abort() and not error.fatal():
             self.fail_uncommitted(accepted, exc)  # the broker refused the commit
             return
-        log.warning("commit on %s is uncertain (%s): resolving", self.where, describe(exc))
+        log.warning("commit on %s is uncertain (%s): resolving", self.writer.where, describe(exc))
         self.resolve_uncertain(accepted, exc)
 
     def become_fenced(
         self, accepted: list[AppendRequest], exc: BaseException, *, during_commit: bool
     ) -> None:
-        self._set_state("fenced")
+        self.writer.set_state(WriterState.FENCED)
         outcome = (
             "the commit may have happened before the takeover: reload the aggregate from "
             "the new owner before retrying"
@@ -130,45 +137,45 @@ class RecoveryMixin:
             _fail(
                 request,
                 FencedError(
-                    f"the writer of {self.where} was fenced by a newer writer with "
-                    f"transactional.id {self.transactional_id!r} while appending to "
+                    f"the writer of {self.writer.where} was fenced by a newer writer with "
+                    f"transactional.id {self.writer.transactional_id!r} while appending to "
                     f"{request.aggregate_id!r}; {outcome}"
                 ),
                 exc,
             )
-        self.fail_queued()
-        self._close_producer()
+        self.writer.fail_queued()
+        self.writer.close_producer()
 
     # -- uncertain outcome: replace the producer, re-read the tail, tell the truth ----
     def resolve_uncertain(self, accepted: list[AppendRequest], exc: BaseException) -> None:
-        self._set_state("recovering")
-        self.fail_queued()
-        self._close_producer()
-        deadline = time.monotonic() + 2 * self.op_timeout
-        progress = TailRead(start=self.end_offset, end=self.end_offset)
+        self.writer.set_state(WriterState.RECOVERING)
+        self.writer.fail_queued()
+        self.writer.close_producer()
+        deadline = time.monotonic() + 2 * self.writer.op_timeout
+        progress = TailRead(start=self.writer.end_offset, end=self.writer.end_offset)
         pending = list(accepted)
         while True:
             outcome = self._reconnect(deadline if pending else None)
             if outcome == "ready":
                 try:
                     read_partition(
-                        self.settings,
-                        self.topic,
-                        self.partition,
-                        self.codec,
-                        self.index,
+                        self.writer.settings,
+                        self.writer.topic,
+                        self.writer.partition,
+                        self.writer.codec,
+                        self.writer.index,
                         progress,
-                        timeout=max(self.op_timeout, 10.0),
+                        timeout=max(self.writer.op_timeout, 10.0),
                         collect_event_ids=True,
                     )
                 except StoreUnavailableError as read_exc:
-                    log.warning("re-reading %s failed (%s)", self.where, read_exc)
-                    self.end_offset = progress.end
-                    self._close_producer()
+                    log.warning("re-reading %s failed (%s)", self.writer.where, read_exc)
+                    self.writer.end_offset = progress.end
+                    self.writer.close_producer()
                     continue
-                self.end_offset = progress.end
+                self.writer.end_offset = progress.end
                 self._answer(pending, progress, exc)
-                self._set_state("serving")
+                self.writer.set_state(WriterState.SERVING)
                 return
             if outcome == "timeout":
                 self._tell_uncertain(pending, exc)
@@ -179,8 +186,9 @@ class RecoveryMixin:
                     _fail(
                         request,
                         FencedError(
-                            f"the writer of {self.where} was fenced while resolving an uncertain "
-                            f"commit of {request.aggregate_id!r}: reload it from the new owner"
+                            f"the writer of {self.writer.where} was fenced while resolving an "
+                            f"uncertain commit of {request.aggregate_id!r}: reload it from the "
+                            "new owner"
                         ),
                         exc,
                     )
@@ -191,20 +199,24 @@ class RecoveryMixin:
     def _reconnect(self, deadline: float | None) -> str:
         pause = 0.2
         while True:
-            if self._closing:
+            if self.writer.closing:
                 return "closing"
-            self.fail_queued()
-            remaining = self.op_timeout if deadline is None else deadline - time.monotonic()
+            self.writer.fail_queued()
+            remaining = self.writer.op_timeout if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 return "timeout"
             try:
-                self._producer = self.new_producer(min(self.op_timeout, remaining))
+                self.writer.producer = self.writer.new_producer(
+                    min(self.writer.op_timeout, remaining)
+                )
                 return "ready"
             except Exception as exc:
                 if is_fenced(exc):
                     self.become_fenced([], exc, during_commit=False)
                     return "fenced"
-                log.warning("reconnecting %s failed (%s): retrying", self.where, describe(exc))
+                log.warning(
+                    "reconnecting %s failed (%s): retrying", self.writer.where, describe(exc)
+                )
             threading.Event().wait(pause)
             pause = min(pause * 2, 2.0)
 
@@ -214,14 +226,16 @@ class RecoveryMixin:
             offsets = [found.get(event_id) for event_id in request.event_ids]
             present = [o for o in offsets if o is not None]
             if len(present) == len(offsets):
-                positions = tuple(Position(self.topic, self.partition, o) for o in present)
+                positions = tuple(
+                    Position(self.writer.topic, self.writer.partition, o) for o in present
+                )
                 version = request.base_version + len(request.events)
                 request.future.set_result(AppendResult(request.aggregate_id, version, positions))
             elif not present:
                 _fail(
                     request,
                     StoreUnavailableError(
-                        f"the commit of {request.aggregate_id!r} on {self.where} failed "
+                        f"the commit of {request.aggregate_id!r} on {self.writer.where} failed "
                         f"({describe(exc)}) and its events are not on the topic after the old "
                         "transaction was resolved: nothing was written; retry"
                     ),
@@ -232,7 +246,7 @@ class RecoveryMixin:
                     request,
                     UncertainCommitError(
                         f"only {len(present)} of {len(offsets)} events of {request.aggregate_id!r} "
-                        f"were found on {self.where}: reload the aggregate before retrying"
+                        f"were found on {self.writer.where}: reload the aggregate before retrying"
                     ),
                     exc,
                 )
@@ -242,11 +256,11 @@ class RecoveryMixin:
             _fail(
                 request,
                 UncertainCommitError(
-                    f"the commit of {request.aggregate_id!r} on {self.where} failed "
-                    f"({describe(exc)}) and the broker at {self.settings.bootstrap_servers} "
+                    f"the commit of {request.aggregate_id!r} on {self.writer.where} failed "
+                    f"({describe(exc)}) and the broker at {self.writer.settings.bootstrap_servers} "
                     "did not answer within "
-                    f"{2 * self.op_timeout:.0f}s to tell whether it happened: reload the aggregate "
-                    "(its version tells) before retrying"
+                    f"{2 * self.writer.op_timeout:.0f}s to tell whether it happened: reload the "
+                    "aggregate (its version tells) before retrying"
                 ),
                 exc,
             )

@@ -1,17 +1,19 @@
-"""What both Kafka stores serve the same way once a partition writer is found.
+"""The base of both Kafka stores: set-up, validation, and serving through a writer.
 
 :class:`KafkaEventStore` (one process owns every partition) and
 :class:`GroupedKafkaEventStore` (partitions shared through a consumer group) differ in how
-they find the writer that may serve an aggregate; appending, loading and reading a version
-through that writer are the same, and live here.
+they find the writer that may serve an aggregate; their set-up and argument checks, and
+appending, loading and reading a version through that writer, are the same and live here.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from typing import TypeVar
+from functools import lru_cache
+from types import TracebackType
+from typing import Self, TypeVar
 
 from eventsource.codec import EventCodec
 from eventsource.domain import Aggregate, Event
@@ -22,10 +24,14 @@ from eventsource.errors import (
     StoreUnavailableError,
     UncertainCommitError,
 )
+from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG
+from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.ids import new_event_id
+from eventsource.store.kafka.options import WriterOptions
 from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.kafka.writer import PartitionWriter
-from eventsource.store.port import AppendResult
+from eventsource.store.partitioner import partition_for_id
+from eventsource.store.port import AppendResult, check_append_arguments, events_topic
 
 __all__ = ["ServedByWriters", "wait_for"]
 
@@ -33,12 +39,99 @@ A = TypeVar("A", bound=Aggregate)
 
 
 class ServedByWriters:
-    """``append`` / ``load`` / ``version`` in terms of ``append_async`` and ``_serving``."""
+    """Both stores: set-up, checks, and ``append`` / ``load`` / ``version`` via a writer.
 
-    append_timeout: float
-    codec: EventCodec
-    _handled: dict[str, frozenset[type[Event]]]
+    A store says how it finds the writer of an aggregate (:meth:`_local_writer`), whether
+    that writer may serve reads now (:meth:`_serving`), and how it starts and closes.
+    """
 
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        aggregates: Sequence[type[Aggregate]],
+        *,
+        codec: EventCodec | None,
+        partitions: int,
+        topic_prefix: str,
+        topic_config: Mapping[str, str] | None,
+        options: WriterOptions | None,
+    ) -> None:
+        kind = type(self).__name__
+        if not aggregates:
+            raise ConfigurationError(f"{kind} needs at least one aggregate class")
+        if partitions < 1:
+            raise ConfigurationError(f"{kind} needs partitions >= 1, got {partitions}")
+        self.settings = settings
+        self.aggregates = {cls.aggregate_type: cls for cls in aggregates}
+        self._handled = {t: frozenset(cls.event_types()) for t, cls in self.aggregates.items()}
+        self.codec = codec or EventCodec.for_events(
+            [event for cls in aggregates for event in cls.event_types()]
+        )
+        self.partitions = partitions
+        self.topic_prefix = topic_prefix
+        self.topic_config = dict(EVENTS_TOPIC_CONFIG if topic_config is None else topic_config)
+        self.options = (options or WriterOptions()).resolved(settings)
+        self.source = self.options.ce_source
+        self.append_timeout = self.options.timeout
+        self._started = False
+        self._closed = False
+
+    def start(self, timeout: float = 60.0) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- addressing -----------------------------------------------------------------
+    def topic_for(self, aggregate_type: str) -> str:
+        return events_topic(aggregate_type, self.topic_prefix)
+
+    def writer_for(self, aggregate_type: str, aggregate_id: str) -> PartitionWriter:
+        """The local writer of the aggregate's partition (for tests and diagnostics)."""
+        if aggregate_type not in self.aggregates:
+            raise ConfigurationError(
+                f"aggregate type {aggregate_type!r} is not served by this store (it serves "
+                f"{sorted(self.aggregates)}): pass its class in "
+                f"{type(self).__name__}(aggregates=...)"
+            )
+        if aggregate_id.startswith("\x00"):
+            raise ValueError(
+                f"aggregate id {aggregate_id!r} may not start with NUL (reserved for the "
+                "store's own records)"
+            )
+        if self._closed or not self._started:
+            raise StoreUnavailableError(
+                f"the {type(self).__name__} is "
+                + ("closed" if self._closed else "not started: call start() first"),
+                retriable=False,
+            )
+        return self._local_writer(self.topic_for(aggregate_type), aggregate_id)
+
+    def _partition(self, aggregate_id: str) -> int:
+        return _partition(aggregate_id, self.partitions)
+
+    def _local_writer(self, topic: str, aggregate_id: str) -> PartitionWriter:
+        """The writer of the aggregate's partition in this process, or a typed refusal."""
+        raise NotImplementedError
+
+    def _serving(self, aggregate_type: str, aggregate_id: str) -> PartitionWriter:
+        """The writer that may serve reads of this aggregate now, or a typed refusal."""
+        writer = self.writer_for(aggregate_type, aggregate_id)
+        writer.check_serving_reads()
+        return writer
+
+    # -- the port -------------------------------------------------------------------
     def append_async(
         self,
         aggregate_type: str,
@@ -49,11 +142,25 @@ class ServedByWriters:
         correlation_id: str | None = None,
         causation_id: str | None = None,
     ) -> Future[AppendResult]:
-        raise NotImplementedError
+        """Queue an append; the future resolves after the group commit that holds it."""
+        check_append_arguments(aggregate_id, events, expected_version)
+        writer = self.writer_for(aggregate_type, aggregate_id)
+        request = self._submit(
+            writer,
+            aggregate_type,
+            aggregate_id,
+            events,
+            expected_version,
+            correlation_id,
+            causation_id,
+        )
+        return self._answer(writer, request.future)
 
-    def _serving(self, aggregate_type: str, aggregate_id: str) -> PartitionWriter:
-        """The writer that may serve reads of this aggregate now, or a typed refusal."""
-        raise NotImplementedError
+    def _answer(
+        self, writer: PartitionWriter, future: Future[AppendResult]
+    ) -> Future[AppendResult]:
+        """The future a caller gets for a queued request (a store may translate errors)."""
+        return future
 
     def _submit(
         self,
@@ -126,6 +233,9 @@ class ServedByWriters:
 
     def version(self, aggregate_type: str, aggregate_id: str) -> int:
         return self._serving(aggregate_type, aggregate_id).index.version(aggregate_id)
+
+
+_partition = lru_cache(maxsize=1 << 16)(partition_for_id)
 
 
 def wait_for(future: Future[AppendResult], aggregate_id: str, timeout: float) -> AppendResult:

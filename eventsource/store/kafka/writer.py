@@ -40,10 +40,12 @@ from eventsource.errors import (
     UncertainCommitError,
 )
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import writer_transactional_id
 from eventsource.store.kafka.catchup import TailRead, read_partition
 from eventsource.store.kafka.index import VersionIndex
+from eventsource.store.kafka.options import WriterOptions, WriterState
 from eventsource.store.kafka.producer import DeliveryMark, dispose, new_producer
-from eventsource.store.kafka.recovery import RecoveryMixin
+from eventsource.store.kafka.recovery import CommitRecovery
 from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.port import ANY, AppendResult
 
@@ -56,8 +58,11 @@ FaultHook = Callable[[str], None]
 raises) and ``"after_commit"``; an exception it raises is handled like a Kafka failure."""
 
 
-class PartitionWriter(RecoveryMixin):
-    """Single writer of ``topic[partition]``: catch-up, then group-committed appends."""
+class PartitionWriter:
+    """Single writer of ``topic[partition]``: catch-up, then group-committed appends.
+
+    ``options`` must be resolved (:meth:`WriterOptions.resolved`); the stores do that.
+    """
 
     def __init__(
         self,
@@ -66,30 +71,31 @@ class PartitionWriter(RecoveryMixin):
         partition: int,
         aggregate_cls: type[Aggregate],
         codec: EventCodec,
-        *,
-        source: str,
-        max_batch_events: int = 1000,
+        options: WriterOptions,
     ) -> None:
         self.settings = settings
         self.topic = topic
         self.partition = partition
         self.codec = codec
-        self.source = source
-        self.max_batch_events = max_batch_events
-        self.transactional_id = f"{settings.application_id}.{topic}.{partition}"
+        self.options = options
+        self.source = options.ce_source
+        self.max_batch_events = options.max_batch_events
+        self.transactional_id = writer_transactional_id(settings.application_id, topic, partition)
         self.index: VersionIndex[Aggregate] = VersionIndex(aggregate_cls)
         self.fault_hook: FaultHook | None = None
         self._templates: dict[type[Event], HeaderTemplate] = {}
         self.op_timeout = settings.delivery_timeout_ms / 1000
-        self.state = "starting"  # -> serving | recovering | fenced | failed | closed
+        self.state = WriterState.STARTING
         self.start_error: BaseException | None = None
         self.end_offset = 0
-        self._producer: Producer | None = None
+        self.producer: Producer | None = None
         self._queue: collections.deque[AppendRequest] = collections.deque()
         self._mutex = threading.RLock()
         self._cond = threading.Condition(self._mutex)
         self._idle = False  # the thread waits for appends (under the lock): submit wakes it
-        self._closing = False
+        self.closing = False
+        """Set by ``close()``: the writer takes nothing new and never fences again."""
+        self.recovery = CommitRecovery(self)
         self._ready = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"eventsource-writer-{topic}-{partition}", daemon=True
@@ -109,14 +115,14 @@ class PartitionWriter(RecoveryMixin):
     def close(self, timeout: float = 30.0) -> None:
         """Finish what is queued, then stop and release the producer."""
         with self._cond:
-            self._closing = True
+            self.closing = True
             self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
     def submit(self, request: AppendRequest) -> None:
         with self._mutex:  # the condition's lock, without Condition's Python-level wrappers
-            if self.state != "serving" or self._closing:
+            if self.state is not WriterState.SERVING or self.closing:
                 request.future.set_exception(self._refusal())
                 return
             self._queue.append(request)
@@ -124,18 +130,18 @@ class PartitionWriter(RecoveryMixin):
                 self._cond.notify()
 
     def _refusal(self) -> Exception:
-        if self.state == "fenced":
+        if self.state is WriterState.FENCED:
             return FencedError(
                 f"the writer of {self.where} was fenced by a newer writer with transactional.id "
                 f"{self.transactional_id!r}: this process no longer owns the partition; "
                 "send commands to the new owner or restart the store"
             )
-        if self.state == "failed":
+        if self.state is WriterState.FAILED:
             return StoreUnavailableError(
                 f"the writer of {self.where} failed ({self.start_error}); restart the store",
                 retriable=False,
             )
-        if self._closing or self.state == "closed":
+        if self.closing or self.state is WriterState.CLOSED:
             return StoreUnavailableError(f"the writer of {self.where} is closed", retriable=False)
         return StoreUnavailableError(
             f"the writer of {self.where} is {self.state} (reconnecting to the broker at "
@@ -144,7 +150,7 @@ class PartitionWriter(RecoveryMixin):
 
     def _run(self) -> None:
         try:
-            self._producer = self.new_producer(self.op_timeout * 2)
+            self.producer = self.new_producer(self.op_timeout * 2)
             tail = read_partition(
                 self.settings,
                 self.topic,
@@ -158,11 +164,11 @@ class PartitionWriter(RecoveryMixin):
             self.caught_up(tail)
         except BaseException as exc:  # reported to start(); the thread ends here
             self.start_error = exc
-            self._set_state("failed")
-            self._close_producer()
+            self.set_state(WriterState.FAILED)
+            self.close_producer()
             self._ready.set()
             return
-        self._set_state("serving")
+        self.set_state(WriterState.SERVING)
         self._ready.set()
         try:
             while (batch := self._take_batch()) is not None:
@@ -172,10 +178,10 @@ class PartitionWriter(RecoveryMixin):
                     self._crash(batch, exc)
                     return
         finally:
-            if self.state not in ("fenced", "failed"):
-                self._set_state("closed")
+            if self.state not in (WriterState.FENCED, WriterState.FAILED):
+                self.set_state(WriterState.CLOSED)
             self.fail_queued()
-            self._close_producer()
+            self.close_producer()
 
     def restore(self) -> TailRead:
         """Where catch-up starts (after fencing); a subclass may restore snapshots first."""
@@ -188,7 +194,7 @@ class PartitionWriter(RecoveryMixin):
         """Stop serving: after an unexpected error the index may not match the topic."""
         log.exception("the writer of %s stopped after an unexpected error", self.where)
         self.start_error = exc
-        self._set_state("failed")
+        self.set_state(WriterState.FAILED)
         for request in batch:
             if not request.future.done():
                 request.future.set_exception(
@@ -201,17 +207,17 @@ class PartitionWriter(RecoveryMixin):
 
     def check_serving_reads(self) -> None:
         """Loads are served from the index unless the writer was fenced or has failed."""
-        if self.state in ("fenced", "failed"):
+        if self.state in (WriterState.FENCED, WriterState.FAILED):
             raise self._refusal()
 
-    def _set_state(self, state: str) -> None:
+    def set_state(self, state: WriterState) -> None:
         with self._cond:
             self.state = state
 
     def _take_batch(self) -> list[AppendRequest] | None:
         with self._cond:
             while not self._queue:
-                if self._closing or self.state == "fenced":
+                if self.closing or self.state is WriterState.FENCED:
                     return None
                 self._idle = True
                 try:
@@ -265,14 +271,14 @@ class PartitionWriter(RecoveryMixin):
             self._transact(accepted)
         if not deferred:
             return
-        if self.state == "serving":
+        if self.state is WriterState.SERVING:
             self._process(deferred)  # checked again against what the topic now holds
         else:
             for request in deferred:
                 request.future.set_exception(self._refusal())
 
     def _transact(self, accepted: list[AppendRequest]) -> None:
-        producer = self._producer
+        producer = self.producer
         assert producer is not None  # serving implies a producer
         first, last = DeliveryMark(), DeliveryMark()
         try:
@@ -282,7 +288,7 @@ class PartitionWriter(RecoveryMixin):
                 producer.flush(self.op_timeout)  # let the records reach the log first
                 self._fault("before_commit")
         except Exception as exc:
-            self.fail_uncommitted(accepted, exc)
+            self.recovery.fail_uncommitted(accepted, exc)
             return
         try:
             self._fault("commit")
@@ -290,7 +296,7 @@ class PartitionWriter(RecoveryMixin):
             producer.commit_transaction(self.op_timeout)
             self._fault("after_commit")
         except Exception as exc:
-            self.commit_failed(accepted, exc)
+            self.recovery.commit_failed(accepted, exc)
             return
         self._settle(producer, accepted, first, last)
 
@@ -364,7 +370,7 @@ class PartitionWriter(RecoveryMixin):
                 break
         total = sum(len(r.events) for r in accepted)
         if first.offset is None or last.offset is None or last.offset - first.offset + 1 != total:
-            self.resolve_uncertain(
+            self.recovery.resolve_uncertain(
                 accepted,
                 RuntimeError(
                     f"committed batch of {total} events has delivery offsets "
@@ -395,7 +401,7 @@ class PartitionWriter(RecoveryMixin):
     def new_producer(self, timeout: float) -> Producer:
         return new_producer(self.settings, self.transactional_id, timeout)
 
-    def _close_producer(self) -> None:
-        producer, self._producer = self._producer, None
+    def close_producer(self) -> None:
+        producer, self.producer = self.producer, None
         if producer is not None:
             dispose(producer)

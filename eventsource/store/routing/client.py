@@ -23,6 +23,7 @@ from eventsource.errors import (
     UncertainCommitError,
 )
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import reader_group
 from eventsource.store.port import AppendResult, check_append_arguments, events_topic
 from eventsource.store.routing import wire
 from eventsource.store.routing.ports import ClientCodec
@@ -86,7 +87,7 @@ class RemoteEventStore:
         ensure_topic(self.settings, self.replies_topic)
         self._consumer = Consumer(
             self.settings.consumer_config(
-                f"{self.settings.application_id}.append-client.{uuid.uuid4().hex}",
+                reader_group(self.settings.application_id, "append-client", unique=True),
                 **{"fetch.wait.max.ms": 10},
             )
         )

@@ -7,11 +7,10 @@ can pass small fakes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Protocol
 
 from eventsource.domain import Event
-from eventsource.store.port import AppendResult
+from eventsource.store.port import Appender
 
 __all__ = ["ClientCodec", "EventDecoder", "EventReader", "OwnedStore"]
 
@@ -36,22 +35,6 @@ class ClientCodec(EventReader, Protocol):
     def encode(self, event: Event) -> bytes: ...
 
 
-class OwnedStore(Protocol):
-    """What the server needs of the owner's store (``KafkaEventStore`` provides it).
-
-    A store that also has ``append_async(...) -> Future[AppendResult]`` (same arguments)
-    is called through it, without a thread per request.
-    """
-
-    def append(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-    ) -> AppendResult: ...
-
-    def version(self, aggregate_type: str, aggregate_id: str) -> int: ...
+OwnedStore = Appender
+"""What the server needs of the owner's store: :class:`~eventsource.store.port.Appender`
+(``append_async`` and ``version``; every store has them)."""

@@ -9,7 +9,6 @@ owner process.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import TypeVar, cast
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -18,6 +17,7 @@ from eventsource.codec import parse_headers
 from eventsource.domain import Aggregate
 from eventsource.errors import AggregateNotFoundError, StoreError, StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import reader_group
 from eventsource.store.partitioner import partition_for_id
 from eventsource.store.routing.ports import EventReader
 from eventsource.store.routing.topics import next_batch
@@ -37,7 +37,7 @@ def load_by_scan(
 ) -> A:
     """Fold ``aggregate_id``'s committed events, read from its partition of ``topic``."""
     consumer = Consumer(
-        settings.consumer_config(f"{settings.application_id}.scan.{uuid.uuid4().hex}")
+        settings.consumer_config(reader_group(settings.application_id, "scan", unique=True))
     )
     try:
         return _scan(consumer, codec, topic, aggregate_cls, aggregate_id, timeout)

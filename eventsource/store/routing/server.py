@@ -8,13 +8,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from eventsource.domain import Event
 from eventsource.errors import (
     ConfigurationError,
     DecodeError,
@@ -22,6 +20,7 @@ from eventsource.errors import (
     StoreUnavailableError,
 )
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import append_server_group, append_server_instance_id
 from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
 from eventsource.store.routing.ports import EventDecoder, OwnedStore
@@ -44,9 +43,9 @@ class AppendServer:
     positioned at their end: requests sent before that are never executed (their clients
     time out with ``UncertainCommitError``, which is honest: nothing can tell them more).
     The request consumer is a consumer group (``<application_id>.append-server``), so each
-    request is executed by one server even when several run. If the store's ``append``
-    blocks, up to ``workers`` requests run concurrently so the store can group-commit them;
-    a store with ``append_async(...) -> Future`` is used without threads.
+    request is executed by one server even when several run. Appends go through the store's
+    ``append_async`` (no thread per request, so the store can group-commit them); ``version``
+    requests run on up to ``workers`` threads.
 
     When the store reports ``FencedError`` the server answers that request (nothing was
     written) and stops, so the requests partitions go to the new owner's server (at once if
@@ -80,10 +79,11 @@ class AppendServer:
         self.requests_topic = requests_topic(settings.application_id)
         self.replies_topic = replies_topic(settings.application_id)
         self._request_partitions = request_partitions
-        self.group_id = f"{settings.application_id}.append-server"
-        self.group_instance_id = None if member_id is None else f"{self.group_id}.{member_id}"
-        self._append_async: Callable[..., Future[AppendResult]] | None = getattr(
-            store, "append_async", None
+        self.group_id = append_server_group(settings.application_id)
+        self.group_instance_id = (
+            None
+            if member_id is None
+            else append_server_instance_id(settings.application_id, member_id)
         )
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="append-server")
         self._ready = threading.Event()
@@ -236,19 +236,7 @@ class AppendServer:
         if request.kind == "version":
             return self._executor.submit(self._version, request)
         events = [self.codec.decode(e.payload) for e in request.events]
-        if self._append_async is not None:
-            return self._append_async(
-                request.aggregate_type,
-                request.aggregate_id,
-                events,
-                request.expected_version,
-                correlation_id=request.correlation_id,
-                causation_id=request.causation_id,
-            )
-        return self._executor.submit(self._append, request, events)
-
-    def _append(self, request: wire.Request, events: list[Event]) -> AppendResult:
-        return self.store.append(
+        return self.store.append_async(
             request.aggregate_type,
             request.aggregate_id,
             events,

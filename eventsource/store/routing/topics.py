@@ -11,20 +11,11 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from eventsource.errors import StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import replies_topic, requests_topic
 
 __all__ = ["ensure_topic", "next_batch", "partitions_at_end", "replies_topic", "requests_topic"]
 
 DEFAULT_PARTITIONS = 6
-
-
-def requests_topic(application_id: str) -> str:
-    """``<application_id>.append-requests``: commands on their way to the owner."""
-    return f"{application_id}.append-requests"
-
-
-def replies_topic(application_id: str) -> str:
-    """``<application_id>.append-replies``: outcomes on their way back, shared by clients."""
-    return f"{application_id}.append-replies"
 
 
 def ensure_topic(

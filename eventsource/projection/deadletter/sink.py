@@ -1,8 +1,8 @@
-"""The Kafka side of dead letters: create ``<projection>.dlq`` and produce to it durably."""
+"""The Kafka side of dead letters: create the DLQ topic and produce to it durably."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
@@ -11,13 +11,24 @@ from eventsource.errors import DeadLetterError
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, ensure_topic
 from eventsource.kafka.config import KafkaSettings
 
-__all__ = ["DLQ_PARTITIONS", "KafkaDeadLetterSink", "ensure_dlq_topic"]
+__all__ = ["DLQ_PARTITIONS", "DeadLetterSink", "KafkaDeadLetterSink", "ensure_dlq_topic"]
 
 Headers = list[tuple[str, bytes | None]]
 
 #: One partition: dead letters are few, and a single partition keeps them in the order they
 #: were written, which ``dlq replay`` relies on for parked aggregates.
 DLQ_PARTITIONS = 1
+
+
+class DeadLetterSink(Protocol):
+    """Where dead letters go: the Kafka producer, or a list in unit tests."""
+
+    def send(self, key: bytes | None, value: bytes | None, headers: Headers) -> None: ...
+
+    def flush(self) -> None:
+        """Block until everything sent is durable; raise DeadLetterError if not."""
+
+    def close(self) -> None: ...
 
 
 def ensure_dlq_topic(settings: KafkaSettings, topic: str, *, timeout: float = 30.0) -> None:

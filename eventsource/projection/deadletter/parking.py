@@ -1,109 +1,37 @@
-"""Parked aggregates and DLQ-replay bookkeeping, as tables in the read-model database.
+"""Dead-letter bookkeeping in the read-model database: parked aggregates, DLQ checkpoints,
+and the marks that say what became of each dead letter's source position.
 
-``eventsource_parked``: one row per parked (projection, version, topic, aggregate id) with
-the offsets of its first and latest dead letter. Rows are written in the batch's own
-transaction, so a parked aggregate and the checkpoint that passed its record commit
-together. ``last_offset`` is what makes unparking safe while a runner is still diverting:
-``dlq replay`` deletes the row only if it still names the last record the replay applied.
+``eventsource_parked`` rows are written in the batch's own transaction, so a parked
+aggregate and the checkpoint that passed its record commit together. ``last_offset`` is
+what makes unparking safe while a runner is still diverting: replay deletes the row only if
+it still names the last record it settled.
 
-``eventsource_dlq_checkpoints``: next DLQ offset to replay, per (projection, version, DLQ
-partition). ``eventsource_dlq_applied``: source positions already re-applied, so that a
-dead letter written twice (crash after the DLQ flush, before the batch commit) is applied
-once.
+Marks (tables in :mod:`eventsource.projection.tables`), per source position:
+
+- *diverted*: a batch sent the record to the DLQ and committed (written in that batch's
+  transaction; a dead letter without it is an orphan of a batch that never committed);
+- *applied*: ``dlq replay`` applied it;
+- *discarded*: an operator gave it up (``dlq discard`` / ``dlq unpark``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    ColumnElement,
-    Connection,
-    DateTime,
-    Engine,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    and_,
-    case,
-    delete,
-    insert,
-    select,
-    update,
+from sqlalchemy import ColumnElement, Connection, Table, and_, case, delete, insert, select, update
+
+from eventsource.domain import Position
+from eventsource.projection.tables import (
+    DLQ_APPLIED,
+    DLQ_CHECKPOINTS,
+    DLQ_DISCARDED,
+    DLQ_DIVERTED,
+    PARKED,
 )
+from eventsource.projection.types import RawRecord
 
-from eventsource.projection.hooks import RawRecord
-
-__all__ = [
-    "DLQ_APPLIED",
-    "DLQ_CHECKPOINTS",
-    "PARKED",
-    "SqlParkingLot",
-    "create_dlq_tables",
-    "read_dlq_checkpoints",
-    "write_dlq_checkpoints",
-]
-
-metadata = MetaData()
-
-PARKED = Table(
-    "eventsource_parked",
-    metadata,
-    Column("projection", String(64), primary_key=True),
-    Column("version", Integer, primary_key=True),
-    Column("topic", String(255), primary_key=True),
-    Column("aggregate_id", String(255), primary_key=True),
-    Column("partition", Integer, nullable=False),
-    Column("first_offset", BigInteger, nullable=False),
-    Column("last_offset", BigInteger, nullable=False),
-    Column("stage", String(16), nullable=False),
-    Column("parked_at", DateTime(timezone=True), nullable=False),
-)
-
-DLQ_CHECKPOINTS = Table(
-    "eventsource_dlq_checkpoints",
-    metadata,
-    Column("projection", String(64), primary_key=True),
-    Column("version", Integer, primary_key=True),
-    Column("partition", Integer, primary_key=True),
-    Column("next_offset", BigInteger, nullable=False),
-)
-
-DLQ_APPLIED = Table(
-    "eventsource_dlq_applied",
-    metadata,
-    Column("projection", String(64), primary_key=True),
-    Column("version", Integer, primary_key=True),
-    Column("topic", String(255), primary_key=True),
-    Column("partition", Integer, primary_key=True),
-    Column("offset", BigInteger, primary_key=True),
-)
-
-
-#: PostgreSQL advisory lock serializing the creation of these tables across processes
-#: (concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's catalog).
-_DDL_LOCK = 7245196508735962
-
-
-def create_dlq_tables(bind: Engine | Connection) -> None:
-    """Create the dead-letter bookkeeping tables if they do not exist.
-
-    With a Connection, inside its transaction (a rolled-back batch takes them with it).
-    """
-    if isinstance(bind, Engine):
-        with bind.begin() as conn:
-            create_dlq_tables(conn)
-        return
-    missing = [t for t in metadata.sorted_tables if not bind.dialect.has_table(bind, t.name)]
-    if not missing:
-        return
-    if bind.dialect.name == "postgresql":
-        bind.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_DDL_LOCK})")
-    metadata.create_all(bind, checkfirst=True)
+__all__ = ["SqlParkingLot", "read_dlq_checkpoints", "write_dlq_checkpoints"]
 
 
 def read_dlq_checkpoints(conn: Connection, projection: str, version: int) -> dict[int, int]:
@@ -137,15 +65,16 @@ def write_dlq_checkpoints(
 
 
 class SqlParkingLot:
-    """Parked aggregates of one projection version."""
+    """Parked aggregates and dead-letter marks of one projection version."""
 
     def __init__(self, projection: str, version: int) -> None:
         self.projection = projection
         self.version = version
 
-    def _mine(self) -> list[ColumnElement[bool]]:
-        return [PARKED.c.projection == self.projection, PARKED.c.version == self.version]
+    def _mine(self, table: Table = PARKED) -> list[ColumnElement[bool]]:
+        return [table.c.projection == self.projection, table.c.version == self.version]
 
+    # --- parked aggregates ----------------------------------------------------------------
     def load(self, conn: Connection) -> set[tuple[str, str]]:
         rows = conn.execute(select(PARKED.c.topic, PARKED.c.aggregate_id).where(*self._mine()))
         return {(topic, agg) for topic, agg in rows}
@@ -203,14 +132,67 @@ class SqlParkingLot:
         )
         return [dict(row._mapping) for row in rows]
 
+    # --- marks ----------------------------------------------------------------------------
+    def mark_diverted(self, conn: Connection, record: RawRecord) -> None:
+        """Record, in the diverting batch's transaction, that ``record`` went to the DLQ."""
+        if not self._has(conn, DLQ_DIVERTED, record.position):
+            conn.execute(insert(DLQ_DIVERTED).values(**self._key(record.position)))
+
+    def mark_applied(self, conn: Connection, position: Position) -> None:
+        conn.execute(insert(DLQ_APPLIED).values(**self._key(position)))
+
+    def mark_discarded(self, conn: Connection, position: Position, reason: str) -> bool:
+        """Record that replay must never apply ``position``; False if it already was."""
+        if self._has(conn, DLQ_DISCARDED, position):
+            return False
+        conn.execute(
+            insert(DLQ_DISCARDED).values(
+                **self._key(position), reason=reason[:255], discarded_at=datetime.now(UTC)
+            )
+        )
+        return True
+
+    def is_diverted(self, conn: Connection, position: Position) -> bool:
+        return self._has(conn, DLQ_DIVERTED, position)
+
+    def is_applied(self, conn: Connection, position: Position) -> bool:
+        return self._has(conn, DLQ_APPLIED, position)
+
+    def is_discarded(self, conn: Connection, position: Position) -> bool:
+        return self._has(conn, DLQ_DISCARDED, position)
+
+    def settled(self, conn: Connection, positions: Iterable[Position]) -> set[Position]:
+        """Those of ``positions`` that were applied or discarded."""
+        return {p for p in positions if self.is_applied(conn, p) or self.is_discarded(conn, p)}
+
+    def _key(self, position: Position) -> dict[str, object]:
+        return {
+            "projection": self.projection,
+            "version": self.version,
+            "topic": position.topic,
+            "partition": position.partition,
+            "offset": position.offset,
+        }
+
+    def _has(self, conn: Connection, table: Table, position: Position) -> bool:
+        c = table.c
+        found = conn.execute(
+            select(c.offset).where(
+                *self._mine(table),
+                c.topic == position.topic,
+                c.partition == position.partition,
+                c.offset == position.offset,
+            )
+        ).first()
+        return found is not None
+
     def clear(self, conn: Connection, dlq_ends: Mapping[int, int] | None = None) -> None:
-        """Forget every parked aggregate, DLQ checkpoint and applied mark of this version.
+        """Forget every parked aggregate, DLQ checkpoint and mark of this version.
 
         ``dlq_ends`` (the DLQ's end offsets now): start later DLQ replays there, so dead
         letters of the model being thrown away are never applied to the new one.
         """
-        conn.execute(delete(PARKED).where(*self._mine()))
-        for table in (DLQ_CHECKPOINTS, DLQ_APPLIED):
+        for table in (PARKED, DLQ_CHECKPOINTS, DLQ_DIVERTED, DLQ_APPLIED, DLQ_DISCARDED):
             conn.execute(
                 delete(table).where(
                     and_(table.c.projection == self.projection, table.c.version == self.version)

@@ -25,6 +25,7 @@ from typing import Any, Final, TypeVar
 
 from eventsource.domain import Aggregate
 from eventsource.errors import DecodeError, EncodeError
+from eventsource.kafka.names import snapshots_topic
 
 __all__ = [
     "META_KEY",
@@ -49,11 +50,6 @@ SNAPSHOTS_TOPIC_CONFIG: Final = {"cleanup.policy": "compact", "retention.ms": "-
 
 class SnapshotMismatch(Exception):
     """A snapshot was written for another snapshot version (or cannot be read)."""
-
-
-def snapshots_topic(aggregate_type: str, prefix: str = "") -> str:
-    """The snapshot topic of an aggregate type: ``<prefix><aggregate_type>.snapshots``."""
-    return f"{prefix}{aggregate_type}.snapshots"
 
 
 def snapshot_prefix(snapshot_version: int) -> bytes:

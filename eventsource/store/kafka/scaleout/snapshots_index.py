@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from eventsource.domain import Aggregate, Event
 from eventsource.store.kafka.index import VersionIndex
-from eventsource.store.kafka.snapshots import decode_snapshot, encode_snapshot
+from eventsource.store.kafka.scaleout.snapshots import decode_snapshot, encode_snapshot
 
 __all__ = ["SnapshotIndex", "version_of"]
 

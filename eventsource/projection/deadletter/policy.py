@@ -1,4 +1,4 @@
-"""Dead letters: what a projection does with a record it cannot apply.
+"""The SKIP / PARK failure hook: what a projection does with a record it cannot apply.
 
 A *poison record* is one whose payload cannot be decoded (stage ``decode``: bad magic,
 truncated body, datum that violates the event model), whose writer schema is unknown
@@ -9,40 +9,42 @@ truncated body, datum that violates the event model), whose writer schema is unk
 * ``STOP``: the runner commits what came before the record and raises
   :class:`~eventsource.errors.ProjectionStoppedError`; the checkpoint stays *at* the
   record, so a restart meets it again.
-* ``SKIP``: the record goes to ``<projection>.dlq`` and the runner goes on.
+* ``SKIP``: the record goes to the projection's DLQ topic and the runner goes on.
 * ``PARK``: like ``SKIP``, and the aggregate (the record's key) is parked: every later
   record of that aggregate goes to the DLQ too (stage ``parked``), in order, until
-  ``dlq replay`` applies them and unparks it. Parked aggregates are rows of
-  ``eventsource_parked`` written in the batch's own database transaction.
+  ``dlq replay`` applies them and unparks it (or ``dlq unpark`` gives them up).
 
-**Durability guarantee.** :meth:`DeadLetterHandler.before_commit` flushes the DLQ producer
+**Durability.** :meth:`DeadLetterHandler.before_commit` flushes the DLQ producer
 (idempotent, ``acks=all``) and raises :class:`~eventsource.errors.DeadLetterError` if any
 dead letter of the batch was not acknowledged; the runner calls it right before committing
 the batch's transaction, so no checkpoint ever passes a poison record whose dead letter is
-not durable on the broker. A crash after that flush and before the database commit
-re-processes the batch and writes the dead letter a second time: the DLQ is
-*at-least-once*, and ``dlq replay`` applies each source position once.
+not durable on the broker. The same transaction records each diverted source position
+(``eventsource_dlq_diverted``): a crash after the flush and before the commit leaves an
+*orphan* dead letter whose record the restarted runner applies normally; replay skips
+such orphans, because their diverting batch never committed.
 """
 
 from __future__ import annotations
 
-import enum
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
 from eventsource.domain import EventMetadata
-from eventsource.projection.dlq_parking import SqlParkingLot, create_dlq_tables
-from eventsource.projection.hooks import (
+from eventsource.kafka.names import dlq_topic
+from eventsource.projection.deadletter.headers import Headers, PoisonRecord, build_dlq_headers
+from eventsource.projection.deadletter.parking import SqlParkingLot
+from eventsource.projection.deadletter.sink import DeadLetterSink
+from eventsource.projection.tables import create_framework_tables
+from eventsource.projection.types import (
     DeadLetterPolicy,
     Failure,
     FailureAction,
     FailureHook,
     RawRecord,
+    Stage,
     StopOnFailure,
 )
 
@@ -50,115 +52,7 @@ if TYPE_CHECKING:
     from eventsource.kafka.config import KafkaSettings
     from eventsource.projection.definition import Projection
 
-__all__ = [
-    "DLQ_HEADER_PREFIX",
-    "DeadLetterHandler",
-    "DeadLetterPolicy",
-    "DeadLetterSink",
-    "PoisonRecord",
-    "Stage",
-    "build_dlq_headers",
-    "dead_letter_hook",
-    "dlq_topic",
-    "header_value",
-    "redact_message",
-]
-
-Headers = list[tuple[str, bytes | None]]
-
-DLQ_HEADER_PREFIX = "dlq_"
-MAX_MESSAGE_CHARS = 1000
-
-
-class Stage(enum.StrEnum):
-    """Where a record failed (``dlq_stage`` header). ``parked``: diverted, did not fail."""
-
-    DECODE = "decode"
-    SCHEMA = "schema"
-    HANDLER = "handler"
-    PARKED = "parked"
-
-
-def dlq_topic(projection_name: str) -> str:
-    """The dead-letter topic of a projection."""
-    return f"{projection_name}.dlq"
-
-
-@dataclass(frozen=True, slots=True)
-class PoisonRecord:
-    """A consumed record that failed (or was diverted), and why."""
-
-    record: RawRecord
-    stage: Stage
-    exception: BaseException | None = None
-
-    @property
-    def where(self) -> str:
-        r = self.record
-        return f"{r.topic}[{r.partition}]@{r.offset}"
-
-
-_SECRET_ASSIGNMENT = re.compile(
-    r"(?i)\b([\w.\-]*(?:password|passwd|secret|token|api[_\-.]?key|credentials|jaas\.config)"
-    r"[\w.\-]*)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&)]+)"
-)
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^:/@\s]+):[^@\s/]+@")
-
-
-def redact_message(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """``message`` without secret values (``password=…``, URL credentials), cut to ``limit``."""
-    cleaned = _URL_CREDENTIALS.sub(r"\1:***@", message)
-    cleaned = _SECRET_ASSIGNMENT.sub(r"\1\2***", cleaned)
-    if len(cleaned) > limit:
-        marker = "…[truncated]"
-        cleaned = cleaned[: limit - len(marker)] + marker
-    return cleaned
-
-
-def build_dlq_headers(
-    poison: PoisonRecord, *, projection_version: int, now: datetime | None = None
-) -> Headers:
-    """The record's original headers plus the ``dlq_*`` context headers.
-
-    Original ``dlq_*`` headers are dropped first, so a record that went through the DLQ
-    before carries exactly one, current, set.
-    """
-    exc, r = poison.exception, poison.record
-    exc_class = "" if exc is None else f"{type(exc).__module__}.{type(exc).__qualname__}"
-    message = "" if exc is None else redact_message(str(exc))
-    stamp = (now or datetime.now(UTC)).isoformat()
-    original = [(k, v) for k, v in r.headers if not k.startswith(DLQ_HEADER_PREFIX)]
-    return [
-        *original,
-        ("dlq_source_topic", r.topic.encode()),
-        ("dlq_source_partition", str(r.partition).encode()),
-        ("dlq_source_offset", str(r.offset).encode()),
-        ("dlq_stage", poison.stage.value.encode()),
-        ("dlq_exception_class", exc_class.encode()),
-        ("dlq_exception_message", message.encode()),
-        ("dlq_projection_version", str(projection_version).encode()),
-        ("dlq_time", stamp.encode()),
-    ]
-
-
-def header_value(headers: Sequence[tuple[str, bytes | None]], name: str) -> str | None:
-    """The last value of header ``name`` as text, or None."""
-    found: str | None = None
-    for key, value in headers:
-        if key == name and value is not None:
-            found = value.decode("utf-8", "replace")
-    return found
-
-
-class DeadLetterSink(Protocol):
-    """Where dead letters go: the Kafka producer, or a list in unit tests."""
-
-    def send(self, key: bytes | None, value: bytes | None, headers: Headers) -> None: ...
-
-    def flush(self) -> None:
-        """Block until everything sent is durable; raise DeadLetterError if not."""
-
-    def close(self) -> None: ...
+__all__ = ["DeadLetterHandler", "dead_letter_hook"]
 
 
 @dataclass
@@ -195,7 +89,7 @@ class DeadLetterHandler:
     def hold(self, record: RawRecord, connection: Connection) -> None:
         """Send a record of a parked aggregate to the DLQ (stage ``parked``) and move the
         aggregate's ``last_offset`` to it, so it stays parked until this one is replayed."""
-        self._send(PoisonRecord(record, Stage.PARKED))
+        self._send(PoisonRecord(record, Stage.PARKED), connection)
         if record.key is not None:
             self.parking.park(connection, record, _aggregate_id(record), Stage.PARKED)
 
@@ -204,7 +98,7 @@ class DeadLetterHandler:
         if self.policy is DeadLetterPolicy.STOP:
             return FailureAction.STOP
         record, stage = failure.record, Stage(failure.stage)
-        self._send(PoisonRecord(record, stage, failure.error))
+        self._send(PoisonRecord(record, stage, failure.error), connection)
         if self.policy is DeadLetterPolicy.PARK and record.key is not None:
             parked = self._parked_set(connection)
             self.parking.park(connection, record, _aggregate_id(record), stage)
@@ -234,17 +128,23 @@ class DeadLetterHandler:
             self._sink = None
 
     # --- internals -----------------------------------------------------------------------
+    def _ready(self, connection: Connection) -> None:
+        if not self._tables_ready:
+            create_framework_tables(connection)
+            self._tables_ready = True
+
     def _parked_set(self, connection: Connection) -> set[tuple[str, str]]:
         if self._parked is None:
-            if not self._tables_ready:
-                create_dlq_tables(connection)
-                self._tables_ready = True
+            self._ready(connection)
             self._parked = self.parking.load(connection)
         return self._parked
 
-    def _send(self, poison: PoisonRecord) -> None:
+    def _send(self, poison: PoisonRecord, connection: Connection) -> None:
         # Held back until before_commit: a batch that is rolled back (and re-applied on
-        # the runner's careful path) must not leave a dead letter behind.
+        # the runner's careful path) must not leave a dead letter behind. The diverted
+        # mark is written now, in the batch's transaction: it commits with the batch.
+        self._ready(connection)
+        self.parking.mark_diverted(connection, poison.record)
         headers = build_dlq_headers(poison, projection_version=self.version)
         self._pending.append((poison.record.key, poison.record.value, headers))
 
@@ -260,9 +160,9 @@ def dead_letter_hook(projection: Projection, settings: KafkaSettings) -> Failure
     """
     if projection.policy is DeadLetterPolicy.STOP:
         return StopOnFailure()
-    from eventsource.projection.dlq_producer import KafkaDeadLetterSink, ensure_dlq_topic
+    from eventsource.projection.deadletter.sink import KafkaDeadLetterSink, ensure_dlq_topic
 
-    topic = dlq_topic(projection.name)
+    topic = dlq_topic(projection.name, projection.topic_prefix)
 
     def open_sink() -> DeadLetterSink:
         ensure_dlq_topic(settings, topic)

@@ -27,6 +27,7 @@ from confluent_kafka.admin import AdminClient
 
 from eventsource.errors import StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import writers_group
 
 __all__ = ["Owner", "OwnerDirectory", "PartitionOwnership", "writers_group"]
 
@@ -34,11 +35,6 @@ log = logging.getLogger(__name__)
 
 Partitions = list[tuple[str, int]]
 Listener = Callable[[Partitions], None]
-
-
-def writers_group(application_id: str) -> str:
-    """The consumer group whose assignment decides which process writes which partition."""
-    return f"{application_id}.writers"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,29 +22,26 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from types import TracebackType
-from typing import TypeVar
 
 from eventsource.codec import EventCodec
-from eventsource.domain import Aggregate, Event
+from eventsource.domain import Aggregate
 from eventsource.errors import (
     ConfigurationError,
     NotOwnerError,
     StoreUnavailableError,
 )
-from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, ensure_topic
+from eventsource.kafka.admin import ensure_topic
 from eventsource.kafka.config import KafkaSettings
-from eventsource.store.kafka.group_store_futures import fenced_as_not_owner
-from eventsource.store.kafka.ownership import OwnerDirectory, PartitionOwnership
+from eventsource.store.kafka.options import WriterOptions, WriterState
+from eventsource.store.kafka.scaleout.group_store_futures import fenced_as_not_owner
+from eventsource.store.kafka.scaleout.ownership import OwnerDirectory, PartitionOwnership
+from eventsource.store.kafka.scaleout.snapshots import SNAPSHOTS_TOPIC_CONFIG, snapshots_topic
+from eventsource.store.kafka.scaleout.snapshots_writer import SnapshotPartitionWriter
 from eventsource.store.kafka.served import ServedByWriters
-from eventsource.store.kafka.snapshots import SNAPSHOTS_TOPIC_CONFIG, snapshots_topic
-from eventsource.store.kafka.snapshots_writer import SnapshotPartitionWriter
-from eventsource.store.partitioner import partition_for_id
-from eventsource.store.port import AppendResult, check_append_arguments, events_topic
+from eventsource.store.kafka.writer import PartitionWriter
+from eventsource.store.port import AppendResult
 
 __all__ = ["GroupedKafkaEventStore"]
-
-A = TypeVar("A", bound=Aggregate)
 
 _MEMBER = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _MEMBER_CHARS = re.compile(r"[^A-Za-z0-9._-]")
@@ -55,8 +52,10 @@ class GroupedKafkaEventStore(ServedByWriters):
 
     ``member`` names this process in the group (and in ``NotOwnerError``\\ s); give each
     process a stable, unique one (a pod name, say). ``directory`` holds one SQLite file per
-    owned partition. ``cache_size`` bounds the aggregates each partition keeps in memory.
-    ``partitions`` is used only when the store creates the topics.
+    owned partition. ``partitions`` is used only when the store creates the topics.
+    ``options`` (:class:`WriterOptions`): ``source``, ``max_batch_events``,
+    ``append_timeout``, ``cache_size`` (aggregates each partition keeps in memory),
+    ``local_catchup_limit``.
     """
 
     def __init__(
@@ -68,22 +67,19 @@ class GroupedKafkaEventStore(ServedByWriters):
         member: str | None = None,
         codec: EventCodec | None = None,
         partitions: int = 6,
-        source: str | None = None,
-        max_batch_events: int = 1000,
         topic_prefix: str = "",
         topic_config: Mapping[str, str] | None = None,
-        append_timeout: float | None = None,
-        cache_size: int = 10_000,
-        local_catchup_limit: int = 100_000,
+        options: WriterOptions | None = None,
         session_timeout_ms: int = 6000,
     ) -> None:
-        if not aggregates:
-            raise ConfigurationError("GroupedKafkaEventStore needs at least one aggregate class")
-        self.settings = settings
-        self.aggregates = {cls.aggregate_type: cls for cls in aggregates}
-        self._handled = {t: frozenset(cls.event_types()) for t, cls in self.aggregates.items()}
-        self.codec = codec or EventCodec.for_events(
-            [event for cls in aggregates for event in cls.event_types()]
+        super().__init__(
+            settings,
+            aggregates,
+            codec=codec,
+            partitions=partitions,
+            topic_prefix=topic_prefix,
+            topic_config=topic_config,
+            options=options,
         )
         self.directory = directory
         if member is None:
@@ -94,15 +90,6 @@ class GroupedKafkaEventStore(ServedByWriters):
                 f"member {self.member!r} must be 1-100 letters, digits, '.', '_' or '-' "
                 "(it names the member's routing topics), unique per process"
             )
-        self.partitions = partitions
-        self.source = source or f"/eventsource/{settings.application_id}"
-        self.topic_prefix = topic_prefix
-        self.topic_config = dict(EVENTS_TOPIC_CONFIG if topic_config is None else topic_config)
-        self.max_batch_events = max_batch_events
-        self.cache_size = cache_size
-        self.local_catchup_limit = local_catchup_limit
-        delivery = settings.delivery_timeout_ms / 1000
-        self.append_timeout = 2 * delivery + 5 if append_timeout is None else append_timeout
         self._types = {self.topic_for(t): t for t in self.aggregates}
         self._writers: dict[tuple[str, int], SnapshotPartitionWriter] = {}
         self._retiring: dict[tuple[str, int], SnapshotPartitionWriter] = {}
@@ -116,8 +103,6 @@ class GroupedKafkaEventStore(ServedByWriters):
             on_revoke=self._release,
             session_timeout_ms=session_timeout_ms,
         )
-        self._started = False
-        self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> GroupedKafkaEventStore:
@@ -140,7 +125,7 @@ class GroupedKafkaEventStore(ServedByWriters):
         """Whether every partition owned now serves within ``timeout`` seconds."""
         with self._lock:
             writers = list(self._writers.values())
-        return all(w.wait_ready(timeout) and w.state == "serving" for w in writers)
+        return all(w.wait_ready(timeout) and w.state is WriterState.SERVING for w in writers)
 
     def close(self) -> None:
         """Release every partition (finishing queued appends) and leave the group."""
@@ -151,17 +136,6 @@ class GroupedKafkaEventStore(ServedByWriters):
             retiring, self._retiring = list(self._retiring.values()), {}
         for writer in retiring:  # released while restoring: let them end, close their files
             writer.close()
-
-    def __enter__(self) -> GroupedKafkaEventStore:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def owned(self) -> dict[tuple[str, int], SnapshotPartitionWriter]:
@@ -179,12 +153,9 @@ class GroupedKafkaEventStore(ServedByWriters):
                 partition,
                 self.aggregates[aggregate_type],
                 self.codec,
-                source=self.source,
+                self.options,
                 snapshot_topic=snapshots_topic(aggregate_type, self.topic_prefix),
                 directory=self.directory,
-                cache_size=self.cache_size,
-                local_catchup_limit=self.local_catchup_limit,
-                max_batch_events=self.max_batch_events,
             )
             with self._lock:
                 writer.predecessor = self._retiring.pop((topic, partition), None)
@@ -197,32 +168,15 @@ class GroupedKafkaEventStore(ServedByWriters):
         for writer in writers:
             # A serving writer finishes its queued appends; one still restoring has none,
             # and may be stuck in a long catch-up: do not hold the rebalance up for it.
-            writer.close(30.0 if writer.state == "serving" else 1.0)
+            writer.close(30.0 if writer.state is WriterState.SERVING else 1.0)
             if not writer.stopped:
                 with self._lock:  # a later owner in this process waits for it to end
                     self._retiring[(writer.topic, writer.partition)] = writer
 
     # -- addressing -----------------------------------------------------------------
-    def topic_for(self, aggregate_type: str) -> str:
-        return events_topic(aggregate_type, self.topic_prefix)
-
-    def writer_for(self, aggregate_type: str, aggregate_id: str) -> SnapshotPartitionWriter:
+    def _local_writer(self, topic: str, aggregate_id: str) -> SnapshotPartitionWriter:
         """The local writer of the aggregate's partition, or ``NotOwnerError``."""
-        if aggregate_type not in self.aggregates:
-            raise ConfigurationError(
-                f"aggregate type {aggregate_type!r} is not served by this store (it serves "
-                f"{sorted(self.aggregates)}): pass its class in aggregates=..."
-            )
-        if aggregate_id.startswith("\x00"):
-            raise ValueError(f"aggregate id {aggregate_id!r} may not start with NUL (reserved)")
-        if self._closed or not self._started:
-            raise StoreUnavailableError(
-                "the grouped Kafka event store is "
-                + ("closed" if self._closed else "not started: call start() first"),
-                retriable=False,
-            )
-        topic = self.topic_for(aggregate_type)
-        partition = partition_for_id(aggregate_id, self.partitions)
+        partition = self._partition(aggregate_id)
         with self._lock:
             writer = self._writers.get((topic, partition))
         if writer is None:
@@ -242,34 +196,14 @@ class GroupedKafkaEventStore(ServedByWriters):
         )
 
     # -- the port -------------------------------------------------------------------
-    def append_async(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
+    def _answer(
+        self, writer: PartitionWriter, future: Future[AppendResult]
     ) -> Future[AppendResult]:
-        """Queue an append at the local owner; ``NotOwnerError`` if this is not the owner."""
-        check_append_arguments(aggregate_id, events, expected_version)
-        writer = self.writer_for(aggregate_type, aggregate_id)
-        request = self._submit(
-            writer,
-            aggregate_type,
-            aggregate_id,
-            events,
-            expected_version,
-            correlation_id,
-            causation_id,
-        )
-        return fenced_as_not_owner(request.future, writer.where, self.member)
+        return fenced_as_not_owner(future, writer.where, self.member)
 
-    def _serving(self, aggregate_type: str, aggregate_id: str) -> SnapshotPartitionWriter:
-        writer = self.writer_for(aggregate_type, aggregate_id)
-        writer.check_serving_reads()
-        if writer.state != "serving":
+    def _serving(self, aggregate_type: str, aggregate_id: str) -> PartitionWriter:
+        writer = super()._serving(aggregate_type, aggregate_id)
+        if writer.state is not WriterState.SERVING:
             raise StoreUnavailableError(
                 f"writer {self.member!r} is taking over {writer.where} ({writer.state}: "
                 "fencing, restoring snapshots, catching up); retry shortly"

@@ -15,16 +15,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from eventsource.codec import EventCodec
 from eventsource.domain import Event
 from eventsource.errors import NotOwnerError, StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
-from eventsource.store.kafka.group_store import GroupedKafkaEventStore
-from eventsource.store.kafka.ownership import OwnerDirectory
+from eventsource.kafka.names import member_application_id
+from eventsource.store.kafka.scaleout.group_store import GroupedKafkaEventStore
+from eventsource.store.kafka.scaleout.ownership import OwnerDirectory
 from eventsource.store.partitioner import partition_for_id
-from eventsource.store.port import AppendResult, events_topic
+from eventsource.store.port import AppendResult, check_append_arguments, events_topic
 from eventsource.store.routing import AppendServer, RemoteEventStore
 
 __all__ = ["GroupRouter", "member_settings", "serve_routing"]
@@ -34,7 +36,9 @@ T = TypeVar("T")
 
 def member_settings(settings: KafkaSettings, member: str) -> KafkaSettings:
     """The settings whose application id names one member's routing topics."""
-    return settings.model_copy(update={"application_id": f"{settings.application_id}.{member}"})
+    return settings.model_copy(
+        update={"application_id": member_application_id(settings.application_id, member)}
+    )
 
 
 def serve_routing(store: GroupedKafkaEventStore, *, timeout: float = 30.0) -> AppendServer:
@@ -46,7 +50,11 @@ def serve_routing(store: GroupedKafkaEventStore, *, timeout: float = 30.0) -> Ap
 
 
 class GroupRouter:
-    """``append`` / ``version`` executed by the owner of the aggregate's partition."""
+    """``append`` / ``append_async`` / ``version`` executed by the aggregate's owner.
+
+    An :class:`~eventsource.store.port.Appender`. ``append_async`` runs the routed append
+    (lookup, send, retries) on one of ``workers`` threads and returns its future.
+    """
 
     def __init__(
         self,
@@ -57,6 +65,7 @@ class GroupRouter:
         topic_prefix: str = "",
         timeout: float = 10.0,
         retry_for: float = 30.0,
+        workers: int = 32,
     ) -> None:
         self.settings = settings
         self.codec = codec
@@ -67,6 +76,7 @@ class GroupRouter:
         self.owners = OwnerDirectory(settings, max_age=2.0)
         self._clients: dict[str, RemoteEventStore] = {}
         self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="group-router")
 
     def __enter__(self) -> GroupRouter:
         return self
@@ -75,6 +85,7 @@ class GroupRouter:
         self.close()
 
     def close(self) -> None:
+        self._executor.shutdown(wait=True)
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}
         for client in clients:
@@ -103,6 +114,28 @@ class GroupRouter:
             )
 
         return self._routed(aggregate_type, aggregate_id, call)
+
+    def append_async(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> Future[AppendResult]:
+        """:meth:`append` on a router thread; the future holds its result or error."""
+        check_append_arguments(aggregate_id, events, expected_version)
+        return self._executor.submit(
+            self.append,
+            aggregate_type,
+            aggregate_id,
+            events,
+            expected_version,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
 
     def version(self, aggregate_type: str, aggregate_id: str) -> int:
         """The aggregate's version as its owner knows it."""

@@ -31,11 +31,18 @@ from eventsource.codec import EventCodec
 from eventsource.domain import Aggregate
 from eventsource.errors import StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import reader_group
 from eventsource.store.kafka.catchup import TailRead
+from eventsource.store.kafka.options import WriterOptions
 from eventsource.store.kafka.producer import DeliveryMark
 from eventsource.store.kafka.request import AppendRequest
-from eventsource.store.kafka.snapshots import META_KEY, encode_meta, meta_version, snapshot_prefix
-from eventsource.store.kafka.snapshots_index import SnapshotIndex
+from eventsource.store.kafka.scaleout.snapshots import (
+    META_KEY,
+    encode_meta,
+    meta_version,
+    snapshot_prefix,
+)
+from eventsource.store.kafka.scaleout.snapshots_index import SnapshotIndex
 from eventsource.store.kafka.writer import PartitionWriter
 
 __all__ = ["SNAPSHOT_REBUILDS", "SnapshotPartitionWriter"]
@@ -64,27 +71,16 @@ class SnapshotPartitionWriter(PartitionWriter):
         partition: int,
         aggregate_cls: type[Aggregate],
         codec: EventCodec,
+        options: WriterOptions,
         *,
-        source: str,
         snapshot_topic: str,
         directory: Path,
-        cache_size: int = 10_000,
-        local_catchup_limit: int = 100_000,
-        max_batch_events: int = 1000,
     ) -> None:
-        super().__init__(
-            settings,
-            topic,
-            partition,
-            aggregate_cls,
-            codec,
-            source=source,
-            max_batch_events=max_batch_events,
-        )
+        super().__init__(settings, topic, partition, aggregate_cls, codec, options)
         self.snapshot_topic = snapshot_topic
-        self.local_catchup_limit = local_catchup_limit
+        self.local_catchup_limit = options.local_catchup_limit
         self.index = SnapshotIndex(
-            aggregate_cls, directory / f"{topic}-{partition}.sqlite3", cache_size=cache_size
+            aggregate_cls, directory / f"{topic}-{partition}.sqlite3", cache_size=options.cache_size
         )
         self.restored_from = ""
         """``"local"``, ``"topic"``, ``"events"`` (a rebuild) or ``"new"`` once started."""
@@ -239,7 +235,7 @@ class SnapshotPartitionWriter(PartitionWriter):
 
     def _publish_all(self) -> None:
         """After a rebuild: every aggregate's snapshot, then the completion record."""
-        producer = self._producer
+        producer = self.producer
         assert producer is not None
         sv = self.index.aggregate_cls.snapshot_version
         for chunk in self.index.encoded(_CHUNK):
@@ -254,13 +250,13 @@ class SnapshotPartitionWriter(PartitionWriter):
         log.info("wrote %d snapshots and the completion record of %s", len(self.index), self.where)
 
     def _check_closing(self) -> None:
-        if self._closing:
+        if self.closing:
             raise StoreUnavailableError(f"the writer of {self.where} was closed while restoring")
 
     def _consumer(self, purpose: str) -> Consumer:
         return Consumer(
             self.settings.consumer_config(
-                f"{self.settings.application_id}.snapshot-{purpose}",
+                reader_group(self.settings.application_id, f"snapshot-{purpose}"),
                 **{
                     "enable.partition.eof": True,
                     "fetch.wait.max.ms": 100,

@@ -1,30 +1,40 @@
-"""The runner's extension points: failure hooks (poison records) and listeners (metrics).
+"""The shared types of a projection's failure path, and its listeners.
+
+Everything the runner, the batch applier and the dead-letter package agree on lives here,
+and this module imports nothing else from :mod:`eventsource.projection`:
+
+- :class:`RawRecord`: a Kafka record exactly as consumed (what a dead-letter topic keeps).
+- :class:`Stage`: where a record failed (``decode``, ``schema``, ``handler``) or that it was
+  diverted because its aggregate is parked (``parked``); the ``dlq_stage`` header's value.
+- :class:`Failure`: a record the runner could not apply, with everything known about it.
+- :class:`DeadLetterPolicy` (STOP / SKIP / PARK) and :class:`FailureAction` (a hook's answer).
+- :class:`FailureHook`: decides what happens to poison records.
+- :class:`RunnerListener`, :class:`NullListener`, :class:`GuardedListener`: observability.
 
 **Failure hooks.** When a record cannot be applied the runner builds a :class:`Failure` and
 asks the projection's :class:`FailureHook` what to do:
 
-- stage ``"decode"``: headers or payload cannot be decoded (bad magic, corrupt body,
-  invalid payload); ``"schema"``: the writer schema is unknown; ``"handler"``: the
-  handler raised on every one of ``1 + projection.retries`` attempts (the runner retries,
-  sleeping ``retry_backoff_s * attempt`` between attempts, each attempt in a savepoint).
+- stage ``decode``: headers or payload cannot be decoded (bad magic, corrupt body,
+  invalid payload); ``schema``: the writer schema is unknown; ``handler``: the handler
+  raised on every one of ``1 + projection.retries`` attempts (the runner retries, sleeping
+  ``retry_backoff_s * attempt`` between attempts, each attempt in a savepoint), including
+  a database error that the record alone triggers (a constraint, malformed JSON, an
+  integer overflow).
 - :attr:`FailureAction.STOP`: the runner commits everything before the record, leaves
   the checkpoint *at* the record and raises :class:`ProjectionStoppedError`.
 - :attr:`FailureAction.SKIP`: the checkpoint moves past the record in the same database
   transaction as the hook's own writes (``connection`` is that transaction).
 
 :meth:`FailureHook.intercept` sees every record the projection has a handler for (by its
-``ce_type`` header; for a type renamed by an upcaster or alias, by its decoded type, so
-after decoding), before the handler runs (and mostly before decoding): returning
-True means the hook took the record (e.g. a parked aggregate's later event sent to the
-dead-letter topic) and the runner does not apply it. :meth:`FailureHook.before_commit` runs
-right before each batch's database commit: a hook that produced dead letters makes them
-durable there (flush / commit its producer), so a checkpoint never passes a record whose
-dead letter could still be lost. :meth:`FailureHook.after_rollback` runs when a batch's
-transaction was rolled back (the batch is applied again record by record, or re-read
-later, possibly by another process).
+decoded type) before the handler runs: returning True means the hook took the record (e.g.
+a parked aggregate's later event sent to the dead-letter topic) and the runner does not
+apply it. :meth:`FailureHook.before_commit` runs right before each batch's database commit:
+a hook that produced dead letters makes them durable there (flush its producer), so a
+checkpoint never passes a record whose dead letter could still be lost.
+:meth:`FailureHook.after_rollback` runs when a batch's transaction was rolled back (the
+batch is applied again record by record, or re-read later, possibly by another process).
 
-Policies other than STOP are built by ``eventsource.projection.deadletter`` through
-``dead_letter_hook(projection, settings)`` when the projection's ``policy`` asks for them.
+The SKIP / PARK hook is built by :func:`eventsource.projection.deadletter.dead_letter_hook`.
 
 **Listeners.** A :class:`RunnerListener` is told about assignments, batches, dead letters,
 catching up and errors; the service runtime turns these into metrics and readiness.
@@ -34,17 +44,16 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from eventsource.domain import Event, EventMetadata, Position
-from eventsource.errors import DecodeError, ProjectionError, ProjectionStoppedError
+from eventsource.errors import DecodeError, ProjectionStoppedError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-    from eventsource.kafka.config import KafkaSettings
     from eventsource.projection.definition import Projection
 
 __all__ = [
@@ -58,21 +67,26 @@ __all__ = [
     "RunnerListener",
     "Stage",
     "StopOnFailure",
-    "default_hook",
+    "stopped_error",
 ]
 
-#: Where a record failed; ``"parked"`` (listener only): diverted because its aggregate is
-#: parked.
-Stage = Literal["decode", "schema", "handler", "parked"]
-
 log = logging.getLogger(__name__)
+
+
+class Stage(enum.StrEnum):
+    """Where a record failed (the ``dlq_stage`` header). ``PARKED``: diverted, did not fail."""
+
+    DECODE = "decode"
+    SCHEMA = "schema"
+    HANDLER = "handler"
+    PARKED = "parked"
 
 
 class DeadLetterPolicy(enum.Enum):
     """What a projection does with a poison record."""
 
     STOP = "stop"  #: halt at the record; the checkpoint stays before it
-    SKIP = "skip"  #: send the record to ``<projection>.dlq`` and go on
+    SKIP = "skip"  #: send the record to the projection's dead-letter topic and go on
     PARK = "park"  #: like SKIP, and the aggregate's later events go to the DLQ too, in order
 
 
@@ -241,18 +255,3 @@ class GuardedListener:
 
     def on_error(self, exc: BaseException) -> None:
         self._call("on_error", exc)
-
-
-def default_hook(projection: Projection, settings: KafkaSettings) -> FailureHook:
-    """The hook for the projection's ``policy``: STOP built in, SKIP/PARK from deadletter."""
-    if projection.policy is DeadLetterPolicy.STOP:
-        return StopOnFailure()
-    try:
-        from eventsource.projection import deadletter
-    except ImportError as exc:
-        raise ProjectionError(
-            f"projection {projection.name!r} uses policy {projection.policy.name}, which "
-            "needs eventsource.projection.deadletter; it is not available"
-        ) from exc
-    factory: Callable[[Projection, KafkaSettings], FailureHook] = deadletter.dead_letter_hook
-    return factory(projection, settings)
