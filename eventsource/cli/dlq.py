@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from eventsource.cli.common import (
     BootstrapOpt,
@@ -89,20 +87,31 @@ def list_(
         if not rows:
             typer.echo(f"no dead letters in {dlq_topic(p.name, p.topic_prefix)}")
             return
-        table = Table("dlq", "source", "aggregate", "type", "stage", "error", "dead-lettered at")
-        for r in rows:
-            src = r["source"]
-            table.add_row(
+        header = ("DLQ", "SOURCE", "AGGREGATE", "TYPE", "STAGE", "DEAD-LETTERED AT", "ERROR")
+        table: list[tuple[str, ...]] = [
+            (
                 f"{r['dlq_partition']}@{r['dlq_offset']}",
-                f"{src['topic']}[{src['partition']}]@{src['offset']}",
+                f"{r['source']['topic']}[{r['source']['partition']}]@{r['source']['offset']}",
                 r["aggregate_id"] or "-",
                 r["type"] or "?",
                 r["stage"] or "-",
-                error_text(r),
                 r["dead_lettered_at"] or "-",
+                error_text(r),
             )
-        Console().print(table)
+            for r in rows
+        ]
+        for line in aligned(header, table):
+            typer.echo(line)
         typer.echo(f"{len(rows)} dead letter(s) in {dlq_topic(p.name)}")
+
+
+def aligned(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Plain columns, the last one unbounded: greppable, never truncated to a terminal."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    return [
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]])
+        for row in [header, *rows]
+    ]
 
 
 def error_text(row: dict[str, Any]) -> str:

@@ -71,7 +71,7 @@ def ensure_topic(
         topic_config["min.insync.replicas"] = str(min_insync_replicas)
     admin = AdminClient(settings.admin_config())
     deadline = time.monotonic() + timeout
-    existing = _partition_count(admin, name, timeout, settings)
+    existing = _partition_count(admin, name, _first_contact(settings, timeout), settings)
     if existing is None:
         new = NewTopic(
             name,
@@ -109,7 +109,7 @@ def ensure_topic(
 def describe_topic(settings: KafkaSettings, name: str, *, timeout: float = 10.0) -> TopicInfo:
     """Partition count, replication factor and explicitly set configuration of a topic."""
     admin = AdminClient(settings.admin_config())
-    if _partition_count(admin, name, timeout, settings) is None:
+    if _partition_count(admin, name, _first_contact(settings, timeout), settings) is None:
         raise topic_not_found(name, settings)
     return _describe(admin, name, timeout)
 
@@ -133,7 +133,7 @@ def topic_partitions(settings: KafkaSettings, *, timeout: float = 10.0) -> dict[
 def end_offsets(settings: KafkaSettings, name: str, *, timeout: float = 10.0) -> dict[int, int]:
     """High watermark (offset of the next record) of every partition of ``name``."""
     admin = AdminClient(settings.admin_config())
-    count = _partition_count(admin, name, timeout, settings)
+    count = _partition_count(admin, name, _first_contact(settings, timeout), settings)
     if count is None:
         raise topic_not_found(name, settings)
     consumer = Consumer(settings.consumer_config(reader_group(settings.application_id, "admin")))
@@ -157,6 +157,12 @@ def topic_not_found(
         f"topic {name!r}{owner} does not exist{where}: see the topics with "
         "'eventsource topics list', or create it with 'eventsource topics create'"
     )
+
+
+def _first_contact(settings: KafkaSettings, timeout: float) -> float:
+    # The first request waits at most the connect timeout: no broker at all fails fast
+    # (BrokerUnreachableError); the rest of ``timeout`` is for a slow broker's work.
+    return min(timeout, settings.connect_timeout_s)
 
 
 def _partition_count(
