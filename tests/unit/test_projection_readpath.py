@@ -463,6 +463,18 @@ def test_a_database_that_stays_unavailable_fails_the_runner_after_max_db_outage_
 
 
 # --- dispatch on the decoded type (issue 12, defect 4) ------------------------------------
+def skip_hook(projection: Projection, sink: ListSink | None = None) -> DeadLetterHandler:
+    """The SKIP hook of ``projection``, writing to ``sink`` (a fresh list by default)."""
+    sink = sink or ListSink()
+    return DeadLetterHandler(
+        projection.name,
+        projection.version,
+        DeadLetterPolicy.SKIP,
+        lambda: sink,
+        SqlParkingLot(projection.name, projection.version),
+    )
+
+
 class Ledger(Projection):
     """Keeps a handler for the old type and one for the type it is upcast to."""
 
@@ -499,14 +511,7 @@ def test_a_record_upcast_to_another_type_reaches_the_handler_of_the_decoded_type
     projection = Ledger(name=f"l{uuid.uuid4().hex[:6]}", topics=[TOPIC])
     projection.seen = []
     ensure_schema(engine, projection)
-    hook = DeadLetterHandler(
-        projection.name,
-        projection.version,
-        DeadLetterPolicy.SKIP,
-        ListSink,
-        SqlParkingLot(projection.name, projection.version),
-    )
-    applier = BatchApplier(projection, engine, codec, hook, NullListener())
+    applier = BatchApplier(projection, engine, codec, skip_hook(projection), NullListener())
     records = [record(0, FundsAdded(amount_cents=250), "x", old)]
     if path == "careful":  # a failing record sends the batch down the careful path
         records.append(record(1, Credited(amount=Decimal("6.66")), "y", codec))
@@ -547,13 +552,7 @@ def test_a_database_error_only_the_record_triggers_follows_the_policy(
     projection = ThisPicky(name=f"p{uuid.uuid4().hex[:6]}", topics=[TOPIC])
     ensure_schema(engine, projection)
     sink, listener = ListSink(), DeadLetters()
-    hook = DeadLetterHandler(
-        projection.name,
-        projection.version,
-        DeadLetterPolicy.SKIP,
-        lambda: sink,
-        SqlParkingLot(projection.name, projection.version),
-    )
+    hook = skip_hook(projection, sink)
     applier = BatchApplier(projection, engine, CODEC, hook, listener, sleep=lambda s: None)
     batch = [deposit(0, "1.00"), deposit(1, "6.66"), deposit(2, "2.00")]
     outcome = applier.apply(batch, positions(batch))  # raised OperationalError before
