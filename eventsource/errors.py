@@ -41,6 +41,7 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     │   │                               topic (names topic, partition, offset, versions)
     │   └── StoreUnavailableError       broker unreachable / writer not ready (retriable)
     │       ├── BrokerUnreachableError  no broker answered at the bootstrap address in time
+    │       ├── NotEnoughReplicasError  fewer in-sync replicas than min.insync.replicas
     │       └── OverloadedError         the owner's append queue is full (nothing written)
     ├── ProjectionError                 read side failures
     │   ├── HandlerError                a projection handler raised (after retries)
@@ -81,6 +82,7 @@ __all__ = [
     "InvalidIdentifierError",
     "MissingHandlerError",
     "MissingToolError",
+    "NotEnoughReplicasError",
     "NotOwnerError",
     "OverloadedError",
     "PayloadValidationError",
@@ -290,6 +292,13 @@ class BrokerUnreachableError(StoreUnavailableError):
 
     The message names the address and how to point elsewhere (``-b`` /
     ``EVENTSOURCE_BOOTSTRAP_SERVERS``).
+    """
+
+
+class NotEnoughReplicasError(StoreUnavailableError):
+    """The cluster has fewer in-sync replicas of a partition than ``min.insync.replicas``.
+
+    Nothing was written; appends succeed again once enough brokers are back.
     """
 
 
