@@ -38,7 +38,7 @@ test-unit: $(STAMP) ## Unit tests only (no I/O, seconds)
 	$(BIN)/pytest tests/unit -q
 
 chaos: $(STAMP) ## Long reliability run: 20 SIGKILLs over 100k events
-	EVENTSOURCE_CHAOS=1 $(BIN)/python -m eventsource.testing.services run -- $(BIN)/pytest tests/reliability -m slow -q
+	EVENTSOURCE_CHAOS=1 $(BIN)/python -m eventsource.testing.services run -- $(BIN)/pytest tests/reliability tests/integration/test_cluster.py -m slow -q
 
 demo: $(STAMP) ## The bank demo: broker, appends, projection into SQLite, balances, replay
 	$(BIN)/python -m examples.bank.demo
