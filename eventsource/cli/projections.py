@@ -19,15 +19,18 @@ from eventsource.cli.common import (
 )
 from eventsource.cli.projecting import (
     BatchSizeOpt,
+    Interrupted,
     NameOpt,
     ProgressOpt,
     ProjectionArg,
     TimeoutOpt,
     TopicsOpt,
     VersionOpt,
+    command_line,
     load_projection,
     parse_bound,
     progress_bar,
+    resumable,
 )
 from eventsource.projection import projection_status
 from eventsource.projection.rebuild import rebuild as rebuild_version
@@ -121,7 +124,8 @@ def replay(
         bool,
         typer.Option(
             "--keep",
-            help="Keep the tables and only move the checkpoints (idempotent handlers only).",
+            help="Resume: keep the tables and continue from the committed checkpoints "
+            "(after an interrupted replay; exact, each record applied once).",
         ),
     ] = False,
     batch_size: BatchSizeOpt = 5000,
@@ -138,8 +142,10 @@ def replay(
     """Rebuild a projection version's tables in place from a range of its topics.
 
     Empties the version's tables, sets its checkpoints to the start and applies the range
-    exactly once. Stop the version's running service first; to rebuild without readers
-    seeing the tables refill, use 'eventsource rebuild' (blue/green).
+    exactly once. Interrupted (Ctrl-C, SIGTERM), it prints how far it got; run it again
+    with --keep to resume from the committed checkpoints. Stop the version's running
+    service first; to rebuild without readers seeing the tables refill, use 'eventsource
+    rebuild' (blue/green).
 
     Examples:
 
@@ -152,20 +158,23 @@ def replay(
         p = load_projection(projection, name=name, version=version, topics=topic)
         from_offset, from_time = parse_bound(start, "--from")
         to_offset, to_time = parse_bound(end, "--to")
-        with progress_bar(f"replay {p.name} v{p.version}", progress and not json_out) as report:
-            result = replay_range(
-                p,
-                settings.kafka,
-                settings.service.database_url,
-                from_offset=from_offset,
-                from_time=from_time,
-                to_offset=to_offset,
-                to_time=to_time,
-                reset=not keep,
-                batch_size=batch_size,
-                progress=report,
-                timeout=timeout,
-            )
+        label = f"replay {p.name} v{p.version}"
+        with progress_bar(label, progress and not json_out) as report:
+            tracker = Interrupted(report)
+            with resumable(label, command_line("--keep"), tracker):
+                result = replay_range(
+                    p,
+                    settings.kafka,
+                    settings.service.database_url,
+                    from_offset=from_offset,
+                    from_time=from_time,
+                    to_offset=to_offset,
+                    to_time=to_time,
+                    reset=not keep,
+                    batch_size=batch_size,
+                    progress=tracker,
+                    timeout=timeout,
+                )
         summary = {
             "projection": p.name,
             "version": p.version,
@@ -219,17 +228,22 @@ def rebuild(
     with exit_codes():
         settings = load_settings(bootstrap_servers, prop, database_url)
         p = load_projection(projection, name=name, version=version, topics=topic)
-        with progress_bar(f"rebuild {p.name} v{p.version}", progress and not json_out) as report:
-            result = rebuild_version(
-                p,
-                settings.kafka,
-                settings.service.database_url,
-                swap=swap,
-                restart=restart,
-                batch_size=batch_size,
-                progress=report,
-                timeout=timeout,
-            )
+        label = f"rebuild {p.name} v{p.version}"
+        with progress_bar(label, progress and not json_out) as report:
+            tracker = Interrupted(report)
+            # a rebuild resumes by itself; --restart would throw the work away
+            resume = command_line().replace(" --restart", "")
+            with resumable(label, resume, tracker):
+                result = rebuild_version(
+                    p,
+                    settings.kafka,
+                    settings.service.database_url,
+                    swap=swap,
+                    restart=restart,
+                    batch_size=batch_size,
+                    progress=tracker,
+                    timeout=timeout,
+                )
         summary = {
             "projection": result.projection,
             "version": result.version,

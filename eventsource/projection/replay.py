@@ -6,17 +6,18 @@ tables equal to the fold of exactly the events in the range. In one database tra
 it empties the version's tables, forgets its parked aggregates and DLQ-replay marks, and
 sets its checkpoints to the range's start; then it applies the range with the same batch
 code as the runner (one transaction per batch, checkpoints included, dead-letter policy
-applied), so an interrupted replay resumes where it stopped when called with
-``reset=False`` and the same bounds. Replaying the same range twice gives the same tables.
+applied). Replaying the same range twice gives the same tables.
+
+``reset=False`` (``eventsource replay --keep``) resumes: it keeps the tables and the
+committed checkpoints and applies from each partition's checkpoint up to the stop, so an
+interrupted replay called again with ``reset=False`` and the same bounds ends with exactly
+the fold of the range (every record applied once). The start bound only places partitions
+that have no checkpoint yet.
 
 Replaying the *live* version in place means its readers see the tables refill. To rebuild
 without that, bump the projection's version and use :mod:`eventsource.projection.rebuild`
 (blue/green), which runs this same code into the new version's tables and swaps. Stop the
 version's runner during an in-place replay: both would write the same tables.
-
-``reset=False`` keeps the tables and only rewinds (or advances) the checkpoints to the
-start: events in the range are applied again on top of the current state, which is right
-only for idempotent handlers (upserts of absolute values, not increments).
 
 Replay uses its own consumer with explicit partition assignment (no consumer group, no
 rebalances) and ``read_committed``.
@@ -223,7 +224,7 @@ def replay(
             failure_hook=failure_hook,
             progress=progress,
             timeout=timeout,
-            start=bounds.start,
+            start=bounds.start if reset else None,
         )
     finally:
         if isinstance(database_url, str):
@@ -321,8 +322,16 @@ def _prepare(
             for table in p.tables.values():
                 conn.execute(delete(table))
             SqlParkingLot(p.name, p.version).clear(conn, dlq_ends)
-        ensure_checkpoint_rows(conn, p.name, p.version, bounds.start)
-        write_checkpoints(conn, p.name, p.version, bounds.start)
+            ensure_checkpoint_rows(conn, p.name, p.version, bounds.start)
+            write_checkpoints(conn, p.name, p.version, bounds.start)
+            return
+        # Resume: the committed checkpoints are where the tables stand; moving them would
+        # apply records twice (or skip some). Only partitions without one start at the
+        # range's start.
+        stored = read_checkpoints(conn, p.name, p.version, bounds.start, for_update=True)
+        fresh = {tp: o for tp, o in bounds.start.items() if tp not in stored}
+        ensure_checkpoint_rows(conn, p.name, p.version, fresh)
+        write_checkpoints(conn, p.name, p.version, fresh)
 
 
 def apply_range(
