@@ -26,7 +26,7 @@ rebalances) and ``read_committed``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,9 +36,11 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, delete
 
 from eventsource.codec import EventCodec
+from eventsource.domain import Position
 from eventsource.errors import ConfigurationError, ProjectionError, WaitTimeoutError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
+from eventsource.kafka.stable import wait_until_readable
 from eventsource.projection.batch import BatchApplier
 from eventsource.projection.checkpoints import TopicPartition as TP
 from eventsource.projection.checkpoints import (
@@ -191,6 +193,7 @@ def replay(
     progress: ProgressCallback | None = None,
     timeout: float = 600.0,
     allow_running: bool = False,
+    after: Sequence[Position] = (),
 ) -> ReplayResult:
     """Replay ``projection`` (its own version) over the range; see the module docstring.
 
@@ -198,6 +201,10 @@ def replay(
     ``{(topic, partition): offset}`` (partitions not named use the beginning / the end).
     ``from_time`` / ``to_time``: timezone-aware datetimes, resolved per partition with
     Kafka's ``offsets_for_times`` (first record whose timestamp is >= the time).
+    ``after``: positions the caller wrote (an append's result) that a stop "as of now"
+    must include: the stop offsets are taken once the last stable offset has passed them
+    (Kafka writes commit markers after ``commit_transaction()`` returns, so "now" can lag
+    an append that has returned for a moment).
     Raises ConfigurationError if the version's runner is running (its consumer group has
     members; ``allow_running=True`` skips the check), WaitTimeoutError if the range was not
     applied within ``timeout`` seconds.
@@ -211,7 +218,14 @@ def replay(
         ensure_schema(engine, projection)
         create_framework_tables(engine)
         bounds = find_bounds(
-            settings, projection, from_offset, from_time, to_offset, to_time, min(timeout, 30.0)
+            settings,
+            projection,
+            from_offset,
+            from_time,
+            to_offset,
+            to_time,
+            min(timeout, 30.0),
+            after=after,
         )
         _prepare(engine, projection, settings, bounds, reset=reset)
         return apply_range(
@@ -288,13 +302,18 @@ def find_bounds(
     to_offset: OffsetSpec | None,
     to_time: datetime | None,
     timeout: float = 30.0,
+    *,
+    after: Sequence[Position] = (),
 ) -> Bounds:
-    """Ask the broker for watermarks and time offsets, then compute the range."""
+    """Ask the broker for watermarks and time offsets, then compute the range (once the
+    positions ``after`` are readable)."""
     consumer = Consumer(
         settings.consumer_config(reader_group(settings.application_id, "replay-bounds"))
     )
     try:
         partitions = _partitions(consumer, projection, timeout)
+        if after:
+            wait_until_readable(consumer, after, timeout)
         marks = {
             tp: consumer.get_watermark_offsets(TopicPartition(*tp), timeout=timeout)
             for tp in partitions
