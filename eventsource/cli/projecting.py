@@ -92,14 +92,19 @@ def load_projection(
 
 
 def load_projections(
-    paths: Sequence[str], name: str | None, topics: Sequence[str] | None
+    paths: Sequence[str],
+    name: str | None,
+    topics: Sequence[str] | None,
+    version: int | None = None,
 ) -> list[Projection]:
-    """Several projections; ``--name`` / ``--topic`` overrides only make sense for one."""
-    if len(paths) > 1 and (name or topics):
+    """Several projections; ``--name`` / ``--topic`` / ``--projection-version`` overrides
+    only make sense for one."""
+    if len(paths) > 1 and (name or topics or version):
         raise ConfigurationError(
-            "--name and --topic override one projection; run one process per override"
+            "--name, --topic and --projection-version override one projection; run one "
+            "process per override"
         )
-    return [load_projection(path, name=name, topics=topics) for path in paths]
+    return [load_projection(path, name=name, topics=topics, version=version) for path in paths]
 
 
 def parse_bound(spec: str | None, what: str) -> tuple[int | None, datetime | None]:

@@ -65,6 +65,16 @@ def run(
         ),
     ] = None,
     name: NameOpt = None,
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--projection-version",
+            min=1,
+            help="Run this version only (pinned; not ready while it is not live). Without "
+            "it the service follows the live version, switching after a rebuild's swap.",
+            show_default=False,
+        ),
+    ] = None,
     topic: TopicsOpt = None,
     database_url: DatabaseOpt = None,
     bootstrap_servers: BootstrapOpt = None,
@@ -73,7 +83,9 @@ def run(
     """Run projections as a service until SIGTERM or SIGINT.
 
     One runner thread and consumer group per projection: start more processes to share the
-    partitions. SIGTERM/SIGINT finish and commit the in-flight batch, leave the group and
+    partitions. Each projection follows its live version: after 'eventsource rebuild'
+    swaps a new version live, the service switches to it within seconds, without a
+    restart. SIGTERM/SIGINT finish and commit the in-flight batch, leave the group and
     exit 0 (1 if the drain exceeds --drain-timeout; a second signal exits at once).
     Logs are JSON lines on stderr; /healthz, /readyz and /metrics are served over HTTP.
 
@@ -100,8 +112,15 @@ def run(
         service = settings.service
         if no_http:
             service = service.model_copy(update={"http_port": None})
-        projections = load_projections(projection, name, topic)
+        projections = load_projections(projection, name, topic, version)
         # The Kafka client's warnings (broker down, reconnecting) become JSON log lines.
         LIBRDKAFKA_LOG.setLevel(max(logging.WARNING, logging.getLevelName(service.log_level)))
-        code = serve(projections, settings.kafka, service, group_id=group_id, signals=signals)
+        code = serve(
+            projections,
+            settings.kafka,
+            service,
+            group_id=group_id,
+            signals=signals,
+            pinned=version is not None,
+        )
     raise typer.Exit(int(code))

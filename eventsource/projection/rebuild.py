@@ -12,7 +12,8 @@
 3. Version 1's tables stay (queryable by their physical names) until an explicit
    :func:`drop_version`.
 
-After the swap, run version 2's runner (``eventsource run``) and stop version 1's.
+After the swap, a running ``eventsource run`` of the projection switches to version 2 by
+itself (see :mod:`eventsource.service.follow`).
 """
 
 from __future__ import annotations
