@@ -64,6 +64,16 @@ def run(
             show_default=False,
         ),
     ] = None,
+    instance_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Stable identity of this replica (group.instance.id): restarted after a "
+            "crash, it takes its partitions back at once [default: $EVENTSOURCE_INSTANCE_ID, "
+            "else the pod name in Kubernetes, else none (a 10 s session timeout bounds the "
+            "wait)]. Never give two live replicas the same one.",
+            show_default=False,
+        ),
+    ] = None,
     name: NameOpt = None,
     version: Annotated[
         int | None,
@@ -108,6 +118,7 @@ def run(
             drain_timeout_s=drain_timeout,
             log_level=log_level,
             log_format=log_format,
+            instance_id=instance_id,
         )
         service = settings.service
         if no_http:
