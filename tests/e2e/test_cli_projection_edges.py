@@ -45,6 +45,10 @@ def test_status_of_a_missing_database_is_a_usage_error_and_creates_nothing(
     assert list(missing.parent.iterdir()) == []
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _checkpoint_total(db: str, pname: str) -> int:
     try:
         return sum(read_checkpoints(db, pname).values())
@@ -68,6 +72,9 @@ def test_an_interrupted_replay_says_how_far_it_got_and_keep_resumes_it_exactly(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a test run started in the background inherits SIGINT ignored: undo that, as a
+        # terminal's Ctrl-C would reach the command
+        preexec_fn=_default_sigint,
     )
     try:
         wait_for(lambda: _checkpoint_total(db, pname) > 500 or replay.poll() is not None, 120)
