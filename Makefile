@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint fmt typecheck test test-unit chaos demo bench docs docs-cli docs-serve kafka-up kafka-down kafka-status schemas clean
+.PHONY: help install lint fmt typecheck test test-unit chaos demo api bench docs docs-cli docs-serve kafka-up kafka-down kafka-status schemas clean
 
 help: ## List every target with what it does
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -42,6 +42,15 @@ chaos: $(STAMP) ## Long reliability run: 20 SIGKILLs over 100k events
 
 demo: $(STAMP) ## The bank demo: broker, appends, projection into SQLite, balances, replay
 	$(BIN)/python -m examples.bank.demo
+
+API_PORT ?= 8000
+
+api: $(STAMP) ## The bank HTTP example (examples/bank/api.py) on :8000 (API_PORT=...) with `eventsource run` beside it; Ctrl-C stops both
+	@if [ -z "$$EVENTSOURCE_BOOTSTRAP_SERVERS" ]; then $(BIN)/eventsource dev kafka start; fi
+	$(BIN)/eventsource topics create --aggregate examples.bank.domain:Account
+	@trap 'kill $$projector 2>/dev/null; wait $$projector' EXIT; \
+	$(BIN)/eventsource run examples.bank.projections:AccountBalances --log-format console --http-port 0 & projector=$$!; \
+	$(BIN)/uvicorn --factory examples.bank.api:create_app --host 127.0.0.1 --port $(API_PORT)
 
 bench: $(STAMP) ## Benchmarks against raw confluent-kafka baselines (ratios printed)
 	$(BIN)/python -m eventsource.testing.services run -- bash -c '$(BIN)/python benchmarks/append.py && $(BIN)/python benchmarks/replay.py && $(BIN)/python benchmarks/takeover.py'

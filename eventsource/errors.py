@@ -8,10 +8,14 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     EventSourceError
     ├── ConfigurationError              bad settings, bad import path, invalid identifier
     │   ├── InvalidIdentifierError      a table / projection / topic name that is not allowed
-    │   └── DatabaseNotFoundError       a read-only command pointed at a database that is not there
+    │   ├── DatabaseNotFoundError       a read-only command pointed at a database that is not there
+    │   └── TopicRetentionError         an events topic that can lose records (retention,
+    │                                   compaction): the store refuses to start on it
     ├── DomainError                     aggregate misuse (no I/O involved)
     │   ├── MissingHandlerError         an event type without an @apply handler
-    │   └── AggregateNotFoundError      load of an aggregate that has no events
+    │   ├── AggregateNotFoundError      load of an aggregate that has no events
+    │   └── ApplyError                  an @apply handler raised (append: nothing written;
+    │                                   catch-up: names aggregate, version and offset)
     ├── SchemaError                     schema generation / catalog / compatibility problems
     │   ├── UnsupportedTypeError        a model field that cannot be mapped to Avro
     │   ├── SchemaDriftError            a model no longer matches its latest .avsc file
@@ -30,7 +34,12 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     │   ├── NotOwnerError               this process does not own the aggregate's partition
     │   ├── FencedError                 a newer writer took over; this writer is a zombie
     │   ├── UncertainCommitError        commit outcome could not be determined
+    │   ├── EventTooLargeError          an event over the topic's max.message.bytes (nothing
+    │   │                               written; never retriable)
+    │   ├── VersionSequenceError        a gap or duplicate in an aggregate's versions on the
+    │   │                               topic (names topic, partition, offset, versions)
     │   └── StoreUnavailableError       broker unreachable / writer not ready (retriable)
+    │       └── OverloadedError         the owner's append queue is full (nothing written)
     ├── ProjectionError                 read side failures
     │   ├── HandlerError                a projection handler raised (after retries)
     │   ├── ProjectionStoppedError      policy "stop" halted the runner at a poison record
@@ -49,6 +58,7 @@ from __future__ import annotations
 
 __all__ = [
     "AggregateNotFoundError",
+    "ApplyError",
     "BadMagicError",
     "BrokerError",
     "BrokerStartError",
@@ -61,6 +71,7 @@ __all__ = [
     "DomainError",
     "EncodeError",
     "EventSourceError",
+    "EventTooLargeError",
     "FencedError",
     "HandlerError",
     "IncompatibleSchemaError",
@@ -68,6 +79,7 @@ __all__ = [
     "MissingHandlerError",
     "MissingToolError",
     "NotOwnerError",
+    "OverloadedError",
     "PayloadValidationError",
     "PortInUseError",
     "ProjectionError",
@@ -77,10 +89,12 @@ __all__ = [
     "SchemaResolutionError",
     "StoreError",
     "StoreUnavailableError",
+    "TopicRetentionError",
     "UncertainCommitError",
     "UnknownSchemaError",
     "UnsupportedTypeError",
     "UpcastError",
+    "VersionSequenceError",
     "WaitTimeoutError",
 ]
 
@@ -110,6 +124,15 @@ class DatabaseNotFoundError(ConfigurationError):
     Read-only commands never create anything; the message names the path."""
 
 
+class TopicRetentionError(ConfigurationError):
+    """An events topic whose settings let Kafka delete or compact events.
+
+    Versions are rebuilt from the topic: a lost record makes every later version check of
+    its aggregate wrong. Fix the topic (``retention.ms=-1``, ``retention.bytes=-1``,
+    ``cleanup.policy=delete``) or opt out explicitly (``allow_lossy_events_topics``).
+    """
+
+
 class DomainError(EventSourceError):
     """Misuse of an aggregate or event, found without any I/O."""
 
@@ -120,6 +143,15 @@ class MissingHandlerError(DomainError):
 
 class AggregateNotFoundError(DomainError):
     """An aggregate id that has no events in the store."""
+
+
+class ApplyError(DomainError):
+    """An ``@apply`` handler raised while folding an event.
+
+    On append the events are refused before any commit (nothing was written); during
+    catch-up the partition is not served, and the message names the aggregate, the version
+    and the offset of the event.
+    """
 
 
 class SchemaError(EventSourceError):
@@ -229,10 +261,24 @@ class UncertainCommitError(StoreError):
     """The commit outcome could not be established; reload before retrying."""
 
 
+class EventTooLargeError(StoreError):
+    """An event too large for its topic's ``max.message.bytes`` (or the producer's
+    ``message.max.bytes``); refused before it was queued, nothing was written."""
+
+
+class VersionSequenceError(StoreError):
+    """An aggregate's versions on the events topic are not 1, 2, 3, ...: a record was lost
+    (retention, compaction) or written twice by something other than its single owner."""
+
+
 class StoreUnavailableError(StoreError):
     """The store cannot serve right now (broker down, still catching up)."""
 
     retriable = True
+
+
+class OverloadedError(StoreUnavailableError):
+    """The owner's queue of routed appends is full; nothing was written: retry later."""
 
 
 class ProjectionError(EventSourceError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from eventsource.errors import (
     EventSourceError,
     ProjectionStoppedError,
 )
+from eventsource.kafka.client_logs import TARGET as CLIENT_LOG_TARGET
 from eventsource.kafka.config import KafkaSettings
 from eventsource.service.logs import REDACTOR
 from eventsource.service.settings import (
@@ -35,9 +35,10 @@ from eventsource.service.settings import (
 )
 from eventsource.service.supervisor import ExitCode
 
-#: librdkafka's own log lines (connection refused, ...) go here instead of raw stderr:
-#: quiet for one-shot commands unless ``--verbose``, JSON log lines for ``run``.
-LIBRDKAFKA_LOG = logging.getLogger("eventsource.librdkafka")
+#: librdkafka's own log lines (connection refused, ...), re-levelled and rate-limited by
+#: :mod:`eventsource.kafka.client_logs`: quiet for one-shot commands unless ``--verbose``,
+#: JSON log lines for ``run``.
+LIBRDKAFKA_LOG = CLIENT_LOG_TARGET
 
 BootstrapOpt = Annotated[
     str | None,
@@ -86,10 +87,6 @@ def load_settings(
     """Environment + flags -> settings; registers every secret with the output scrubber."""
     kafka = kafka_settings(bootstrap_servers, parse_properties(properties or []))
     REDACTOR.add(secret_values(kafka, None))
-    # model_copy skips validation on purpose: `logger` is an object, not a string property.
-    kafka = kafka.model_copy(
-        update={"kafka_extra": {**kafka.kafka_extra, "logger": LIBRDKAFKA_LOG}}
-    )
     overrides = {k: v for k, v in service.items() if v is not None}
     if database_url:
         overrides["database_url"] = database_url

@@ -1,4 +1,4 @@
-"""``eventsource dlq list|replay``: a projection's dead-letter topic."""
+"""``eventsource dlq list|replay|discard|unpark``: a projection's dead-letter topic."""
 
 from __future__ import annotations
 
@@ -16,11 +16,15 @@ from eventsource.cli.common import (
     load_settings,
 )
 from eventsource.cli.projecting import NameOpt, ProjectionArg, VersionOpt, load_projection
+from eventsource.errors import ConfigurationError
 from eventsource.projection.deadletter import (
     DeadLetterRecord,
+    DiscardResult,
+    discard_dead_letters,
     dlq_topic,
     list_dead_letters,
     replay_dead_letters,
+    unpark_aggregates,
 )
 
 app = typer.Typer(help="Inspect and replay a projection's dead letters.", no_args_is_help=True)
@@ -132,6 +136,8 @@ def replay(
             "duplicates": result.duplicates,
             "other_version": result.other_version,
             "dead_lettered_again": result.dead_lettered_again,
+            "orphans": result.orphans,
+            "discarded": result.discarded,
             "unparked": [list(a) for a in result.unparked],
         }
         if json_out:
@@ -142,3 +148,147 @@ def replay(
             f"{result.dead_lettered_again} failed again, {result.duplicates} already applied, "
             f"{len(result.unparked)} aggregates unparked"
         )
+
+
+OffsetsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--offsets",
+        metavar="FIRST-LAST",
+        help="DLQ offsets as `dlq list` shows them (both ends included), e.g. 10-20 or 7.",
+        show_default=False,
+    ),
+]
+DlqPartitionOpt = Annotated[int, typer.Option("--dlq-partition", min=0, help="DLQ partition.")]
+ReasonOpt = Annotated[
+    str | None,
+    typer.Option(help="Why (recorded with each discarded dead letter).", show_default=False),
+]
+
+
+def parse_offsets(text: str | None, partition: int) -> tuple[int, int, int] | None:
+    """``FIRST-LAST`` or ``N`` as (DLQ partition, first, last)."""
+    if text is None:
+        return None
+    first, _, last = text.partition("-")
+    try:
+        return partition, int(first), int(last or first)
+    except ValueError:
+        raise ConfigurationError(
+            f"--offsets {text!r} is not FIRST-LAST or a single offset (e.g. 10-20 or 7)"
+        ) from None
+
+
+def _report(p_name: str, version: int, what: str, result: DiscardResult, json_out: bool) -> None:
+    summary = {
+        "projection": p_name,
+        "version": version,
+        "discarded": [[s.topic, s.partition, s.offset] for s in result.discarded],
+        "settled_before": result.settled_before,
+        "unparked": [list(a) for a in result.unparked],
+        "still_parked": [list(a) for a in result.still_parked],
+    }
+    if json_out:
+        emit_json(summary)
+        return
+    typer.echo(
+        f"{p_name} v{version}: {len(result.discarded)} dead letters {what}, "
+        f"{result.settled_before} were already applied or discarded, "
+        f"{len(result.unparked)} aggregates unparked"
+    )
+    for topic, aggregate in result.still_parked:
+        typer.echo(
+            f"still parked: {aggregate} ({topic}): a newer record was diverted meanwhile; "
+            "run the command again",
+            err=True,
+        )
+
+
+@app.command(
+    "discard",
+    epilog="Example: eventsource dlq discard examples.bank.projections:AccountBalances "
+    "--aggregate acc-42 --reason 'compensated by hand' -d sqlite:///balances.db",
+)
+def discard(
+    projection: ProjectionArg,
+    aggregate: Annotated[
+        str | None,
+        typer.Option(help="Discard this aggregate's dead letters.", show_default=False),
+    ] = None,
+    offsets: OffsetsOpt = None,
+    dlq_partition: DlqPartitionOpt = 0,
+    all_letters: Annotated[
+        bool, typer.Option("--all", help="Discard every pending dead letter of this version.")
+    ] = False,
+    reason: ReasonOpt = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to read the DLQ.")] = 60.0,
+    name: NameOpt = None,
+    version: VersionOpt = None,
+    database_url: DatabaseOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    prop: PropertyOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Give dead letters up: `dlq replay` will never apply them.
+
+    Select by aggregate, by DLQ offset range, or --all. The dead letters stay on the DLQ
+    topic; the read-model database records them as discarded. A parked aggregate whose
+    dead letters are then all applied or discarded is unparked.
+    """
+    with exit_codes():
+        settings = load_settings(bootstrap_servers, prop, database_url)
+        p = load_projection(projection, name=name, version=version)
+        result = discard_dead_letters(
+            p,
+            settings.kafka,
+            settings.service.database_url,
+            aggregate_id=aggregate,
+            dlq_offsets=parse_offsets(offsets, dlq_partition),
+            everything=all_letters,
+            reason=reason or "discarded with `eventsource dlq discard`",
+            timeout=timeout,
+        )
+        _report(p.name, p.version, "discarded", result, json_out)
+
+
+@app.command(
+    "unpark",
+    epilog="Example: eventsource dlq unpark examples.bank.projections:AccountBalances "
+    "--aggregate acc-42 -d sqlite:///balances.db",
+)
+def unpark(
+    projection: ProjectionArg,
+    aggregate: Annotated[
+        list[str] | None,
+        typer.Option(help="Unpark this aggregate. Repeatable.", show_default=False),
+    ] = None,
+    offsets: OffsetsOpt = None,
+    dlq_partition: DlqPartitionOpt = 0,
+    reason: ReasonOpt = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to read the DLQ.")] = 60.0,
+    name: NameOpt = None,
+    version: VersionOpt = None,
+    database_url: DatabaseOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    prop: PropertyOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Unpark aggregates now, discarding their pending dead letters.
+
+    The runner then applies the aggregates' new events; `dlq replay` never applies the
+    discarded ones. Select by aggregate, or by DLQ offset range (every aggregate with a
+    dead letter there).
+    """
+    with exit_codes():
+        settings = load_settings(bootstrap_servers, prop, database_url)
+        p = load_projection(projection, name=name, version=version)
+        result = unpark_aggregates(
+            p,
+            settings.kafka,
+            settings.service.database_url,
+            aggregate_ids=tuple(aggregate or ()),
+            dlq_offsets=parse_offsets(offsets, dlq_partition),
+            reason=reason or "unparked with `eventsource dlq unpark`",
+            timeout=timeout,
+        )
+        _report(p.name, p.version, "discarded", result, json_out)

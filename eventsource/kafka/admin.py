@@ -1,8 +1,9 @@
 """Topic administration: create-if-missing, describe, end offsets.
 
-Events topics keep events forever (``retention.ms=-1``, ``cleanup.policy=delete``, never
-compacted) and have a fixed partition count: an existing topic with another count is a
-configuration error, because re-partitioning would move aggregates between partitions.
+Events topics keep events forever (``retention.ms=-1``, ``retention.bytes=-1``,
+``cleanup.policy=delete``, never compacted) and have a fixed partition count: an existing
+topic with another count is a configuration error, because re-partitioning would move
+aggregates between partitions.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ from eventsource.kafka.names import reader_group
 
 __all__ = ["EVENTS_TOPIC_CONFIG", "TopicInfo", "describe_topic", "end_offsets", "ensure_topic"]
 
-EVENTS_TOPIC_CONFIG: Mapping[str, str] = {"retention.ms": "-1", "cleanup.policy": "delete"}
+EVENTS_TOPIC_CONFIG: Mapping[str, str] = {
+    "retention.ms": "-1",
+    "retention.bytes": "-1",
+    "cleanup.policy": "delete",
+}
 """Topic configuration of events topics: keep everything, never compact."""
 
 _TOPIC_LEVEL = 1  # ConfigSource.DYNAMIC_TOPIC_CONFIG: set on the topic itself

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from eventsource.errors import BrokerError
+from eventsource.kafka.client_logs import with_client_log
 
 __all__ = ["ClusterInfo", "admin_client", "probe", "wait_for_broker"]
-
-_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,14 +26,15 @@ def admin_client(bootstrap_servers: str) -> Any:
     """An AdminClient tuned for readiness probing (fast reconnects, quiet logs)."""
     from confluent_kafka.admin import AdminClient
 
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap_servers,
-        # Keep reconnect attempts frequent so readiness is seen within a fraction of a
-        # second, and route librdkafka's "connection refused" chatter to logging.
-        "reconnect.backoff.ms": 100,
-        "reconnect.backoff.max.ms": 500,
-        "logger": _log,
-    }
+    # Keep reconnect attempts frequent so readiness is seen within a fraction of a second;
+    # librdkafka's "connection refused" chatter goes through the client log.
+    config = with_client_log(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "reconnect.backoff.ms": 100,
+            "reconnect.backoff.max.ms": 500,
+        }
+    )
     return AdminClient(config)
 
 

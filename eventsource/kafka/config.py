@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from eventsource.kafka.client_logs import with_client_log
+
 _SECRET_KEY = re.compile(
     r"(password|secret|jaas|token|credentials|private|key\.pem|keystore)", re.I
 )
@@ -49,6 +51,12 @@ class KafkaSettings(BaseSettings):
         description="librdkafka properties passed through unchanged (SASL/SSL included).",
     )
     delivery_timeout_ms: int = 30_000
+    allow_lossy_events_topics: bool = Field(
+        default=False,
+        description="Let stores start on events topics that can delete or compact records "
+        "(finite retention.ms / retention.bytes, cleanup.policy with compact). Versions are "
+        "rebuilt from the topic, so only for data you accept to lose.",
+    )
     transaction_timeout_ms: int = 60_000
 
     def __repr__(self) -> str:
@@ -60,8 +68,8 @@ class KafkaSettings(BaseSettings):
     __str__ = __repr__
 
     def common(self) -> dict[str, Any]:
-        """Properties every client gets."""
-        return {"bootstrap.servers": self.bootstrap_servers, **self.kafka_extra}
+        """Properties every client gets; its log lines go through :mod:`.client_logs`."""
+        return with_client_log({"bootstrap.servers": self.bootstrap_servers, **self.kafka_extra})
 
     def producer_config(self, **overrides: Any) -> dict[str, Any]:
         """Idempotent, ``acks=all`` producer with a bounded delivery timeout."""

@@ -1,7 +1,8 @@
 """Which read-model database errors are worth retrying, and which need a person.
 
-Three kinds, told apart by SQLSTATE where the driver reports one (PostgreSQL) and by the
-message where it does not (SQLite, and connection failures, which have no SQLSTATE):
+Three kinds, told apart by SQLSTATE where the driver reports one (PostgreSQL), by SQLite's
+result code (``sqlite_errorname``) and by the message where neither is reported
+(connection failures have no SQLSTATE):
 
 - **transient**: the connection was lost or could not be made, the database is locked or
   busy, a serialization failure or deadlock, the server is shutting down or out of
@@ -10,8 +11,11 @@ message where it does not (SQLite, and connection failures, which have no SQLSTA
   missing table or column, a syntax error, no permission, a read-only database. Nothing
   about the record is wrong; the runner stops with a :class:`ProjectionError` that names
   the projection and says what to do.
-- anything else (an integrity violation, bad data): the record's fault; its handler
-  failed, and the projection's dead-letter policy decides.
+- anything else (an integrity violation, bad data, and SQLite's generic ``SQLITE_ERROR``
+  that is not a missing object or a syntax error: malformed JSON, an integer overflow,
+  too many SQL variables): the record's fault; its handler failed, and the projection's
+  dead-letter policy decides (the careful path applies records one by one, so the policy
+  sees the record that triggered it, and its batch-mates are applied).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "is_transient_db_error",
     "outage_error",
     "permanent_error",
+    "sqlite_errorname",
     "sqlstate",
 ]
 
@@ -40,6 +45,22 @@ _TRANSIENT_CODES: Final = frozenset({"57P01", "57P02", "57P03", "55P03", "57014"
 #: SQLSTATE classes of errors no retry can fix (syntax / undefined object / privilege,
 #: invalid catalog or schema name, read-only transaction, feature not supported).
 _PERMANENT_CLASSES: Final = ("42", "3D", "3F", "25", "0A", "28")
+#: SQLite result codes (by name prefix, extended codes included) of conditions that pass
+#: or concern the database file, never one record: busy, locked, I/O, disk full, cannot
+#: open, out of memory, interrupted, lock protocol, corrupt or not a database.
+_SQLITE_TRANSIENT: Final = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_IOERR",
+    "SQLITE_FULL",
+    "SQLITE_CANTOPEN",
+    "SQLITE_NOMEM",
+    "SQLITE_INTERRUPT",
+    "SQLITE_PROTOCOL",
+    "SQLITE_NOLFS",
+    "SQLITE_CORRUPT",
+    "SQLITE_NOTADB",
+)
 _PERMANENT_MESSAGE: Final = re.compile(
     r"no such (table|column|function|index|collation|module)|syntax error|"
     r"has no column named|permission denied|not authorized|readonly database|"
@@ -55,6 +76,12 @@ def sqlstate(exc: BaseException) -> str | None:
     return code if isinstance(code, str) and len(code) == 5 else None
 
 
+def sqlite_errorname(exc: BaseException) -> str | None:
+    """SQLite's result code name for ``exc`` (``SQLITE_BUSY``...), if SQLite raised it."""
+    name = getattr(getattr(exc, "orig", None), "sqlite_errorname", None)
+    return name if isinstance(name, str) else None
+
+
 def is_transient_db_error(exc: BaseException) -> bool:
     """Connection lost, database locked or busy, serialization failure or deadlock:
     retry the batch, do not blame the record."""
@@ -67,9 +94,12 @@ def is_transient_db_error(exc: BaseException) -> bool:
         return code.startswith(_TRANSIENT_CLASSES) or code in _TRANSIENT_CODES
     if not isinstance(exc, OperationalError):
         return False
+    name = sqlite_errorname(exc)
+    if name is not None:
+        return name.startswith(_SQLITE_TRANSIENT)
     message = str(exc.orig) if exc.orig is not None else str(exc)
-    # An OperationalError without SQLSTATE is a connection-level failure on PostgreSQL,
-    # and a lock / I/O condition on SQLite: retry (the runner bounds how long).
+    # An OperationalError without SQLSTATE is a connection-level failure on PostgreSQL:
+    # retry (the runner bounds how long).
     return not _PERMANENT_MESSAGE.search(message)
 
 

@@ -13,7 +13,53 @@ from eventsource.projection.checkpoints import read_checkpoints
 from eventsource.projection.definition import Projection, validate_identifier
 from eventsource.projection.store import create_read_model_engine, live_version, read_only
 
-__all__ = ["wait_for_positions"]
+__all__ = ["PositionsWait", "wait_for_positions"]
+
+
+class PositionsWait:
+    """One wait for positions, checked a poll at a time (the sync and async waits share it).
+
+    ``projection`` is a Projection (its own version is awaited) or a projection name (its
+    live version is awaited). The read model reflects an event once the checkpoint of its
+    partition is greater than its offset.
+    """
+
+    def __init__(self, projection: Projection | str, positions: Sequence[Position]) -> None:
+        self.version: int | None = None
+        if isinstance(projection, Projection):
+            self.name, self.version = projection.name, projection.version
+        else:
+            self.name = validate_identifier(projection, "projection name")
+        needed: dict[tuple[str, int], int] = {}
+        for position in positions:
+            tp = (position.topic, position.partition)
+            needed[tp] = max(needed.get(tp, 0), position.offset + 1)
+        self.needed = needed
+        self.stored: dict[tuple[str, int], int] = {}
+        self.missing = dict(needed)
+
+    def check(self, engine: Engine) -> bool:
+        """Read the checkpoints once; True when every position has been passed."""
+        if not self.needed:
+            return True
+        with engine.connect() as raw, read_only(raw) as conn:
+            live = live_version(conn, self.name)  # None: the projection never ran here
+            if self.version is not None and live is not None:
+                live = self.version
+            stored = None if live is None else read_checkpoints(conn, self.name, live, self.needed)
+            self.stored = stored or {}
+        self.missing = {tp: o for tp, o in self.needed.items() if self.stored.get(tp, 0) < o}
+        return not self.missing
+
+    def timeout_error(self, timeout: float) -> WaitTimeoutError:
+        detail = ", ".join(
+            f"{t}[{p}]@{o - 1} (checkpoint {self.stored.get((t, p), 0)})"
+            for (t, p), o in sorted(self.missing.items())
+        )
+        return WaitTimeoutError(
+            f"projection {self.name!r} did not pass {detail} within {timeout}s: is its runner "
+            "running and healthy? (eventsource status shows its lag)"
+        )
 
 
 def wait_for_positions(
@@ -31,40 +77,16 @@ def wait_for_positions(
     live version is awaited). Positions are those an append returned: the read model
     reflects an event once the checkpoint of its partition is greater than its offset.
     """
+    wait = PositionsWait(projection, positions)
     engine = (
         create_read_model_engine(database_url) if isinstance(database_url, str) else database_url
     )
-    if isinstance(projection, Projection):
-        name, version = projection.name, projection.version
-    else:
-        name, version = validate_identifier(projection, "projection name"), None
-    needed: dict[tuple[str, int], int] = {}
-    for position in positions:
-        tp = (position.topic, position.partition)
-        needed[tp] = max(needed.get(tp, 0), position.offset + 1)
     deadline = time.monotonic() + timeout
-    missing = dict(needed)
     try:
-        while True:
-            with engine.connect() as raw, read_only(raw) as conn:
-                live = live_version(conn, name)  # None: the projection never ran here
-                if version is not None and live is not None:
-                    live = version
-                stored = {} if live is None else read_checkpoints(conn, name, live, needed)
-            missing = {tp: o for tp, o in needed.items() if stored.get(tp, 0) < o}
-            if not missing:
-                return
+        while not wait.check(engine):
             if time.monotonic() >= deadline:
-                break
+                raise wait.timeout_error(timeout)
             time.sleep(poll_interval)
     finally:
         if isinstance(database_url, str):
             engine.dispose()
-    detail = ", ".join(
-        f"{t}[{p}]@{o - 1} (checkpoint {stored.get((t, p), 0)})"
-        for (t, p), o in sorted(missing.items())
-    )
-    raise WaitTimeoutError(
-        f"projection {name!r} did not pass {detail} within {timeout}s: is its runner "
-        "running and healthy? (eventsource status shows its lag)"
-    )

@@ -138,7 +138,7 @@ def secret_values(kafka: KafkaSettings | None, service: ServiceSettings | None) 
     """Every secret value in the settings, so output can be scrubbed of them."""
     secrets: set[str] = set()
     if kafka is not None:
-        # Only string values: the CLI adds a `logger` object to route librdkafka's logs.
+        # Only string values: a caller may pass objects (a `logger`) through kafka_extra.
         texts = {k: v for k, v in kafka.kafka_extra.items() if isinstance(v, str)}
         secrets.update(v for k, v in texts.items() if is_secret_key(k) and v)
         secrets.update(pw for pw in (url_password(v) for v in texts.values()) if pw)

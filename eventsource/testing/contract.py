@@ -22,6 +22,7 @@ from decimal import Decimal
 import pytest
 
 from eventsource.errors import AggregateNotFoundError, ConcurrencyError
+from eventsource.kafka.names import events_topic
 from eventsource.store.port import EventStore
 from eventsource.store.repository import Repository
 from eventsource.testing.contract_domain import (
@@ -119,7 +120,7 @@ class EventStoreContract:
         )
         positions = first.positions + second.positions
         assert len({(p.topic, p.partition) for p in positions}) == 1
-        assert positions[0].topic.endswith(f"{ACCOUNT}.events")
+        assert positions[0].topic.endswith(events_topic(ACCOUNT))
         offsets = [p.offset for p in positions]
         assert offsets == sorted(offsets)
         assert len(set(offsets)) == len(offsets)

@@ -189,7 +189,9 @@ def create_topic(bootstrap_servers: str, unique_name: str) -> Iterator[Callable[
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.cimpl import NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    from eventsource.kafka.client_logs import with_client_log
+
+    admin = AdminClient(with_client_log({"bootstrap.servers": bootstrap_servers}))
     created: list[str] = []
 
     def make(partitions: int = 3, config: dict[str, str] | None = None) -> str:

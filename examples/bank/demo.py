@@ -16,6 +16,7 @@ import os
 import random
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -53,17 +54,19 @@ def find_broker() -> tuple[str, bool]:
         return status.bootstrap_servers, status.started
 
 
-def run_commands(accounts: Repository[Account], n_accounts: int, n_commands: int) -> int:
+def run_commands(
+    accounts: Repository[Account], n_accounts: int, n_commands: int, id_prefix: str = "acc-"
+) -> int:
     """Open ``n_accounts`` accounts, then deposits and withdrawals: ``n_commands`` in all."""
     rng = random.Random(42)
-    ids = [f"acc-{i:04d}" for i in range(n_accounts)]
+    ids = [f"{id_prefix}{i:04d}" for i in range(n_accounts)]
     plan: dict[str, list[int]] = {i: [] for i in ids}
     for _ in range(n_commands - n_accounts):
         plan[rng.choice(ids)].append(rng.randint(-40_000, 60_000))
 
     def one_account(account_id: str) -> int:
         account = accounts.create(account_id)
-        account.open(owner=f"Customer {account_id[4:]}")
+        account.open(owner=f"Customer {account_id[-4:]}")
         accounts.save(account)
         done = 1
         for cents in plan[account_id]:
@@ -116,28 +119,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=200)
     parser.add_argument("--commands", type=int, default=3000)
     parser.add_argument("--workdir", type=Path, default=Path(".eventsource/demo"))
+    parser.add_argument(
+        "--topic-prefix",
+        help="prefix of the events topic, e.g. 'compose.' for compose.bank.account.events "
+        "(default: demo<timestamp>., a new topic per run); each run then opens new "
+        "account ids, so runs into one topic never collide",
+    )
+    parser.add_argument(
+        "--append-only",
+        action="store_true",
+        help="append the commands and stop: no projection, no replay (docker-compose's appender)",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     run_id = datetime.now(UTC).strftime("demo%Y%m%d%H%M%S")
+    prefix = f"{run_id}." if args.topic_prefix is None else args.topic_prefix
+    # A shared topic keeps every run's accounts: a run opens new ones (acc-<6 hex>-0000, ...).
+    id_prefix = "acc-" if args.topic_prefix is None else f"acc-{uuid.uuid4().hex[:6]}-"
 
     servers, started_broker = find_broker()
     console.rule(f"[bold]eventsource bank demo[/bold]  broker {servers}  run {run_id}")
     settings = KafkaSettings(bootstrap_servers=servers, application_id=run_id)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    db_file = (args.workdir / f"{run_id}.db").absolute()
-    database_url = f"sqlite:///{db_file}"
 
     t0 = time.monotonic()
-    with KafkaEventStore(settings, [Account], partitions=6, topic_prefix=f"{run_id}.") as store:
+    with KafkaEventStore(settings, [Account], partitions=6, topic_prefix=prefix) as store:
         topic = store.topic_for(Account.aggregate_type)
-        done = run_commands(Repository(store, Account), args.accounts, args.commands)
-        sample = Repository(store, Account).get("acc-0007")
+        accounts = Repository(store, Account)
+        done = run_commands(accounts, args.accounts, args.commands, id_prefix)
+        sample = accounts.get(f"{id_prefix}0007")
     seconds = time.monotonic() - t0
     console.print(
         f"1. appended {done} commands to {topic} in {seconds:.1f}s "
-        f"({done / seconds:,.0f} commands/s); acc-0007 is at version {sample.version}, "
+        f"({done / seconds:,.0f} commands/s); {sample.id} is at version {sample.version}, "
         f"balance {sample.balance}"
     )
+    if args.append_only:
+        return 0
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    db_file = (args.workdir / f"{run_id}.db").absolute()
+    database_url = f"sqlite:///{db_file}"
 
     projection = AccountBalances(topics=[topic])
     t0 = time.monotonic()
@@ -183,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     console.rule("[bold]Try next[/bold] (from the repository root)")
     console.print(
         f"  .venv/bin/eventsource events tail -t {topic} -a {account} --from beginning\n"
-        f"  .venv/bin/eventsource events show acc-0007 -t {topic} -a {account}\n"
+        f"  .venv/bin/eventsource events show {sample.id} -t {topic} -a {account}\n"
         f"  .venv/bin/eventsource status {proj} {where}\n"
         f"  .venv/bin/eventsource run {proj} {where}   "
         "# then curl localhost:9464/metrics\n"

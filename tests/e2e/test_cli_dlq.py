@@ -64,3 +64,29 @@ def test_dlq_replay_reapplies_fixed_records_exactly_once(
     again = cli.json("dlq", "replay", "flaky_bank:FlakyBalances", "--name", pname, "-d", db)
     assert again["applied"] == 0
     assert read_balances(db, pname) == expected
+
+
+def test_dlq_discard_and_unpark_from_the_cli(
+    cli: Cli, kafka_settings: KafkaSettings, pname: str, tmp_path: Path
+) -> None:
+    (tmp_path / "flaky_bank.py").write_text(FLAKY)
+    topic = f"{pname}.events"
+    seed_bank(kafka_settings, topic, 600)
+    db = f"sqlite:///{tmp_path / 'rm.db'}"
+    where = ["--name", pname, "-d", db]
+    broken = cli.json("replay", "flaky_bank:FlakyBalances", *where, "-t", topic, BANK_BUG="1")
+    assert broken["dead_lettered"] > 1
+
+    letters = cli.json("dlq", "list", "flaky_bank:FlakyBalances", "--name", pname)
+    first = letters[0]
+    gone = cli.json("dlq", "discard", "flaky_bank:FlakyBalances", *where, "--offsets", "0")
+    source = first["source"]
+    assert gone["discarded"] == [[source["topic"], source["partition"], source["offset"]]]
+    human = cli("dlq", "unpark", "flaky_bank:FlakyBalances", *where, "--aggregate", "nobody")
+    assert "0 dead letters discarded" in human.stdout
+
+    fixed = cli.json("dlq", "replay", "flaky_bank:FlakyBalances", *where)
+    assert (fixed["applied"], fixed["discarded"]) == (broken["dead_lettered"] - 1, 1)
+
+    refused = cli("dlq", "discard", "flaky_bank:FlakyBalances", *where)
+    assert refused.returncode != 0 and "needs a selection" in refused.stderr

@@ -34,3 +34,27 @@ def test_demo_prints_balances_and_replays_to_the_same_balances(
     assert "the same balances" in text
     assert "Try next" in text and "eventsource events tail" in text
     assert list(tmp_path.glob("demo*.db"))
+
+
+def test_the_compose_appender_appends_into_one_topic_and_can_run_again(
+    bootstrap_servers: str, tmp_path: Path, unique_name: str
+) -> None:
+    # docker-compose's appender: the demo with --append-only into a fixed topic, run twice.
+    prefix = f"{unique_name}."
+    for _ in range(2):
+        out = subprocess.run(
+            [
+                *(sys.executable, "-m", "examples.bank.demo", "--append-only"),
+                *("--topic-prefix", prefix, "--accounts", "20", "--commands", "100"),
+            ],
+            cwd=tmp_path,  # writes no file: no read model in this mode
+            env={**cli_env(bootstrap_servers), "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"appended 100 commands to {prefix}bank.account.events" in out.stdout
+        assert "replay" not in out.stdout
+    assert list(tmp_path.iterdir()) == []

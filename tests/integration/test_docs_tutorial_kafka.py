@@ -1,24 +1,29 @@
-"""The tutorial's Kafka block runs against the real broker (after the page's plain blocks)."""
+"""Tutorial part 1's Kafka step runs as written on the real broker, and runs again."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.unit.test_docs_tutorial import TUTORIAL, run_blocks, runnable_blocks
+from tests.unit.test_docs_tutorial import TUTORIAL, commands, repository_like, run_command
 
 pytestmark = pytest.mark.integration
 
 
-def test_the_kafka_part_of_tutorial_1_runs_on_the_broker(
-    bootstrap_servers: str, unique_name: str, monkeypatch: pytest.MonkeyPatch
+def test_the_kafka_step_of_tutorial_1_runs_as_written_twice(
+    bootstrap_servers: str, unique_name: str, tmp_path: Path
 ) -> None:
-    # The page reads its settings from the environment, as a user's program would; a
-    # unique application id keeps its transactional ids apart from other runs.
-    monkeypatch.setenv("EVENTSOURCE_BOOTSTRAP_SERVERS", bootstrap_servers)
-    monkeypatch.setenv("EVENTSOURCE_APPLICATION_ID", unique_name)
-    blocks = runnable_blocks(TUTORIAL)
-    kafka_blocks = [b for b in blocks if b.kind == "integration"]
-    assert kafka_blocks, "the tutorial lost its <!-- run: integration --> block"
-    module = run_blocks(blocks, "docs_tutorial_1_kafka")
-    assert module.result.positions[0].topic == "tutorial.bank.account.events"
-    assert module.loaded.version == 2
+    [line] = [line for line in commands(TUTORIAL) if "on_kafka" in line]
+    # The program reads the broker from the environment, as the page says; a unique
+    # application id keeps its transactional ids apart from other runs.
+    env = {"EVENTSOURCE_BOOTSTRAP_SERVERS": bootstrap_servers}
+    env["EVENTSOURCE_APPLICATION_ID"] = unique_name
+    cwd = repository_like(tmp_path)
+    for _ in range(2):  # each run opens a new account
+        result = run_command(line, cwd, env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stderr == ""
+        positions, refusal = result.stdout.splitlines()
+        assert "topic='tutorial.bank.account.events'" in positions
+        assert "is at version 2, expected 1; nothing was written" in refusal

@@ -22,6 +22,7 @@ def test_ensure_topic_creates_once_with_the_requested_settings(
     assert (created.partitions, created.replication_factor) == (4, 1)
     assert created.config == {
         "retention.ms": "-1",
+        "retention.bytes": "-1",
         "cleanup.policy": "delete",
         "min.insync.replicas": "1",
     }

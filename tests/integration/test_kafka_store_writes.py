@@ -8,12 +8,11 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from eventsource.codec import EventCodec, parse_headers
-from eventsource.domain import Aggregate, Event, apply
+from eventsource.domain import Event
 from eventsource.errors import (
     ConfigurationError,
     MissingHandlerError,
     StoreUnavailableError,
-    UncertainCommitError,
 )
 from eventsource.kafka.admin import describe_topic, ensure_topic
 from eventsource.kafka.config import KafkaSettings
@@ -141,35 +140,3 @@ def test_unknown_aggregate_types_and_unstarted_or_closed_stores_are_refused(
         store.append("bank.loan", "loan-1", [AccountOpened(owner="A")], 0)
     with pytest.raises(StoreUnavailableError, match="closed"):
         store.version(ACCOUNT, "acc-1")
-
-
-class Poked(Event):
-    __namespace__ = "tests.fragile"
-    explode: bool = False
-
-
-class Fragile(Aggregate):
-    """An aggregate whose state change fails on demand (a non-deterministic handler)."""
-
-    aggregate_type = "tests.fragile"
-
-    @apply
-    def _poked(self, event: Poked) -> None:
-        if event.explode:
-            raise RuntimeError("handler failed")
-
-
-def test_a_writer_whose_state_change_fails_stops_serving_rather_than_guess(
-    kafka_settings: KafkaSettings, unique_name: str
-) -> None:
-    settings = kafka_settings.model_copy(update={"application_id": unique_name})
-    with KafkaEventStore(
-        settings, [Fragile], partitions=1, topic_prefix=f"{unique_name}."
-    ) as store:
-        assert store.append("tests.fragile", "f-1", [Poked()], 0).version == 1
-        with pytest.raises(UncertainCommitError, match="restart the store"):
-            store.append("tests.fragile", "f-1", [Poked(explode=True)], 1)
-        with pytest.raises(StoreUnavailableError, match="restart the store"):
-            store.append("tests.fragile", "f-1", [Poked()], 2)
-        with pytest.raises(StoreUnavailableError):
-            store.load(Fragile, "f-1")

@@ -37,17 +37,19 @@ CHILD = textwrap.dedent(
     from examples.bank.domain import MoneyDeposited
     from examples.bank.projections import AccountBalances, cents
 
+    name, topic, database, crash = sys.argv[1:5]
+    policy = DeadLetterPolicy[sys.argv[5] if len(sys.argv) > 5 else "SKIP"]
+
     class Touchy(AccountBalances):
-        policy = DeadLetterPolicy.SKIP
         retries = 0
 
         @on(MoneyDeposited)
         def _deposited(self, event: MoneyDeposited, ctx: Context) -> None:
-            if event.amount == Decimal("666"):
+            if event.amount == Decimal("666") and crash != "fixed":
                 raise RuntimeError("refusing 666")
             self._write(ctx, cents(event.amount))
 
-    name, topic, database, crash = sys.argv[1:5]
+    Touchy.policy = policy
     settings = KafkaSettings(bootstrap_servers=os.environ["EVENTSOURCE_BOOTSTRAP_SERVERS"])
     projection = Touchy(name=name, topics=[topic])
     hook = dead_letter_hook(projection, settings)
@@ -74,10 +76,12 @@ class Fixed(AccountBalances):
     policy = DeadLetterPolicy.SKIP
 
 
-def run_child(name: str, topic: str, database: str, mode: str) -> subprocess.CompletedProcess[str]:
+def run_child(
+    name: str, topic: str, database: str, mode: str, policy: str = "SKIP"
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-c", CHILD, name, topic, database, mode],
+        [sys.executable, "-c", CHILD, name, topic, database, mode, policy],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -130,5 +134,56 @@ def test_a_crash_between_the_dlq_flush_and_the_commit_loses_nothing_and_applies_
         with engine.connect() as conn:
             row = conn.execute(select(table.c.balance_cents, table.c.events)).one()
         assert tuple(row) == (1200 + 66600, 4)
+    finally:
+        engine.dispose()
+
+
+class FixedParking(AccountBalances):
+    policy = DeadLetterPolicy.PARK
+
+
+@pytest.mark.parametrize("policy", ["SKIP", "PARK"])
+def test_an_orphan_dead_letter_of_a_batch_that_never_committed_is_not_replayed(
+    kafka_settings: KafkaSettings, unique_name: str, tmp_path: Path, policy: str
+) -> None:
+    # Issue 12, defect 3. The process dies after the DLQ flush, before the commit; the
+    # restarted runner (the handler fixed meanwhile) applies the record normally. Before,
+    # `dlq replay` applied the orphan dead letter a second time.
+    topic = f"{unique_name}.events"
+    create_topic(kafka_settings, topic, partitions=1)
+    seed_events(
+        kafka_settings,
+        topic,
+        [
+            SeedEvent("acc-1", AccountOpened(owner="ann")),
+            SeedEvent("acc-1", MoneyDeposited(amount=Decimal(5))),
+            SeedEvent("acc-1", MoneyDeposited(amount=Decimal(666))),
+            SeedEvent("acc-1", MoneyDeposited(amount=Decimal(7))),
+        ],
+    )
+    name = f"o{uuid.uuid4().hex[:12]}"
+    database = f"sqlite:///{tmp_path / 'read.db'}"
+
+    crashed = run_child(name, topic, database, "crash", policy)
+    assert crashed.returncode == 17, crashed.stderr[-2000:]
+    orphans = list_dead_letters(kafka_settings, name)  # 666, and under PARK the 7 after it
+    assert len(orphans) == (1 if policy == "SKIP" else 2)
+    restarted = run_child(name, topic, database, "fixed", policy)
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+    assert restarted.stdout.strip() == "0"  # nothing dead-lettered: 666 applied normally
+
+    cls = Fixed if policy == "SKIP" else FixedParking
+    projection = cls(name=name, topics=[topic])
+    table = projection.tables["accounts"]
+    engine = create_read_model_engine(database)
+    try:
+        with engine.connect() as conn:
+            before = tuple(conn.execute(select(table.c.balance_cents, table.c.events)).one())
+        assert before == (500 + 66600 + 700, 4)
+        result = replay_dead_letters(projection, kafka_settings, database)
+        assert (result.applied, result.orphans) == (0, len(orphans))
+        with engine.connect() as conn:
+            after = tuple(conn.execute(select(table.c.balance_cents, table.c.events)).one())
+        assert after == before  # applied once, not twice
     finally:
         engine.dispose()

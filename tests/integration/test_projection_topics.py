@@ -11,6 +11,7 @@ from sqlalchemy import Column, Integer, String, select
 from eventsource.codec import EventCodec
 from eventsource.kafka.config import KafkaSettings
 from eventsource.projection import Context, Projection, ProjectionRunner, on, table
+from eventsource.store.kafka import KafkaEventStore
 from eventsource.testing.seed import SeedEvent, seed_events
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 from examples.bank.projections import sample_history
@@ -82,3 +83,19 @@ def test_events_without_a_handler_are_never_decoded(
     ) as runner:
         stats = runner.run_until_caught_up(timeout=60)
     assert (stats.applied, stats.ignored, stats.dead_lettered) == (1, 1, 0)
+
+
+def test_a_projection_with_the_stores_topic_prefix_reads_what_the_store_wrote(
+    kafka_settings: KafkaSettings, tmp_path: Path, unique_name: str
+) -> None:
+    # Issue 12: the projection built "<aggregate_type>.events" without the prefix.
+    prefix = f"{unique_name}."
+    settings = kafka_settings.model_copy(update={"application_id": unique_name})
+    with KafkaEventStore(settings, [Account], partitions=1, topic_prefix=prefix) as store:
+        for account in ("a", "b", "c"):
+            store.append(Account.aggregate_type, account, [AccountOpened(owner=account)], 0)
+        written = store.topic_for(Account.aggregate_type)
+    projection = Openings(name="p_" + unique_name[-8:], topic_prefix=prefix)
+    assert projection.topics == (written,)
+    with ProjectionRunner(projection, settings, str(tmp_path / "rm.db")) as runner:
+        assert runner.run_until_caught_up(timeout=60).applied == 3

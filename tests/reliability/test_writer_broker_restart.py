@@ -11,9 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -26,7 +24,6 @@ from eventsource.errors import (
     StoreUnavailableError,
     UncertainCommitError,
 )
-from eventsource.kafka.broker_process import free_port
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.launcher import LocalKafka
 from eventsource.store.kafka import KafkaEventStore
@@ -36,16 +33,6 @@ pytestmark = pytest.mark.integration
 
 ACCOUNT = "bank.account"
 APPEND_TIMEOUT = 20.0
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[LocalKafka]:
-    kafka = LocalKafka(home=tmp_path / "kafka", port=free_port(), controller_port=free_port())
-    kafka.start(timeout=120)
-    try:
-        yield kafka
-    finally:
-        kafka.kill()
 
 
 class Clients:

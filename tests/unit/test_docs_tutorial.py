@@ -1,15 +1,24 @@
-"""The tutorial's code runs: every ```python block after an ``<!-- run -->`` comment.
+"""The tutorial is the repository's files, and its commands run as written.
 
-Blocks of a page run in order in one module namespace, as a reader would type them into one
-file; ``test_*`` functions a block defines are called right after it. ``--8<-- "path"``
-lines (mkdocs snippets) are replaced by the file they include, so included code runs too.
-Blocks marked ``<!-- run: integration -->`` need a broker; they run in
-``tests/integration/test_docs_tutorial_kafka.py`` after this page's plain blocks.
+Every ```python block of ``docs/tutorial/*.md`` is one mkdocs snippet line,
+``--8<-- "path"`` or ``--8<-- "path:section"``, so the text shows the files verbatim and
+cannot drift from them; the sentence before each block names the file. Every command of
+its ```bash blocks is run exactly as written, from a directory laid out like the
+repository root: the steps without services here, the others on the real broker and
+PostgreSQL in ``tests/integration/test_docs_tutorial_kafka.py`` and
+``test_projection_tutorial.py``.
+
+The second half is the runner for pages that keep code in the page itself (the schema
+evolution guide): every ```python block after an ``<!-- run -->`` comment runs, in order,
+in one module namespace; ``test_*`` functions a block defines are called right after it.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import subprocess
 import sys
 import types
 from dataclasses import dataclass
@@ -19,6 +28,109 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TUTORIAL = ROOT / "docs" / "tutorial" / "1-aggregates.md"
+TUTORIAL_2 = ROOT / "docs" / "tutorial" / "2-projections.md"
+PAGES = (TUTORIAL, TUTORIAL_2)
+PROGRAMS = ROOT / "examples" / "tutorial"
+
+_FENCE = re.compile(r"^\s*```(?P<lang>[a-z]*)\s*$")
+_NOT_RUN = re.compile(r"^\s*<!--\s*not run:.*-->\s*$")
+_INCLUDE = re.compile(r'^--8<--\s+"(?P<path>[^":]+)(?::(?P<section>[a-z_]+))?"$')
+_SECTION = re.compile(r"^\s*# --8<-- \[(?P<edge>start|end):(?P<name>[a-z_]+)\]\s*$")
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A fenced block of a page: its language, lines, and the prose just before it."""
+
+    page: Path
+    line: int
+    lang: str
+    lines: tuple[str, ...]
+    before: str
+    not_run: bool
+
+
+def fences(page: Path) -> list[Fence]:
+    lines = page.read_text(encoding="utf-8").splitlines()
+    found, index = [], 0
+    while index < len(lines):
+        opening = _FENCE.match(lines[index])
+        if not opening or not opening.group("lang"):
+            index += 1
+            continue
+        end = index + 1
+        while lines[end].strip() != "```":
+            end += 1
+        prose = [line for line in lines[max(0, index - 4) : index] if line.strip()]
+        found.append(
+            Fence(
+                page=page,
+                line=index + 1,
+                lang=opening.group("lang"),
+                lines=tuple(line.strip() for line in lines[index + 1 : end]),
+                before=" ".join(prose),
+                not_run=bool(prose) and bool(_NOT_RUN.match(prose[-1])),
+            )
+        )
+        index = end + 1
+    return found
+
+
+def included(fence: Fence) -> tuple[str, str | None]:
+    """The file (and section) a ```python block includes; it must include nothing else."""
+    assert len(fence.lines) == 1, f"{fence.page.name}:{fence.line}: not a single snippet line"
+    match = _INCLUDE.match(fence.lines[0])
+    assert match, f"{fence.page.name}:{fence.line}: {fence.lines[0]!r} is not a snippet"
+    return match.group("path"), match.group("section")
+
+
+def sections(path: Path) -> dict[str, str]:
+    """The ``# --8<-- [start:name]`` ... ``[end:name]`` parts of a file."""
+    parts: dict[str, list[str]] = {}
+    current = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        edge = _SECTION.match(line)
+        if edge and edge.group("edge") == "start":
+            current = parts.setdefault(edge.group("name"), [])
+        elif edge:
+            current = None
+        elif current is not None:
+            current.append(line)
+    return {name: "\n".join(body) for name, body in parts.items()}
+
+
+def commands(page: Path) -> list[str]:
+    """The command lines of the page's ```bash blocks, except those marked not run."""
+    return [
+        line
+        for fence in fences(page)
+        if fence.lang == "bash" and not fence.not_run
+        for line in fence.lines
+        if line and not line.startswith("#")
+    ]
+
+
+def repository_like(directory: Path) -> Path:
+    """``directory`` laid out like the repository root (``.venv``, ``examples``)."""
+    (directory / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    (directory / "examples").symlink_to(ROOT / "examples", target_is_directory=True)
+    return directory
+
+
+def run_command(
+    line: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run one command line of a page as a shell would, in ``cwd``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTSOURCE_", "PYTHON"))}
+    return subprocess.run(
+        shlex.split(line, comments=True),
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
 
 _MARK = re.compile(r"^<!--\s*run(?::\s*(?P<kind>[a-z-]+))?\s*-->\s*$")
 _SNIPPET = re.compile(r'^--8<--\s+"(?P<path>[^"]+)"\s*$')
@@ -94,22 +206,57 @@ def _resolve(line: str, root: Path, page: Path) -> str:
 
 
 # the tutorial ----------------------------------------------------------------------------
-def test_part_1_has_its_runnable_blocks_marked() -> None:
-    kinds = [block.kind for block in runnable_blocks(TUTORIAL)]
-    assert kinds.count("unit") >= 4
-    assert kinds.count("integration") == 1
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_every_python_block_is_a_file_of_the_repository_named_before_it(page: Path) -> None:
+    blocks = [fence for fence in fences(page) if fence.lang == "python"]
+    assert blocks
+    for fence in blocks:
+        path, section = included(fence)
+        assert (ROOT / path).is_file(), f"{page.name}:{fence.line}: {path} does not exist"
+        if section is not None:
+            assert section in sections(ROOT / path), f"{path} has no section {section!r}"
+        assert f"`{path}`" in fence.before, f"{page.name}:{fence.line}: the text must name {path}"
 
 
-def test_part_1_shows_the_bank_domain_verbatim() -> None:
-    domain = (ROOT / "examples" / "bank" / "domain.py").read_text(encoding="utf-8")
-    assert runnable_blocks(TUTORIAL)[0].source.strip() == domain.strip()
+def test_every_tutorial_program_and_each_of_its_parts_is_shown() -> None:
+    shown = {included(f) for page in PAGES for f in fences(page) if f.lang == "python"}
+    for program in sorted(PROGRAMS.glob("*.py")):
+        if program.name == "__init__.py":
+            continue
+        path = str(program.relative_to(ROOT))
+        parts = sections(program)
+        expected = {(path, name) for name in parts} if parts else {(path, None)}
+        assert expected <= shown, f"{path} is not shown whole in the tutorial"
 
 
-def test_every_unit_block_of_part_1_runs() -> None:
-    blocks = [b for b in runnable_blocks(TUTORIAL) if b.kind == "unit"]
-    module = run_blocks(blocks, "docs_tutorial_1_unit")
-    account = module.Repository(module.store, module.Account).get("acc-1")
-    assert account.balance == module.Decimal("20.50")
+def test_each_part_of_a_file_is_the_text_between_its_markers() -> None:
+    parts = sections(PROGRAMS / "in_memory.py")
+    assert list(parts) == ["store", "repository"]
+    assert parts["store"].startswith("from decimal import Decimal")
+    assert "8<--" not in "".join(parts.values())
+
+
+def test_every_step_gives_the_command_that_runs_it() -> None:
+    assert commands(TUTORIAL) == [
+        ".venv/bin/pytest examples/tutorial/test_account.py",
+        ".venv/bin/python -m examples.tutorial.in_memory",
+        "make kafka-up                                   # once: a local broker on 127.0.0.1:9092",
+        ".venv/bin/python -m examples.tutorial.on_kafka",
+    ]
+    assert [line.split()[:4] for line in commands(TUTORIAL_2)] == [
+        [".venv/bin/python", "-m", "examples.tutorial.project"],
+        [".venv/bin/python", "-m", "examples.tutorial.read_your_writes"],
+        [".venv/bin/python", "-m", "eventsource.testing.services", "run"],
+    ]
+
+
+@pytest.mark.parametrize("line", commands(TUTORIAL)[:2])
+def test_the_steps_without_a_broker_run_as_written(line: str, tmp_path: Path) -> None:
+    result = run_command(line, repository_like(tmp_path), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    if "in_memory" in line:  # the output the page shows
+        shown = next(f for f in fences(TUTORIAL) if f.lang == "text" and "acc-1: 20.50" in f.lines)
+        assert result.stdout.splitlines() == list(shown.lines)
 
 
 # the runner itself -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from pydantic import Field
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from eventsource.codec import (
@@ -460,3 +460,121 @@ def test_a_database_that_stays_unavailable_fails_the_runner_after_max_db_outage_
         with pytest.raises(ProjectionError, match=r"'locked' v1 gave up .*database is locked"):
             runner._apply_with_retry([object()], {}, RunStats(), threading.Event(), None)
         assert locked.calls >= 2  # it did retry before giving up
+
+
+# --- dispatch on the decoded type (issue 12, defect 4) ------------------------------------
+def skip_hook(projection: Projection, sink: ListSink | None = None) -> DeadLetterHandler:
+    """The SKIP hook of ``projection``, writing to ``sink`` (a fresh list by default)."""
+    sink = sink or ListSink()
+    return DeadLetterHandler(
+        projection.name,
+        projection.version,
+        DeadLetterPolicy.SKIP,
+        lambda: sink,
+        SqlParkingLot(projection.name, projection.version),
+    )
+
+
+class Ledger(Projection):
+    """Keeps a handler for the old type and one for the type it is upcast to."""
+
+    name = "ledger"
+    version = 1
+    policy = DeadLetterPolicy.SKIP
+    retries = 0
+    seen: list[str]
+
+    @on(FundsAdded)
+    def _funds_added(self, event: Event, ctx: Context) -> None:
+        self.seen.append(f"FundsAdded handler got {type(event).__name__}")
+
+    @on(Credited)
+    def _credited(self, event: Event, ctx: Context) -> None:
+        if isinstance(event, Credited) and event.amount == Decimal("6.66"):
+            raise ValueError("no devil's credits")
+        self.seen.append(f"Credited handler got {type(event).__name__}")
+
+
+@pytest.mark.parametrize("path", ["fast", "careful"])
+def test_a_record_upcast_to_another_type_reaches_the_handler_of_the_decoded_type(
+    engine: Engine, tmp_path: Path, path: str
+) -> None:
+    write_schema_files([FundsAdded], tmp_path)
+    upcasters = Upcasters()
+
+    @upcasters.upcaster("test.ledger.FundsAdded", from_version=1, to_type="test.ledger.Credited")
+    def funds_added_is_credited(data: Datum) -> Datum:
+        return {"amount": Decimal(data["amount_cents"]).scaleb(-2)}
+
+    old = EventCodec.for_events([FundsAdded])
+    codec = EventCodec.for_events([Credited], tmp_path, upcasters)
+    projection = Ledger(name=f"l{uuid.uuid4().hex[:6]}", topics=[TOPIC])
+    projection.seen = []
+    ensure_schema(engine, projection)
+    applier = BatchApplier(projection, engine, codec, skip_hook(projection), NullListener())
+    records = [record(0, FundsAdded(amount_cents=250), "x", old)]
+    if path == "careful":  # a failing record sends the batch down the careful path
+        records.append(record(1, Credited(amount=Decimal("6.66")), "y", codec))
+    outcome = applier.apply(records, positions(records))
+    assert (outcome.applied, outcome.dead_lettered) == (1, len(records) - 1)
+    assert set(projection.seen) == {"Credited handler got Credited"}
+
+
+# --- database errors that the record alone triggers (issue 12, defect 5) -----------------
+class Picky(AccountBalances):
+    """Runs SQL on the deposit's amount that the database refuses for some amounts."""
+
+    policy = DeadLetterPolicy.SKIP
+    retries = 1
+    SQL = ""
+    ARGUMENT: object = None
+
+    @on(MoneyDeposited)
+    def _deposited(self, event: MoneyDeposited, ctx: Context) -> None:
+        if event.amount == Decimal("6.66"):
+            ctx.execute(text(self.SQL), {"v": self.ARGUMENT})
+        super()._deposited(event, ctx)
+
+
+@pytest.mark.parametrize(
+    ("sql", "argument", "message"),
+    [
+        ("SELECT json_extract(:v, '$.a')", "{not json", "malformed JSON"),
+        ("SELECT abs(:v)", -(2**63), "integer overflow"),
+    ],
+)
+def test_a_database_error_only_the_record_triggers_follows_the_policy(
+    engine: Engine, sql: str, argument: object, message: str
+) -> None:
+    class ThisPicky(Picky):
+        SQL, ARGUMENT = sql, argument
+
+    projection = ThisPicky(name=f"p{uuid.uuid4().hex[:6]}", topics=[TOPIC])
+    ensure_schema(engine, projection)
+    sink, listener = ListSink(), DeadLetters()
+    hook = skip_hook(projection, sink)
+    applier = BatchApplier(projection, engine, CODEC, hook, listener, sleep=lambda s: None)
+    batch = [deposit(0, "1.00"), deposit(1, "6.66"), deposit(2, "2.00")]
+    outcome = applier.apply(batch, positions(batch))  # raised OperationalError before
+    assert (outcome.applied, outcome.dead_lettered) == (2, 1)
+    assert listener.seen == ["handler"]
+    assert message in dict(sink.sent[0][2])["dlq_exception_message"].decode()
+    assert rows(engine, projection) == {"a": (300, 2)}
+
+
+@pytest.mark.parametrize(
+    ("sql", "transient", "permanent"),
+    [
+        ("SELECT json_extract('{x', '$.a')", False, False),
+        ("SELECT abs(-9223372036854775808)", False, False),
+        ("SELECT * FROM no_such_table", False, True),
+        ("SELEC 1", False, True),
+    ],
+)
+def test_sqlite_errors_are_classified_by_their_error_code(
+    engine: Engine, sql: str, transient: bool, permanent: bool
+) -> None:
+    with engine.connect() as conn, pytest.raises(OperationalError) as caught:
+        conn.exec_driver_sql(sql)
+    error = caught.value
+    assert (is_transient_db_error(error), is_permanent_db_error(error)) == (transient, permanent)

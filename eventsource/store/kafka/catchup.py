@@ -11,11 +11,13 @@ Poison records (no key, bad CloudEvents headers, undecodable payload, an event t
 aggregate cannot apply) stop the catch-up with a :class:`~eventsource.errors.DecodeError`
 naming topic, partition and offset: folding past an event we cannot read would make every
 later version check of that aggregate wrong, so the store refuses to serve the partition.
+For the same reason an ``@apply`` that raises stops it with
+:class:`~eventsource.errors.ApplyError`, and a gap or a duplicate in an aggregate's
+versions with :class:`~eventsource.errors.VersionSequenceError`.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import cast
@@ -24,9 +26,15 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from eventsource.codec import EventCodec, parse_headers
 from eventsource.domain import Aggregate
-from eventsource.errors import DecodeError, DomainError, StoreUnavailableError
+from eventsource.errors import (
+    ApplyError,
+    DecodeError,
+    MissingHandlerError,
+    StoreUnavailableError,
+)
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
+from eventsource.store.contiguity import check_next_version
 from eventsource.store.kafka.index import VersionIndex
 
 __all__ = ["TailRead", "read_partition"]
@@ -69,7 +77,6 @@ def read_partition(
             **{
                 "enable.partition.eof": True,
                 "fetch.wait.max.ms": 100,
-                "logger": logging.getLogger("eventsource.kafka.client"),
             },
         )
     )
@@ -143,8 +150,8 @@ def _fold(
         raise exc.at(topic, partition, offset) from exc
     event = codec.decode_at(message.value(), topic, partition, offset)
     try:
-        index.apply(aggregate_id, (event,))
-    except DomainError as exc:
+        version = index.apply(aggregate_id, (event,))
+    except MissingHandlerError as exc:
         raise DecodeError(
             f"event {metadata.event_id} ({metadata.event_type}) cannot be applied to "
             f"{index.aggregate_cls.__name__} {aggregate_id!r}: {exc}",
@@ -152,6 +159,15 @@ def _fold(
             partition=partition,
             offset=offset,
         ) from exc
+    except Exception as exc:  # an @apply handler raised: the partition cannot be folded
+        raise ApplyError(
+            f"the @apply handler of {index.aggregate_cls.__name__} raised "
+            f"{type(exc).__name__}: {exc} on event {metadata.event_id} "
+            f"({metadata.event_type}), version {metadata.version} of {aggregate_id!r} at "
+            f"{topic}[{partition}]@{offset}: fix the handler (it must accept every event "
+            "ever written) before this partition can be served"
+        ) from exc
+    check_next_version(topic, partition, offset, aggregate_id, version - 1, metadata.version)
     result.records += 1
     result.end = offset + 1
     if collect_event_ids:

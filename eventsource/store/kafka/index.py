@@ -8,15 +8,45 @@ caller can never change the owner's state or observe half of a multi-event appen
 from __future__ import annotations
 
 import copy
+import datetime
 import threading
+import uuid
 from collections.abc import Iterable, Sequence
-from typing import Generic, TypeVar
+from decimal import Decimal
+from typing import Generic, TypeVar, cast
 
 from eventsource.domain import Aggregate, Event
 
-__all__ = ["VersionIndex"]
+__all__ = ["VersionIndex", "scratch_copy"]
 
 A = TypeVar("A", bound=Aggregate)
+
+_PLAIN: dict[type, bool] = {}
+_IMMUTABLE = frozenset(
+    {str, int, float, bool, bytes, Decimal, type(None), datetime.datetime, datetime.date}
+    | {uuid.UUID, frozenset}
+)
+
+
+def scratch_copy(state: Aggregate) -> Aggregate:
+    """A copy of ``state`` that events can be applied to without touching the original.
+
+    Faster than ``copy.deepcopy`` for the usual aggregate (a few scalar attributes): values
+    of immutable types are shared, everything else is deep-copied.
+    """
+    cls = type(state)
+    plain = _PLAIN.get(cls)
+    if plain is None:  # a copy of the instance __dict__ is faithful: no custom copying or slots
+        plain = _PLAIN[cls] = not hasattr(cls, "__deepcopy__") and "__slots__" not in dir(cls)
+    if not plain:
+        return copy.deepcopy(state)
+    attributes = state.__dict__.copy()
+    for name, value in attributes.items():
+        if type(value) not in _IMMUTABLE:
+            attributes[name] = [] if type(value) is list and not value else copy.deepcopy(value)
+    clone = cls.__new__(cls)
+    clone.__dict__.update(attributes)
+    return clone
 
 
 class VersionIndex(Generic[A]):
@@ -47,6 +77,15 @@ class VersionIndex(Generic[A]):
         with self._lock:
             state = self._states.get(aggregate_id)
             return None if state is None else copy.deepcopy(state)
+
+    def scratch(self, aggregate_id: str) -> A:
+        """A private copy of the aggregate's state (a new aggregate if unknown) to try
+        events on before they are committed; cheaper than :meth:`snapshot`."""
+        with self._lock:
+            state = self._states.get(aggregate_id)
+            if state is None:
+                return self.aggregate_cls(aggregate_id)
+            return cast("A", scratch_copy(state))
 
     def apply(self, aggregate_id: str, events: Iterable[Event]) -> int:
         """Fold committed ``events`` into the aggregate; returns its new version."""

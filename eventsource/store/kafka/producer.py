@@ -13,9 +13,6 @@ from eventsource.kafka.config import KafkaSettings
 __all__ = ["DeliveryMark", "describe", "dispose", "is_fenced", "kafka_error", "new_producer"]
 
 log = logging.getLogger(__name__)
-CLIENT_LOG = logging.getLogger("eventsource.kafka.client")
-"""Where librdkafka's own log lines go (instead of stderr)."""
-
 TRANSACTION_LINGER_MS = 100
 """``linger.ms`` of the writers' transactional producers (at most half the delivery timeout)."""
 
@@ -78,7 +75,7 @@ def new_producer(settings: KafkaSettings, transactional_id: str, timeout: float)
     producer = Producer(
         settings.transactional_producer_config(
             transactional_id,
-            **{"linger.ms": linger, "allow.auto.create.topics": False, "logger": CLIENT_LOG},
+            **{"linger.ms": linger, "allow.auto.create.topics": False},
         )
     )
     try:

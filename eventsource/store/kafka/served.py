@@ -12,7 +12,7 @@ import concurrent.futures
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from functools import lru_cache
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Self, TypeVar
 
 from eventsource.codec import EventCodec
@@ -26,6 +26,7 @@ from eventsource.errors import (
 )
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG
 from eventsource.kafka.config import KafkaSettings
+from eventsource.store.kafka.admission import check_record_sizes
 from eventsource.store.kafka.ids import new_event_id
 from eventsource.store.kafka.options import WriterOptions
 from eventsource.store.kafka.request import AppendRequest
@@ -44,6 +45,9 @@ class ServedByWriters:
     A store says how it finds the writer of an aggregate (:meth:`_local_writer`), whether
     that writer may serve reads now (:meth:`_serving`), and how it starts and closes.
     """
+
+    _record_limits: Mapping[str, int] = MappingProxyType({})
+    """Per events topic, the largest record it takes (read by ``start()``)."""
 
     def __init__(
         self,
@@ -191,6 +195,7 @@ class ServedByWriters:
             correlation_id=correlation_id,
             causation_id=causation_id,
         )
+        check_record_sizes(request, self._record_limits.get(writer.topic), writer.topic)
         writer.submit(request)
         return request
 

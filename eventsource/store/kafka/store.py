@@ -16,6 +16,7 @@ from eventsource.kafka.admin import ensure_topic
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.options import WriterOptions
 from eventsource.store.kafka.served import ServedByWriters
+from eventsource.store.kafka.topic_policy import check_events_topic
 from eventsource.store.kafka.writer import PartitionWriter
 
 __all__ = ["KafkaEventStore"]
@@ -58,6 +59,7 @@ class KafkaEventStore(ServedByWriters):
         """Create missing topics, fence older writers, catch up; then serve."""
         if self._started:
             return self
+        limits: dict[str, int] = {}
         for aggregate_type, cls in self.aggregates.items():
             topic = self.topic_for(aggregate_type)
             ensure_topic(
@@ -67,10 +69,12 @@ class KafkaEventStore(ServedByWriters):
                 config=self.topic_config,
                 timeout=min(timeout, 30.0),
             )
+            limits[topic] = check_events_topic(self.settings, topic, timeout=min(timeout, 30.0))
             for partition in range(self.partitions):
                 self._writers[(topic, partition)] = PartitionWriter(
                     self.settings, topic, partition, cls, self.codec, self.options
                 )
+        self._record_limits = limits
         for writer in self._writers.values():
             writer.start()
         failures: list[BaseException] = []

@@ -41,6 +41,7 @@ from eventsource.errors import (
 )
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import writer_transactional_id
+from eventsource.store.kafka.admission import TrialFold
 from eventsource.store.kafka.catchup import TailRead, read_partition
 from eventsource.store.kafka.index import VersionIndex
 from eventsource.store.kafka.options import WriterOptions, WriterState
@@ -253,6 +254,7 @@ class PartitionWriter:
         deferred: list[AppendRequest] = []
         committed = self.index.versions([r.aggregate_id for r in batch])
         tentative = dict(committed)
+        trial = TrialFold(self.index, self.where)  # an @apply that raises fails alone
         for request in batch:
             current = tentative[request.aggregate_id]
             expected = request.expected_version
@@ -263,6 +265,9 @@ class PartitionWriter:
                     request.future.set_exception(
                         ConcurrencyError(request.aggregate_id, expected, current)
                     )
+                continue
+            if (refused := trial.refusal(request)) is not None:
+                request.future.set_exception(refused)
                 continue
             request.base_version = current
             tentative[request.aggregate_id] = current + len(request.events)

@@ -15,9 +15,10 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from eventsource.codec import parse_headers
 from eventsource.domain import Aggregate
-from eventsource.errors import AggregateNotFoundError, StoreError, StoreUnavailableError
+from eventsource.errors import AggregateNotFoundError, StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
+from eventsource.store.contiguity import check_next_version
 from eventsource.store.partitioner import partition_for_id
 from eventsource.store.routing.ports import EventReader
 from eventsource.store.routing.topics import next_batch
@@ -86,12 +87,7 @@ def _scan(
             # Consumed records carry headers as a list of (str, bytes) pairs.
             headers = cast("list[tuple[str, bytes | None]] | None", message.headers())
             version = parse_headers(headers).version
-            if version != aggregate.version + 1:
-                raise StoreError(
-                    f"{topic}[{partition}]@{offset} holds version {version} of "
-                    f"{aggregate_id!r} after version {aggregate.version}: the topic has a gap "
-                    "or a duplicate; it was not written by a single owner"
-                )
+            check_next_version(topic, partition, offset, aggregate_id, aggregate.version, version)
             aggregate.apply_event(codec.decode_at(message.value(), topic, partition, offset))
     if aggregate.version == 0:
         raise AggregateNotFoundError(

@@ -23,6 +23,7 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import append_server_group, append_server_instance_id
 from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
+from eventsource.store.routing.backlog import Backlog, expired_error
 from eventsource.store.routing.ports import EventDecoder, OwnedStore
 from eventsource.store.routing.topics import (
     ensure_topic,
@@ -51,6 +52,10 @@ class AppendServer:
     written) and stops, so the requests partitions go to the new owner's server (at once if
     it uses the same ``member_id``).
 
+    ``max_pending`` bounds the requests in flight: one more is refused with the retriable
+    ``OverloadedError``; a request still waiting for the writer when its client's deadline
+    passes is dropped (:mod:`.backlog`), so a backlog never executes abandoned appends.
+
     ``member_id`` makes the server a *static* group member
     (``group.instance.id = <application_id>.append-server.<member_id>``): a restarted owner
     with the same id takes the partitions over at once, instead of waiting for the crashed
@@ -69,6 +74,7 @@ class AppendServer:
         workers: int = 64,
         request_partitions: int = 6,
         member_id: str | None = "owner",
+        max_pending: int = 1000,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -92,8 +98,7 @@ class AppendServer:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._start_error: BaseException | None = None
-        self._in_flight = 0
-        self._idle = threading.Condition()
+        self.backlog = Backlog(max_pending)
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> AppendServer:
@@ -138,9 +143,8 @@ class AppendServer:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-        with self._idle:
-            # append_async futures are not the executor's: wait for their replies too.
-            self._idle.wait_for(lambda: self._in_flight == 0, timeout=30)
+        # append_async futures are not the executor's: wait for their replies too.
+        self.backlog.wait_idle(30)
         self._executor.shutdown(wait=True)
         if self._producer is not None:
             self._producer.flush(10)
@@ -168,6 +172,7 @@ class AppendServer:
                     continue
                 for message in messages:
                     self._on_message(message)
+                self.backlog.expire(time.time() * 1000)
         except BaseException as exc:  # surfaced by start() or logged; never silent
             self._start_error = exc
             self._ready.set()
@@ -215,14 +220,17 @@ class AppendServer:
                 request.aggregate_id,
             )
             return
+        refused = self.backlog.refusal(request.aggregate_id)
+        if refused is not None:
+            self._reply(request, wire.error_reply(request.request_id, self.server_id, refused))
+            return
         try:
             future = self._execute(request)
         except Exception as exc:  # decode / argument errors: nothing was written
             self._reply(request, wire.error_reply(request.request_id, self.server_id, exc))
             return
-        with self._idle:
-            self._in_flight += 1
         future.add_done_callback(lambda f: self._complete(request, f))
+        self.backlog.track(future, request.expires_at_ms)
 
     def _on_consumer_error(self, error: object) -> None:
         if isinstance(error, KafkaError) and error.fatal():
@@ -250,7 +258,10 @@ class AppendServer:
         return AppendResult(request.aggregate_id, version, ())
 
     def _complete(self, request: wire.Request, future: Future[AppendResult]) -> None:
-        error = future.exception()
+        if future.cancelled():  # expired while it waited: never executed
+            error: BaseException | None = expired_error(request.request_id, request.aggregate_id)
+        else:
+            error = future.exception()
         if error is None:
             result = future.result()
             reply: wire.Reply = wire.AppendReply(
@@ -259,9 +270,6 @@ class AppendServer:
         else:
             reply = wire.error_reply(request.request_id, self.server_id, error)
         self._reply(request, reply)
-        with self._idle:
-            self._in_flight -= 1
-            self._idle.notify_all()
         if isinstance(error, FencedError):
             log.error(
                 "append server %s: the store is fenced by a newer owner; stopping so the "

@@ -38,6 +38,7 @@ from eventsource.store.kafka.scaleout.ownership import OwnerDirectory, Partition
 from eventsource.store.kafka.scaleout.snapshots import SNAPSHOTS_TOPIC_CONFIG, snapshots_topic
 from eventsource.store.kafka.scaleout.snapshots_writer import SnapshotPartitionWriter
 from eventsource.store.kafka.served import ServedByWriters
+from eventsource.store.kafka.topic_policy import check_events_topic
 from eventsource.store.kafka.writer import PartitionWriter
 from eventsource.store.port import AppendResult
 
@@ -109,14 +110,17 @@ class GroupedKafkaEventStore(ServedByWriters):
         """Create missing topics and join the writers group (does not wait for catch-up)."""
         if self._started:
             return self
+        limits: dict[str, int] = {}
         for topic, aggregate_type in self._types.items():
             ensure_topic(self.settings, topic, self.partitions, config=self.topic_config)
+            limits[topic] = check_events_topic(self.settings, topic)
             ensure_topic(
                 self.settings,
                 snapshots_topic(aggregate_type, self.topic_prefix),
                 self.partitions,
                 config=SNAPSHOTS_TOPIC_CONFIG,
             )
+        self._record_limits = limits
         self.ownership.start(timeout)
         self._started = True
         return self

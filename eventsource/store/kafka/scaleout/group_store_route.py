@@ -6,13 +6,16 @@ with the application id ``<application_id>.<member>`` (so its requests topic is
 ``<application_id>.<member>.append-requests``). A :class:`GroupRouter`, in any process,
 looks up the partition's owner in the writers group, sends the command to that member, and
 retries when the answer says nothing was written and ownership moved (``NotOwnerError``,
-``StoreUnavailableError``) until ``retry_for`` seconds have passed. It never retries an
-``UncertainCommitError`` (the owner may have committed): the caller reloads the version.
+``StoreUnavailableError``, ``OverloadedError``, all retriable) until ``retry_for`` seconds
+have passed. It never retries an ``UncertainCommitError`` (the owner may have committed:
+the caller reloads the version) nor a deterministic refusal (``ConcurrencyError``,
+``ApplyError``, ``EventTooLargeError``, a non-retriable ``StoreUnavailableError``). Its
+clients, one per owner member, are bounded (``max_clients``, least recently used first) and
+closed once their member owns no partition (:mod:`.client_pool`).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +26,7 @@ from eventsource.domain import Event
 from eventsource.errors import NotOwnerError, StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import member_application_id
+from eventsource.store.kafka.scaleout.client_pool import ClientPool
 from eventsource.store.kafka.scaleout.group_store import GroupedKafkaEventStore
 from eventsource.store.kafka.scaleout.ownership import OwnerDirectory
 from eventsource.store.partitioner import partition_for_id
@@ -66,6 +70,7 @@ class GroupRouter:
         timeout: float = 10.0,
         retry_for: float = 30.0,
         workers: int = 32,
+        max_clients: int = 16,
     ) -> None:
         self.settings = settings
         self.codec = codec
@@ -74,8 +79,8 @@ class GroupRouter:
         self.timeout = timeout
         self.retry_for = retry_for
         self.owners = OwnerDirectory(settings, max_age=2.0)
-        self._clients: dict[str, RemoteEventStore] = {}
-        self._lock = threading.Lock()
+        self.clients = ClientPool(self._new_client, max_clients=max_clients)
+        """One client per owner member: bounded, closed once its member owns nothing."""
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="group-router")
 
     def __enter__(self) -> GroupRouter:
@@ -86,10 +91,7 @@ class GroupRouter:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
-        with self._lock:
-            clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            client.close()
+        self.clients.close()
 
     def append(
         self,
@@ -167,20 +169,18 @@ class GroupRouter:
                         f"the writers group {self.owners.group_id!r} (rebalancing, or no "
                         "writer runs); nothing was sent: retry"
                     )
-                return call(self._client(owner.member))
-            except (NotOwnerError, StoreUnavailableError):
+                self.clients.retain(self.owners.members())
+                with self.clients.use(owner.member) as client:
+                    return call(client)
+            except (NotOwnerError, StoreUnavailableError) as exc:
                 # Nothing was written: ownership moved or the owner is still taking over.
-                if time.monotonic() > deadline:
+                # A refusal that is not retriable (a closed or failed writer) stays one.
+                if not exc.retriable or time.monotonic() > deadline:
                     raise
                 fresh = True
                 time.sleep(0.2)
 
-    def _client(self, member: str) -> RemoteEventStore:
-        with self._lock:
-            client = self._clients.get(member)
-            if client is None:
-                client = RemoteEventStore(
-                    member_settings(self.settings, member), self.codec, timeout=self.timeout
-                ).start()
-                self._clients[member] = client
-            return client
+    def _new_client(self, member: str) -> RemoteEventStore:
+        return RemoteEventStore(
+            member_settings(self.settings, member), self.codec, timeout=self.timeout
+        ).start()

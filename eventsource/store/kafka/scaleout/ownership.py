@@ -84,7 +84,6 @@ class PartitionOwnership:
                 "session.timeout.ms": session_timeout_ms,
                 "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
                 "auto.offset.reset": "latest",
-                "logger": logging.getLogger("eventsource.kafka.client"),
             },
         )
         self._owned: set[tuple[str, int]] = set()
@@ -196,6 +195,11 @@ class OwnerDirectory:
     def invalidate(self) -> None:
         with self._lock:
             self._at = 0.0
+
+    def members(self) -> set[str]:
+        """Names of the members that owned a partition when last described (no request)."""
+        with self._lock:
+            return {owner.member for owner in self._owners.values()}
 
     def _refresh(self) -> None:
         if self._admin is None:

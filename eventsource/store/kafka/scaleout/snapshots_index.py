@@ -20,10 +20,10 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from eventsource.domain import Aggregate, Event
-from eventsource.store.kafka.index import VersionIndex
+from eventsource.store.kafka.index import VersionIndex, scratch_copy
 from eventsource.store.kafka.scaleout.snapshots import decode_snapshot, encode_snapshot
 
 __all__ = ["SnapshotIndex", "version_of"]
@@ -87,6 +87,13 @@ class SnapshotIndex(VersionIndex[A]):
         with self._lock:
             state = self._get(aggregate_id)
             return None if state is None else copy.deepcopy(state)
+
+    def scratch(self, aggregate_id: str) -> A:
+        with self._lock:
+            state = self._get(aggregate_id)
+            if state is None:
+                return self.aggregate_cls(aggregate_id)
+            return cast("A", scratch_copy(state))
 
     def apply(self, aggregate_id: str, events: Iterable[Event]) -> int:
         with self._lock:

@@ -260,7 +260,6 @@ class SnapshotPartitionWriter(PartitionWriter):
                 **{
                     "enable.partition.eof": True,
                     "fetch.wait.max.ms": 100,
-                    "logger": logging.getLogger("eventsource.kafka.client"),
                 },
             )
         )

@@ -1,0 +1,95 @@
+"""The router's clients, one per owner member: bounded, and closed once a member is gone.
+
+Every :class:`~eventsource.store.routing.RemoteEventStore` holds a consumer, a producer and a
+thread. Members come and go (a pod name per restart), so keeping one client per member name
+ever seen would leak them. The pool keeps at most ``max_clients`` (least recently used go
+first) and drops those of members that own no partition any more; a client is closed when
+it is dropped, or, if a call is using it then, when that call ends.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+
+from eventsource.store.routing import RemoteEventStore
+
+__all__ = ["ClientPool"]
+
+
+class ClientPool:
+    """``RemoteEventStore`` per member name, made by ``factory`` on first use."""
+
+    def __init__(
+        self,
+        factory: Callable[[str], RemoteEventStore],
+        *,
+        max_clients: int = 16,
+        prune_every: float = 2.0,
+    ) -> None:
+        if max_clients < 1:
+            raise ValueError(f"max_clients must be >= 1, got {max_clients}")
+        self._factory = factory
+        self.max_clients = max_clients
+        self._prune_every = prune_every
+        self._pruned_at = time.monotonic()
+        self._clients: collections.OrderedDict[str, RemoteEventStore] = collections.OrderedDict()
+        self._busy: dict[RemoteEventStore, int] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def members(self) -> list[str]:
+        """Members that have an open client, least recently used first."""
+        with self._lock:
+            return list(self._clients)
+
+    @contextmanager
+    def use(self, member: str) -> Iterator[RemoteEventStore]:
+        """The member's client, held open for the duration of the block."""
+        with self._lock:
+            client = self._clients.get(member)
+            if client is None:
+                client = self._clients[member] = self._factory(member)
+            self._clients.move_to_end(member)
+            self._busy[client] = self._busy.get(client, 0) + 1
+            dropped = self._drop(list(self._clients)[: -self.max_clients])
+        self._close(dropped)
+        try:
+            yield client
+        finally:
+            with self._lock:
+                self._busy[client] -= 1
+                idle = not self._busy[client]
+                if idle:
+                    del self._busy[client]
+                orphan = idle and self._clients.get(member) is not client
+            if orphan:
+                client.close()
+
+    def retain(self, members: Collection[str], *, force: bool = False) -> None:
+        """Close the clients of members not in ``members`` (at most every ``prune_every`` s)."""
+        now = time.monotonic()
+        with self._lock:
+            if not force and now - self._pruned_at < self._prune_every:
+                return
+            self._pruned_at = now
+            dropped = self._drop([m for m in self._clients if m not in members])
+        self._close(dropped)
+
+    def close(self) -> None:
+        with self._lock:
+            dropped = self._drop(list(self._clients))
+        self._close(dropped)
+
+    def _drop(self, members: list[str]) -> list[RemoteEventStore]:
+        """Forget ``members``' clients (under the lock); the idle ones to close now."""
+        clients = [self._clients.pop(m) for m in members]
+        return [c for c in clients if c not in self._busy]
+
+    @staticmethod
+    def _close(clients: list[RemoteEventStore]) -> None:
+        for client in clients:
+            client.close()

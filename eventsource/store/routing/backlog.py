@@ -1,0 +1,87 @@
+"""The append server's backlog: bounded, and rid of requests whose clients gave up.
+
+Without a bound, an owner that falls behind queues every request it consumes, and executes
+requests whose clients stopped waiting long ago (they were told ``UncertainCommitError``
+and may well have retried). So:
+
+* at most ``max_pending`` requests are in flight; one more is refused at once with the
+  retriable :class:`~eventsource.errors.OverloadedError` (nothing was written);
+* every request carries its client's deadline (``expires_at_ms``); at the deadline its
+  future is cancelled, which succeeds only while the request still waits (in the writer's
+  queue, or the executor's): such a request never reaches a transaction.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from concurrent.futures import Future
+
+from eventsource.errors import OverloadedError, StoreUnavailableError
+from eventsource.store.port import AppendResult
+
+__all__ = ["Backlog", "expired_error"]
+
+
+def expired_error(request_id: str, aggregate_id: str) -> StoreUnavailableError:
+    """What an expired request is answered with (its client has stopped listening)."""
+    return StoreUnavailableError(
+        f"request {request_id} for {aggregate_id!r} passed its client's deadline before it "
+        "reached the writer; it was dropped, nothing was written"
+    )
+
+
+class Backlog:
+    """Requests in flight at the owner, bounded, each with its client's deadline."""
+
+    def __init__(self, max_pending: int) -> None:
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        self.max_pending = max_pending
+        self.in_flight = 0
+        self.expired = 0
+        """Requests dropped at their deadline before they reached the writer (a counter)."""
+        self._deadlines: list[tuple[int, int, Future[AppendResult]]] = []
+        self._order = itertools.count()
+        self._lock = threading.Lock()
+        self.idle = threading.Condition(self._lock)
+
+    def refusal(self, aggregate_id: str) -> OverloadedError | None:
+        """``OverloadedError`` if the backlog is full; else the request may be executed."""
+        with self._lock:
+            if self.in_flight < self.max_pending:
+                return None
+        return OverloadedError(
+            f"the owner has {self.max_pending} appends in flight (its max_pending); the "
+            f"request for {aggregate_id!r} was refused, nothing was written: retry shortly"
+        )
+
+    def track(self, future: Future[AppendResult], expires_at_ms: int) -> None:
+        """Count ``future`` in flight until it is done; cancel it at ``expires_at_ms``."""
+        with self._lock:
+            self.in_flight += 1
+            heapq.heappush(self._deadlines, (expires_at_ms, next(self._order), future))
+        future.add_done_callback(self._done)
+
+    def expire(self, now_ms: float) -> None:
+        """Cancel every waiting request whose deadline has passed (cheap when none has)."""
+        expired: list[Future[AppendResult]] = []
+        with self._lock:
+            while self._deadlines and self._deadlines[0][0] < now_ms:
+                expired.append(heapq.heappop(self._deadlines)[2])
+        for future in expired:
+            if future.cancel():  # only a request no writer has started: nothing written
+                with self._lock:
+                    self.expired += 1
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self.idle:
+            return self.idle.wait_for(lambda: self.in_flight == 0, timeout=timeout)
+
+    def _done(self, _: Future[AppendResult]) -> None:
+        with self.idle:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._deadlines.clear()
+            self.idle.notify_all()

@@ -1,0 +1,154 @@
+"""librdkafka's log lines: re-levelled, rate-limited per kind, and given to every client."""
+
+from __future__ import annotations
+
+import ast
+import logging
+from pathlib import Path
+
+import pytest
+
+from eventsource.kafka.client_logs import CLIENT_LOG, ClientLog, classify, with_client_log
+from eventsource.kafka.config import KafkaSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+REFUSED = (
+    "[thrd:127.0.0.1:9/bootstrap]: 127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 "
+    "failed: Connection refused (after 0ms in state CONNECT)"
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def emit(log: ClientLog, level: int, facility: str, text: str) -> None:
+    # Exactly how confluent-kafka calls the configured logger.
+    log.log(level, "%s [%s] %s", facility, "rdkafka#producer-1", text)
+
+
+@pytest.mark.parametrize(
+    ("level", "facility", "text", "expected"),
+    [
+        (logging.ERROR, "FAIL", REFUSED, (logging.WARNING, "broker-unreachable")),
+        (logging.ERROR, "FAIL", "1/1 brokers are down", (logging.WARNING, "broker-unreachable")),
+        (
+            logging.WARNING,
+            "GETPID",
+            "Failed to acquire transactional PID: Coordinator load in progress: retrying",
+            (logging.DEBUG, "coordinator-loading"),
+        ),
+        (logging.INFO, "BGQUEUE", "Purging 3 messages", (logging.DEBUG, "purging")),
+        (
+            logging.INFO,
+            "FAIL",
+            "localhost:9092/1: Disconnected (after 600000ms in state UP)",
+            (logging.INFO, "disconnected"),
+        ),
+        (
+            logging.ERROR,
+            "FAIL",
+            "SASL authentication error: Authentication failed during authentication",
+            (logging.ERROR, "authentication"),
+        ),
+        (logging.CRITICAL, "FATAL", "Fatal error: fenced", (logging.CRITICAL, "fatal")),
+    ],
+)
+def test_each_kind_of_line_gets_the_level_it_deserves(
+    level: int, facility: str, text: str, expected: tuple[int, str]
+) -> None:
+    assert classify(level, facility, text) == expected
+
+
+def test_an_outage_gives_one_line_per_kind_and_window_then_counts_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    target = logging.getLogger("tests.client_logs.outage")
+    log = ClientLog(target, window=30.0, clock=clock)
+    with caplog.at_level(logging.DEBUG, logger=target.name):
+        for _ in range(600):  # 30 s of a broker down, as librdkafka reports it
+            emit(log, logging.ERROR, "FAIL", REFUSED)
+            clock.now += 0.049
+        clock.now += 1.0
+        emit(log, logging.ERROR, "FAIL", REFUSED)  # the first line of the next window
+
+    lines = [r for r in caplog.records if r.name == target.name]
+    assert [r.levelno for r in lines] == [logging.WARNING, logging.WARNING]
+    assert lines[0].getMessage() == (
+        "kafka client rdkafka#producer-1 FAIL: 127.0.0.1:9/bootstrap: Connect to "
+        "ipv4#127.0.0.1:9 failed: Connection refused (after 0ms in state CONNECT)"
+    )
+    assert lines[1].getMessage().endswith("(599 more like this in the last 30 s not shown)")
+    assert lines[1].suppressed == 599  # type: ignore[attr-defined]
+
+
+def test_kinds_are_limited_separately(caplog: pytest.LogCaptureFixture) -> None:
+    target = logging.getLogger("tests.client_logs.kinds")
+    log = ClientLog(target, window=30.0, clock=Clock())
+    with caplog.at_level(logging.DEBUG, logger=target.name):
+        for _ in range(5):
+            emit(log, logging.ERROR, "FAIL", REFUSED)
+            emit(log, logging.ERROR, "FAIL", "SASL authentication error")
+    assert [r.kafka_kind for r in caplog.records] == [  # type: ignore[attr-defined]
+        "broker-unreachable",
+        "authentication",
+    ]
+
+
+def test_lines_below_the_target_level_cost_no_rate_budget(caplog: pytest.LogCaptureFixture) -> None:
+    target = logging.getLogger("tests.client_logs.quiet")
+    log = ClientLog(target, window=30.0, clock=Clock())
+    target.setLevel(logging.ERROR)
+    try:
+        emit(log, logging.ERROR, "FAIL", REFUSED)  # a warning now: not shown, not counted
+        target.setLevel(logging.DEBUG)
+        with caplog.at_level(logging.DEBUG, logger=target.name):
+            emit(log, logging.ERROR, "FAIL", REFUSED)
+    finally:
+        target.setLevel(logging.NOTSET)
+    assert len(caplog.records) == 1
+    assert "not shown" not in caplog.records[0].getMessage()
+
+
+def test_every_settings_config_routes_client_logs() -> None:
+    settings = KafkaSettings(bootstrap_servers="127.0.0.1:9")
+    for config in (
+        settings.producer_config(),
+        settings.transactional_producer_config("t"),
+        settings.consumer_config("g"),
+        settings.admin_config(),
+    ):
+        assert config["logger"] is CLIENT_LOG
+    assert with_client_log({"logger": "mine"})["logger"] == "mine"
+
+
+def client_calls_without_routed_config() -> list[str]:
+    """``Producer(...)``/``Consumer(...)``/``AdminClient(...)`` calls in eventsource/ whose
+    configuration does not come from KafkaSettings' *_config methods or with_client_log."""
+    unrouted = []
+    for path in sorted((ROOT / "eventsource").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assigned = {  # self._config = settings.consumer_config(...) and the like
+            ast.unparse(node.targets[0]): ast.unparse(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign) and len(node.targets) == 1
+        }
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            if node.func.id not in {"Producer", "Consumer", "AdminClient"} or not node.args:
+                continue
+            source = ast.unparse(node.args[0])
+            source = assigned.get(source, source)
+            if "_config(" not in source and "with_client_log(" not in source:
+                unrouted.append(f"{path.relative_to(ROOT)}:{node.lineno}: {source}")
+    return unrouted
+
+
+def test_every_client_in_the_package_gets_its_config_through_the_client_log() -> None:
+    assert client_calls_without_routed_config() == []
