@@ -21,6 +21,7 @@ Options measured:
 from __future__ import annotations
 
 import json
+import select
 import os
 import signal
 import subprocess
@@ -69,6 +70,9 @@ def first_assignment(proc: subprocess.Popen[str], timeout: float = 120.0) -> flo
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
     while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
         line = proc.stdout.readline()
         if not line:
             break
