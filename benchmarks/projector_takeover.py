@@ -21,8 +21,8 @@ Options measured:
 from __future__ import annotations
 
 import json
-import select
 import os
+import select
 import signal
 import subprocess
 import sys
