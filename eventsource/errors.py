@@ -39,6 +39,7 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     │   ├── VersionSequenceError        a gap or duplicate in an aggregate's versions on the
     │   │                               topic (names topic, partition, offset, versions)
     │   └── StoreUnavailableError       broker unreachable / writer not ready (retriable)
+    │       ├── NotEnoughReplicasError  fewer in-sync replicas than min.insync.replicas
     │       └── OverloadedError         the owner's append queue is full (nothing written)
     ├── ProjectionError                 read side failures
     │   ├── HandlerError                a projection handler raised (after retries)
@@ -78,6 +79,7 @@ __all__ = [
     "InvalidIdentifierError",
     "MissingHandlerError",
     "MissingToolError",
+    "NotEnoughReplicasError",
     "NotOwnerError",
     "OverloadedError",
     "PayloadValidationError",
@@ -275,6 +277,13 @@ class StoreUnavailableError(StoreError):
     """The store cannot serve right now (broker down, still catching up)."""
 
     retriable = True
+
+
+class NotEnoughReplicasError(StoreUnavailableError):
+    """The cluster has fewer in-sync replicas of a partition than ``min.insync.replicas``.
+
+    Nothing was written; appends succeed again once enough brokers are back.
+    """
 
 
 class OverloadedError(StoreUnavailableError):

@@ -88,6 +88,7 @@ def load_projection(
         name=name or (base.name if base else None),
         version=version or (base.version if base else None),
         topics=list(topics) if topics else (list(base.topics) if base else None),
+        topic_prefix=base.topic_prefix if base else None,
     )
 
 

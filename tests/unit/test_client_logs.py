@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,19 @@ def client_calls_without_routed_config() -> list[str]:
 
 def test_every_client_in_the_package_gets_its_config_through_the_client_log() -> None:
     assert client_calls_without_routed_config() == []
+
+
+def test_the_producer_close_warning_of_confluent_kafka_is_not_printed() -> None:
+    # confluent-kafka's Producer.close() warns when aborting the open transaction fails
+    # (broker down, producer fenced); the writer that dropped the producer said why already.
+    script = (
+        "import warnings, eventsource.kafka.config\n"
+        "warnings.warn('Producer abort_transaction failed during close: KafkaError{...}',"
+        " RuntimeWarning)\n"
+        "warnings.warn('something else', RuntimeWarning)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert "abort_transaction" not in result.stderr
+    assert "something else" in result.stderr  # only that one warning is silenced

@@ -28,12 +28,16 @@ RECORD_ALLOWANCE = 1024
 names and fixed values, and Kafka's record and batch framing (a generous bound)."""
 
 
-def check_record_sizes(request: AppendRequest, limit: int | None, topic: str) -> None:
-    """Refuse the request if one of its events' records is larger than ``limit`` bytes."""
+def check_record_sizes(
+    request: AppendRequest, limit: int | None, topic: str, source: str = ""
+) -> None:
+    """Refuse the request if one of its events' records is larger than ``limit`` bytes
+    (``source``: the ``ce_source`` header's value)."""
     if limit is None:
         return
     extra = (
         RECORD_ALLOWANCE
+        + len(source)
         + 2 * len(request.key)  # the key, and the ce_subject header
         + len(request.aggregate_type)
         + len(request.correlation_id or "")

@@ -195,7 +195,8 @@ class ServedByWriters:
             correlation_id=correlation_id,
             causation_id=causation_id,
         )
-        check_record_sizes(request, self._record_limits.get(writer.topic), writer.topic)
+        limit = self._record_limits.get(writer.topic)
+        check_record_sizes(request, limit, writer.topic, self.source)
         writer.submit(request)
         return request
 

@@ -6,10 +6,10 @@ with the application id ``<application_id>.<member>`` (so its requests topic is
 ``<application_id>.<member>.append-requests``). A :class:`GroupRouter`, in any process,
 looks up the partition's owner in the writers group, sends the command to that member, and
 retries when the answer says nothing was written and ownership moved (``NotOwnerError``,
-``StoreUnavailableError``, ``OverloadedError``, all retriable) until ``retry_for`` seconds
+``StoreUnavailableError``, ``OverloadedError``) until ``retry_for`` seconds
 have passed. It never retries an ``UncertainCommitError`` (the owner may have committed:
 the caller reloads the version) nor a deterministic refusal (``ConcurrencyError``,
-``ApplyError``, ``EventTooLargeError``, a non-retriable ``StoreUnavailableError``). Its
+``ApplyError``, ``EventTooLargeError``). Its
 clients, one per owner member, are bounded (``max_clients``, least recently used first) and
 closed once their member owns no partition (:mod:`.client_pool`).
 """
@@ -172,10 +172,12 @@ class GroupRouter:
                 self.clients.retain(self.owners.members())
                 with self.clients.use(owner.member) as client:
                     return call(client)
-            except (NotOwnerError, StoreUnavailableError) as exc:
-                # Nothing was written: ownership moved or the owner is still taking over.
-                # A refusal that is not retriable (a closed or failed writer) stays one.
-                if not exc.retriable or time.monotonic() > deadline:
+            except (NotOwnerError, StoreUnavailableError):
+                # Nothing was written: ownership moved, the owner is still taking over or
+                # is overloaded, or its writer stopped (its partition moves on). Refusals
+                # that cannot change (ApplyError, EventTooLargeError, ConcurrencyError) are
+                # other classes and are raised at once.
+                if time.monotonic() > deadline:
                     raise
                 fresh = True
                 time.sleep(0.2)
