@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from eventsource.kafka.admin import topic_not_found, topic_partitions
 from eventsource.kafka.config import KafkaSettings, redact
 from eventsource.projection import Projection, ProjectionRunner
 from eventsource.service.follow import VersionFollower
@@ -95,8 +96,12 @@ def _unit(
     follower = VersionFollower(projection, service.database_url, pinned=pinned)
 
     def factory(lst: MetricsListener) -> ProjectionRunner:
+        # At every (re)start: a broker that does not answer is retried with backoff (and
+        # /readyz shows the error); a missing topic is a configuration error (exit 2).
+        current = follower.start()  # the live version, unless pinned (see service.follow)
+        check_topics(kafka, current)
         runner = ProjectionRunner(
-            follower.start(),  # the live version, unless pinned (see service.follow)
+            current,
             kafka,
             service.database_url,
             batch_size=service.batch_size,
@@ -114,3 +119,12 @@ def _unit(
         return switch
 
     return Unit(projection.name, factory, listener, follow)
+
+
+def check_topics(kafka: KafkaSettings, projection: Projection) -> None:
+    """Raise TopicNotFoundError for a topic of ``projection`` the cluster does not have
+    (BrokerUnreachableError if no broker answers within the connect timeout)."""
+    existing = topic_partitions(kafka, timeout=kafka.connect_timeout_s)
+    for topic in projection.topics:
+        if topic not in existing:
+            raise topic_not_found(topic, kafka, f" of projection {projection.name!r}")

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eventsource.errors import ConfigurationError
 from eventsource.kafka.config import REDACTED, KafkaSettings, is_secret_key
+from eventsource.projection.store import read_model_url
 
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)@")
 
@@ -86,6 +87,14 @@ class ServiceSettings(BaseSettings):
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
             return os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or None
         return None
+
+    @field_validator("database_url")
+    @classmethod
+    def _usable_url(cls, value: str) -> str:
+        # A malformed or unsupported URL is a configuration error before anything connects
+        # (ConfigurationError passes through pydantic unchanged).
+        read_model_url(value)
+        return value
 
     @field_validator("log_level")
     @classmethod
