@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from confluent_kafka import KafkaError
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from eventsource.errors import (
     BrokerError,
@@ -27,6 +28,7 @@ from eventsource.errors import (
 from eventsource.kafka.client_logs import TARGET as CLIENT_LOG_TARGET
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.reach import check_reachable
+from eventsource.projection.dberrors import database_error, database_of
 from eventsource.service.logs import REDACTOR
 from eventsource.service.settings import (
     ServiceSettings,
@@ -150,6 +152,13 @@ def exit_codes() -> Iterator[None]:
         fail(str(exc), ExitCode.USAGE)
     except EventSourceError as exc:
         fail(str(exc), ExitCode.FAILURE)
+    except DBAPIError as exc:
+        url = database_of(exc)
+        if url is None:
+            fail(f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}", ExitCode.FAILURE)
+        named = database_error(url, exc)
+        usage = isinstance(named, ConfigurationError)
+        fail(str(named), ExitCode.USAGE if usage else ExitCode.FAILURE)
     except Exception as exc:
         fail(f"{type(exc).__name__}: {exc}", ExitCode.FAILURE)
 

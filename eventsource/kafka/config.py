@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from eventsource.kafka.client_logs import with_client_log
+from eventsource.kafka.client_logs import admin_log_config, with_client_log
 
 _SECRET_KEY = re.compile(
     r"(password|secret|jaas|token|credentials|private|key\.pem|keystore)", re.I
@@ -115,5 +115,5 @@ class KafkaSettings(BaseSettings):
         }
 
     def admin_config(self, **overrides: Any) -> dict[str, Any]:
-        """AdminClient properties."""
-        return {**self.common(), **overrides}
+        """AdminClient properties (it is never polled: it logs critical lines only)."""
+        return admin_log_config({**self.common(), **overrides})

@@ -21,7 +21,7 @@ result code (``sqlite_errorname``) and by the message where neither is reported
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
@@ -33,11 +33,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "database_error",
+    "database_of",
     "describe_database",
     "is_permanent_db_error",
     "is_transient_db_error",
     "outage_error",
     "permanent_error",
+    "remember_database",
     "sqlite_errorname",
     "sqlstate",
 ]
@@ -82,6 +84,18 @@ def describe_database(url: URL) -> str:
     if url.get_backend_name() == "sqlite":
         return f"SQLite file {url.database}" if url.database else "in-memory SQLite"
     return f"PostgreSQL {url.render_as_string(hide_password=True)}"
+
+
+def remember_database(context: Any) -> None:
+    """``handle_error`` hook: the error carries its engine's URL, so whoever reports it can
+    name the database (:func:`database_of`)."""
+    context.sqlalchemy_exception.eventsource_database_url = context.engine.url
+
+
+def database_of(exc: BaseException) -> URL | None:
+    """The URL of the read-model database an SQLAlchemy error came from, if known."""
+    url = getattr(exc, "eventsource_database_url", None)
+    return url if isinstance(url, URL) else None
 
 
 def _driver_words(exc: BaseException) -> str:

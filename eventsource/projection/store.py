@@ -30,7 +30,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.sql.dml import Insert
 
 from eventsource.errors import ConfigurationError, DatabaseNotFoundError
-from eventsource.projection.dberrors import database_error, describe_database
+from eventsource.projection.dberrors import database_error, describe_database, remember_database
 from eventsource.projection.definition import Projection
 from eventsource.projection.tables import DDL_LOCK, FRAMEWORK_METADATA, projections_table
 
@@ -108,8 +108,10 @@ def create_read_model_engine(database_url: str | Path, *, must_exist: bool = Fal
         engine = create_engine(url, connect_args={"timeout": 60, "isolation_level": None})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    event.listen(engine, "handle_error", remember_database)
+    return engine
 
 
 def _check_sqlite_exists(database: str | None) -> None:

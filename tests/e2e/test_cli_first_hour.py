@@ -176,3 +176,28 @@ def test_run_retries_a_broker_that_is_down_and_readyz_names_it(
     assert status == 503
     assert svc.proc.poll() is None  # still running: a broker that is down is retried
     assert svc.stop() == 0
+
+
+def test_database_errors_name_the_database_and_the_fix(
+    cli: Cli, kafka_settings: KafkaSettings, postgres_url: str, pname: str
+) -> None:
+    topic = f"{pname}.events"
+    seed_bank(kafka_settings, topic, 20)
+    where = ["--name", pname, "-t", topic]
+    down = make_url(postgres_url).set(host="127.0.0.1", port=closed_port(), query={})
+    result = cli("status", BALANCES, *where, "-d", down.render_as_string(hide_password=False))
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert f"PostgreSQL {down.render_as_string(hide_password=True)} is unavailable" in line
+    assert "EVENTSOURCE_DATABASE_URL" in line and "sqlalche.me" not in line
+
+    stranger = make_url(postgres_url).set(username="nobody_e2e", password="wrong-pw")
+    refused = cli("replay", BALANCES, *where, "-d", stranger.render_as_string(hide_password=False))
+    assert refused.returncode == 2
+    line = one_error_line(refused)
+    assert "refused the login" in line and "check the user and password" in line
+    assert "wrong-pw" not in refused.stderr
+
+    plain = postgres_url.replace("postgresql+psycopg://", "postgres://", 1)
+    accepted = cli("replay", BALANCES, *where, "-d", plain)
+    assert accepted.returncode == 0, accepted.stderr

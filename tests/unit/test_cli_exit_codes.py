@@ -51,6 +51,8 @@ KAFKA_COMMANDS = [
     ["rebuild", BALANCES],
     ["dlq", "list", BALANCES],
     ["dlq", "replay", BALANCES],
+    ["dlq", "discard", BALANCES, "--all"],
+    ["dlq", "unpark", BALANCES, "--aggregate", "acc-1"],
 ]
 
 
@@ -62,7 +64,8 @@ def test_an_unreachable_broker_exits_1_with_one_line_naming_the_address_and_the_
     db = f"sqlite:///{tmp_path / 'rm.db'}"
     extra = (
         ["-d", db]
-        if command[0] in {"status", "replay", "rebuild"} or command[1:2] == ["replay"]
+        if command[0] in {"status", "replay", "rebuild"}
+        or command[1:2] in (["replay"], ["discard"], ["unpark"])
         else []
     )
     if command[0] == "status":
