@@ -24,7 +24,7 @@ lint: $(STAMP) ## ruff (lint + format check), mypy --strict, schema compatibilit
 	$(BIN)/ruff check eventsource tests benchmarks examples
 	$(BIN)/ruff format --check eventsource tests benchmarks examples
 	$(BIN)/mypy --strict eventsource
-	$(BIN)/eventsource schemas check examples.bank.domain --dir schemas
+	$(BIN)/eventsource schemas check
 
 fmt: $(STAMP) ## Format and auto-fix with ruff
 	$(BIN)/ruff format eventsource tests benchmarks examples

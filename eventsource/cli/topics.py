@@ -1,4 +1,4 @@
-"""``eventsource topics create|describe``: events topics with the right settings.
+"""``eventsource topics create|list|describe``: events topics with the right settings.
 
 Thin wrappers over :mod:`eventsource.kafka.admin`.
 """
@@ -20,19 +20,20 @@ from eventsource.cli.common import (
     load_settings,
 )
 from eventsource.domain import Aggregate
-from eventsource.errors import ConfigurationError
+from eventsource.errors import ConfigurationError, TopicNotFoundError
 from eventsource.kafka.admin import (
     EVENTS_TOPIC_CONFIG,
     TopicInfo,
     describe_topic,
     end_offsets,
     ensure_topic,
+    topic_partitions,
 )
 from eventsource.kafka.names import events_topic
 from eventsource.service.loader import load_typed
 from eventsource.service.settings import parse_properties
 
-app = typer.Typer(help="Create and inspect events topics.", no_args_is_help=True)
+app = typer.Typer(help="Create, list and inspect events topics.", no_args_is_help=True)
 
 AggregateOpt = Annotated[
     list[str] | None,
@@ -120,9 +121,40 @@ def create(
 def _exists(kafka: Any, topic: str, timeout: float) -> bool:
     try:
         describe_topic(kafka, topic, timeout=timeout)
-    except ConfigurationError:
+    except TopicNotFoundError:
         return False
     return True
+
+
+@app.command(
+    "list",
+    epilog="Examples:\n\n  eventsource topics list\n\n"
+    "  eventsource topics list --json | jq '.[].topic'",
+)
+def list_(
+    timeout: TimeoutOpt = 10.0,
+    bootstrap_servers: BootstrapOpt = None,
+    prop: PropertyOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The cluster's topics (Kafka's internal __ topics left out) and their partition counts.
+
+    Events topics are named <aggregate_type>.events; a projection's dead letters go to
+    <projection>.dlq.
+    """
+    with exit_codes():
+        settings = load_settings(bootstrap_servers, prop)
+        topics = topic_partitions(settings.kafka, timeout=timeout)
+    if json_out:
+        emit_json([{"topic": name, "partitions": n} for name, n in topics.items()])
+        return
+    if not topics:
+        typer.echo(f"no topics on {settings.kafka.bootstrap_servers}")
+        return
+    table = Table("topic", "partitions")
+    for name, n in topics.items():
+        table.add_row(name, str(n))
+    Console().print(table)
 
 
 def replication_warnings(info: TopicInfo) -> list[str]:

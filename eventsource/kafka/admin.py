@@ -18,9 +18,15 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
-from eventsource.errors import ConfigurationError, StoreUnavailableError
+from eventsource.errors import (
+    ConfigurationError,
+    EventSourceError,
+    StoreUnavailableError,
+    TopicNotFoundError,
+)
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
+from eventsource.kafka.reach import is_unreachable, unreachable_error
 
 __all__ = [
     "EVENTS_TOPIC_CONFIG",
@@ -30,6 +36,8 @@ __all__ = [
     "end_offsets",
     "ensure_topic",
     "replica_shortage",
+    "topic_not_found",
+    "topic_partitions",
 ]
 
 EVENTS_TOPIC_CONFIG: Mapping[str, str] = {
@@ -86,7 +94,9 @@ def ensure_topic(
         topic_config["min.insync.replicas"] = str(min_insync_replicas)
     admin = AdminClient(settings.admin_config())
     deadline = time.monotonic() + timeout
-    existing = _partition_count(admin, name, timeout, need_leaders=False)
+    existing = _partition_count(
+        admin, name, _first_contact(settings, timeout), need_leaders=False, settings=settings
+    )
     if existing is None:
         replication_factor, topic_config = cluster_defaults(
             _broker_count(admin, name, timeout), replication_factor, topic_config
@@ -129,11 +139,35 @@ def ensure_topic(
 def describe_topic(settings: KafkaSettings, name: str, *, timeout: float = 10.0) -> TopicInfo:
     """Partition count, replication factor and explicitly set configuration of a topic."""
     admin = AdminClient(settings.admin_config())
-    if _partition_count(admin, name, timeout, need_leaders=False) is None:
-        raise ConfigurationError(
-            f"topic {name!r} does not exist on {settings.bootstrap_servers}: create it first"
-        )
+    first = _first_contact(settings, timeout)
+    if _partition_count(admin, name, first, need_leaders=False, settings=settings) is None:
+        raise topic_not_found(name, settings)
     return _describe(admin, name, timeout)
+
+
+def topic_partitions(settings: KafkaSettings, *, timeout: float = 10.0) -> dict[str, int]:
+    """Every topic of the cluster but Kafka's internal ones (``__...``): name -> partitions."""
+    admin = AdminClient(settings.admin_config())
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise _wrap(exc, "could not list topics", settings, timeout) from exc
+    return {
+        name: len(topic.partitions)
+        for name, topic in sorted(metadata.topics.items())
+        if not name.startswith("__") and topic.error is None
+    }
+
+
+def topic_not_found(
+    name: str, settings: KafkaSettings | None, owner: str = ""
+) -> TopicNotFoundError:
+    """The one message for a missing topic: which, where, and how to find or make it."""
+    where = f" on {settings.bootstrap_servers}" if settings is not None else ""
+    return TopicNotFoundError(
+        f"topic {name!r}{owner} does not exist{where}: see the topics with "
+        "'eventsource topics list', or create it with 'eventsource topics create'"
+    )
 
 
 def end_offsets(settings: KafkaSettings, name: str, *, timeout: float = 10.0) -> dict[int, int]:
@@ -143,9 +177,10 @@ def end_offsets(settings: KafkaSettings, name: str, *, timeout: float = 10.0) ->
     ``StoreUnavailableError`` naming the partition, not a missing topic.
     """
     admin = AdminClient(settings.admin_config())
-    count = _partition_count(admin, name, timeout, need_leaders=False)
+    first = _first_contact(settings, timeout)
+    count = _partition_count(admin, name, first, need_leaders=False, settings=settings)
     if count is None:
-        raise ConfigurationError(f"topic {name!r} does not exist on {settings.bootstrap_servers}")
+        raise topic_not_found(name, settings)
     leaderless = _describe(admin, name, timeout).leaderless
     if leaderless:
         raise StoreUnavailableError(
@@ -176,7 +211,7 @@ def replica_shortage(
     """
     try:
         info = describe_topic(settings, name, timeout=timeout)
-    except (ConfigurationError, StoreUnavailableError, KafkaException):
+    except (EventSourceError, KafkaException):
         return None
     if partition >= len(info.in_sync) or info.in_sync[partition] >= info.min_insync_replicas:
         return None
@@ -211,8 +246,19 @@ def _broker_count(admin: AdminClient, name: str, timeout: float) -> int:
         raise _wrap(exc, f"could not read the cluster's brokers to create {name!r}") from exc
 
 
+def _first_contact(settings: KafkaSettings, timeout: float) -> float:
+    # The first request waits at most the connect timeout: no broker at all fails fast
+    # (BrokerUnreachableError); the rest of ``timeout`` is for a slow broker's work.
+    return min(timeout, settings.connect_timeout_s)
+
+
 def _partition_count(
-    admin: AdminClient, name: str, timeout: float, *, need_leaders: bool = True
+    admin: AdminClient,
+    name: str,
+    timeout: float,
+    *,
+    need_leaders: bool = True,
+    settings: KafkaSettings | None = None,
 ) -> int | None:
     """Partition count of ``name``; None if it does not exist (or, with ``need_leaders``,
     while some partition still has no leader, as right after its creation)."""
@@ -221,7 +267,7 @@ def _partition_count(
         # brokers with auto.create.topics.enable create it with default settings.
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise _wrap(exc, f"could not read metadata of topic {name!r}") from exc
+        raise _wrap(exc, f"could not read metadata of topic {name!r}", settings, timeout) from exc
     topic = metadata.topics.get(name)
     if topic is None or not topic.partitions:
         return None
@@ -277,7 +323,14 @@ def _describe(admin: AdminClient, name: str, timeout: float) -> TopicInfo:
     )
 
 
-def _wrap(exc: KafkaException, what: str) -> StoreUnavailableError:
+def _wrap(
+    exc: KafkaException,
+    what: str,
+    settings: KafkaSettings | None = None,
+    timeout: float | None = None,
+) -> StoreUnavailableError:
+    if settings is not None and timeout is not None and is_unreachable(exc):
+        return unreachable_error(settings, timeout)  # no broker answered: say where, and how
     error = exc.args[0]
     return StoreUnavailableError(
         f"{what}: {error.str() if isinstance(error, KafkaError) else error}",
