@@ -37,6 +37,7 @@ from eventsource.domain import Aggregate, Event, Position
 from eventsource.errors import (
     ConcurrencyError,
     FencedError,
+    NotEnoughReplicasError,
     StoreUnavailableError,
     UncertainCommitError,
 )
@@ -116,6 +117,7 @@ class PartitionWriter(ServiceThread):
         """A catch-up or tail re-read that receives nothing for this long fails."""
         self.state = WriterState.STARTING
         self.end_offset = 0
+        self.shortage: str | None = None  # why the cluster cannot take appends, if known
         self.producer: Producer | None = None
         self._queue: collections.deque[AppendRequest] = collections.deque()
         self._mutex = threading.RLock()
@@ -174,6 +176,8 @@ class PartitionWriter(ServiceThread):
             )
         if self.closing or self.state is WriterState.CLOSED:
             return StoreUnavailableError(f"the writer of {self.where} is closed", retriable=False)
+        if self.shortage is not None:
+            return NotEnoughReplicasError(f"nothing was written: {self.shortage}")
         return StoreUnavailableError(
             f"the writer of {self.where} is {self.state} (reconnecting to the broker at "
             f"{self.settings.bootstrap_servers}); nothing was written: retry shortly"
@@ -295,6 +299,8 @@ class PartitionWriter(ServiceThread):
     def set_state(self, state: WriterState) -> None:
         with self._cond:
             self.state = state
+            if state is WriterState.SERVING:
+                self.shortage = None
             self._cond.notify_all()
 
     def _take_batch(self) -> list[AppendRequest] | None:
