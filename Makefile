@@ -24,7 +24,7 @@ lint: $(STAMP) ## ruff (lint + format check), mypy --strict, schema compatibilit
 	$(BIN)/ruff check eventsource tests benchmarks examples
 	$(BIN)/ruff format --check eventsource tests benchmarks examples
 	$(BIN)/mypy --strict eventsource
-	$(BIN)/eventsource schemas check examples.bank.domain --dir schemas
+	$(BIN)/eventsource schemas check
 
 fmt: $(STAMP) ## Format and auto-fix with ruff
 	$(BIN)/ruff format eventsource tests benchmarks examples
@@ -38,7 +38,7 @@ test-unit: $(STAMP) ## Unit tests only (no I/O, seconds)
 	$(BIN)/pytest tests/unit -q
 
 chaos: $(STAMP) ## Long reliability run: 20 SIGKILLs over 100k events
-	EVENTSOURCE_CHAOS=1 $(BIN)/python -m eventsource.testing.services run -- $(BIN)/pytest tests/reliability -m slow -q
+	EVENTSOURCE_CHAOS=1 $(BIN)/python -m eventsource.testing.services run -- $(BIN)/pytest tests/reliability tests/integration/test_cluster.py -m slow -q
 
 demo: $(STAMP) ## The bank demo: broker, appends, projection into SQLite, balances, replay
 	$(BIN)/python -m examples.bank.demo
@@ -53,7 +53,7 @@ api: $(STAMP) ## The bank HTTP example (examples/bank/api.py) on :8000 (API_PORT
 	$(BIN)/uvicorn --factory examples.bank.api:create_app --host 127.0.0.1 --port $(API_PORT)
 
 bench: $(STAMP) ## Benchmarks against raw confluent-kafka baselines (ratios printed)
-	$(BIN)/python -m eventsource.testing.services run -- bash -c '$(BIN)/python benchmarks/append.py && $(BIN)/python benchmarks/replay.py && $(BIN)/python benchmarks/takeover.py'
+	$(BIN)/python -m eventsource.testing.services run -- bash -c '$(BIN)/python benchmarks/append.py && $(BIN)/python benchmarks/replay.py && $(BIN)/python benchmarks/takeover.py && $(BIN)/python benchmarks/aio.py'
 
 docs-cli: $(STAMP) ## Regenerate docs/reference/cli.md from the Typer app
 	$(BIN)/python docs/gen_cli_reference.py

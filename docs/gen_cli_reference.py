@@ -30,13 +30,30 @@ so stdout stays parseable.
 
 ## Exit codes
 
-| code | meaning |
-|---|---|
-| 0 | success |
-| 1 | operational failure: broker or database unreachable, a topic or aggregate \
-missing, a drain that exceeded its bound, `status --max-lag` exceeded |
-| 2 | usage or configuration error: bad flag, bad `--from`, bad import path, bad setting |
-| 3 | a projection with the STOP policy halted at a poison record |
+The one table of exit codes: every command keeps to it (`tests/unit/test_cli_exit_codes.py`
+and the end-to-end CLI tests check them).
+
+| code | meaning | examples |
+|---|---|---|
+| 0 | success | `run` stopped by SIGTERM/SIGINT after draining; `events tail` stopped by Ctrl-C |
+| 1 | operational failure: something outside the command failed, retrying later may work \
+| no broker answered within `--connect-timeout`; the database server is unreachable; an \
+aggregate has no events (`events show`); `run`'s drain exceeded `--drain-timeout`; \
+`status --max-lag` exceeded; `schemas check` found problems |
+| 2 | usage or configuration error: fix the command or the settings | a bad flag or \
+`--from`; a bad import path; a malformed or unsupported database URL; a SQLite file in a \
+directory that does not exist; a wrong database password; a topic that does not exist \
+(every command that names one) |
+| 3 | a projection with the STOP policy halted at a poison record | `run`, `replay`, \
+`rebuild`, `dlq replay` |
+| 130 | interrupted by Ctrl-C (SIGINT) | any one-shot command but `events tail` |
+
+An unreachable broker fails a one-shot command after `--connect-timeout` seconds (default
+5, `EVENTSOURCE_CONNECT_TIMEOUT_S`) with one line naming the address tried and how to
+point elsewhere (`-b HOST:PORT` or `EVENTSOURCE_BOOTSTRAP_SERVERS`). `eventsource run`
+does not give up on a broker that is down: it retries with backoff and `/readyz` reports
+the error; it exits 2 at start-up on a permanent misconfiguration (a missing topic, a
+SQLite path in a missing directory, a wrong database password).
 
 ## Environment
 
@@ -116,7 +133,9 @@ def _param_row(param: Any) -> str:
         names = [*param.opts, *param.secondary_opts]
         name = " / ".join(f"`{n}`" for n in names)
     default = ""
-    if param.show_default is not False and param.default not in (None, False, ()):
+    if isinstance(param.show_default, str):
+        default = param.show_default.replace("|", "\\|")
+    elif param.show_default is not False and param.default not in (None, False, ()):
         default = f"`{param.default}`"
     required = " (required)" if param.required else ""
     help_text = (getattr(param, "help", None) or "").replace("|", "\\|")
@@ -128,8 +147,10 @@ def render() -> str:
     root = get_command(app)
     parts = [HEADER + "\n".join(_env_rows()) + "\n"]
     parts.append(
-        "## Global options\n\n`eventsource [--verbose] COMMAND ...`: `-v` / `--verbose` shows "
-        "the Kafka client's own log lines.\n"
+        "## Global options\n\n`eventsource [--verbose] [--connect-timeout SECONDS] COMMAND ...`: "
+        "`-v` / `--verbose` shows the Kafka client's own log lines; `--connect-timeout` "
+        "bounds how long a command waits for a broker to answer (default 5 s, "
+        "`EVENTSOURCE_CONNECT_TIMEOUT_S`).\n"
     )
     for path, command in _commands(root, ()):
         if path[0] == "dev":

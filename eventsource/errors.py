@@ -8,6 +8,7 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     EventSourceError
     ├── ConfigurationError              bad settings, bad import path, invalid identifier
     │   ├── InvalidIdentifierError      a table / projection / topic name that is not allowed
+    │   ├── TopicNotFoundError          a topic named by the user or a projection does not exist
     │   ├── DatabaseNotFoundError       a read-only command pointed at a database that is not there
     │   └── TopicRetentionError         an events topic that can lose records (retention,
     │                                   compaction): the store refuses to start on it
@@ -39,6 +40,8 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     │   ├── VersionSequenceError        a gap or duplicate in an aggregate's versions on the
     │   │                               topic (names topic, partition, offset, versions)
     │   └── StoreUnavailableError       broker unreachable / writer not ready (retriable)
+    │       ├── BrokerUnreachableError  no broker answered at the bootstrap address in time
+    │       ├── NotEnoughReplicasError  fewer in-sync replicas than min.insync.replicas
     │       └── OverloadedError         the owner's append queue is full (nothing written)
     ├── ProjectionError                 read side failures
     │   ├── HandlerError                a projection handler raised (after retries)
@@ -62,6 +65,7 @@ __all__ = [
     "BadMagicError",
     "BrokerError",
     "BrokerStartError",
+    "BrokerUnreachableError",
     "ConcurrencyError",
     "ConfigurationError",
     "CorruptPayloadError",
@@ -78,6 +82,7 @@ __all__ = [
     "InvalidIdentifierError",
     "MissingHandlerError",
     "MissingToolError",
+    "NotEnoughReplicasError",
     "NotOwnerError",
     "OverloadedError",
     "PayloadValidationError",
@@ -89,6 +94,7 @@ __all__ = [
     "SchemaResolutionError",
     "StoreError",
     "StoreUnavailableError",
+    "TopicNotFoundError",
     "TopicRetentionError",
     "UncertainCommitError",
     "UnknownSchemaError",
@@ -116,6 +122,10 @@ class ConfigurationError(EventSourceError):
 
 class InvalidIdentifierError(ConfigurationError):
     """A table, projection or topic name that is not a safe identifier."""
+
+
+class TopicNotFoundError(ConfigurationError):
+    """A topic that was named (on the command line, or as a projection's topic) is missing."""
 
 
 class DatabaseNotFoundError(ConfigurationError):
@@ -275,6 +285,21 @@ class StoreUnavailableError(StoreError):
     """The store cannot serve right now (broker down, still catching up)."""
 
     retriable = True
+
+
+class BrokerUnreachableError(StoreUnavailableError):
+    """No broker answered at the bootstrap address within the connect timeout.
+
+    The message names the address and how to point elsewhere (``-b`` /
+    ``EVENTSOURCE_BOOTSTRAP_SERVERS``).
+    """
+
+
+class NotEnoughReplicasError(StoreUnavailableError):
+    """The cluster has fewer in-sync replicas of a partition than ``min.insync.replicas``.
+
+    Nothing was written; appends succeed again once enough brokers are back.
+    """
 
 
 class OverloadedError(StoreUnavailableError):

@@ -1,7 +1,8 @@
 """The ``eventsource`` command: a thin Typer shell over the library's composition functions.
 
-Exit codes: 0 ok, 1 operational failure, 2 usage or configuration error, 3 a projection
-stopped at a poison record.
+Exit codes (:class:`~eventsource.service.supervisor.ExitCode`): 0 ok, 1 operational
+failure, 2 usage or configuration error, 3 a projection stopped at a poison record, 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from typing import Annotated
 
 import typer
 
-from eventsource.cli.common import LIBRDKAFKA_LOG
+from eventsource.cli.common import LIBRDKAFKA_LOG, connect_timeout
 
 app = typer.Typer(
     name="eventsource",
     help="Kafka as a correct event store: topics, events, projections, replay, services.\n\n"
     "Settings come from EVENTSOURCE_* environment variables, overridden by flags. "
-    "Exit codes: 0 ok, 1 operational failure, 2 usage or configuration error, "
-    "3 a projection stopped at a poison record.",
+    "Exit codes: 0 ok, 1 operational failure (broker or database unreachable), "
+    "2 usage or configuration error (a missing topic included), "
+    "3 a projection stopped at a poison record, 130 interrupted (Ctrl-C).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -31,7 +33,17 @@ def _root(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show the Kafka client's own log lines.")
     ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--connect-timeout",
+            min=0.1,
+            help="Seconds a command waits for a broker to answer before it fails.",
+            show_default="$EVENTSOURCE_CONNECT_TIMEOUT_S or 5",
+        ),
+    ] = None,
 ) -> None:
+    connect_timeout[:] = [] if timeout is None else [timeout]
     # librdkafka logs every refused connection; one-shot commands report errors themselves.
     LIBRDKAFKA_LOG.setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     if verbose:
@@ -47,7 +59,9 @@ def _register() -> None:
     if _registered:
         return
     _registered = True
-    from eventsource.cli import dlq, events, projections, run, schemas, topics
+    from eventsource.cli import dlq, events, helptext, projections, run, schemas, topics
+
+    helptext.install()
 
     app.add_typer(topics.app, name="topics")
     app.add_typer(events.app, name="events")

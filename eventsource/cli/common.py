@@ -1,8 +1,8 @@
 """What every command shares: connection options, settings, output, errors and exit codes.
 
-Exit codes (documented in the CLI reference): 0 ok, 1 operational failure (broker or
-database unreachable, a topic missing), 2 usage or configuration error, 3 a projection
-stopped at a poison record.
+Exit codes (:class:`ExitCode`, one table in the CLI reference): 0 ok, 1 operational
+failure (broker or database unreachable), 2 usage or configuration error (a missing topic
+included), 3 a projection stopped at a poison record, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from confluent_kafka import KafkaError
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from eventsource.errors import (
     BrokerError,
@@ -26,6 +27,8 @@ from eventsource.errors import (
 )
 from eventsource.kafka.client_logs import TARGET as CLIENT_LOG_TARGET
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.reach import check_reachable
+from eventsource.projection.dberrors import database_error, database_of
 from eventsource.service.logs import REDACTOR
 from eventsource.service.settings import (
     ServiceSettings,
@@ -45,8 +48,8 @@ BootstrapOpt = Annotated[
     typer.Option(
         "--bootstrap-servers",
         "-b",
-        help="Kafka bootstrap servers [default: $EVENTSOURCE_BOOTSTRAP_SERVERS or 127.0.0.1:9092]",
-        show_default=False,
+        help="Kafka bootstrap servers (host:port, comma-separated).",
+        show_default="$EVENTSOURCE_BOOTSTRAP_SERVERS or 127.0.0.1:9092",
     ),
 ]
 PropertyOpt = Annotated[
@@ -64,18 +67,39 @@ DatabaseOpt = Annotated[
     typer.Option(
         "--database-url",
         "-d",
-        help="SQLAlchemy URL of the read-model database "
-        "[default: $EVENTSOURCE_DATABASE_URL or sqlite:///.eventsource/readmodels.db]",
-        show_default=False,
+        help="Read-model database: a SQLite path, sqlite:///path or "
+        "postgresql://user:password@host/db.",
+        show_default="$EVENTSOURCE_DATABASE_URL or sqlite:///.eventsource/readmodels.db",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
-@dataclass(frozen=True)
+#: ``eventsource --connect-timeout SECONDS``: set by the root callback before any command.
+connect_timeout: list[float] = []
+
+
+@dataclass
 class Settings:
-    kafka: KafkaSettings
+    """Kafka and service settings of one command.
+
+    The first read of :attr:`kafka` checks that a broker answers within the connect timeout
+    (:class:`~eventsource.errors.BrokerUnreachableError` otherwise), so a command fails in
+    seconds with one line instead of waiting on librdkafka's retries. Commands read it only
+    once their own arguments are checked; ``run`` reads :attr:`kafka_unchecked`, since a
+    service rides out a broker that is down.
+    """
+
+    kafka_unchecked: KafkaSettings
     service: ServiceSettings
+    _checked: bool = False
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        if not self._checked:
+            check_reachable(self.kafka_unchecked)
+            self._checked = True
+        return self.kafka_unchecked
 
 
 def load_settings(
@@ -86,6 +110,8 @@ def load_settings(
 ) -> Settings:
     """Environment + flags -> settings; registers every secret with the output scrubber."""
     kafka = kafka_settings(bootstrap_servers, parse_properties(properties or []))
+    if connect_timeout:
+        kafka = kafka.model_copy(update={"connect_timeout_s": connect_timeout[-1]})
     REDACTOR.add(secret_values(kafka, None))
     overrides = {k: v for k, v in service.items() if v is not None}
     if database_url:
@@ -115,14 +141,24 @@ def exit_codes() -> Iterator[None]:
     """Turn the library's errors into one scrubbed line on stderr and a meaningful code."""
     try:
         yield
-    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+    except (typer.Exit, typer.Abort):
         raise
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except ProjectionStoppedError as exc:
         fail(str(exc), ExitCode.POISON)
     except ConfigurationError as exc:
         fail(str(exc), ExitCode.USAGE)
     except EventSourceError as exc:
         fail(str(exc), ExitCode.FAILURE)
+    except DBAPIError as exc:
+        url = database_of(exc)
+        if url is None:
+            fail(f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}", ExitCode.FAILURE)
+        named = database_error(url, exc)
+        usage = isinstance(named, ConfigurationError)
+        fail(str(named), ExitCode.USAGE if usage else ExitCode.FAILURE)
     except Exception as exc:
         fail(f"{type(exc).__name__}: {exc}", ExitCode.FAILURE)
 

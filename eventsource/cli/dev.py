@@ -9,11 +9,12 @@ from typing import NoReturn
 import typer
 
 from eventsource.errors import EventSourceError
+from eventsource.kafka.cluster import LocalKafkaCluster
 from eventsource.kafka.launcher import DEFAULT_VERSION, LocalKafka
 
 app = typer.Typer(help="Local development services.", no_args_is_help=True)
 kafka_app = typer.Typer(
-    help="A local single-node Apache Kafka broker (KRaft) from Maven Central jars.",
+    help="A local Apache Kafka broker or cluster (KRaft) from Maven Central jars.",
     no_args_is_help=True,
 )
 app.add_typer(kafka_app, name="kafka")
@@ -33,6 +34,23 @@ HomeOption = typer.Option(
     help="Broker home (config, data, logs); default $EVENTSOURCE_HOME/kafka-<port> "
     "or ~/.cache/eventsource/kafka-<port>.",
 )
+
+BrokersOption = typer.Option(
+    1,
+    "--brokers",
+    min=1,
+    help="Nodes: 1 (a single broker) or more (a KRaft cluster; node i listens on "
+    "port+2(i-1), its controller on the next port; home default kafka-cluster-<port>).",
+)
+
+
+def _cluster(
+    brokers: int, port: int, home: Path | None, version: str = DEFAULT_VERSION
+) -> LocalKafkaCluster:
+    try:
+        return LocalKafkaCluster(home=home, brokers=brokers, port=port, version=version)
+    except EventSourceError as exc:
+        _fail(exc)
 
 
 def _broker(port: int, controller_port: int, home: Path | None, version: str) -> LocalKafka:
@@ -54,8 +72,12 @@ def start(
     home: Path | None = HomeOption,
     version: str = typer.Option(DEFAULT_VERSION, "--version", help="Apache Kafka version."),
     timeout: float = typer.Option(90.0, "--timeout", help="Seconds to wait for the broker."),
+    brokers: int = BrokersOption,
 ) -> None:
     """Start the broker (fetching its jars with Maven on first use) and wait until it answers."""
+    if brokers > 1:
+        _start_cluster(_cluster(brokers, port, home, version), max(timeout, 180.0))
+        return
     kafka = _broker(port, controller_port, home, version)
     try:
         status = kafka.start(timeout=timeout)
@@ -73,14 +95,40 @@ def start(
         )
 
 
+def _start_cluster(cluster: LocalKafkaCluster, timeout: float) -> None:
+    try:
+        status = cluster.start(timeout=timeout)
+    except EventSourceError as exc:
+        _fail(exc)
+    pids = ", ".join(str(node.pid) for node in status.nodes)
+    typer.echo(
+        f"Apache Kafka {cluster.version} cluster of {len(status.nodes)} nodes running at "
+        f"{cluster.bootstrap_servers} (pids {pids}, home {cluster.home})"
+    )
+
+
 @kafka_app.command("stop")
 def stop(
     port: int = PortOption,
     controller_port: int = ControllerPortOption,
     home: Path | None = HomeOption,
     timeout: float = typer.Option(20.0, "--timeout", help="Seconds before SIGKILL."),
+    brokers: int = BrokersOption,
 ) -> None:
     """Stop the broker (SIGTERM, then SIGKILL after the timeout), leaving no process behind."""
+    if brokers > 1:
+        cluster = _cluster(brokers, port, home)
+        try:
+            nodes = cluster.stop(timeout=timeout)
+        except EventSourceError as exc:
+            _fail(exc)
+        typer.echo(
+            f"stopped nodes {', '.join(map(str, sorted(nodes)))} of the cluster at "
+            f"{cluster.bootstrap_servers}"
+            if nodes
+            else f"no node was running at {cluster.bootstrap_servers} (home {cluster.home})"
+        )
+        return
     kafka = _broker(port, controller_port, home, DEFAULT_VERSION)
     pid = kafka.status().pid
     try:
@@ -99,8 +147,19 @@ def status(
     controller_port: int = ControllerPortOption,
     home: Path | None = HomeOption,
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+    brokers: int = BrokersOption,
 ) -> None:
     """Is the broker running? Exit code 0 either way; see ``running``."""
+    if brokers > 1:
+        cluster = _cluster(brokers, port, home).status()
+        if as_json:
+            typer.echo(json.dumps(cluster.to_dict(), sort_keys=True))
+            return
+        typer.echo(f"{cluster.running} of {len(cluster.nodes)} nodes running")
+        for i, node in enumerate(cluster.nodes, start=1):
+            state = f"running (pid {node.pid})" if node.running else "not running"
+            typer.echo(f"  node {i} at {node.bootstrap_servers}: {state}, log {node.log_file}")
+        return
     kafka = _broker(port, controller_port, home, DEFAULT_VERSION)
     current = kafka.status()
     if as_json:

@@ -91,14 +91,40 @@ def list_(
         if not rows:
             typer.echo(f"no dead letters in {dlq_topic(p.name, p.topic_prefix)}")
             return
-        for r in rows:
-            src = r["source"]
-            typer.echo(
-                f"{r['dlq_partition']}@{r['dlq_offset']}  "
-                f"{src['topic']}[{src['partition']}]@{src['offset']}  "
-                f"{r['aggregate_id'] or '-'}  {r['type'] or '?'}  {r['stage']}  "
-                f"{r['exception']}: {r['message']}  {r['dead_lettered_at'] or ''}"
+        header = ("DLQ", "SOURCE", "AGGREGATE", "TYPE", "STAGE", "DEAD-LETTERED AT", "ERROR")
+        table: list[tuple[str, ...]] = [
+            (
+                f"{r['dlq_partition']}@{r['dlq_offset']}",
+                f"{r['source']['topic']}[{r['source']['partition']}]@{r['source']['offset']}",
+                r["aggregate_id"] or "-",
+                r["type"] or "?",
+                r["stage"] or "-",
+                r["dead_lettered_at"] or "-",
+                error_text(r),
             )
+            for r in rows
+        ]
+        for line in aligned(header, table):
+            typer.echo(line)
+        typer.echo(f"{len(rows)} dead letter(s) in {dlq_topic(p.name)}")
+
+
+def aligned(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Plain columns, the last one unbounded: greppable, never truncated to a terminal."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    return [
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]])
+        for row in [header, *rows]
+    ]
+
+
+def error_text(row: dict[str, Any]) -> str:
+    """The error column: ``Class: message``, or why a record without one is here."""
+    if row["exception"]:
+        return f"{row['exception']}: {row['message']}" if row["message"] else row["exception"]
+    if row["stage"] == "parked":
+        return "parked: an earlier record of this aggregate is a dead letter"
+    return row["message"] or "-"
 
 
 @app.command(

@@ -52,8 +52,8 @@ TopicOpt = Annotated[
     typer.Option(
         "--topic",
         "-t",
-        help="Topic to read [default: the aggregate's events topic].",
-        show_default=False,
+        help="Topic to read.",
+        show_default="the aggregate's events topic",
     ),
 ]
 
@@ -122,7 +122,8 @@ def tail(
         aggregates = _aggregates(aggregate or [])
         codec = _codec(aggregates, schemas)
         name = _topic(topic, aggregates)
-        consumer, parts = open_reader(settings.kafka, name, partition, StartAt.parse(start))
+        at = StartAt.parse(start)
+        consumer, parts = open_reader(settings.kafka, name, partition, at)
         count = 0
         try:
             for msg in records(consumer, parts, follow=follow):

@@ -15,6 +15,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -112,20 +113,28 @@ def parse_bound(spec: str | None, what: str) -> tuple[int | None, datetime | Non
     raise ConfigurationError(f"{what} {spec!r} is not understood")
 
 
+#: What the bar counts: positions in the topics, so transaction markers count too; the
+#: summary line afterwards counts events.
+UNIT = "offsets"
+
+
 class _Rate(ProgressColumn):
     def render(self, task: Task) -> Text:
         rate = task.fields.get("rate", 0.0)
-        return Text(f"{rate:,.0f} ev/s", style="progress.data.speed")
+        return Text(f"{rate:,.0f} {UNIT}/s", style="progress.data.speed")
 
 
-class _Lag(ProgressColumn):
+class _Left(ProgressColumn):
     def render(self, task: Task) -> Text:
-        return Text(f"lag {task.fields.get('lag', 0):,}", style="progress.remaining")
+        return Text(f"{task.fields.get('lag', 0):,} left", style="progress.remaining")
 
 
 @contextmanager
 def progress_bar(label: str, enabled: bool) -> Iterator[Any]:
-    """A rich progress bar on stderr fed by :class:`ReplayProgress` reports; None if off."""
+    """A rich progress bar on stderr fed by :class:`ReplayProgress` reports; None if off.
+
+    The bar appears with the first report, when the total is known: never a ``0/?`` frame.
+    """
     if not enabled:
         yield None
         return
@@ -133,18 +142,25 @@ def progress_bar(label: str, enabled: bool) -> Iterator[Any]:
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn(UNIT),
         _Rate(),
-        _Lag(),
+        _Left(),
         TimeElapsedColumn(),
         console=Console(stderr=True),
         transient=False,
     )
-    task = progress.add_task(label, total=None, rate=0.0, lag=0)
+    tasks: list[TaskID] = []
 
     def report(p: ReplayProgress) -> None:
+        if not tasks:
+            tasks.append(progress.add_task(label, total=p.events_total, rate=0.0, lag=0))
+            progress.start()
         progress.update(
-            task, completed=p.events_done, total=p.events_total, rate=p.rate, lag=p.lag_left
+            tasks[0], completed=p.events_done, total=p.events_total, rate=p.rate, lag=p.lag_left
         )
 
-    with progress:
+    try:
         yield report
+    finally:
+        if tasks:
+            progress.stop()

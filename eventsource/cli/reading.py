@@ -26,9 +26,11 @@ from confluent_kafka import (
 
 from eventsource.cli.common import kafka_error
 from eventsource.codec import EventCodec
-from eventsource.errors import BrokerError, ConfigurationError, DecodeError
+from eventsource.errors import ConfigurationError, DecodeError
+from eventsource.kafka.admin import topic_not_found
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
+from eventsource.kafka.reach import is_unreachable, unreachable_error
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,10 @@ def open_reader(
         )
     )
     try:
-        metadata = consumer.list_topics(timeout=15)
+        metadata = consumer.list_topics(timeout=settings.connect_timeout_s)
         meta = metadata.topics.get(topic)
         if meta is None or not meta.partitions:
-            raise BrokerError(
-                f"topic {topic!r} does not exist on {settings.bootstrap_servers}: check the "
-                "name with 'eventsource topics describe' or create it"
-            )
+            raise topic_not_found(topic, settings)
         available = sorted(meta.partitions)
         chosen = available if partitions is None else partitions
         missing = sorted(set(chosen) - set(available))
@@ -87,6 +86,8 @@ def open_reader(
         consumer.assign(_start_positions(consumer, topic, chosen, start))
     except KafkaException as exc:
         consumer.close()
+        if is_unreachable(exc):
+            raise unreachable_error(settings, settings.connect_timeout_s) from exc
         raise kafka_error(exc, f"cannot read {topic!r}") from exc
     except Exception:
         consumer.close()

@@ -27,41 +27,48 @@ def run(
     http_port: Annotated[
         int | None,
         typer.Option(
-            help="Port of /healthz, /readyz and /metrics (0: any free port) "
-            "[default: $EVENTSOURCE_HTTP_PORT or 9464].",
-            show_default=False,
+            help="Port of /healthz, /readyz and /metrics (0: any free port).",
+            show_default="$EVENTSOURCE_HTTP_PORT or 9464",
         ),
     ] = None,
     http_host: Annotated[
         str | None,
-        typer.Option(help="Address the probes listen on [default: 0.0.0.0].", show_default=False),
+        typer.Option(
+            help="Address the probes listen on.",
+            show_default="$EVENTSOURCE_HTTP_HOST or 0.0.0.0",
+        ),
     ] = None,
     no_http: Annotated[bool, typer.Option("--no-http", help="Serve no probes.")] = False,
     batch_size: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Records per database transaction [default: 5000].", show_default=False
+            min=1,
+            help="Records per database transaction.",
+            show_default="$EVENTSOURCE_BATCH_SIZE or 5000",
         ),
     ] = None,
     drain_timeout: Annotated[
         float | None,
         typer.Option(
-            help="Seconds SIGTERM/SIGINT may take to finish the in-flight batches [default: 20].",
-            show_default=False,
+            help="Seconds SIGTERM/SIGINT may take to finish the in-flight batches.",
+            show_default="$EVENTSOURCE_DRAIN_TIMEOUT_S or 20",
         ),
     ] = None,
     log_level: Annotated[
         str | None,
-        typer.Option(help="DEBUG, INFO, WARNING or ERROR [default: INFO].", show_default=False),
+        typer.Option(
+            help="DEBUG, INFO, WARNING or ERROR.", show_default="$EVENTSOURCE_LOG_LEVEL or INFO"
+        ),
     ] = None,
     log_format: Annotated[
-        str | None, typer.Option(help="json or console [default: json].", show_default=False)
+        str | None,
+        typer.Option(help="json or console.", show_default="$EVENTSOURCE_LOG_FORMAT or json"),
     ] = None,
     group_id: Annotated[
         str | None,
         typer.Option(
-            help="Consumer group [default: <application_id>.projection.<name>.v<version>].",
-            show_default=False,
+            help="Consumer group.",
+            show_default="<application_id>.projection.<name>.v<version>",
         ),
     ] = None,
     name: NameOpt = None,
@@ -103,5 +110,9 @@ def run(
         projections = load_projections(projection, name, topic)
         # The Kafka client's warnings (broker down, reconnecting) become JSON log lines.
         LIBRDKAFKA_LOG.setLevel(max(logging.WARNING, logging.getLevelName(service.log_level)))
-        code = serve(projections, settings.kafka, service, group_id=group_id, signals=signals)
+        # Not settings.kafka: a service waits for a broker that is down (and says so in
+        # /readyz) instead of failing like a one-shot command.
+        code = serve(
+            projections, settings.kafka_unchecked, service, group_id=group_id, signals=signals
+        )
     raise typer.Exit(int(code))

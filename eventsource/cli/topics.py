@@ -1,4 +1,4 @@
-"""``eventsource topics create|describe``: events topics with the right settings.
+"""``eventsource topics create|list|describe``: events topics with the right settings.
 
 Thin wrappers over :mod:`eventsource.kafka.admin`.
 """
@@ -20,13 +20,20 @@ from eventsource.cli.common import (
     load_settings,
 )
 from eventsource.domain import Aggregate
-from eventsource.errors import ConfigurationError
-from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, describe_topic, end_offsets, ensure_topic
+from eventsource.errors import ConfigurationError, TopicNotFoundError
+from eventsource.kafka.admin import (
+    EVENTS_TOPIC_CONFIG,
+    TopicInfo,
+    describe_topic,
+    end_offsets,
+    ensure_topic,
+    topic_partitions,
+)
 from eventsource.kafka.names import events_topic
 from eventsource.service.loader import load_typed
 from eventsource.service.settings import parse_properties
 
-app = typer.Typer(help="Create and inspect events topics.", no_args_is_help=True)
+app = typer.Typer(help="Create, list and inspect events topics.", no_args_is_help=True)
 
 AggregateOpt = Annotated[
     list[str] | None,
@@ -65,7 +72,11 @@ def create(
     aggregate: AggregateOpt = None,
     partitions: Annotated[int, typer.Option(min=1, help="Partition count (fixed forever).")] = 6,
     replication_factor: Annotated[
-        int, typer.Option(help="Copies of each partition; -1: the broker's default.")
+        int,
+        typer.Option(
+            help="Copies of each partition; -1: min(3, brokers), with min.insync.replicas=2 "
+            "at three copies unless --config sets it."
+        ),
     ] = -1,
     config: Annotated[
         list[str] | None,
@@ -110,9 +121,60 @@ def create(
 def _exists(kafka: Any, topic: str, timeout: float) -> bool:
     try:
         describe_topic(kafka, topic, timeout=timeout)
-    except ConfigurationError:
+    except TopicNotFoundError:
         return False
     return True
+
+
+@app.command(
+    "list",
+    epilog="Examples:\n\n  eventsource topics list\n\n"
+    "  eventsource topics list --json | jq '.[].topic'",
+)
+def list_(
+    timeout: TimeoutOpt = 10.0,
+    bootstrap_servers: BootstrapOpt = None,
+    prop: PropertyOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The cluster's topics (Kafka's internal __ topics left out) and their partition counts.
+
+    Events topics are named <aggregate_type>.events; a projection's dead letters go to
+    <projection>.dlq.
+    """
+    with exit_codes():
+        settings = load_settings(bootstrap_servers, prop)
+        topics = topic_partitions(settings.kafka, timeout=timeout)
+    if json_out:
+        emit_json([{"topic": name, "partitions": n} for name, n in topics.items()])
+        return
+    if not topics:
+        typer.echo(f"no topics on {settings.kafka.bootstrap_servers}")
+        return
+    table = Table("topic", "partitions")
+    for name, n in topics.items():
+        table.add_row(name, str(n))
+    Console().print(table)
+
+
+def replication_warnings(info: TopicInfo) -> list[str]:
+    """What is unsafe about an events topic's replication on the cluster it lives on."""
+    if not info.name.endswith(".events") or info.brokers < 3:
+        return []
+    warnings = []
+    if info.replication_factor < 3:
+        warnings.append(
+            f"{info.name} has replication factor {info.replication_factor} on a cluster of "
+            f"{info.brokers} brokers: losing one broker can lose acknowledged events. "
+            "Recreate it with 3 replicas (or add replicas with kafka-reassign-partitions)"
+        )
+    elif info.min_insync_replicas < 2:
+        warnings.append(
+            f"{info.name} has min.insync.replicas={info.min_insync_replicas}"
+            ": an acknowledged append may live on one broker only. Set it to 2 "
+            "(kafka-configs --alter --add-config min.insync.replicas=2)"
+        )
+    return warnings
 
 
 @app.command(epilog="Example: eventsource topics describe bank.account.events --json")
@@ -128,12 +190,15 @@ def describe(
         settings = load_settings(bootstrap_servers, prop)
         info = describe_topic(settings.kafka, topic, timeout=timeout)
         ends = end_offsets(settings.kafka, topic, timeout=timeout)
+        warnings = replication_warnings(info)
         data = {
             "topic": info.name,
             "partitions": info.partitions,
             "replication_factor": info.replication_factor,
             "config": info.config,
             "end_offsets": {str(p): o for p, o in sorted(ends.items())},
+            "brokers": info.brokers,
+            "warnings": warnings,
         }
         if json_out:
             emit_json(data)
@@ -145,6 +210,8 @@ def describe(
             f"replication={info.replication_factor}  {settings_line}",
             highlight=False,
         )
+        for warning in warnings:
+            console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
         table = Table("partition", "end offset")
         for p, offset in sorted(ends.items()):
             table.add_row(str(p), str(offset))

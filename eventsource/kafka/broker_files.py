@@ -145,13 +145,34 @@ def ensure_jars(version: str, cache_dir: Path | None = None) -> Path:
     return lib
 
 
-def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
-    """A combined broker+controller configuration that a single node can actually serve."""
+def server_properties(
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    *,
+    node_id: int = 1,
+    voters: str | None = None,
+    replicas: int = 1,
+) -> str:
+    """A combined broker+controller configuration.
+
+    One node (``voters`` None) bootstraps a standalone quorum at ``controller_port``. In a
+    cluster, ``voters`` is the static quorum (``1@127.0.0.1:port,2@...``) and ``replicas``
+    the node count: the internal topics then get ``min(3, replicas)`` copies and a minimum
+    ISR of 2, as a production cluster has them.
+    """
+    internal_rf = min(3, replicas)
+    internal_isr = min(2, internal_rf)
+    quorum = (
+        f"controller.quorum.voters={voters}"
+        if voters
+        else f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}"
+    )
     return "\n".join(
         [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}",
+            f"node.id={node_id}",
+            quorum,
             f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
             f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
             "controller.listener.names=CONTROLLER",
@@ -161,11 +182,11 @@ def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
             "num.partitions=3",
             # The internal topics default to 3 replicas; on one node init_transactions() and
             # consumer-group commits would wait forever for replicas that cannot exist.
-            "offsets.topic.replication.factor=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"offsets.topic.replication.factor={internal_rf}",
+            f"transaction.state.log.replication.factor={internal_rf}",
+            f"transaction.state.log.min.isr={internal_isr}",
+            f"share.coordinator.state.topic.replication.factor={internal_rf}",
+            f"share.coordinator.state.topic.min.isr={internal_isr}",
             # No reason to wait for more group members on a development broker.
             "group.initial.rebalance.delay.ms=0",
             "",
@@ -191,16 +212,23 @@ def is_formatted(data_dir: Path) -> bool:
     return (data_dir / "meta.properties").exists()
 
 
-def format_storage(java: str, lib: Path, config: Path, data_dir: Path) -> str:
-    """Format ``data_dir`` for a standalone KRaft controller; returns the new cluster id."""
-    cluster_id = new_cluster_id()
+def format_storage(
+    java: str, lib: Path, config: Path, data_dir: Path, cluster_id: str | None = None
+) -> str:
+    """Format ``data_dir`` for KRaft; returns the cluster id.
+
+    Without ``cluster_id`` a new one is made and the node is formatted as a standalone
+    controller; a cluster's nodes share one id and a static voter set (their config).
+    """
+    standalone = cluster_id is None
+    cluster_id = cluster_id or new_cluster_id()
     command = [
         java,
         "-cp",
         str(lib / "*"),
         "kafka.tools.StorageTool",
         "format",
-        "--standalone",
+        *(["--standalone"] if standalone else []),
         "-t",
         cluster_id,
         "-c",

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from eventsource.kafka.client_logs import with_client_log
+from eventsource.kafka.client_logs import admin_log_config, with_client_log
 
 _SECRET_KEY = re.compile(
     r"(password|secret|jaas|token|credentials|private|key\.pem|keystore)", re.I
@@ -36,6 +36,7 @@ class KafkaSettings(BaseSettings):
     """Where the broker is and how to talk to it.
 
     Environment: ``EVENTSOURCE_BOOTSTRAP_SERVERS``, ``EVENTSOURCE_APPLICATION_ID``,
+    ``EVENTSOURCE_CONNECT_TIMEOUT_S``,
     ``EVENTSOURCE_KAFKA_EXTRA='{"security.protocol": "SASL_SSL", ...}'``.
     """
 
@@ -49,6 +50,12 @@ class KafkaSettings(BaseSettings):
     kafka_extra: dict[str, str] = Field(
         default_factory=dict,
         description="librdkafka properties passed through unchanged (SASL/SSL included).",
+    )
+    connect_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a command waits for a broker to answer before it fails "
+        "(`--connect-timeout`).",
     )
     delivery_timeout_ms: int = 30_000
     allow_lossy_events_topics: bool = Field(
@@ -108,5 +115,5 @@ class KafkaSettings(BaseSettings):
         }
 
     def admin_config(self, **overrides: Any) -> dict[str, Any]:
-        """AdminClient properties."""
-        return {**self.common(), **overrides}
+        """AdminClient properties (it is never polled: it logs critical lines only)."""
+        return admin_log_config({**self.common(), **overrides})

@@ -75,6 +75,11 @@ class LocalKafka:
         controller_port: int = 9093,
         version: str = DEFAULT_VERSION,
         heap: str = "1g",
+        *,
+        node_id: int = 1,
+        voters: str | None = None,
+        replicas: int = 1,
+        cluster_id: str | None = None,
     ) -> None:
         for name, value in (("port", port), ("controller_port", controller_port)):
             if not 0 < value < 65536:
@@ -93,6 +98,11 @@ class LocalKafka:
         self.controller_port = controller_port
         self.version = version
         self.heap = heap
+        # Cluster membership (see eventsource.kafka.cluster); one node by default.
+        self.node_id = node_id
+        self.voters = voters
+        self.replicas = replicas
+        self.cluster_id = cluster_id
         self._child: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
@@ -164,13 +174,28 @@ class LocalKafka:
                     f"stop --port {self.port}`. Last log lines:\n{self.log_tail()}"
                 ) from exc
             return current
+        self.launch()
+        return self.wait_started(timeout)
+
+    def launch(self) -> None:
+        """Spawn the broker process without waiting for it to answer.
+
+        A cluster's nodes answer only once a quorum of them runs, so the cluster launches
+        every node first and then waits (:meth:`wait_started`) for each.
+        """
         java = files.find_java()
         self._check_ports()  # before fetching jars: a taken port is the cheaper answer
         lib = ensure_jars(self.version)
         self._write_config()
         if not files.is_formatted(self.data_dir):
-            files.format_storage(java, lib, self._config, self.data_dir)
-        child = self._spawn(java, lib)
+            files.format_storage(java, lib, self._config, self.data_dir, self.cluster_id)
+        self._spawn(java, lib)
+
+    def wait_started(self, timeout: float = 90.0) -> BrokerStatus:
+        """Wait until the process :meth:`launch` spawned answers; kill it if it never does."""
+        child = self._child
+        if child is None:
+            raise BrokerError(f"no broker process was launched in {self.home}")
         started_at = time.monotonic()
         admin = admin_client(self.bootstrap_servers)
         while True:
@@ -258,7 +283,14 @@ class LocalKafka:
         for sub in ("config", "logs", "data"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
         self._config.write_text(
-            files.server_properties(self.port, self.controller_port, self.data_dir)
+            files.server_properties(
+                self.port,
+                self.controller_port,
+                self.data_dir,
+                node_id=self.node_id,
+                voters=self.voters,
+                replicas=self.replicas,
+            )
         )
         (self.home / "config" / "log4j2.properties").write_text(files.log4j2_properties())
         # One start per log file, so the tail printed on failure belongs to this start.

@@ -21,20 +21,25 @@ result code (``sqlite_errorname``) and by the message where neither is reported
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from eventsource.errors import ProjectionError
+from eventsource.errors import ConfigurationError, EventSourceError, ProjectionError
 
 if TYPE_CHECKING:
     from eventsource.projection.definition import Projection
 
 __all__ = [
+    "database_error",
+    "database_of",
+    "describe_database",
     "is_permanent_db_error",
     "is_transient_db_error",
     "outage_error",
     "permanent_error",
+    "remember_database",
     "sqlite_errorname",
     "sqlstate",
 ]
@@ -64,9 +69,71 @@ _SQLITE_TRANSIENT: Final = (
 _PERMANENT_MESSAGE: Final = re.compile(
     r"no such (table|column|function|index|collation|module)|syntax error|"
     r"has no column named|permission denied|not authorized|readonly database|"
-    r"read-only|does not exist|unknown database|access denied",
+    r"read-only|does not exist|unknown database|access denied|authentication failed|"
+    r"no pg_hba\.conf entry",
     re.IGNORECASE,
 )
+_LOGIN: Final = re.compile(
+    r"authentication failed|role .* does not exist|no pg_hba\.conf entry", re.IGNORECASE
+)
+_WHERE = "-d / EVENTSOURCE_DATABASE_URL"
+
+
+def describe_database(url: URL) -> str:
+    """How error messages name a database: the SQLite file, or the URL without password."""
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite file {url.database}" if url.database else "in-memory SQLite"
+    return f"PostgreSQL {url.render_as_string(hide_password=True)}"
+
+
+def remember_database(context: Any) -> None:
+    """``handle_error`` hook: the error carries its engine's URL, so whoever reports it can
+    name the database (:func:`database_of`)."""
+    context.sqlalchemy_exception.eventsource_database_url = context.engine.url
+
+
+def database_of(exc: BaseException) -> URL | None:
+    """The URL of the read-model database an SQLAlchemy error came from, if known."""
+    url = getattr(exc, "eventsource_database_url", None)
+    return url if isinstance(url, URL) else None
+
+
+def _driver_words(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    text = text.split("FATAL:", 1)[-1] if "FATAL:" in text else text
+    return " ".join(text.split()).removeprefix("connection failed: ")
+
+
+def database_error(url: URL, exc: BaseException) -> EventSourceError:
+    """The read-model database at ``url`` could not be used: one line naming it and the fix.
+
+    A refused login, a missing database or an unopenable SQLite file is a
+    ConfigurationError (no retry helps); an unreachable server is a retriable
+    ProjectionError.
+    """
+    name = describe_database(url)
+    words = _driver_words(exc)
+    if url.get_backend_name() == "sqlite" and "unable to open" in words:
+        return ConfigurationError(
+            f"cannot open the read-model database {name}: {words}; check the path and its "
+            f"permissions ({_WHERE})"
+        )
+    if _LOGIN.search(words):
+        return ConfigurationError(
+            f"the read-model database {name} refused the login: {words}; check the user and "
+            f"password in {_WHERE}"
+        )
+    if is_transient_db_error(exc):
+        return ProjectionError(
+            f"the read-model database {name} is unavailable: {words}; start it, or check "
+            f"the host and port in {_WHERE}",
+            retriable=True,
+        )
+    if is_permanent_db_error(exc):
+        return ConfigurationError(
+            f"the read-model database {name} cannot be used: {words}; create it or fix {_WHERE}"
+        )
+    return ProjectionError(f"the read-model database {name} failed: {words}")
 
 
 def sqlstate(exc: BaseException) -> str | None:

@@ -36,6 +36,7 @@ from sqlalchemy import Engine, delete
 
 from eventsource.codec import EventCodec
 from eventsource.errors import ConfigurationError, ProjectionError, WaitTimeoutError
+from eventsource.kafka.admin import topic_not_found
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
 from eventsource.projection.batch import BatchApplier
@@ -448,10 +449,7 @@ def _partitions(consumer: Consumer, projection: Projection, timeout: float) -> l
     for topic in projection.topics:
         info = metadata.topics.get(topic)
         if info is None or info.error is not None or not info.partitions:
-            raise ConfigurationError(
-                f"topic {topic!r} of projection {projection.name!r} does not exist: "
-                "create it or append events first"
-            )
+            raise topic_not_found(topic, None, f" of projection {projection.name!r}")
         found.extend((topic, n) for n in sorted(info.partitions))
     return found
 

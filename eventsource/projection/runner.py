@@ -28,6 +28,7 @@ from eventsource.codec import EventCodec
 from eventsource.errors import ConfigurationError, ProjectionError, WaitTimeoutError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import projection_group
+from eventsource.kafka.reach import client_error
 from eventsource.projection.batch import BatchApplier
 from eventsource.projection.checkpoints import TopicPartition as TP
 from eventsource.projection.checkpoints import ensure_checkpoint_rows, read_checkpoints
@@ -224,7 +225,7 @@ class ProjectionRunner:
             if error.fatal():
                 raise ProjectionError(f"Kafka consumer failed: {error.str()}")
             if error.code() != KafkaError._PARTITION_EOF:
-                self.listener.on_error(KafkaException(error))
+                self.listener.on_error(client_error(self.settings, error))
         return good
 
     def _apply_with_retry(

@@ -8,8 +8,10 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from sqlalchemy import Engine
 
 from eventsource.errors import ProjectionError
+from eventsource.kafka.admin import topic_not_found
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
+from eventsource.kafka.reach import is_unreachable, unreachable_error
 from eventsource.projection.checkpoints import read_checkpoints
 from eventsource.projection.definition import Projection
 from eventsource.projection.store import create_read_model_engine, live_version, read_only
@@ -78,9 +80,7 @@ def projection_status(
         for topic in projection.topics:
             info = metadata.topics.get(topic)
             if info is None or info.error is not None:
-                raise ProjectionError(
-                    f"topic {topic!r} of projection {projection.name!r} does not exist"
-                )
+                raise topic_not_found(topic, settings, f" of projection {projection.name!r}")
             for partition in sorted(info.partitions):
                 _, high = consumer.get_watermark_offsets(
                     TopicPartition(topic, partition), timeout=timeout, cached=False
@@ -91,6 +91,8 @@ def projection_status(
                 )
         return result
     except KafkaException as exc:
+        if is_unreachable(exc):
+            raise unreachable_error(settings, timeout) from exc
         raise ProjectionError(f"cannot read end offsets of {projection.topics}: {exc}") from exc
     finally:
         consumer.close()

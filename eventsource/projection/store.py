@@ -6,7 +6,11 @@ One SQL layer for SQLite and PostgreSQL (SQLAlchemy 2 Core):
   committed transaction survives a process crash; only an OS crash can lose the last few,
   and then the checkpoint is lost with them, so the pair stays consistent), a busy timeout,
   and ``BEGIN IMMEDIATE`` so that concurrent writers queue instead of failing.
-- PostgreSQL: ``postgresql+psycopg://...``.
+- PostgreSQL: ``postgresql+psycopg://...``; ``postgres://`` and ``postgresql://`` (as
+  hosting platforms hand them out) mean the same psycopg 3 driver.
+
+A SQLite file's directory must exist (a typo there is a configuration error, not a
+retry), except the default ``.eventsource/`` directory, which is created.
 
 Tables of a projection carry its name and version (``balances_v1_accounts``); the view
 ``balances_accounts`` shows the live version. ``eventsource_projections`` records the live
@@ -21,11 +25,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.sql.dml import Insert
 
 from eventsource.errors import ConfigurationError, DatabaseNotFoundError
+from eventsource.projection.dberrors import database_error, describe_database, remember_database
 from eventsource.projection.definition import Projection
 from eventsource.projection.tables import DDL_LOCK, FRAMEWORK_METADATA, projections_table
 
@@ -34,12 +39,57 @@ __all__ = [
     "ensure_schema",
     "live_version",
     "projections_table",
+    "read_model_url",
     "read_only",
     "set_live_version",
     "upsert_statement",
 ]
 
 _READ_ONLY = "eventsource_read_only"
+
+#: The directory of the default SQLite database; created when missing.
+DEFAULT_SQLITE_DIR = ".eventsource"
+
+
+def read_model_url(database_url: str | Path) -> URL:
+    """The SQLAlchemy URL of a read-model database; ConfigurationError if unusable.
+
+    A bare path means SQLite; ``postgres://`` and ``postgresql://`` mean psycopg 3.
+    """
+    text = str(database_url)
+    if "://" not in text:
+        text = f"sqlite:///{Path(text).expanduser().absolute()}"
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigurationError(
+            f"the read-model database URL is not valid ({exc}): use a SQLite path, "
+            "sqlite:///path or postgresql://user@host:5432/db"
+        ) from exc
+    if url.drivername in {"postgres", "postgresql"}:
+        url = url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise ConfigurationError(
+            f"read-model database {url.render_as_string(hide_password=True)!r} is not "
+            "supported: use a SQLite path, sqlite:///path or postgresql://user@host/db"
+        )
+    return url
+
+
+def _sqlite_directory(url: URL) -> None:
+    if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
+        return
+    directory = Path(url.database).expanduser().absolute().parent
+    if directory.is_dir():
+        return
+    if directory.name == DEFAULT_SQLITE_DIR and directory.parent.is_dir():
+        directory.mkdir(exist_ok=True)
+        return
+    raise ConfigurationError(
+        f"read-model database {describe_database(url)} cannot be opened: directory "
+        f"{directory} does not exist; create the directory (mkdir -p {directory}) or point "
+        "-d / EVENTSOURCE_DATABASE_URL at another path"
+    )
 
 
 def create_read_model_engine(database_url: str | Path, *, must_exist: bool = False) -> Engine:
@@ -48,27 +98,20 @@ def create_read_model_engine(database_url: str | Path, *, must_exist: bool = Fal
     ``must_exist`` (read-only callers): a SQLite file that does not exist raises
     DatabaseNotFoundError instead of being created by the first connection.
     """
-    text = str(database_url)
-    if "://" not in text:
-        text = f"sqlite:///{Path(text).expanduser().absolute()}"
-    try:
-        url = make_url(text)
-    except ArgumentError as exc:
-        raise ConfigurationError(f"database URL is not valid: {exc}") from exc
+    url = read_model_url(database_url)
     backend = url.get_backend_name()
     if backend == "sqlite":
         if must_exist:
             _check_sqlite_exists(url.database)
+        else:
+            _sqlite_directory(url)
         engine = create_engine(url, connect_args={"timeout": 60, "isolation_level": None})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
-        return engine
-    if backend == "postgresql":
-        return create_engine(url, pool_pre_ping=True)
-    raise ConfigurationError(
-        f"read-model database {url.render_as_string(hide_password=True)!r} is not supported: "
-        "use a SQLite path, sqlite:///path or postgresql+psycopg://user@host/db"
-    )
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    event.listen(engine, "handle_error", remember_database)
+    return engine
 
 
 def _check_sqlite_exists(database: str | None) -> None:
@@ -109,8 +152,16 @@ def read_only(connection: Connection) -> Connection:
 def ensure_schema(engine: Engine, projection: Projection) -> int:
     """Create the framework tables and this version's tables; make it live if none is.
 
-    Returns the live version. Safe to call concurrently from several processes.
+    Returns the live version. Safe to call concurrently from several processes. A database
+    that cannot be used raises an error naming it and the fix (:func:`database_error`).
     """
+    try:
+        return _ensure_schema(engine, projection)
+    except DBAPIError as exc:
+        raise database_error(engine.url, exc) from exc
+
+
+def _ensure_schema(engine: Engine, projection: Projection) -> int:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's

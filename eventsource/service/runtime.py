@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from eventsource.kafka.admin import topic_not_found, topic_partitions
 from eventsource.kafka.config import KafkaSettings, redact
 from eventsource.projection import Projection, ProjectionRunner
 from eventsource.service.health import HealthServer
@@ -79,6 +80,9 @@ def _unit(
     listener = MetricsListener(metrics, projection.name, bound)
 
     def factory(lst: MetricsListener) -> ProjectionRunner:
+        # At every (re)start: a broker that does not answer is retried with backoff (and
+        # /readyz shows the error); a missing topic is a configuration error (exit 2).
+        check_topics(kafka, projection)
         return ProjectionRunner(
             projection,
             kafka,
@@ -89,3 +93,12 @@ def _unit(
         )
 
     return Unit(projection.name, factory, listener)
+
+
+def check_topics(kafka: KafkaSettings, projection: Projection) -> None:
+    """Raise TopicNotFoundError for a topic of ``projection`` the cluster does not have
+    (BrokerUnreachableError if no broker answers within the connect timeout)."""
+    existing = topic_partitions(kafka, timeout=kafka.connect_timeout_s)
+    for topic in projection.topics:
+        if topic not in existing:
+            raise topic_not_found(topic, kafka, f" of projection {projection.name!r}")

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eventsource.errors import ConfigurationError
 from eventsource.kafka.config import REDACTED, KafkaSettings, is_secret_key
+from eventsource.projection.store import read_model_url
 
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)@")
 
@@ -63,6 +64,14 @@ class ServiceSettings(BaseSettings):
         gt=0,
         description="On SIGTERM/SIGINT: how long the in-flight batches may take to commit.",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _usable_url(cls, value: str) -> str:
+        # A malformed or unsupported URL is a configuration error before anything connects
+        # (ConfigurationError passes through pydantic unchanged).
+        read_model_url(value)
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -36,6 +36,7 @@ class ExitCode(IntEnum):
     FAILURE = 1  # operational failure: broker/database unreachable, drain bound exceeded
     USAGE = 2  # bad arguments, settings or import paths
     POISON = 3  # a projection with the STOP policy halted at a poison record
+    INTERRUPTED = 130  # Ctrl-C (SIGINT) stopped a one-shot command (128 + SIGINT)
 
 
 class Runner(Protocol):

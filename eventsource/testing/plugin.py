@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
@@ -35,6 +35,7 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.launcher import LocalKafka
 from eventsource.testing.docker import docker_engine_answers, kafka_container, postgres_container
 from eventsource.testing.postgres import ThrowawayPostgres
+from eventsource.testing.session import _announce, _fail_session
 
 __all__ = ["SessionBroker", "SessionPostgres"]
 
@@ -98,27 +99,6 @@ def _usage(config: pytest.Config) -> _Usage:
     if _usage_key not in config.stash:
         config.stash[_usage_key] = _Usage()
     return config.stash[_usage_key]
-
-
-def _announce(config: pytest.Config, line: str) -> None:
-    # Written through the terminal reporter so it shows without -s, in `make test` output.
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None:
-        return
-    if capture is None:
-        reporter.ensure_newline()
-        reporter.write_line(line, bold=True)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.ensure_newline()
-        reporter.write_line(line, bold=True)
-
-
-def _fail_session(request: pytest.FixtureRequest, message: str) -> NoReturn:
-    # Stop after this test instead of letting every other test wait for the same dead service.
-    request.session.shouldfail = message
-    pytest.fail(message, pytrace=False)
 
 
 def _broker_timeout() -> float:
@@ -189,9 +169,9 @@ def create_topic(bootstrap_servers: str, unique_name: str) -> Iterator[Callable[
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.cimpl import NewTopic
 
-    from eventsource.kafka.client_logs import with_client_log
+    from eventsource.kafka.client_logs import admin_log_config
 
-    admin = AdminClient(with_client_log({"bootstrap.servers": bootstrap_servers}))
+    admin = AdminClient(admin_log_config({"bootstrap.servers": bootstrap_servers}))
     created: list[str] = []
 
     def make(partitions: int = 3, config: dict[str, str] | None = None) -> str:
@@ -252,6 +232,14 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
         _announce(request.config, f"eventsource: using {version} at {redact_url(url)} ({source})")
         _usage(request.config).postgres = SessionPostgres(url, source, version)
         yield url
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the cluster fixtures and their marker (see :mod:`eventsource.testing.cluster`)."""
+    from eventsource.testing import cluster
+
+    if not config.pluginmanager.is_registered(cluster):
+        config.pluginmanager.register(cluster, "eventsource.testing.cluster")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -53,7 +53,7 @@ def test_dlq_replay_reapplies_fixed_records_exactly_once(
     assert {r["stage"] for r in letters} == {"handler"}
     assert all(r["type"] == "bank.account.MoneyWithdrawn" for r in letters)
     assert all("bug: cannot withdraw" in r["message"] for r in letters)
-    human = cli("dlq", "list", "flaky_bank:FlakyBalances", "--name", pname)
+    human = cli("dlq", "list", "flaky_bank:FlakyBalances", "--name", pname, COLUMNS="250")
     assert "RuntimeError" in human.stdout
 
     fixed = cli.json("dlq", "replay", "flaky_bank:FlakyBalances", *["--name", pname, "-d", db])

@@ -26,6 +26,9 @@ def test_demo_prints_balances_and_replays_to_the_same_balances(
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+    # Only the demo's own output: no librdkafka lines (GETPID ... Coordinator load in
+    # progress, BGQUEUE ... Purging) on a fresh broker.
+    assert out.stderr == ""
     text = out.stdout
     assert "appended 3000 commands" in text
     assert "AccountBalances (richest accounts)" in text

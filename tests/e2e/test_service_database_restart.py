@@ -99,6 +99,40 @@ def test_service_carries_on_after_the_database_restarts(
     assert svc.stop() == 0
 
 
+def test_readyz_names_a_database_that_is_not_up_yet_and_flips_once_it_is(
+    own_postgres: RestartablePostgres,
+    service: Callable[..., Service],
+    kafka_settings: KafkaSettings,
+    pname: str,
+) -> None:
+    # A server that is down is transient (retried, reported); a SQLite file in a missing
+    # directory is not: that exits 2 (tests/e2e/test_cli_first_hour.py).
+    topic = f"{pname}.events"
+    seed_bank(kafka_settings, topic, 800, seed=8)
+    own_postgres.stop()
+    svc = service(BALANCES, "--name", pname, "-t", topic, "-d", own_postgres.url)
+
+    def error() -> str:
+        try:
+            return str(svc.readiness()["projections"][pname]["error"] or "")
+        except (OSError, KeyError, ValueError):
+            return ""
+
+    wait_for(lambda: "is unavailable" in error(), 60, svc.describe)
+    assert f"127.0.0.1:{own_postgres.port}" in error()
+    assert "sqlalche.me" not in error()
+    assert svc.get("/readyz")[0] == 503 and svc.get("/healthz")[0] == 200
+    assert svc.metric("eventsource_runner_errors_total", projection=pname) >= 1
+
+    own_postgres.start()
+    wait_for(lambda: svc.caught_up(pname), 120, svc.describe)
+    assert svc.get("/readyz")[0] == 200
+    assert svc.stop() == 0
+    assert read_balances(own_postgres.url, pname) == expected_balances(
+        read_topic(kafka_settings, topic)
+    )
+
+
 def _balances_or_none(url: str, projection: str) -> dict[str, tuple[int, int]] | None:
     try:
         return read_balances(url, projection)

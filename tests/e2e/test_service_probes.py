@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from eventsource.kafka.config import KafkaSettings
-from tests.e2e.conftest import BALANCES, Cli, Service, read_balances, wait_for
-from tests.e2e.helpers import expected_balances, read_topic, seed_bank
+from tests.e2e.conftest import BALANCES, Cli, Service, wait_for
+from tests.e2e.helpers import seed_bank
 
 pytestmark = pytest.mark.integration
 
@@ -44,27 +44,6 @@ def test_metrics_counters_move_with_the_work(
         svc.describe,
     )
     assert svc.stop() == 0
-
-
-def test_readyz_flips_when_the_database_becomes_usable_and_the_runner_catches_up(
-    service: Callable[..., Service], kafka_settings: KafkaSettings, pname: str, tmp_path: Path
-) -> None:
-    topic = f"{pname}.events"
-    seed_bank(kafka_settings, topic, 800)
-    later = tmp_path / "not-yet"
-    db = f"sqlite:///{later / 'rm.db'}"  # SQLite cannot create a file in a missing directory
-    svc = service(BALANCES, "--name", pname, "-t", topic, "-d", db)
-    wait_for(lambda: svc.readiness()["projections"][pname]["error"] is not None, 60, svc.describe)
-    status, _ = svc.get("/readyz")
-    assert status == 503
-    assert svc.get("/healthz")[0] == 200
-    assert svc.metric("eventsource_runner_errors_total", projection=pname) >= 1
-
-    later.mkdir()
-    wait_for(lambda: svc.caught_up(pname), 90, svc.describe)
-    assert svc.get("/readyz")[0] == 200
-    assert svc.stop() == 0
-    assert read_balances(db, pname) == expected_balances(read_topic(kafka_settings, topic))
 
 
 @pytest.mark.postgres

@@ -12,6 +12,7 @@ from eventsource.aio import AsyncRepository
 from eventsource.errors import ConcurrencyError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
+from eventsource.store.routing import AppendServer, RemoteEventStore
 from examples.bank.domain import Account
 
 pytestmark = pytest.mark.integration
@@ -108,3 +109,47 @@ def test_a_cancelled_save_is_neither_cancelled_nor_duplicated_and_its_outcome_sh
         for account_id in ids:
             account = again.load(Account, account_id)
             assert (account.version, account.balance) == (3, Decimal(4)), account_id
+
+
+def test_a_non_owner_appends_through_the_owner_and_loads_by_scan_off_the_loop(
+    kafka_settings: KafkaSettings, unique_name: str
+) -> None:
+    settings = kafka_settings.model_copy(update={"application_id": unique_name})
+    ids = [f"acc-{i}" for i in range(5)]
+
+    async def scanned(accounts: AsyncRepository[Account], account_id: str) -> Account:
+        """The scan once it shows the owner's version (the scan reads up to the last
+        stable offset, which moves a little after a commit returns)."""
+        version = await accounts.version(account_id)  # asked of the owner
+        while (account := await accounts.get_or_none(account_id)) is None or (
+            account.version < version
+        ):
+            await asyncio.sleep(0.05)
+        return account
+
+    async def scenario(remote: RemoteEventStore) -> None:
+        accounts = AsyncRepository(remote, Account)  # RemoteEventStore loads by scan
+        await accounts.save_all([opened(accounts, i) for i in ids])
+        copies = [await scanned(accounts, i) for i in ids for _ in range(4)]
+        for copy in copies:
+            copy.deposit(Decimal(2))
+        outcomes = await asyncio.gather(*(accounts.save(c) for c in copies), return_exceptions=True)
+        won = [
+            c.id for c, o in zip(copies, outcomes, strict=True) if not isinstance(o, BaseException)
+        ]
+        assert sorted(won) == ids, outcomes  # one winner per aggregate
+        assert all(
+            isinstance(o, ConcurrencyError) for o in outcomes if isinstance(o, BaseException)
+        )
+        for account_id in ids:
+            account = await scanned(accounts, account_id)
+            assert (account.version, account.balance) == (2, Decimal(2))
+
+    with (
+        make_store(kafka_settings, unique_name) as owner,
+        AppendServer(owner, settings, owner.codec),
+        RemoteEventStore(
+            settings, owner.codec, timeout=30, scan_loads=True, topic_prefix=f"{unique_name}."
+        ) as remote,
+    ):
+        asyncio.run(scenario(remote))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import Producer
 
-from eventsource.errors import ConfigurationError, StoreUnavailableError
+from eventsource.errors import BrokerUnreachableError, ConfigurationError, StoreUnavailableError
 from eventsource.kafka.admin import describe_topic, end_offsets, ensure_topic
 from eventsource.kafka.broker_process import free_port
 from eventsource.kafka.config import KafkaSettings
@@ -59,5 +59,8 @@ def test_missing_topics_and_impossible_partition_counts_are_configuration_errors
 
 def test_an_unreachable_broker_is_reported_as_unavailable_within_the_timeout() -> None:
     settings = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
-    with pytest.raises(StoreUnavailableError, match="could not read metadata"):
+    with pytest.raises(StoreUnavailableError, match="no Kafka broker answered at") as info:
         ensure_topic(settings, "anything", 1, timeout=2)
+    assert isinstance(info.value, BrokerUnreachableError)
+    assert settings.bootstrap_servers in str(info.value)
+    assert "EVENTSOURCE_BOOTSTRAP_SERVERS" in str(info.value)

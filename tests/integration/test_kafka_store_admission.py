@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from eventsource.domain import Aggregate, Event, apply
 from eventsource.errors import ApplyError, EventTooLargeError
+from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, ensure_topic
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import GroupedKafkaEventStore, KafkaEventStore
 from examples.bank.domain import Account, AccountOpened
@@ -161,3 +162,28 @@ def test_the_grouped_store_refuses_an_apply_that_raises_without_failing_the_batc
         assert store.version(FRAGILE, "f-2") == 0
     finally:
         store.close()
+
+
+def test_a_group_commit_larger_than_the_topics_record_batch_limit_still_commits(
+    kafka_settings: KafkaSettings, unique_name: str, hold: Hold
+) -> None:
+    """The topic's ``max.message.bytes`` bounds a record *batch*: many small events of one
+    group commit must leave in batches under it, not fail together."""
+    topic = f"{unique_name}.{ACCOUNT}.events"
+    ensure_topic(
+        kafka_settings, topic, 1, config={**EVENTS_TOPIC_CONFIG, "max.message.bytes": "20000"}
+    )
+    with single(kafka_settings, unique_name, Account) as store:
+        writer = store.writer_for(ACCOUNT, "first")
+        opened = [AccountOpened(owner="a")]
+        with hold(writer, lambda: store.append_async(ACCOUNT, "first", opened, 0)) as (
+            first,
+            release,
+        ):
+            many = [
+                store.append_async(ACCOUNT, f"acc-{n}", [AccountOpened(owner="o" * 2000)], 0)
+                for n in range(40)
+            ]
+            release()
+            assert first.result(30).version == 1
+        assert [f.result(60).version for f in many] == [1] * 40

@@ -23,7 +23,7 @@ from eventsource.errors import (
 )
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.launcher import LocalKafka
-from eventsource.store.kafka import KafkaEventStore
+from eventsource.store.kafka import KafkaEventStore, WriterOptions
 from examples.bank.domain import Account
 
 pytestmark = pytest.mark.integration
@@ -115,7 +115,9 @@ def test_appends_fail_typed_while_the_broker_is_stopped_and_the_loop_keeps_servi
         await asyncio.gather(*running)
         return depositors
 
-    store = KafkaEventStore(settings, [Account], partitions=3, append_timeout=20).start(120)
+    store = KafkaEventStore(
+        settings, [Account], partitions=3, options=WriterOptions(append_timeout=20)
+    ).start(120)
     try:
         depositors = asyncio.run(scenario(store))
     finally:

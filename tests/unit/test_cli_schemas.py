@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -158,3 +159,69 @@ def test_a_module_that_fails_to_import_is_reported(runner: CliRunner, project: P
     broken = module(project, "raise RuntimeError('boom')\n")
     result = runner.invoke(app, ["schemas", "check", broken])
     assert result.exit_code == 2 and "failed with RuntimeError: boom" in result.stderr
+
+
+def pyproject(project: Path, modules: list[str], schema_dir: str = "released") -> None:
+    names = ", ".join(f'"{m}"' for m in modules)
+    (project / "pyproject.toml").write_text(
+        f'[project]\nname = "x"\n\n[tool.eventsource]\nevent-modules = [{names}]\n'
+        f'schema-dir = "{schema_dir}"\n'
+    )
+
+
+def test_generate_and_check_alone_read_the_project_table(runner: CliRunner, project: Path) -> None:
+    pyproject(project, [module(project, V1)])
+    generated = runner.invoke(app, ["schemas", "generate"])
+    assert generated.exit_code == 0, generated.output
+    assert (project / "released" / "help.desk.TicketOpened.v1.avsc").is_file()
+    checked = runner.invoke(app, ["schemas", "check"])
+    assert checked.exit_code == 0, checked.output
+    assert "1 event type(s) match released" in checked.output
+
+
+def test_check_alone_works_from_a_subdirectory_of_the_project(
+    runner: CliRunner, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pyproject(project, [module(project, V1)])
+    assert runner.invoke(app, ["schemas", "generate"]).exit_code == 0
+    (project / "sub").mkdir()
+    monkeypatch.chdir(project / "sub")
+    checked = runner.invoke(app, ["schemas", "check"])
+    assert checked.exit_code == 0, checked.output
+
+
+def test_check_json_reports_the_problems(runner: CliRunner, project: Path) -> None:
+    runner.invoke(app, ["schemas", "generate", module(project, V1)])
+    breaking = module(project, V2_BREAKING)
+    result = runner.invoke(app, ["schemas", "check", breaking, "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and report["mode"] == "BACKWARD"
+    assert report["modules"] == [breaking] and report["directory"] == "schemas"
+    assert len(report["problems"]) == 2
+    good = runner.invoke(app, ["schemas", "check", module(project, V1), "--json"])
+    assert good.exit_code == 0 and json.loads(good.stdout)["ok"] is True
+
+
+def test_the_directory_flag_is_s_because_d_means_database_url(
+    runner: CliRunner, project: Path
+) -> None:
+    name = module(project, V1)
+    assert runner.invoke(app, ["schemas", "generate", name, "-s", "elsewhere"]).exit_code == 0
+    assert (project / "elsewhere" / "help.desk.TicketOpened.v1.avsc").is_file()
+    assert runner.invoke(app, ["schemas", "check", name, "-d", "elsewhere"]).exit_code == 2
+
+
+def test_without_modules_or_project_table_it_says_what_to_add(
+    runner: CliRunner, project: Path
+) -> None:
+    (project / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    result = runner.invoke(app, ["schemas", "check"])
+    assert result.exit_code == 2
+    assert "add event-modules to [tool.eventsource]" in result.stderr
+
+
+def test_make_lint_checks_the_schemas_from_the_repository_table() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    assert "$(BIN)/eventsource schemas check\n" in makefile
+    assert "[tool.eventsource]\n" in (REPO / "pyproject.toml").read_text()

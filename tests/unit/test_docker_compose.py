@@ -79,6 +79,23 @@ def test_the_docs_promise_the_ports_the_file_publishes(compose: dict[str, Any]) 
     assert "docker compose up" in doc
 
 
+def test_the_cluster_profile_runs_three_voters_with_replicated_internal_topics(
+    compose: dict[str, Any],
+) -> None:
+    nodes = [compose["services"][f"kafka-{i}"] for i in (1, 2, 3)]
+
+    assert all(node["profiles"] == ["cluster"] for node in nodes)
+    assert [published_ports(node) for node in nodes] == [{9192}, {9194}, {9196}]
+    assert [node["environment"]["KAFKA_NODE_ID"] for node in nodes] == ["1", "2", "3"]
+    for node in nodes:
+        env = node["environment"]
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].count("@kafka-") == 3
+        assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2"
+        assert env["CLUSTER_ID"] == nodes[0]["environment"]["CLUSTER_ID"]
+    assert "profiles" not in compose["services"]["kafka"]
+
+
 def test_a_one_shot_appender_runs_the_demo_in_append_only_mode(compose: dict[str, Any]) -> None:
     appender = compose["services"]["appender"]
 

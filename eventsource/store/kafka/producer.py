@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 TRANSACTION_LINGER_MS = 100
 """``linger.ms`` of the writers' transactional producers (at most half the delivery timeout)."""
 
+BATCH_FRAMING = 512
+"""Bytes kept free under a topic's ``max.message.bytes`` for a record batch's framing."""
+
 _FENCING_CODES = frozenset(
     {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 )
@@ -66,18 +69,27 @@ class DeliveryMark:
         return report
 
 
-def new_producer(settings: KafkaSettings, transactional_id: str, timeout: float) -> Producer:
-    """A transactional producer that has fenced every older one (raises on failure)."""
+def new_producer(
+    settings: KafkaSettings,
+    transactional_id: str,
+    timeout: float,
+    *,
+    batch_bytes: int | None = None,
+) -> Producer:
+    """A transactional producer that has fenced every older one (raises on failure).
+
+    ``batch_bytes`` caps a record batch (``batch.size``): a topic's ``max.message.bytes``
+    bounds whole batches, so a group commit of many small events must leave in batches
+    under it rather than fail together.
+    """
     # commit_transaction() flushes at once whatever linger.ms says, so a long linger costs no
     # latency; it lets a group commit's records leave as one produce request instead of a
     # request per millisecond of the produce loop (less CPU in the client and the broker).
     linger = min(TRANSACTION_LINGER_MS, settings.delivery_timeout_ms // 2)
-    producer = Producer(
-        settings.transactional_producer_config(
-            transactional_id,
-            **{"linger.ms": linger, "allow.auto.create.topics": False},
-        )
-    )
+    overrides: dict[str, object] = {"linger.ms": linger, "allow.auto.create.topics": False}
+    if batch_bytes is not None:
+        overrides["batch.size"] = max(batch_bytes - BATCH_FRAMING, 1)
+    producer = Producer(settings.transactional_producer_config(transactional_id, **overrides))
     try:
         producer.init_transactions(timeout)
     except BaseException:

@@ -71,9 +71,10 @@ class KafkaEventStore(ServedByWriters):
             )
             limits[topic] = check_events_topic(self.settings, topic, timeout=min(timeout, 30.0))
             for partition in range(self.partitions):
-                self._writers[(topic, partition)] = PartitionWriter(
+                writer = self._writers[(topic, partition)] = PartitionWriter(
                     self.settings, topic, partition, cls, self.codec, self.options
                 )
+                writer.record_limit = limits[topic]
         self._record_limits = limits
         for writer in self._writers.values():
             writer.start()

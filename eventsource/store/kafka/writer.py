@@ -65,6 +65,9 @@ class PartitionWriter:
     ``options`` must be resolved (:meth:`WriterOptions.resolved`); the stores do that.
     """
 
+    record_limit: int | None = None
+    """The largest record batch the events topic takes (set by the store before start)."""
+
     def __init__(
         self,
         settings: KafkaSettings,
@@ -404,7 +407,9 @@ class PartitionWriter:
 
     # -- producers ------------------------------------------------------------------
     def new_producer(self, timeout: float) -> Producer:
-        return new_producer(self.settings, self.transactional_id, timeout)
+        return new_producer(
+            self.settings, self.transactional_id, timeout, batch_bytes=self.record_limit
+        )
 
     def close_producer(self) -> None:
         producer, self.producer = self.producer, None

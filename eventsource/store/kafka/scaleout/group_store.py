@@ -161,6 +161,7 @@ class GroupedKafkaEventStore(ServedByWriters):
                 snapshot_topic=snapshots_topic(aggregate_type, self.topic_prefix),
                 directory=self.directory,
             )
+            writer.record_limit = self._record_limits.get(topic)
             with self._lock:
                 writer.predecessor = self._retiring.pop((topic, partition), None)
                 self._writers[(topic, partition)] = writer

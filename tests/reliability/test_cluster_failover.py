@@ -1,0 +1,155 @@
+"""Failover on a real three-node cluster: leaders and coordinators die under appends.
+
+Each test appends from several threads to a topic with three replicas and
+``min.insync.replicas=2``, breaks the cluster (``kill -9`` a node, two nodes down, a rolling
+restart), and checks that every acknowledged append is on the topic exactly once, that the
+same store keeps serving without a restart, and prints how long each partition waited
+beside how long the cluster itself took to fence the dead node (figures, not assertions).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from eventsource.errors import NotEnoughReplicasError
+from eventsource.kafka.cluster import LocalKafkaCluster
+from examples.bank.domain import MoneyDeposited
+from tests.reliability.cluster_load import (
+    ACCOUNT,
+    Appenders,
+    check_exactly_once,
+    cluster_settings,
+    coordinator_of,
+    fenced_after,
+    new_store,
+    report,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.kafka_cluster, pytest.mark.slow]
+
+PARTITIONS = 3
+
+
+def test_killing_the_leader_of_appended_partitions_loses_nothing_and_appends_resume(
+    kafka_cluster: LocalKafkaCluster, unique_name: str
+) -> None:
+    settings = cluster_settings(kafka_cluster, unique_name)
+    store = new_store(settings, PARTITIONS, f"{unique_name}.")
+    topic = store.topic_for(ACCOUNT)
+    try:
+        with Appenders(store, PARTITIONS) as appenders:
+            appenders.wait_for(60)
+            victim = kafka_cluster.leader_of(topic, 0)
+            killed_at = time.monotonic()
+            kafka_cluster.kill(victim)
+            fenced = fenced_after(kafka_cluster, victim, killed_at)
+            appenders.wait_for(300)
+            gaps = appenders.gaps(killed_at)
+        versions = check_exactly_once(settings, store, appenders)
+    finally:
+        store.close()
+    report(
+        f"kill -9 node {victim} (leader of {topic}[0])",
+        kafka_cluster,
+        controller_fenced_it_after=f"{fenced:.1f}s",
+        gap_per_partition={p: f"{g:.1f}s" for p, g in gaps.items()},
+        acknowledged=len(appenders.acked),
+        outcomes=dict(appenders.outcomes),
+    )
+    assert sum(versions.values()) >= len(appenders.acked)
+
+
+def test_killing_the_transaction_coordinator_of_a_writer_loses_nothing(
+    kafka_cluster: LocalKafkaCluster, unique_name: str
+) -> None:
+    settings = cluster_settings(kafka_cluster, unique_name)
+    store = new_store(settings, PARTITIONS, f"{unique_name}.")
+    topic = store.topic_for(ACCOUNT)
+    transactional_id = f"{settings.application_id}.{topic}.0"
+    try:
+        with Appenders(store, PARTITIONS) as appenders:
+            appenders.wait_for(60)
+            victim = coordinator_of(kafka_cluster, transactional_id)
+            leader = kafka_cluster.leader_of(topic, 0)
+            killed_at = time.monotonic()
+            kafka_cluster.kill(victim)
+            fenced = fenced_after(kafka_cluster, victim, killed_at)
+            appenders.wait_for(300)
+            gaps = appenders.gaps(killed_at)
+        check_exactly_once(settings, store, appenders)
+    finally:
+        store.close()
+    report(
+        f"kill -9 node {victim} (transaction coordinator of {transactional_id}; "
+        f"leader of {topic}[0] was node {leader})",
+        kafka_cluster,
+        controller_fenced_it_after=f"{fenced:.1f}s",
+        gap_per_partition={p: f"{g:.1f}s" for p, g in gaps.items()},
+        acknowledged=len(appenders.acked),
+        outcomes=dict(appenders.outcomes),
+    )
+
+
+def test_a_rolling_restart_loses_and_doubles_nothing_and_leaves_no_writer_stuck(
+    kafka_cluster: LocalKafkaCluster, unique_name: str
+) -> None:
+    settings = cluster_settings(kafka_cluster, unique_name)
+    store = new_store(settings, PARTITIONS, f"{unique_name}.")
+    try:
+        with Appenders(store, PARTITIONS) as appenders:
+            appenders.wait_for(60)
+            began = time.monotonic()
+            for node in kafka_cluster.nodes:
+                kafka_cluster.stop_node(node.node_id)
+                kafka_cluster.restart(node.node_id)
+                kafka_cluster.wait_in_sync(180)
+                appenders.wait_for(30)
+            gaps = appenders.gaps(began)
+        check_exactly_once(settings, store, appenders)
+        # The same store, never restarted, still appends on every partition.
+        for n in range(PARTITIONS * 4):
+            store.append(ACCOUNT, f"after-{n}", [MoneyDeposited(amount=1)], timeout=30)
+    finally:
+        store.close()
+    report(
+        "rolling restart of all nodes (SIGTERM, start, wait in sync)",
+        kafka_cluster,
+        took=f"{time.monotonic() - began:.0f}s",
+        longest_gap_per_partition={p: f"{g:.1f}s" for p, g in gaps.items()},
+        acknowledged=len(appenders.acked),
+        outcomes=dict(appenders.outcomes),
+    )
+
+
+def test_two_nodes_down_fail_appends_with_not_enough_replicas_until_one_returns(
+    kafka_cluster: LocalKafkaCluster, unique_name: str
+) -> None:
+    settings = cluster_settings(kafka_cluster, unique_name)
+    store = new_store(settings, 1, f"{unique_name}.")
+    topic = store.topic_for(ACCOUNT)
+    try:
+        store.append(ACCOUNT, "before", [MoneyDeposited(amount=1)], timeout=30)
+        leader = kafka_cluster.leader_of(topic, 0)
+        down = [n.node_id for n in kafka_cluster.nodes if n.node_id != leader]
+        for node_id in down:
+            kafka_cluster.stop_node(node_id)
+
+        with pytest.raises(NotEnoughReplicasError) as caught:
+            for attempt in range(10):  # the leader notices the shrunken ISR within seconds
+                store.append(ACCOUNT, f"during-{attempt}", [MoneyDeposited(amount=1)], timeout=60)
+        message = str(caught.value)
+        kafka_cluster.restart(down[0])
+        for _ in range(30):
+            try:
+                store.append(ACCOUNT, "after", [MoneyDeposited(amount=1)], timeout=60)
+                break
+            except NotEnoughReplicasError:
+                time.sleep(1)
+        assert store.version(ACCOUNT, "after") == 1
+    finally:
+        store.close()
+    assert topic in message and "in-sync replicas" in message
+    assert caught.value.retriable
+    report("two of three nodes down", kafka_cluster, error=message)
