@@ -171,8 +171,9 @@ def test_a_node_down_for_a_minute_under_appends_and_a_projector_keeps_the_read_m
     store = new_store(settings, PARTITIONS, f"{unique_name}.")
     topic = store.topic_for(ACCOUNT)
     database_url = f"sqlite:///{tmp_path / 'read_model.db'}"
+    name = f"p_{unique_name[-8:]}"  # a projection name is at most 41 characters
     runner = ProjectionRunner(
-        AccountBalances(name=unique_name, topics=[topic]),
+        AccountBalances(name=name, topics=[topic]),
         settings,
         database_url,
         batch_size=500,
@@ -195,7 +196,7 @@ def test_a_node_down_for_a_minute_under_appends_and_a_projector_keeps_the_read_m
             check_exactly_once(settings, store, appenders)
             expected = expected_balances(read_topic(settings, topic))
             deadline = time.monotonic() + 120
-            while read_balances(database_url, unique_name) != expected:
+            while read_balances(database_url, name) != expected:
                 assert time.monotonic() < deadline, "the projector did not catch up in 120 s"
                 time.sleep(0.5)
             stop.set()
