@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventsource.errors import BrokerError
-from eventsource.kafka.client_logs import with_client_log
+from eventsource.kafka.client_logs import admin_log_config
 
 __all__ = ["ClusterInfo", "admin_client", "probe", "wait_for_broker"]
 
@@ -28,7 +28,7 @@ def admin_client(bootstrap_servers: str) -> Any:
 
     # Keep reconnect attempts frequent so readiness is seen within a fraction of a second;
     # librdkafka's "connection refused" chatter goes through the client log.
-    config = with_client_log(
+    config = admin_log_config(
         {
             "bootstrap.servers": bootstrap_servers,
             "reconnect.backoff.ms": 100,

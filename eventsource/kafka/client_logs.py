@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CLIENT_LOG", "ClientLog", "classify", "with_client_log"]
+__all__ = ["CLIENT_LOG", "ClientLog", "admin_log_config", "classify", "with_client_log"]
 
 TARGET = logging.getLogger("eventsource.kafka.client")
 """The standard logger every client line ends up in."""
@@ -148,3 +148,18 @@ CLIENT_LOG = ClientLog()
 def with_client_log(config: Mapping[str, Any]) -> dict[str, Any]:
     """``config`` with ``logger`` set to :data:`CLIENT_LOG` (unless it names one already)."""
     return {"logger": CLIENT_LOG, **config}
+
+
+UNPOLLED_LOG_LEVEL = 2
+"""librdkafka ``log_level`` (syslog: 2 = critical) of clients nobody polls."""
+
+
+def admin_log_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` for an AdminClient: routed, and logging critical lines only.
+
+    A client's lines wait in its queue until it is polled, and nothing polls an admin
+    client (its operations return futures and raise typed errors): during an outage a
+    long-lived one would pile up a line a second. ``log_level`` drops them at the source;
+    an explicit ``log_level`` in ``config`` (``-X log_level=7``) wins.
+    """
+    return with_client_log({"log_level": UNPOLLED_LOG_LEVEL, **config})

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from eventsource.kafka.client_logs import with_client_log
+from eventsource.kafka.client_logs import admin_log_config, with_client_log
 
 _SECRET_KEY = re.compile(
     r"(password|secret|jaas|token|credentials|private|key\.pem|keystore)", re.I
@@ -30,6 +30,18 @@ def is_secret_key(key: str) -> bool:
 def redact(config: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``config`` with secret values replaced by ``***``."""
     return {k: (REDACTED if is_secret_key(k) else v) for k, v in config.items()}
+
+
+FAILOVER_TUNING: Mapping[str, Any] = {
+    # A partition whose leader died is led by another broker as soon as the controller has
+    # fenced the dead one; librdkafka learns that only from fresh metadata. Refreshing every
+    # second moves stalled records to the new leader within a second of the failover
+    # (librdkafka's default is five minutes).
+    "topic.metadata.refresh.interval.ms": 1000,
+    # A restarted broker is seen again within a second (default: backoff up to 10 s).
+    "reconnect.backoff.max.ms": 1000,
+}
+"""librdkafka settings that bound how long a client waits after a broker failover."""
 
 
 class KafkaSettings(BaseSettings):
@@ -65,6 +77,30 @@ class KafkaSettings(BaseSettings):
         "rebuilt from the topic, so only for data you accept to lose.",
     )
     transaction_timeout_ms: int = 60_000
+    catchup_stall_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A catch-up, snapshot restore or tail re-read that receives nothing for "
+        "this long fails (retriable); never less than the delivery timeout.",
+    )
+    admin_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Bound of one metadata request of the write side: the writers group's "
+        "description, the append server's watermark queries.",
+    )
+    close_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long closing waits for queued work: a writer's queued appends, an "
+        "append server's in-flight requests and replies, a producer's flush.",
+    )
+    release_timeout_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long a rebalance waits for a writer that is still taking over a "
+        "partition it loses (it ends on its own later; a serving one drains).",
+    )
 
     def __repr__(self) -> str:
         return (
@@ -75,8 +111,13 @@ class KafkaSettings(BaseSettings):
     __str__ = __repr__
 
     def common(self) -> dict[str, Any]:
-        """Properties every client gets; its log lines go through :mod:`.client_logs`."""
-        return with_client_log({"bootstrap.servers": self.bootstrap_servers, **self.kafka_extra})
+        """Properties every client gets; its log lines go through :mod:`.client_logs`.
+
+        :data:`FAILOVER_TUNING` first, so ``kafka_extra`` can override it.
+        """
+        return with_client_log(
+            {"bootstrap.servers": self.bootstrap_servers, **FAILOVER_TUNING, **self.kafka_extra}
+        )
 
     def producer_config(self, **overrides: Any) -> dict[str, Any]:
         """Idempotent, ``acks=all`` producer with a bounded delivery timeout."""
@@ -115,5 +156,5 @@ class KafkaSettings(BaseSettings):
         }
 
     def admin_config(self, **overrides: Any) -> dict[str, Any]:
-        """AdminClient properties."""
-        return {**self.common(), **overrides}
+        """AdminClient properties (it is never polled: it logs critical lines only)."""
+        return admin_log_config({**self.common(), **overrides})

@@ -169,9 +169,9 @@ def create_topic(bootstrap_servers: str, unique_name: str) -> Iterator[Callable[
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.cimpl import NewTopic
 
-    from eventsource.kafka.client_logs import with_client_log
+    from eventsource.kafka.client_logs import admin_log_config
 
-    admin = AdminClient(with_client_log({"bootstrap.servers": bootstrap_servers}))
+    admin = AdminClient(admin_log_config({"bootstrap.servers": bootstrap_servers}))
     created: list[str] = []
 
     def make(partitions: int = 3, config: dict[str, str] | None = None) -> str:

@@ -42,7 +42,6 @@ import sys
 from pathlib import Path
 
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
 
 from eventsource.errors import EventSourceError
 from eventsource.projection import ProjectionRunner
@@ -80,8 +79,7 @@ if __name__ == "__main__":
         Path(".eventsource/tutorial").mkdir(parents=True, exist_ok=True)
     try:
         main(database_url)
-    except (EventSourceError, OperationalError) as error:
+    except EventSourceError as error:
         # A broker or database that does not answer: one line that names it, no traceback.
-        first_line = str(error).splitlines()[0]
-        sys.exit(f"error: {first_line}\n(is the server running? see docs/tutorial/)")
+        sys.exit(f"error: {error}\n(the database URL is this program's argument)")
 # --8<-- [end:run]

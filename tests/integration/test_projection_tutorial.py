@@ -91,6 +91,8 @@ def test_without_a_database_server_the_program_says_so_in_one_line(
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     first, hint = result.stderr.splitlines()
-    assert first.startswith("error: ") and "Connection refused" in first
-    assert "is the server running?" in hint
+    assert first.startswith("error: the read-model database PostgreSQL ")
+    assert f"127.0.0.1:{url.rsplit(':', 1)[1].split('/')[0]}" in first
+    assert "Connection refused" in first
+    assert hint == "(the database URL is this program's argument)"
     assert "secret" not in result.stderr

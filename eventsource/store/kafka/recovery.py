@@ -15,17 +15,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 
 from eventsource.domain import Position
 from eventsource.errors import (
     FencedError,
+    NotEnoughReplicasError,
     StoreError,
     StoreUnavailableError,
     UncertainCommitError,
 )
+from eventsource.kafka.admin import replica_shortage
 from eventsource.store.kafka.catchup import TailRead, read_partition
 from eventsource.store.kafka.options import WriterState
 from eventsource.store.kafka.producer import describe, is_fenced, kafka_error
@@ -42,6 +45,20 @@ __all__ = ["CommitRecovery", "RecoveringWriter"]
 
 log = logging.getLogger(__name__)
 
+_FLUSH_FAILED = "Failed to flush all outstanding messages"
+"""How librdkafka's ``commit_transaction`` says records were not all acknowledged."""
+
+_SHORTAGE_SYMPTOMS = frozenset(
+    {
+        KafkaError.NOT_ENOUGH_REPLICAS,
+        KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError._TIMED_OUT,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError.REQUEST_TIMED_OUT,
+    }
+)
+
 
 def _fail(request: AppendRequest, error: StoreError, cause: BaseException | None) -> None:
     error.__cause__ = cause
@@ -57,10 +74,14 @@ class RecoveringWriter(Protocol):
     codec: EventCodec
     index: VersionIndex[Aggregate]
     op_timeout: float
+    stall_timeout: float
     end_offset: int
     transactional_id: str
     producer: Producer | None
-    closing: bool
+    shortage: str | None
+
+    @property
+    def closing(self) -> bool: ...
 
     @property
     def where(self) -> str: ...
@@ -68,6 +89,8 @@ class RecoveringWriter(Protocol):
     def new_producer(self, timeout: float) -> Producer: ...
 
     def fail_queued(self) -> None: ...
+
+    def fault(self, stage: str) -> None: ...
 
     def set_state(self, state: WriterState) -> None: ...
 
@@ -88,10 +111,15 @@ class CommitRecovery:
         if is_fenced(exc):
             self.become_fenced(accepted, exc, during_commit=False)
             return
+        shortage = self.diagnose(exc)
         for request in accepted:
             _fail(
                 request,
-                StoreUnavailableError(
+                NotEnoughReplicasError(
+                    f"append to {request.aggregate_id!r} failed, nothing was written: {shortage}"
+                )
+                if shortage
+                else StoreUnavailableError(
                     f"append to {request.aggregate_id!r} on {self.writer.where} failed before its "
                     f"transaction was committed ({describe(exc)}); nothing was written: retry"
                 ),
@@ -120,31 +148,81 @@ class CommitRecovery:
         if error is not None and error.txn_requires_abort() and not error.fatal():
             self.fail_uncommitted(accepted, exc)  # the broker refused the commit
             return
+        if error is not None and error.str().startswith(_FLUSH_FAILED):
+            # commit_transaction() sends EndTxn only after every record was acknowledged:
+            # a flush that timed out means the transaction was not committed (a record was
+            # refused, e.g. NOT_ENOUGH_REPLICAS, or its leader is gone). Abort it.
+            self.fail_uncommitted(accepted, exc)
+            return
         log.warning("commit on %s is uncertain (%s): resolving", self.writer.where, describe(exc))
         self.resolve_uncertain(accepted, exc)
 
     def become_fenced(
         self, accepted: list[AppendRequest], exc: BaseException, *, during_commit: bool
     ) -> None:
+        """Stop serving; tell each caller the truth about its append.
+
+        Fenced before the commit was requested: nothing was written (``FencedError``).
+        Fenced *during* the commit: the commit may have happened before the takeover; the
+        newer writer's ``init_transactions`` has finished our transaction either way, so
+        the partition tail says which (matched by event id); if it cannot be read, the
+        caller gets ``UncertainCommitError``, never "nothing written".
+        """
         self.writer.set_state(WriterState.FENCED)
-        outcome = (
-            "the commit may have happened before the takeover: reload the aggregate from "
-            "the new owner before retrying"
-            if during_commit
-            else "nothing was written"
-        )
-        for request in accepted:
-            _fail(
-                request,
-                FencedError(
-                    f"the writer of {self.writer.where} was fenced by a newer writer with "
-                    f"transactional.id {self.writer.transactional_id!r} while appending to "
-                    f"{request.aggregate_id!r}; {outcome}"
-                ),
-                exc,
-            )
         self.writer.fail_queued()
         self.writer.close_producer()
+        if during_commit:
+            end = self.writer.end_offset
+            self.settle_fenced(accepted, exc, TailRead(start=end, end=end))
+            return
+        for request in accepted:
+            _fail(request, self._fenced_error(request, "before appending to"), exc)
+
+    def _fenced_error(self, request: AppendRequest, when: str) -> FencedError:
+        return FencedError(
+            f"the writer of {self.writer.where} was fenced by a newer writer with "
+            f"transactional.id {self.writer.transactional_id!r} {when} "
+            f"{request.aggregate_id!r}; nothing was written: send the command to the new "
+            "owner"
+        )
+
+    def settle_fenced(
+        self, pending: list[AppendRequest], exc: BaseException, progress: TailRead
+    ) -> None:
+        """After a fence during a commit: find each pending append's events, or say uncertain."""
+        if not pending:
+            return
+        w = self.writer
+        try:
+            read_partition(
+                w.settings,
+                w.topic,
+                w.partition,
+                w.codec,
+                w.index,
+                progress,
+                timeout=w.stall_timeout,
+                collect_event_ids=True,
+            )
+        except StoreUnavailableError as read_exc:
+            for request in pending:
+                _fail(
+                    request,
+                    UncertainCommitError(
+                        f"the writer of {w.where} was fenced by a newer writer while "
+                        f"committing {request.aggregate_id!r}, and the partition could not be "
+                        f"re-read to tell whether the commit happened ({read_exc}): reload the "
+                        "aggregate from the new owner (its version tells) before retrying"
+                    ),
+                    exc,
+                )
+            return
+        self._answer(
+            pending,
+            progress,
+            exc,
+            lambda request: self._fenced_error(request, "while committing"),
+        )
 
     # -- uncertain outcome: replace the producer, re-read the tail, tell the truth ----
     def resolve_uncertain(self, accepted: list[AppendRequest], exc: BaseException) -> None:
@@ -165,7 +243,9 @@ class CommitRecovery:
                         self.writer.codec,
                         self.writer.index,
                         progress,
-                        timeout=max(self.writer.op_timeout, 10.0),
+                        timeout=max(
+                            self.writer.op_timeout, self.writer.settings.catchup_stall_timeout_s
+                        ),
                         collect_event_ids=True,
                     )
                 except StoreUnavailableError as read_exc:
@@ -181,31 +261,39 @@ class CommitRecovery:
                 self._tell_uncertain(pending, exc)
                 pending = []
                 continue
-            if outcome == "fenced":
-                for request in pending:
-                    _fail(
-                        request,
-                        FencedError(
-                            f"the writer of {self.writer.where} was fenced while resolving an "
-                            f"uncertain commit of {request.aggregate_id!r}: reload it from the "
-                            "new owner"
-                        ),
-                        exc,
-                    )
+            if outcome == "fenced":  # the newer writer's init has finished our transaction
+                self.settle_fenced(pending, exc, progress)
                 return
             self._tell_uncertain(pending, exc)  # closing
             return
 
+    def diagnose(self, exc: BaseException) -> str | None:
+        """Why the cluster cannot take appends right now, when replicas are short.
+
+        Asked only for errors a replica shortage causes (a refused or timed-out record, a
+        transaction coordinator that cannot write its log), and bounded to two seconds.
+        """
+        error = kafka_error(exc)
+        if error is None or error.code() not in _SHORTAGE_SYMPTOMS:
+            return None
+        writer = self.writer
+        shortage = replica_shortage(writer.settings, writer.topic, writer.partition, timeout=2.0)
+        writer.shortage = shortage
+        return shortage
+
     def _reconnect(self, deadline: float | None) -> str:
         pause = 0.2
         while True:
-            if self.writer.closing:
+            if self.writer.closing:  # released: never fence the partition's new owner
                 return "closing"
             self.writer.fail_queued()
             remaining = self.writer.op_timeout if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 return "timeout"
             try:
+                self.writer.fault("before_init")
+                if self.writer.closing:
+                    return "closing"
                 self.writer.producer = self.writer.new_producer(
                     min(self.writer.op_timeout, remaining)
                 )
@@ -217,10 +305,17 @@ class CommitRecovery:
                 log.warning(
                     "reconnecting %s failed (%s): retrying", self.writer.where, describe(exc)
                 )
+                self.diagnose(exc)  # refusals meanwhile say why, when replicas are short
             threading.Event().wait(pause)
             pause = min(pause * 2, 2.0)
 
-    def _answer(self, pending: list[AppendRequest], tail: TailRead, exc: BaseException) -> None:
+    def _answer(
+        self,
+        pending: list[AppendRequest],
+        tail: TailRead,
+        exc: BaseException,
+        nothing_written: Callable[[AppendRequest], StoreError] | None = None,
+    ) -> None:
         found = tail.offsets_by_event_id
         for request in pending:
             offsets = [found.get(event_id) for event_id in request.event_ids]
@@ -231,6 +326,8 @@ class CommitRecovery:
                 )
                 version = request.base_version + len(request.events)
                 request.future.set_result(AppendResult(request.aggregate_id, version, positions))
+            elif not present and nothing_written is not None:
+                _fail(request, nothing_written(request), exc)
             elif not present:
                 _fail(
                     request,
