@@ -1,8 +1,9 @@
 """What the async facade needs of a store: an :class:`~eventsource.store.port.Appender`
 (``append_async`` and ``version``) and, to load aggregates, a :class:`Loader`.
 
-Every event store is both. A ``GroupRouter`` appends at the owner but cannot load: pair it
-with a loader (a ``RemoteEventStore(scan_loads=True)``, say) in ``AsyncRepository``.
+Every event store is both. A ``RemoteEventStore`` or ``GroupRouter`` appends at the owner
+but cannot load: pair it with a loader (a ``PartitionScanLoader``, say) in
+``AsyncRepository``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Appends go through the store's ``append_async`` and reach the loop through
 :func:`~eventsource.aio.bridge.await_future` (no thread per append). Loads and versions run
-in an executor: a load may fold a partition (a non-owner's ``scan_loads``), read a local
+in an executor: a load may fold a partition (a non-owner's ``PartitionScanLoader``), read a local
 snapshot store or ask the owner over Kafka, and none of that may block the loop.
 
 Outcomes are the sync API's, raised from ``await``:
@@ -49,7 +49,8 @@ class AsyncRepository(Generic[A]):
 
     ``store`` is any :class:`~eventsource.store.port.Appender` (every event store,
     ``RemoteEventStore``, ``GroupRouter``). ``loader`` loads aggregates for :meth:`get`;
-    by default the store itself, when it can (a ``GroupRouter`` cannot: pass one).
+    by default the store itself, when it can (a ``RemoteEventStore`` or ``GroupRouter``
+    cannot: pass one, e.g. a ``PartitionScanLoader``).
     ``executor`` runs loads and versions (``None``: the loop's default executor).
     """
 
@@ -76,7 +77,7 @@ class AsyncRepository(Generic[A]):
         if loader is None:
             raise ConfigurationError(
                 f"{type(self.store).__name__} appends but cannot load aggregates: create the "
-                "AsyncRepository with loader=... (e.g. a RemoteEventStore with scan_loads=True)"
+                "AsyncRepository with loader=... (e.g. a PartitionScanLoader)"
             )
         return await self._off_loop(lambda: loader.load(self.aggregate_cls, aggregate_id))
 

@@ -12,7 +12,7 @@ from eventsource.aio import AsyncRepository
 from eventsource.errors import ConcurrencyError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
-from eventsource.store.routing import AppendServer, RemoteEventStore
+from eventsource.store.routing import AppendServer, PartitionScanLoader, RemoteEventStore
 from examples.bank.domain import Account
 
 pytestmark = pytest.mark.integration
@@ -127,8 +127,9 @@ def test_a_non_owner_appends_through_the_owner_and_loads_by_scan_off_the_loop(
             await asyncio.sleep(0.05)
         return account
 
-    async def scenario(remote: RemoteEventStore) -> None:
-        accounts = AsyncRepository(remote, Account)  # RemoteEventStore loads by scan
+    async def scenario(remote: RemoteEventStore, loader: PartitionScanLoader) -> None:
+        # The remote store only appends; the loader folds aggregates from their partitions.
+        accounts = AsyncRepository(remote, Account, loader=loader)
         await accounts.save_all([opened(accounts, i) for i in ids])
         copies = [await scanned(accounts, i) for i in ids for _ in range(4)]
         for copy in copies:
@@ -148,8 +149,7 @@ def test_a_non_owner_appends_through_the_owner_and_loads_by_scan_off_the_loop(
     with (
         make_store(kafka_settings, unique_name) as owner,
         AppendServer(owner, settings, owner.codec),
-        RemoteEventStore(
-            settings, owner.codec, timeout=30, scan_loads=True, topic_prefix=f"{unique_name}."
-        ) as remote,
+        RemoteEventStore(settings, owner.codec, timeout=30) as remote,
     ):
-        asyncio.run(scenario(remote))
+        loader = PartitionScanLoader(settings, owner.codec, topic_prefix=f"{unique_name}.")
+        asyncio.run(scenario(remote, loader))

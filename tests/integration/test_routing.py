@@ -7,6 +7,7 @@ path against KafkaEventStore in separate OS processes.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -17,12 +18,13 @@ from decimal import Decimal
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from eventsource.aio import AsyncRepository
 from eventsource.codec import EventCodec
 from eventsource.domain import Event
 from eventsource.errors import (
     ConcurrencyError,
+    ConfigurationError,
     FencedError,
-    NotOwnerError,
     StoreError,
     StoreUnavailableError,
     UncertainCommitError,
@@ -127,12 +129,19 @@ def test_concurrent_appends_at_the_same_version_have_exactly_one_winner(
     assert owner_store.version(TYPE, account) == 1
 
 
-def test_load_on_a_non_owner_raises_not_owner_naming_the_owner(
+def test_the_last_owner_is_the_server_that_answered(
     remote: RemoteEventStore, server: AppendServer
 ) -> None:
     remote.version(TYPE, new_id())  # any answered request tells the client who the owner is
-    with pytest.raises(NotOwnerError, match=f"last seen owner: {server.server_id}"):
-        remote.load(Account, "acc-1")
+    assert remote.last_owner == server.server_id
+
+
+def test_an_async_repository_on_a_remote_store_without_a_loader_refuses_get(
+    remote: RemoteEventStore,
+) -> None:
+    accounts = AsyncRepository(remote, Account)  # a RemoteEventStore only appends
+    with pytest.raises(ConfigurationError, match=r"loader=.*PartitionScanLoader"):
+        asyncio.run(accounts.get("acc-1"))
 
 
 def test_events_the_owner_cannot_decode_raise_the_codec_error_at_the_caller(

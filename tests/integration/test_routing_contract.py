@@ -15,7 +15,7 @@ from eventsource.codec import EventCodec
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
 from eventsource.store.port import EventStore
-from eventsource.store.routing import AppendServer, RemoteEventStore
+from eventsource.store.routing import AppendServer, ScanningRemoteEventStore
 from eventsource.testing.contract import EventStoreContract
 from eventsource.testing.contract_domain import Account
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def remote_store(kafka_settings: KafkaSettings) -> Iterator[RemoteEventStore]:
+def remote_store(kafka_settings: KafkaSettings) -> Iterator[ScanningRemoteEventStore]:
     app = f"t_routing_contract_{uuid.uuid4().hex[:8]}"
     settings = kafka_settings.model_copy(update={"application_id": app})
     owner = KafkaEventStore(settings, [Account], partitions=3, topic_prefix=f"{app}.")
@@ -31,14 +31,12 @@ def remote_store(kafka_settings: KafkaSettings) -> Iterator[RemoteEventStore]:
     with (
         owner.start(),
         AppendServer(owner, settings, owner.codec),
-        RemoteEventStore(
-            settings, codec, timeout=30, scan_loads=True, topic_prefix=f"{app}."
-        ) as remote,
+        ScanningRemoteEventStore(settings, codec, timeout=30, topic_prefix=f"{app}.") as remote,
     ):
         yield remote
 
 
 class TestRemoteEventStore(EventStoreContract):
     @pytest.fixture
-    def store(self, remote_store: RemoteEventStore) -> EventStore:
+    def store(self, remote_store: ScanningRemoteEventStore) -> EventStore:
         return remote_store

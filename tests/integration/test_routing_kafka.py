@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from confluent_kafka import Producer
 
+from eventsource.aio.ports import Loader
 from eventsource.codec import EventCodec, build_headers
 from eventsource.domain import EventMetadata
 from eventsource.errors import (
@@ -18,15 +19,20 @@ from eventsource.errors import (
     ConcurrencyError,
     ConfigurationError,
     FencedError,
-    NotOwnerError,
     StoreError,
 )
 from eventsource.kafka.admin import ensure_topic
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
 from eventsource.store.partitioner import partition_for_id
+from eventsource.store.port import EventStore
 from eventsource.store.repository import Repository
-from eventsource.store.routing import AppendServer, RemoteEventStore
+from eventsource.store.routing import (
+    AppendServer,
+    PartitionScanLoader,
+    RemoteEventStore,
+    ScanningRemoteEventStore,
+)
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 
 pytestmark = pytest.mark.integration
@@ -63,10 +69,8 @@ def owner(settings: KafkaSettings, prefix: str) -> Iterator[KafkaEventStore]:
 @pytest.fixture(scope="module")
 def remote(
     owner: KafkaEventStore, settings: KafkaSettings, codec: EventCodec, prefix: str
-) -> Iterator[RemoteEventStore]:
-    with RemoteEventStore(
-        settings, codec, timeout=20, scan_loads=True, topic_prefix=prefix
-    ) as client:
+) -> Iterator[ScanningRemoteEventStore]:
+    with ScanningRemoteEventStore(settings, codec, timeout=20, topic_prefix=prefix) as client:
         yield client
 
 
@@ -75,7 +79,7 @@ def new_id() -> str:
 
 
 def test_a_repository_on_a_remote_store_loads_by_scan_and_saves_through_the_owner(
-    remote: RemoteEventStore, owner: KafkaEventStore
+    remote: ScanningRemoteEventStore, owner: KafkaEventStore
 ) -> None:
     accounts = Repository(remote, Account)
     account = accounts.create(new_id())
@@ -92,7 +96,7 @@ def test_a_repository_on_a_remote_store_loads_by_scan_and_saves_through_the_owne
 
 
 def test_a_stale_remote_aggregate_is_refused_by_the_owner(
-    remote: RemoteEventStore, owner: KafkaEventStore
+    remote: ScanningRemoteEventStore, owner: KafkaEventStore
 ) -> None:
     accounts = Repository(remote, Account)
     account = accounts.create(new_id())
@@ -107,7 +111,7 @@ def test_a_stale_remote_aggregate_is_refused_by_the_owner(
 
 
 def test_scanning_an_aggregate_without_events_raises_not_found(
-    remote: RemoteEventStore,
+    remote: ScanningRemoteEventStore,
 ) -> None:
     with pytest.raises(AggregateNotFoundError, match="has no events in"):
         remote.load(Account, new_id())
@@ -116,21 +120,32 @@ def test_scanning_an_aggregate_without_events_raises_not_found(
 def test_scanning_a_topic_that_does_not_exist_raises_not_found(
     settings: KafkaSettings, codec: EventCodec, owner: KafkaEventStore
 ) -> None:
-    with (
-        RemoteEventStore(settings, codec, scan_loads=True, topic_prefix="nowhere.") as client,
-        pytest.raises(AggregateNotFoundError, match="does not exist yet"),
-    ):
-        client.load(Account, "acc-1")
+    loader = PartitionScanLoader(settings, codec, topic_prefix="nowhere.")
+    with pytest.raises(AggregateNotFoundError, match="does not exist yet"):
+        loader.load(Account, "acc-1")
 
 
-def test_without_scan_loads_a_remote_load_names_the_owner(
-    settings: KafkaSettings, codec: EventCodec, owner: KafkaEventStore
+def test_a_plain_remote_store_appends_and_a_separate_scan_loader_loads(
+    settings: KafkaSettings, codec: EventCodec, owner: KafkaEventStore, prefix: str
 ) -> None:
+    account = new_id()
+    loader = PartitionScanLoader(settings, codec, topic_prefix=prefix)
     with RemoteEventStore(settings, codec, timeout=20) as client:
-        client.version(TYPE, "acc-1")
-        with pytest.raises(NotOwnerError, match=r"last seen owner: .+:\d+:") as raised:
-            client.load(Account, "acc-1")
-    assert "scan_loads=True" in str(raised.value)
+        assert not isinstance(client, Loader)  # it cannot load: it has no load() at all
+        assert not isinstance(client, EventStore)
+        result = client.append(TYPE, account, [AccountOpened(owner="ann")], 0)
+    # The scan reads up to the last stable offset, which passes the commit marker a little
+    # after the reply: wait for the aggregate to show up, bounded.
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            loaded = loader.load(Account, account)
+            break
+        except AggregateNotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    assert (loaded.version, loaded.owner) == (result.version, "ann")
 
 
 def test_a_scan_refuses_a_stream_with_a_version_gap(
@@ -150,13 +165,9 @@ def test_a_scan_refuses_a_stream_with_a_version_gap(
             headers=list(build_headers(meta, source="/test")),
         )
     producer.flush(10)
-    with (
-        RemoteEventStore(
-            settings, codec, scan_loads=True, topic_prefix=f"{unique_name}."
-        ) as client,
-        pytest.raises(StoreError, match=r"holds version 3 of 'acc-1' after version 1"),
-    ):
-        client.load(Account, "acc-1")
+    loader = PartitionScanLoader(settings, codec, topic_prefix=f"{unique_name}.")
+    with pytest.raises(StoreError, match=r"holds version 3 of 'acc-1' after version 1"):
+        loader.load(Account, "acc-1")
 
 
 def test_a_fenced_owner_answers_fenced_and_the_new_owner_takes_the_requests(

@@ -45,6 +45,10 @@ __all__ = ["CommitRecovery", "RecoveringWriter"]
 
 log = logging.getLogger(__name__)
 
+DIAGNOSE_TIMEOUT_S = 2.0
+"""Bound of the replica-shortage diagnosis asked after a failed commit: it only improves the
+error message, so it must not delay the error much."""
+
 _FLUSH_FAILED = "Failed to flush all outstanding messages"
 """How librdkafka's ``commit_transaction`` says records were not all acknowledged."""
 
@@ -271,13 +275,16 @@ class CommitRecovery:
         """Why the cluster cannot take appends right now, when replicas are short.
 
         Asked only for errors a replica shortage causes (a refused or timed-out record, a
-        transaction coordinator that cannot write its log), and bounded to two seconds.
+        transaction coordinator that cannot write its log), and bounded by
+        :data:`DIAGNOSE_TIMEOUT_S`.
         """
         error = kafka_error(exc)
         if error is None or error.code() not in _SHORTAGE_SYMPTOMS:
             return None
         writer = self.writer
-        shortage = replica_shortage(writer.settings, writer.topic, writer.partition, timeout=2.0)
+        shortage = replica_shortage(
+            writer.settings, writer.topic, writer.partition, timeout=DIAGNOSE_TIMEOUT_S
+        )
         writer.shortage = shortage
         return shortage
 

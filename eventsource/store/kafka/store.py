@@ -19,7 +19,11 @@ from eventsource.store.kafka.served import ServedByWriters
 from eventsource.store.kafka.topic_policy import check_events_topic
 from eventsource.store.kafka.writer import PartitionWriter
 
-__all__ = ["KafkaEventStore"]
+__all__ = ["TOPIC_SETUP_TIMEOUT_S", "KafkaEventStore"]
+
+TOPIC_SETUP_TIMEOUT_S = 30.0
+"""Bound of each events topic's creation and policy check during :meth:`start` (never more
+than ``start``'s own ``timeout``); then ``StoreUnavailableError``."""
 
 
 class KafkaEventStore(ServedByWriters):
@@ -67,9 +71,11 @@ class KafkaEventStore(ServedByWriters):
                 topic,
                 self.partitions,
                 config=self.topic_config,
-                timeout=min(timeout, 30.0),
+                timeout=min(timeout, TOPIC_SETUP_TIMEOUT_S),
             )
-            limits[topic] = check_events_topic(self.settings, topic, timeout=min(timeout, 30.0))
+            limits[topic] = check_events_topic(
+                self.settings, topic, timeout=min(timeout, TOPIC_SETUP_TIMEOUT_S)
+            )
             for partition in range(self.partitions):
                 writer = self._writers[(topic, partition)] = PartitionWriter(
                     self.settings, topic, partition, cls, self.codec, self.options

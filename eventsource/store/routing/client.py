@@ -10,13 +10,12 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TypeVar
+from typing import Self
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
-from eventsource.domain import Aggregate, Event
+from eventsource.domain import Event
 from eventsource.errors import (
-    NotOwnerError,
     StoreError,
     StoreUnavailableError,
     UncertainCommitError,
@@ -24,11 +23,10 @@ from eventsource.errors import (
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
 from eventsource.lifecycle import ServiceThread, ThreadState
-from eventsource.store.port import AppendResult, check_append_arguments, events_topic
+from eventsource.store.port import AppendResult, check_append_arguments
 from eventsource.store.routing import wire
-from eventsource.store.routing.ports import ClientCodec
+from eventsource.store.routing.ports import EventEncoder
 from eventsource.store.routing.replies import PendingReplies
-from eventsource.store.routing.scan import load_by_scan
 from eventsource.store.routing.topics import (
     ensure_topic,
     next_batch,
@@ -39,12 +37,21 @@ from eventsource.store.routing.topics import (
 
 __all__ = ["RemoteEventStore"]
 
-A = TypeVar("A", bound=Aggregate)
 log = logging.getLogger(__name__)
+
+LISTENER_MARGIN_S = 5.0
+"""Extra wait of a blocking call beyond ``timeout``: the reply listener fails the future at
+the deadline, so waiting longer only happens when the listener thread died."""
 
 
 class RemoteEventStore(ServiceThread):
-    """The ``append`` and ``version`` of an :class:`EventStore`, executed by the owner.
+    """An :class:`~eventsource.store.port.Appender` whose calls the owner executes.
+
+    ``append``, ``append_async`` and ``version``, nothing else: a process that does not own
+    the partitions has no index to load aggregates from. To load too, use
+    :class:`~eventsource.store.routing.ScanningRemoteEventStore` (a full event store that
+    folds aggregates from their partitions), or pass a
+    :class:`~eventsource.store.routing.PartitionScanLoader` where a loader is wanted.
 
     Each call becomes a request on ``<application_id>.append-requests`` that the owner's
     :class:`AppendServer` executes through its store; the reply comes back on
@@ -56,19 +63,15 @@ class RemoteEventStore(ServiceThread):
     def __init__(
         self,
         settings: KafkaSettings,
-        codec: ClientCodec,
+        codec: EventEncoder,
         *,
         timeout: float = 10.0,
-        scan_loads: bool = False,
-        topic_prefix: str = "",
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         self.settings = settings
         self.codec = codec
         self.timeout = timeout
-        self.scan_loads = scan_loads
-        self.topic_prefix = topic_prefix
         self.client_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         super().__init__(f"remote-store-{self.client_id}")
         self.requests_topic = requests_topic(settings.application_id)
@@ -78,7 +81,7 @@ class RemoteEventStore(ServiceThread):
         self._consumer: Consumer | None = None
 
     # lifecycle ----------------------------------------------------------------------------
-    def start(self) -> RemoteEventStore:
+    def start(self) -> Self:
         """Create the routing topics if missing and listen for replies from now on."""
         if self.thread_state is not ThreadState.NEW:
             return self
@@ -112,13 +115,13 @@ class RemoteEventStore(ServiceThread):
         """The server id in the latest reply (``host:pid:random`` of the owner process)."""
         return self._replies.last_owner
 
-    def __enter__(self) -> RemoteEventStore:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # the EventStore port ---------------------------------------------------------------------
+    # the Appender port ------------------------------------------------------------------------
     def append(
         self,
         aggregate_type: str,
@@ -139,9 +142,7 @@ class RemoteEventStore(ServiceThread):
             causation_id=causation_id,
         )
         try:
-            # The listener fails the future at the deadline; the margin only guards
-            # against a listener thread that died.
-            return future.result(timeout=self.timeout + 5)
+            return future.result(timeout=self.timeout + LISTENER_MARGIN_S)
         except FutureTimeout:
             raise UncertainCommitError(
                 f"append to {aggregate_id!r} got no answer and the reply listener is stuck; "
@@ -186,27 +187,7 @@ class RemoteEventStore(ServiceThread):
     def version(self, aggregate_type: str, aggregate_id: str) -> int:
         """The aggregate's version as the owner knows it (0 when unknown)."""
         reply = self._send("version", aggregate_type, aggregate_id, 0, (), None, None)
-        return reply.result(timeout=self.timeout + 5).version
-
-    def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:
-        """``NotOwnerError`` naming the owner; with ``scan_loads=True``, a partition scan.
-
-        The owner loads from memory. A non-owner has no index: with ``scan_loads`` it folds
-        the aggregate's committed records, read from its whole partition (slow; see
-        :mod:`eventsource.store.routing.scan`). The version it returns is a snapshot: an
-        append at that version still fails with ``ConcurrencyError`` if the owner moved on.
-        """
-        if self.scan_loads:
-            topic = events_topic(aggregate_cls.aggregate_type, self.topic_prefix)
-            return load_by_scan(self.settings, self.codec, topic, aggregate_cls, aggregate_id)
-        owner = self.last_owner or "unknown until it has answered a request"
-        raise NotOwnerError(
-            f"this process ({self.client_id}) does not own the partition of "
-            f"{aggregate_cls.aggregate_type} {aggregate_id!r}, so it cannot load it from "
-            f"memory: run the command in the owner process (last seen owner: {owner}), or "
-            "create the RemoteEventStore with scan_loads=True to fold the aggregate from its "
-            "partition (slow: reads the whole partition)"
-        )
+        return reply.result(timeout=self.timeout + LISTENER_MARGIN_S).version
 
     # sending and receiving --------------------------------------------------------------
     def _send(

@@ -12,7 +12,7 @@ from typing import Protocol
 from eventsource.domain import Event
 from eventsource.store.port import Appender
 
-__all__ = ["ClientCodec", "EventDecoder", "EventReader", "OwnedStore"]
+__all__ = ["ClientCodec", "EventDecoder", "EventEncoder", "EventReader", "OwnedStore"]
 
 
 class EventDecoder(Protocol):
@@ -29,10 +29,14 @@ class EventReader(Protocol):
     ) -> Event: ...
 
 
-class ClientCodec(EventReader, Protocol):
-    """The part of the codec a client needs (``decode_at`` only for ``scan_loads``)."""
+class EventEncoder(Protocol):
+    """The part of the codec a :class:`RemoteEventStore` needs (it only appends)."""
 
     def encode(self, event: Event) -> bytes: ...
+
+
+class ClientCodec(EventEncoder, EventReader, Protocol):
+    """The part of the codec a :class:`ScanningRemoteEventStore` needs (appends and scans)."""
 
 
 OwnedStore = Appender

@@ -20,12 +20,51 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
 from eventsource.store.contiguity import check_next_version
 from eventsource.store.partitioner import partition_for_id
+from eventsource.store.port import events_topic
 from eventsource.store.routing.ports import EventReader
 from eventsource.store.routing.topics import next_batch
 
-__all__ = ["load_by_scan"]
+__all__ = ["SCAN_TIMEOUT_S", "PartitionScanLoader", "load_by_scan"]
 
 A = TypeVar("A", bound=Aggregate)
+
+SCAN_TIMEOUT_S = 60.0
+"""How long one scan may take (metadata, watermarks and reading the partition to its end)
+before it gives up with ``StoreUnavailableError``."""
+
+
+class PartitionScanLoader:
+    """Loads aggregates in a process that does not own their partitions, by scanning.
+
+    A :class:`~eventsource.aio.ports.Loader` (``load`` only): each call folds the
+    aggregate's committed records, read from its whole partition of
+    ``<topic_prefix><aggregate_type>.events``. Slow (a read of every aggregate that hashes
+    there); the version it returns is a snapshot, so an append at that version still fails
+    with ``ConcurrencyError`` if the owner moved on. Needs no start or close: each load
+    opens and closes its own consumer.
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        codec: EventReader,
+        *,
+        topic_prefix: str = "",
+        timeout: float = SCAN_TIMEOUT_S,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        self.settings = settings
+        self.codec = codec
+        self.topic_prefix = topic_prefix
+        self.timeout = timeout
+
+    def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:
+        """The aggregate folded from its partition; ``AggregateNotFoundError`` if none."""
+        topic = events_topic(aggregate_cls.aggregate_type, self.topic_prefix)
+        return load_by_scan(
+            self.settings, self.codec, topic, aggregate_cls, aggregate_id, self.timeout
+        )
 
 
 def load_by_scan(
@@ -34,7 +73,7 @@ def load_by_scan(
     topic: str,
     aggregate_cls: type[A],
     aggregate_id: str,
-    timeout: float = 60.0,
+    timeout: float = SCAN_TIMEOUT_S,
 ) -> A:
     """Fold ``aggregate_id``'s committed events, read from its partition of ``topic``."""
     consumer = Consumer(

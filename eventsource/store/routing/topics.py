@@ -17,9 +17,16 @@ __all__ = ["ensure_topic", "next_batch", "partitions_at_end", "replies_topic", "
 
 DEFAULT_PARTITIONS = 6
 
+ROUTING_TOPIC_TIMEOUT_S = 15.0
+"""How long a routing client or server start waits for the broker to create (or list) a
+routing topic and to resolve its partitions' ends; then ``StoreUnavailableError``."""
+
 
 def ensure_topic(
-    settings: KafkaSettings, topic: str, partitions: int = DEFAULT_PARTITIONS, timeout: float = 15
+    settings: KafkaSettings,
+    topic: str,
+    partitions: int = DEFAULT_PARTITIONS,
+    timeout: float = ROUTING_TOPIC_TIMEOUT_S,
 ) -> None:
     """Create ``topic`` if it is missing (short retention: requests are worthless later).
 
@@ -69,7 +76,9 @@ def _partition_count(admin: AdminClient, topic: str, timeout: float) -> int:
     return len(described.partitions)
 
 
-def partitions_at_end(consumer: Consumer, topic: str, timeout: float = 15) -> list[TopicPartition]:
+def partitions_at_end(
+    consumer: Consumer, topic: str, timeout: float = ROUTING_TOPIC_TIMEOUT_S
+) -> list[TopicPartition]:
     """Every partition of ``topic`` positioned at its current end (high watermark).
 
     Explicit offsets, not ``OFFSET_END``: the logical end is resolved lazily by the fetcher,
