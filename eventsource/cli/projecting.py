@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import shlex
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -91,14 +94,19 @@ def load_projection(
 
 
 def load_projections(
-    paths: Sequence[str], name: str | None, topics: Sequence[str] | None
+    paths: Sequence[str],
+    name: str | None,
+    topics: Sequence[str] | None,
+    version: int | None = None,
 ) -> list[Projection]:
-    """Several projections; ``--name`` / ``--topic`` overrides only make sense for one."""
-    if len(paths) > 1 and (name or topics):
+    """Several projections; ``--name`` / ``--topic`` / ``--projection-version`` overrides
+    only make sense for one."""
+    if len(paths) > 1 and (name or topics or version):
         raise ConfigurationError(
-            "--name and --topic override one projection; run one process per override"
+            "--name, --topic and --projection-version override one projection; run one "
+            "process per override"
         )
-    return [load_projection(path, name=name, topics=topics) for path in paths]
+    return [load_projection(path, name=name, topics=topics, version=version) for path in paths]
 
 
 def parse_bound(spec: str | None, what: str) -> tuple[int | None, datetime | None]:
@@ -164,3 +172,48 @@ def progress_bar(label: str, enabled: bool) -> Iterator[Any]:
     finally:
         if tasks:
             progress.stop()
+
+
+class Interrupted:
+    """Remembers the last progress report, so an interrupted run can say how far it got."""
+
+    def __init__(self, report: Callable[[ReplayProgress], None] | None) -> None:
+        self._report = report
+        self.last: ReplayProgress | None = None
+
+    def __call__(self, progress: ReplayProgress) -> None:
+        self.last = progress
+        if self._report is not None:
+            self._report(progress)
+
+
+@contextmanager
+def resumable(what: str, resume: str, tracker: Interrupted) -> Iterator[None]:
+    """SIGINT/SIGTERM stop the work between batches' commits: print how far it got and the
+    command that resumes it, then exit 130. Committed batches stay committed."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    except KeyboardInterrupt:
+        last = tracker.last
+        done = (
+            "before the first batch committed"
+            if last is None
+            else f"after {last.events_done:,} of {last.events_total:,} records"
+        )
+        sys.stderr.write(
+            f"\n{what} interrupted {done}; every committed batch is kept with its "
+            f"checkpoints. Resume with:\n  {resume}\n"
+        )
+        sys.stderr.flush()
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def command_line(extra: str | None = None) -> str:
+    """This invocation as a shell command, with ``extra`` appended if not already there."""
+    args = ["eventsource", *sys.argv[1:]]
+    if extra is not None and extra not in args:
+        args.append(extra)
+    return shlex.join(args)

@@ -19,19 +19,24 @@ from eventsource.cli.common import (
 )
 from eventsource.cli.projecting import (
     BatchSizeOpt,
+    Interrupted,
     NameOpt,
     ProgressOpt,
     ProjectionArg,
     TimeoutOpt,
     TopicsOpt,
     VersionOpt,
+    command_line,
     load_projection,
     parse_bound,
     progress_bar,
+    resumable,
 )
 from eventsource.projection import projection_status
 from eventsource.projection.rebuild import rebuild as rebuild_version
 from eventsource.projection.replay import replay as replay_range
+from eventsource.projection.status import projection_versions
+from eventsource.service.follow import at_version
 from eventsource.service.supervisor import ExitCode
 
 
@@ -47,16 +52,27 @@ def status(
         ),
     ] = None,
     name: NameOpt = None,
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--projection-version",
+            min=1,
+            help="Only this version [default: every version the database knows].",
+            show_default=False,
+        ),
+    ] = None,
     topic: TopicsOpt = None,
     database_url: DatabaseOpt = None,
     bootstrap_servers: BootstrapOpt = None,
     prop: PropertyOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Per projection and partition: checkpoint, end offset and lag.
+    """Per projection, version and partition: checkpoint, end offset and lag.
 
     Reads the checkpoints from the read-model database and the end offsets from Kafka; no
-    runner needs to be running.
+    runner needs to be running. Lists every version the database knows and marks the live
+    one; --max-lag judges the live version (or the --projection-version given). Creates
+    nothing: a database that does not exist is an error (exit 2).
 
     Example: eventsource status examples.bank.projections:AccountBalances --json
     """
@@ -64,22 +80,33 @@ def status(
         settings = load_settings(bootstrap_servers, prop, database_url)
         single = len(projection) == 1
         rows: list[dict[str, Any]] = []
+        judged: list[int] = []  # lags --max-lag looks at: the live (or asked) version's
         for path in projection:
-            p = load_projection(
+            base = load_projection(
                 path, name=name if single else None, topics=topic if single else None
             )
-            for s in projection_status(p, settings.kafka, settings.service.database_url):
-                rows.append(
-                    {
-                        "projection": p.name,
-                        "version": p.version,
-                        "topic": s.topic,
-                        "partition": s.partition,
-                        "checkpoint": s.checkpoint,
-                        "end_offset": s.end_offset,
-                        "lag": s.lag,
-                    }
-                )
+            db = settings.service.database_url
+            versions, live = projection_versions(base, db)
+            if version is not None and single:
+                versions = [version]
+            judged_version = version if version is not None and single else live or base.version
+            for v in versions:
+                p = at_version(base, v)
+                for s in projection_status(p, settings.kafka, db):
+                    if v == judged_version:
+                        judged.append(s.lag)
+                    rows.append(
+                        {
+                            "projection": p.name,
+                            "version": p.version,
+                            "live": v == live,
+                            "topic": s.topic,
+                            "partition": s.partition,
+                            "checkpoint": s.checkpoint,
+                            "end_offset": s.end_offset,
+                            "lag": s.lag,
+                        }
+                    )
         if json_out:
             emit_json(rows)
         else:
@@ -87,7 +114,7 @@ def status(
             for r in rows:
                 table.add_row(
                     r["projection"],
-                    str(r["version"]),
+                    f"{r['version']} (live)" if r["live"] else str(r["version"]),
                     r["topic"],
                     str(r["partition"]),
                     str(r["checkpoint"]),
@@ -96,8 +123,8 @@ def status(
                 )
             console = Console()
             console.print(table)
-            console.print(f"total lag: {sum(r['lag'] for r in rows)}", highlight=False)
-        if max_lag is not None and any(r["lag"] > max_lag for r in rows):
+            console.print(f"total lag: {sum(judged)}", highlight=False)
+        if max_lag is not None and any(lag > max_lag for lag in judged):
             raise typer.Exit(int(ExitCode.FAILURE))
 
 
@@ -121,7 +148,8 @@ def replay(
         bool,
         typer.Option(
             "--keep",
-            help="Keep the tables and only move the checkpoints (idempotent handlers only).",
+            help="Resume: keep the tables and continue from the committed checkpoints "
+            "(after an interrupted replay; exact, each record applied once).",
         ),
     ] = False,
     batch_size: BatchSizeOpt = 5000,
@@ -138,8 +166,10 @@ def replay(
     """Rebuild a projection version's tables in place from a range of its topics.
 
     Empties the version's tables, sets its checkpoints to the start and applies the range
-    exactly once. Stop the version's running service first; to rebuild without readers
-    seeing the tables refill, use 'eventsource rebuild' (blue/green).
+    exactly once. Interrupted (Ctrl-C, SIGTERM), it prints how far it got; run it again
+    with --keep to resume from the committed checkpoints. Stop the version's running
+    service first; to rebuild without readers seeing the tables refill, use 'eventsource
+    rebuild' (blue/green).
 
     Examples:
 
@@ -152,20 +182,23 @@ def replay(
         p = load_projection(projection, name=name, version=version, topics=topic)
         from_offset, from_time = parse_bound(start, "--from")
         to_offset, to_time = parse_bound(end, "--to")
-        with progress_bar(f"replay {p.name} v{p.version}", progress and not json_out) as report:
-            result = replay_range(
-                p,
-                settings.kafka,
-                settings.service.database_url,
-                from_offset=from_offset,
-                from_time=from_time,
-                to_offset=to_offset,
-                to_time=to_time,
-                reset=not keep,
-                batch_size=batch_size,
-                progress=report,
-                timeout=timeout,
-            )
+        label = f"replay {p.name} v{p.version}"
+        with progress_bar(label, progress and not json_out) as report:
+            tracker = Interrupted(report)
+            with resumable(label, command_line("--keep"), tracker):
+                result = replay_range(
+                    p,
+                    settings.kafka,
+                    settings.service.database_url,
+                    from_offset=from_offset,
+                    from_time=from_time,
+                    to_offset=to_offset,
+                    to_time=to_time,
+                    reset=not keep,
+                    batch_size=batch_size,
+                    progress=tracker,
+                    timeout=timeout,
+                )
         summary = {
             "projection": p.name,
             "version": p.version,
@@ -211,25 +244,30 @@ def rebuild(
 
     The new version (the projection's `version`, or --projection-version) fills its own
     tables while the live version keeps serving; once it has caught up, the views flip to
-    it in one transaction. An interrupted rebuild resumes. Afterwards run the new version
-    ('eventsource run') and stop the old one.
+    it in one transaction. An interrupted rebuild resumes. A running 'eventsource run' of
+    the projection follows the swap by itself (unless pinned with --projection-version).
 
     Example: eventsource rebuild examples.bank.projections:AccountBalances --projection-version 2
     """
     with exit_codes():
         settings = load_settings(bootstrap_servers, prop, database_url)
         p = load_projection(projection, name=name, version=version, topics=topic)
-        with progress_bar(f"rebuild {p.name} v{p.version}", progress and not json_out) as report:
-            result = rebuild_version(
-                p,
-                settings.kafka,
-                settings.service.database_url,
-                swap=swap,
-                restart=restart,
-                batch_size=batch_size,
-                progress=report,
-                timeout=timeout,
-            )
+        label = f"rebuild {p.name} v{p.version}"
+        with progress_bar(label, progress and not json_out) as report:
+            tracker = Interrupted(report)
+            # a rebuild resumes by itself; --restart would throw the work away
+            resume = command_line().replace(" --restart", "")
+            with resumable(label, resume, tracker):
+                result = rebuild_version(
+                    p,
+                    settings.kafka,
+                    settings.service.database_url,
+                    swap=swap,
+                    restart=restart,
+                    batch_size=batch_size,
+                    progress=tracker,
+                    timeout=timeout,
+                )
         summary = {
             "projection": result.projection,
             "version": result.version,

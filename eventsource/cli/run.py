@@ -71,7 +71,27 @@ def run(
             show_default="<application_id>.projection.<name>.v<version>",
         ),
     ] = None,
+    instance_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Stable identity of this replica (group.instance.id): restarted after a "
+            "crash, it takes its partitions back at once [default: $EVENTSOURCE_INSTANCE_ID, "
+            "else the pod name in Kubernetes, else none (a 10 s session timeout bounds the "
+            "wait)]. Never give two live replicas the same one.",
+            show_default=False,
+        ),
+    ] = None,
     name: NameOpt = None,
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--projection-version",
+            min=1,
+            help="Run this version only (pinned; not ready while it is not live). Without "
+            "it the service follows the live version, switching after a rebuild's swap.",
+            show_default=False,
+        ),
+    ] = None,
     topic: TopicsOpt = None,
     database_url: DatabaseOpt = None,
     bootstrap_servers: BootstrapOpt = None,
@@ -80,7 +100,9 @@ def run(
     """Run projections as a service until SIGTERM or SIGINT.
 
     One runner thread and consumer group per projection: start more processes to share the
-    partitions. SIGTERM/SIGINT finish and commit the in-flight batch, leave the group and
+    partitions. Each projection follows its live version: after 'eventsource rebuild'
+    swaps a new version live, the service switches to it within seconds, without a
+    restart. SIGTERM/SIGINT finish and commit the in-flight batch, leave the group and
     exit 0 (1 if the drain exceeds --drain-timeout; a second signal exits at once).
     Logs are JSON lines on stderr; /healthz, /readyz and /metrics are served over HTTP.
 
@@ -103,16 +125,22 @@ def run(
             drain_timeout_s=drain_timeout,
             log_level=log_level,
             log_format=log_format,
+            instance_id=instance_id,
         )
         service = settings.service
         if no_http:
             service = service.model_copy(update={"http_port": None})
-        projections = load_projections(projection, name, topic)
+        projections = load_projections(projection, name, topic, version)
         # The Kafka client's warnings (broker down, reconnecting) become JSON log lines.
         LIBRDKAFKA_LOG.setLevel(max(logging.WARNING, logging.getLevelName(service.log_level)))
         # Not settings.kafka: a service waits for a broker that is down (and says so in
         # /readyz) instead of failing like a one-shot command.
         code = serve(
-            projections, settings.kafka_unchecked, service, group_id=group_id, signals=signals
+            projections,
+            settings.kafka_unchecked,
+            service,
+            group_id=group_id,
+            signals=signals,
+            pinned=version is not None,
         )
     raise typer.Exit(int(code))

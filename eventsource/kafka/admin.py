@@ -18,7 +18,12 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
-from eventsource.errors import ConfigurationError, StoreUnavailableError, TopicNotFoundError
+from eventsource.errors import (
+    ConfigurationError,
+    EventSourceError,
+    StoreUnavailableError,
+    TopicNotFoundError,
+)
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
 from eventsource.kafka.reach import is_unreachable, unreachable_error
@@ -30,6 +35,7 @@ __all__ = [
     "describe_topic",
     "end_offsets",
     "ensure_topic",
+    "replica_shortage",
     "topic_not_found",
     "topic_partitions",
 ]
@@ -58,6 +64,8 @@ class TopicInfo:
     """Brokers registered in the cluster when the topic was described."""
     min_insync_replicas: int = 1
     """Effective ``min.insync.replicas`` (the topic's own, else the broker default)."""
+    in_sync: tuple[int, ...] = ()
+    """How many replicas of each partition are in sync, by partition."""
 
 
 def ensure_topic(
@@ -193,6 +201,29 @@ def end_offsets(settings: KafkaSettings, name: str, *, timeout: float = 10.0) ->
         consumer.close()
 
 
+def replica_shortage(
+    settings: KafkaSettings, name: str, partition: int, *, timeout: float = 5.0
+) -> str | None:
+    """Why appends to ``name[partition]`` cannot be acknowledged, if replicas are short.
+
+    None when the partition has ``min.insync.replicas`` in-sync replicas, or when the
+    cluster does not answer (then it is not a replica shortage that can be told).
+    """
+    try:
+        info = describe_topic(settings, name, timeout=timeout)
+    except (EventSourceError, KafkaException):
+        return None
+    if partition >= len(info.in_sync) or info.in_sync[partition] >= info.min_insync_replicas:
+        return None
+    return (
+        f"the cluster lacks in-sync replicas of {name}[{partition}]: "
+        f"{info.in_sync[partition]} of {info.replication_factor} replicas are in sync, "
+        f"min.insync.replicas is {info.min_insync_replicas} (NOT_ENOUGH_REPLICAS), so no "
+        "append can be acknowledged; brokers are down: appends succeed again once enough "
+        "of them are back"
+    )
+
+
 def cluster_defaults(
     brokers: int, replication_factor: int, config: Mapping[str, str]
 ) -> tuple[int, dict[str, str]]:
@@ -288,6 +319,7 @@ def _describe(admin: AdminClient, name: str, timeout: float) -> TopicInfo:
         leaderless,
         len(cluster.brokers),
         int(min_isr.value) if min_isr is not None and min_isr.value is not None else 1,
+        tuple(len(metadata.partitions[p].isrs) for p in sorted(metadata.partitions)),
     )
 
 

@@ -12,17 +12,20 @@
 3. Version 1's tables stay (queryable by their physical names) until an explicit
    :func:`drop_version`.
 
-After the swap, run version 2's runner (``eventsource run``) and stop version 1's.
+After the swap, a running ``eventsource run`` of the projection switches to version 2 by
+itself (see :mod:`eventsource.service.follow`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, inspect, select
 
 from eventsource.codec import EventCodec
+from eventsource.domain import Position
 from eventsource.errors import ConfigurationError, ProjectionError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.projection.checkpoints import checkpoints_table, read_checkpoints
@@ -72,13 +75,15 @@ def rebuild(
     progress: ProgressCallback | None = None,
     timeout: float = 3600.0,
     allow_running: bool = False,
+    after: Sequence[Position] = (),
 ) -> RebuildResult:
     """Build ``projection.version`` in its own tables; swap it live once caught up.
 
     An interrupted rebuild resumes from its checkpoints; ``restart=True`` empties the new
     version's tables first. ``swap=False`` only builds (swap later with
     :func:`swap_version`). Raises ConfigurationError if this version is already live or
-    its runner is running (``allow_running=True`` skips that check).
+    its runner is running (``allow_running=True`` skips that check). ``after``: positions
+    just written that the build must include (see :func:`~.replay.replay`).
     """
     if not allow_running:
         refuse_if_running(settings, projection)  # version N+1's runner would race the build
@@ -105,7 +110,7 @@ def rebuild(
         while rounds < max_rounds and not swapped:
             rounds += 1
             left = max(timeout - (time.monotonic() - started), 1.0)
-            stop = find_bounds(settings, projection, None, None, None, None).stop
+            stop = find_bounds(settings, projection, None, None, None, None, after=after).stop
             result = apply_range(
                 projection,
                 settings,

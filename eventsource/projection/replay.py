@@ -6,17 +6,18 @@ tables equal to the fold of exactly the events in the range. In one database tra
 it empties the version's tables, forgets its parked aggregates and DLQ-replay marks, and
 sets its checkpoints to the range's start; then it applies the range with the same batch
 code as the runner (one transaction per batch, checkpoints included, dead-letter policy
-applied), so an interrupted replay resumes where it stopped when called with
-``reset=False`` and the same bounds. Replaying the same range twice gives the same tables.
+applied). Replaying the same range twice gives the same tables.
+
+``reset=False`` (``eventsource replay --keep``) resumes: it keeps the tables and the
+committed checkpoints and applies from each partition's checkpoint up to the stop, so an
+interrupted replay called again with ``reset=False`` and the same bounds ends with exactly
+the fold of the range (every record applied once). The start bound only places partitions
+that have no checkpoint yet.
 
 Replaying the *live* version in place means its readers see the tables refill. To rebuild
 without that, bump the projection's version and use :mod:`eventsource.projection.rebuild`
 (blue/green), which runs this same code into the new version's tables and swaps. Stop the
 version's runner during an in-place replay: both would write the same tables.
-
-``reset=False`` keeps the tables and only rewinds (or advances) the checkpoints to the
-start: events in the range are applied again on top of the current state, which is right
-only for idempotent handlers (upserts of absolute values, not increments).
 
 Replay uses its own consumer with explicit partition assignment (no consumer group, no
 rebalances) and ``read_committed``.
@@ -25,7 +26,7 @@ rebalances) and ``read_committed``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,10 +36,12 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, delete
 
 from eventsource.codec import EventCodec
+from eventsource.domain import Position
 from eventsource.errors import ConfigurationError, ProjectionError, WaitTimeoutError
 from eventsource.kafka.admin import topic_not_found
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
+from eventsource.kafka.stable import wait_until_readable
 from eventsource.projection.batch import BatchApplier
 from eventsource.projection.checkpoints import TopicPartition as TP
 from eventsource.projection.checkpoints import (
@@ -191,6 +194,7 @@ def replay(
     progress: ProgressCallback | None = None,
     timeout: float = 600.0,
     allow_running: bool = False,
+    after: Sequence[Position] = (),
 ) -> ReplayResult:
     """Replay ``projection`` (its own version) over the range; see the module docstring.
 
@@ -198,6 +202,10 @@ def replay(
     ``{(topic, partition): offset}`` (partitions not named use the beginning / the end).
     ``from_time`` / ``to_time``: timezone-aware datetimes, resolved per partition with
     Kafka's ``offsets_for_times`` (first record whose timestamp is >= the time).
+    ``after``: positions the caller wrote (an append's result) that a stop "as of now"
+    must include: the stop offsets are taken once the last stable offset has passed them
+    (Kafka writes commit markers after ``commit_transaction()`` returns, so "now" can lag
+    an append that has returned for a moment).
     Raises ConfigurationError if the version's runner is running (its consumer group has
     members; ``allow_running=True`` skips the check), WaitTimeoutError if the range was not
     applied within ``timeout`` seconds.
@@ -211,7 +219,14 @@ def replay(
         ensure_schema(engine, projection)
         create_framework_tables(engine)
         bounds = find_bounds(
-            settings, projection, from_offset, from_time, to_offset, to_time, min(timeout, 30.0)
+            settings,
+            projection,
+            from_offset,
+            from_time,
+            to_offset,
+            to_time,
+            min(timeout, 30.0),
+            after=after,
         )
         _prepare(engine, projection, settings, bounds, reset=reset)
         return apply_range(
@@ -224,7 +239,7 @@ def replay(
             failure_hook=failure_hook,
             progress=progress,
             timeout=timeout,
-            start=bounds.start,
+            start=bounds.start if reset else None,
         )
     finally:
         if isinstance(database_url, str):
@@ -288,13 +303,18 @@ def find_bounds(
     to_offset: OffsetSpec | None,
     to_time: datetime | None,
     timeout: float = 30.0,
+    *,
+    after: Sequence[Position] = (),
 ) -> Bounds:
-    """Ask the broker for watermarks and time offsets, then compute the range."""
+    """Ask the broker for watermarks and time offsets, then compute the range (once the
+    positions ``after`` are readable)."""
     consumer = Consumer(
         settings.consumer_config(reader_group(settings.application_id, "replay-bounds"))
     )
     try:
         partitions = _partitions(consumer, projection, timeout)
+        if after:
+            wait_until_readable(consumer, after, timeout)
         marks = {
             tp: consumer.get_watermark_offsets(TopicPartition(*tp), timeout=timeout)
             for tp in partitions
@@ -322,8 +342,16 @@ def _prepare(
             for table in p.tables.values():
                 conn.execute(delete(table))
             SqlParkingLot(p.name, p.version).clear(conn, dlq_ends)
-        ensure_checkpoint_rows(conn, p.name, p.version, bounds.start)
-        write_checkpoints(conn, p.name, p.version, bounds.start)
+            ensure_checkpoint_rows(conn, p.name, p.version, bounds.start)
+            write_checkpoints(conn, p.name, p.version, bounds.start)
+            return
+        # Resume: the committed checkpoints are where the tables stand; moving them would
+        # apply records twice (or skip some). Only partitions without one start at the
+        # range's start.
+        stored = read_checkpoints(conn, p.name, p.version, bounds.start, for_update=True)
+        fresh = {tp: o for tp, o in bounds.start.items() if tp not in stored}
+        ensure_checkpoint_rows(conn, p.name, p.version, fresh)
+        write_checkpoints(conn, p.name, p.version, fresh)
 
 
 def apply_range(

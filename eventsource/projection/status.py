@@ -5,18 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from eventsource.errors import ProjectionError
 from eventsource.kafka.admin import topic_not_found
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
 from eventsource.kafka.reach import is_unreachable, unreachable_error
-from eventsource.projection.checkpoints import read_checkpoints
+from eventsource.projection.checkpoints import checkpoints_table, read_checkpoints
 from eventsource.projection.definition import Projection
 from eventsource.projection.store import create_read_model_engine, live_version, read_only
 
-__all__ = ["PartitionStatus", "RunStats", "projection_status"]
+__all__ = ["PartitionStatus", "RunStats", "projection_status", "projection_versions"]
 
 
 @dataclass(slots=True)
@@ -96,3 +96,33 @@ def projection_status(
         raise ProjectionError(f"cannot read end offsets of {projection.topics}: {exc}") from exc
     finally:
         consumer.close()
+
+
+def projection_versions(
+    projection: Projection, database: str | Engine
+) -> tuple[list[int], int | None]:
+    """Every version of the projection the database knows (with checkpoints, live, or the
+    definition's own), oldest first, and the live one (None before the first run).
+    Creates nothing (DatabaseNotFoundError for a SQLite file that does not exist)."""
+    engine = (
+        create_read_model_engine(database, must_exist=True)
+        if isinstance(database, str)
+        else database
+    )
+    try:
+        with engine.connect() as raw, read_only(raw) as conn:
+            live = live_version(conn, projection.name)
+            stored: set[int] = set()
+            if live is not None:  # the framework tables exist
+                c = checkpoints_table.c
+                stored = {
+                    int(v)
+                    for (v,) in conn.execute(
+                        select(c.version).where(c.projection == projection.name).distinct()
+                    )
+                }
+    finally:
+        if isinstance(database, str):
+            engine.dispose()
+    versions = stored | {projection.version} | ({live} if live is not None else set())
+    return sorted(versions), live

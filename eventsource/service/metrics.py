@@ -80,18 +80,22 @@ class ProjectionState:
     partitions: int = 0
     last_error: str | None = None
     last_progress: float = field(default_factory=time.monotonic)
+    version: int | None = None  #: the projection version the runner applies
+    not_live: str | None = None  #: why the version run is not the one readers see
 
     @property
     def ready(self) -> bool:
-        return self.assigned and self.last_error is None
+        return self.assigned and self.last_error is None and self.not_live is None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ready": self.ready,
+            "version": self.version,
             "assigned": self.assigned,
             "caught_up": self.caught_up,
             "partitions": self.partitions,
             "error": self.last_error,
+            "not_live": self.not_live,
         }
 
 
@@ -172,6 +176,16 @@ class MetricsListener:
                 error=f"{type(exc).__name__}: {exc}",
                 **{k: v for k, v in where.items() if v is not None},
             )
+
+    def set_version(self, version: int, not_live: str | None) -> None:
+        """The version being run, and why it is not live (None when it is)."""
+        with self._lock:
+            changed = not_live != self.state.not_live
+            self.state.version = version
+            self.state.not_live = not_live
+            self._set_ready()
+        if changed and not_live is not None and self._log is not None:
+            self._log.warning("not ready: the version run is not live", reason=not_live)
 
     def reset(self) -> None:
         """Forget the assignment (the runner is being recreated after a failure)."""

@@ -7,6 +7,7 @@ helpers that keep secrets out of output: :func:`redact_url` and :func:`secret_va
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Literal
@@ -40,7 +41,8 @@ class ServiceSettings(BaseSettings):
 
     Environment: ``EVENTSOURCE_DATABASE_URL``, ``EVENTSOURCE_HTTP_PORT``,
     ``EVENTSOURCE_LOG_LEVEL``, ``EVENTSOURCE_LOG_FORMAT``, ``EVENTSOURCE_BATCH_SIZE``,
-    ``EVENTSOURCE_DRAIN_TIMEOUT_S``.
+    ``EVENTSOURCE_DRAIN_TIMEOUT_S``, ``EVENTSOURCE_INSTANCE_ID``,
+    ``EVENTSOURCE_SESSION_TIMEOUT_MS``.
     """
 
     model_config = SettingsConfigDict(env_prefix="EVENTSOURCE_", extra="ignore")
@@ -64,6 +66,27 @@ class ServiceSettings(BaseSettings):
         gt=0,
         description="On SIGTERM/SIGINT: how long the in-flight batches may take to commit.",
     )
+    instance_id: str | None = Field(
+        default=None,
+        description="Stable identity of this replica (group.instance.id: static membership, "
+        "so a restarted replica takes its partitions back at once); default: the pod name "
+        "when running in Kubernetes, else none.",
+    )
+    session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1_000,
+        description="Consumer session timeout: how long a crashed replica without a stable "
+        "identity keeps its partitions (librdkafka's default is 45 s).",
+    )
+
+    def member_identity(self) -> str | None:
+        """``instance_id``, else the pod name in Kubernetes (HOSTNAME there is the pod's
+        name, unique among live pods and kept across container restarts)."""
+        if self.instance_id:
+            return self.instance_id
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or None
+        return None
 
     @field_validator("database_url")
     @classmethod

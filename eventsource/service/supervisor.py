@@ -52,6 +52,9 @@ class Unit:
     name: str
     factory: Callable[[MetricsListener], Runner]
     listener: MetricsListener
+    #: Polled with the lag: True when the runner must switch to a newer live version
+    #: (it also updates the listener's readiness); see eventsource.service.follow.
+    follow: Callable[[], bool] | None = None
 
 
 class Supervisor:
@@ -76,6 +79,8 @@ class Supervisor:
         self._early = signals
         self.stop = signals.event if signals is not None else threading.Event()
         self._runners: dict[str, Runner] = {}
+        self._run_stops: dict[str, threading.Event] = {}  # stops one runner (a switch)
+        self._switching: set[str] = set()
         self._threads: list[threading.Thread] = []
         self._code = ExitCode.OK
         self._lock = threading.Lock()
@@ -102,6 +107,8 @@ class Supervisor:
         if not self.stop.is_set():
             self._log.info("stopping: draining in-flight batches", reason=reason)
         self.stop.set()
+        for run_stop in list(self._run_stops.values()):
+            run_stop.set()
 
     def wait(self) -> ExitCode:
         """Block until every runner returned (or the drain bound passed); the exit code."""
@@ -169,11 +176,19 @@ class Supervisor:
         while not self.stop.is_set():
             runner: Runner | None = None
             started = time.monotonic()
+            run_stop = self._run_stops[unit.name] = threading.Event()
+            if self.stop.is_set():
+                run_stop.set()
             try:
                 runner = unit.factory(unit.listener)
                 self._runners[unit.name] = runner
                 log.info("runner started")
-                runner.run(stop=self.stop)
+                runner.run(stop=run_stop)
+                if unit.name in self._switching and not self.stop.is_set():
+                    self._switching.discard(unit.name)
+                    log.info("switching to the live version")
+                    unit.listener.reset()
+                    continue  # the factory starts the live version's runner
                 if not self.stop.is_set():
                     log.info("runner finished")
                 return
@@ -211,6 +226,7 @@ class Supervisor:
     def _poll_lag(self) -> None:
         while not self.stop.wait(self._lag_interval_s):
             for unit in self._units:
+                self._follow(unit)
                 runner = self._runners.get(unit.name)
                 if runner is None:
                     continue
@@ -218,3 +234,17 @@ class Supervisor:
                     unit.listener.record_lag(runner.status())
                 except Exception as exc:  # lag is informative; never kill the service for it
                     self._log.debug("lag poll failed", projection=unit.name, error=str(exc))
+
+    def _follow(self, unit: Unit) -> None:
+        if unit.follow is None:
+            return
+        try:
+            switch = unit.follow()
+        except Exception as exc:  # the database is away: the runner reports that itself
+            self._log.debug("live version check failed", projection=unit.name, error=str(exc))
+            return
+        if switch and unit.name not in self._switching:
+            self._switching.add(unit.name)
+            run_stop = self._run_stops.get(unit.name)
+            if run_stop is not None:
+                run_stop.set()  # finishes the batch, leaves the group; _loop restarts it

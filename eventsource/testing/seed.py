@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 from eventsource.codec import EventCodec, build_headers
 from eventsource.domain import Aggregate, Event, EventMetadata, Position
@@ -22,6 +22,7 @@ from eventsource.errors import StoreError
 from eventsource.kafka.admin import ensure_topic
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
+from eventsource.kafka.stable import wait_until_readable
 
 __all__ = ["SeedEvent", "by_aggregate", "create_topic", "fold", "seed_events"]
 
@@ -56,7 +57,9 @@ def seed_events(
     """Produce ``events`` to ``topic`` in transactions of ``transaction_size`` records.
 
     With ``commit=False`` every transaction is aborted instead: a ``read_committed``
-    consumer must never see those events. Returns the records' positions, in input order.
+    consumer must never see those events. Returns the records' positions, in input order,
+    once they are readable (Kafka writes commit markers after ``commit_transaction()``
+    returns; see :func:`eventsource.kafka.stable.wait_until_readable`).
     """
     items = list(events)
     codec = codec or EventCodec.for_events({type(e.event) for e in items})
@@ -116,7 +119,17 @@ def seed_events(
         producer.flush(10)
     if errors:
         raise StoreError(f"seeding {topic!r} failed: {errors[:3]}")
-    return [p for p in positions if p is not None]
+    written = [p for p in positions if p is not None]
+    if commit and written:
+        # Seeded means readable: a read right after this returns sees every record.
+        consumer = Consumer(
+            settings.consumer_config(reader_group(settings.application_id, "seed-check"))
+        )
+        try:
+            wait_until_readable(consumer, written)
+        finally:
+            consumer.close()
+    return written
 
 
 def fold(aggregate_cls: type[A], events: Iterable[SeedEvent | tuple[str, Event]]) -> dict[str, A]:

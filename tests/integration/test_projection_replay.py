@@ -190,3 +190,16 @@ def test_replay_in_place_is_refused_while_the_versions_runner_is_running(
             stop.set()
             thread.join(timeout=30)
     replay(projection, kafka_settings, database_url)  # stopped: allowed
+
+
+def test_a_replay_after_named_positions_includes_them(
+    kafka_settings: KafkaSettings, topic: str, database_url: str, engine: Engine
+) -> None:
+    history = sample_history(accounts=10, events=200, seed=8)
+    positions = seed_events(kafka_settings, topic, history, transaction_size=200)
+    projection = balances(topic)
+
+    result = replay(projection, kafka_settings, database_url, after=positions)
+
+    assert read_model(engine, projection) == expected(history, positions, lambda p: True)
+    assert all(result.stop[(p.topic, p.partition)] > p.offset for p in positions)

@@ -21,24 +21,19 @@ from eventsource.domain import Event, Position
 from eventsource.errors import EventSourceError
 from eventsource.kafka.cluster import LocalKafkaCluster
 from eventsource.kafka.config import KafkaSettings
-from eventsource.store.kafka import KafkaEventStore
+from eventsource.store.kafka import KafkaEventStore, WriterOptions
 from eventsource.store.port import EventStore
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 from tests.reliability.test_writer_broker_restart import committed_records
 
 ACCOUNT = "bank.account"
-APPEND_TIMEOUT = 30.0
+APPEND_TIMEOUT = 65.0  # the store's default: twice the delivery timeout plus 5 s
 TXN_STATE_PARTITIONS = 50  # transaction.state.log.num.partitions (the broker default)
 
 
 def cluster_settings(cluster: LocalKafkaCluster, application_id: str) -> KafkaSettings:
-    """Settings for a writer on ``cluster`` (the store's own client tuning applies)."""
-    return KafkaSettings(
-        bootstrap_servers=cluster.bootstrap_servers,
-        application_id=application_id,
-        delivery_timeout_ms=10_000,
-        transaction_timeout_ms=30_000,
-    )
+    """Default settings for a writer on ``cluster`` (the store's own client tuning applies)."""
+    return KafkaSettings(bootstrap_servers=cluster.bootstrap_servers, application_id=application_id)
 
 
 def java_hash(text: str) -> int:
@@ -186,7 +181,7 @@ def new_store(settings: KafkaSettings, partitions: int, prefix: str) -> KafkaEve
         [Account],
         partitions=partitions,
         topic_prefix=prefix,
-        append_timeout=APPEND_TIMEOUT,
+        options=WriterOptions(append_timeout=APPEND_TIMEOUT),
     ).start(timeout=120)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from eventsource.errors import NotEnoughReplicasError
 from eventsource.kafka.cluster import LocalKafkaCluster
+from eventsource.store.port import ANY
 from examples.bank.domain import MoneyDeposited
 from tests.reliability.cluster_load import (
     ACCOUNT,
@@ -110,7 +111,7 @@ def test_a_rolling_restart_loses_and_doubles_nothing_and_leaves_no_writer_stuck(
         check_exactly_once(settings, store, appenders)
         # The same store, never restarted, still appends on every partition.
         for n in range(PARTITIONS * 4):
-            store.append(ACCOUNT, f"after-{n}", [MoneyDeposited(amount=1)], timeout=30)
+            store.append(ACCOUNT, f"after-{n}", [MoneyDeposited(amount=1)], ANY, timeout=30)
     finally:
         store.close()
     report(
@@ -130,7 +131,7 @@ def test_two_nodes_down_fail_appends_with_not_enough_replicas_until_one_returns(
     store = new_store(settings, 1, f"{unique_name}.")
     topic = store.topic_for(ACCOUNT)
     try:
-        store.append(ACCOUNT, "before", [MoneyDeposited(amount=1)], timeout=30)
+        store.append(ACCOUNT, "before", [MoneyDeposited(amount=1)], ANY, timeout=30)
         leader = kafka_cluster.leader_of(topic, 0)
         down = [n.node_id for n in kafka_cluster.nodes if n.node_id != leader]
         for node_id in down:
@@ -138,12 +139,14 @@ def test_two_nodes_down_fail_appends_with_not_enough_replicas_until_one_returns(
 
         with pytest.raises(NotEnoughReplicasError) as caught:
             for attempt in range(10):  # the leader notices the shrunken ISR within seconds
-                store.append(ACCOUNT, f"during-{attempt}", [MoneyDeposited(amount=1)], timeout=60)
+                store.append(
+                    ACCOUNT, f"during-{attempt}", [MoneyDeposited(amount=1)], ANY, timeout=60
+                )
         message = str(caught.value)
         kafka_cluster.restart(down[0])
         for _ in range(30):
             try:
-                store.append(ACCOUNT, "after", [MoneyDeposited(amount=1)], timeout=60)
+                store.append(ACCOUNT, "after", [MoneyDeposited(amount=1)], ANY, timeout=60)
                 break
             except NotEnoughReplicasError:
                 time.sleep(1)

@@ -68,6 +68,8 @@ def test_an_unreachable_broker_exits_1_with_one_line_naming_the_address_and_the_
         or command[1:2] in (["replay"], ["discard"], ["unpark"])
         else []
     )
+    if command[0] == "status":
+        (tmp_path / "rm.db").touch()  # status never creates one (a missing database: exit 2)
     result = runner.invoke(app, ["--connect-timeout", "0.5", *command, *extra, "-b", address])
     assert result.exit_code == 1, result.output
     lines = result.stderr.splitlines()

@@ -17,15 +17,17 @@ import threading
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 
 from eventsource.domain import Position
 from eventsource.errors import (
     FencedError,
+    NotEnoughReplicasError,
     StoreError,
     StoreUnavailableError,
     UncertainCommitError,
 )
+from eventsource.kafka.admin import replica_shortage
 from eventsource.store.kafka.catchup import TailRead, read_partition
 from eventsource.store.kafka.options import WriterState
 from eventsource.store.kafka.producer import describe, is_fenced, kafka_error
@@ -41,6 +43,20 @@ if TYPE_CHECKING:
 __all__ = ["CommitRecovery", "RecoveringWriter"]
 
 log = logging.getLogger(__name__)
+
+_FLUSH_FAILED = "Failed to flush all outstanding messages"
+"""How librdkafka's ``commit_transaction`` says records were not all acknowledged."""
+
+_SHORTAGE_SYMPTOMS = frozenset(
+    {
+        KafkaError.NOT_ENOUGH_REPLICAS,
+        KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError._TIMED_OUT,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError.REQUEST_TIMED_OUT,
+    }
+)
 
 
 def _fail(request: AppendRequest, error: StoreError, cause: BaseException | None) -> None:
@@ -61,6 +77,7 @@ class RecoveringWriter(Protocol):
     transactional_id: str
     producer: Producer | None
     closing: bool
+    shortage: str | None
 
     @property
     def where(self) -> str: ...
@@ -88,10 +105,15 @@ class CommitRecovery:
         if is_fenced(exc):
             self.become_fenced(accepted, exc, during_commit=False)
             return
+        shortage = self.diagnose(exc)
         for request in accepted:
             _fail(
                 request,
-                StoreUnavailableError(
+                NotEnoughReplicasError(
+                    f"append to {request.aggregate_id!r} failed, nothing was written: {shortage}"
+                )
+                if shortage
+                else StoreUnavailableError(
                     f"append to {request.aggregate_id!r} on {self.writer.where} failed before its "
                     f"transaction was committed ({describe(exc)}); nothing was written: retry"
                 ),
@@ -119,6 +141,12 @@ class CommitRecovery:
         error = kafka_error(exc)
         if error is not None and error.txn_requires_abort() and not error.fatal():
             self.fail_uncommitted(accepted, exc)  # the broker refused the commit
+            return
+        if error is not None and error.str().startswith(_FLUSH_FAILED):
+            # commit_transaction() sends EndTxn only after every record was acknowledged:
+            # a flush that timed out means the transaction was not committed (a record was
+            # refused, e.g. NOT_ENOUGH_REPLICAS, or its leader is gone). Abort it.
+            self.fail_uncommitted(accepted, exc)
             return
         log.warning("commit on %s is uncertain (%s): resolving", self.writer.where, describe(exc))
         self.resolve_uncertain(accepted, exc)
@@ -196,6 +224,20 @@ class CommitRecovery:
             self._tell_uncertain(pending, exc)  # closing
             return
 
+    def diagnose(self, exc: BaseException) -> str | None:
+        """Why the cluster cannot take appends right now, when replicas are short.
+
+        Asked only for errors a replica shortage causes (a refused or timed-out record, a
+        transaction coordinator that cannot write its log), and bounded to two seconds.
+        """
+        error = kafka_error(exc)
+        if error is None or error.code() not in _SHORTAGE_SYMPTOMS:
+            return None
+        writer = self.writer
+        shortage = replica_shortage(writer.settings, writer.topic, writer.partition, timeout=2.0)
+        writer.shortage = shortage
+        return shortage
+
     def _reconnect(self, deadline: float | None) -> str:
         pause = 0.2
         while True:
@@ -217,6 +259,7 @@ class CommitRecovery:
                 log.warning(
                     "reconnecting %s failed (%s): retrying", self.writer.where, describe(exc)
                 )
+                self.diagnose(exc)  # refusals meanwhile say why, when replicas are short
             threading.Event().wait(pause)
             pause = min(pause * 2, 2.0)
 

@@ -36,6 +36,7 @@ from eventsource.domain import Aggregate, Event, Position
 from eventsource.errors import (
     ConcurrencyError,
     FencedError,
+    NotEnoughReplicasError,
     StoreUnavailableError,
     UncertainCommitError,
 )
@@ -92,6 +93,7 @@ class PartitionWriter:
         self.state = WriterState.STARTING
         self.start_error: BaseException | None = None
         self.end_offset = 0
+        self.shortage: str | None = None  # why the cluster cannot take appends, if known
         self.producer: Producer | None = None
         self._queue: collections.deque[AppendRequest] = collections.deque()
         self._mutex = threading.RLock()
@@ -147,6 +149,8 @@ class PartitionWriter:
             )
         if self.closing or self.state is WriterState.CLOSED:
             return StoreUnavailableError(f"the writer of {self.where} is closed", retriable=False)
+        if self.shortage is not None:
+            return NotEnoughReplicasError(f"nothing was written: {self.shortage}")
         return StoreUnavailableError(
             f"the writer of {self.where} is {self.state} (reconnecting to the broker at "
             f"{self.settings.bootstrap_servers}); nothing was written: retry shortly"
@@ -217,6 +221,8 @@ class PartitionWriter:
     def set_state(self, state: WriterState) -> None:
         with self._cond:
             self.state = state
+            if state is WriterState.SERVING:
+                self.shortage = None
 
     def _take_batch(self) -> list[AppendRequest] | None:
         with self._cond:
