@@ -7,7 +7,8 @@ Two ways to write:
 - **Batched**: ``ctx.upsert(table, values, key=[...])`` and ``ctx.defer(stmt, params)``
   collect statements for the whole consume batch and run them as ``executemany`` when the
   batch is flushed (before its checkpoint is written, in the same transaction). Several
-  times faster per row.
+  times faster per row. Rows of one upsert with the same key are merged into one row with
+  the same effect before they are sent (see ``_DriverUpsert.fold``).
 
 Order is kept where it matters: deferred statements are flushed before any immediate
 ``execute``; and two deferred statements touching the same table are never reordered
