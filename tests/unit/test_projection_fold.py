@@ -45,9 +45,7 @@ def _history(seed: int, n: int) -> list[dict[str, Any]]:
             "id": f"k{rng.randrange(7)}",
             "part": rng.randrange(2),
             "label": rng.choice([None, None, "a", "b"]),
-            "n": rng.choice([None] + list(range(-5, 20)))
-            if rng.random() < 0.05
-            else rng.randrange(9),
+            "n": rng.choice([None, *range(-5, 20)]) if rng.random() < 0.05 else rng.randrange(9),
             "last": i,
         }
         for i in range(n)
