@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from eventsource.codec import EventCodec
 from eventsource.errors import ConfigurationError, DecodeError
 from eventsource.kafka.admin import topic_not_found
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import reader_group
 from eventsource.kafka.reach import is_unreachable, unreachable_error
 
 
@@ -67,7 +67,7 @@ def open_reader(
     """A consumer assigned to ``partitions`` (all when None) of ``topic`` at ``start``."""
     consumer = Consumer(
         settings.consumer_config(
-            f"eventsource-cli-{uuid.uuid4().hex[:12]}",
+            reader_group(settings.application_id, "cli", unique=True),
             **{"enable.partition.eof": True},
         )
     )

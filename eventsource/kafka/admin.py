@@ -152,10 +152,13 @@ def topic_partitions(settings: KafkaSettings, *, timeout: float = 10.0) -> dict[
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise _wrap(exc, "could not list topics", settings, timeout) from exc
+    # A topic whose partitions lack a leader right now (brokers down) still exists.
     return {
         name: len(topic.partitions)
         for name, topic in sorted(metadata.topics.items())
-        if not name.startswith("__") and topic.error is None
+        if not name.startswith("__")
+        and topic.partitions
+        and (topic.error is None or topic.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART)
     }
 
 

@@ -77,6 +77,30 @@ class KafkaSettings(BaseSettings):
         "rebuilt from the topic, so only for data you accept to lose.",
     )
     transaction_timeout_ms: int = 60_000
+    catchup_stall_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A catch-up, snapshot restore or tail re-read that receives nothing for "
+        "this long fails (retriable); never less than the delivery timeout.",
+    )
+    admin_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Bound of one metadata request of the write side: the writers group's "
+        "description, the append server's watermark queries.",
+    )
+    close_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long closing waits for queued work: a writer's queued appends, an "
+        "append server's in-flight requests and replies, a producer's flush.",
+    )
+    release_timeout_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long a rebalance waits for a writer that is still taking over a "
+        "partition it loses (it ends on its own later; a serving one drains).",
+    )
 
     def __repr__(self) -> str:
         return (

@@ -21,6 +21,7 @@ __all__ = [
     "check_reachable",
     "client_error",
     "is_unreachable",
+    "lost_brokers",
     "unreachable_error",
     "unreachable_message",
 ]
@@ -51,6 +52,11 @@ def unreachable_message(bootstrap_servers: str, seconds: float | None) -> str:
         "broker, or point elsewhere with -b HOST:PORT or EVENTSOURCE_BOOTSTRAP_SERVERS "
         "(wait longer with --connect-timeout or EVENTSOURCE_CONNECT_TIMEOUT_S)"
     )
+
+
+def lost_brokers(error: KafkaError) -> bool:
+    """Whether an error a running client reported means it cannot reach any broker."""
+    return bool(error.code() in _UNREACHABLE)
 
 
 def client_error(settings: KafkaSettings, error: KafkaError) -> Exception:

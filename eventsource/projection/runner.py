@@ -28,7 +28,7 @@ from eventsource.codec import EventCodec
 from eventsource.errors import ConfigurationError, ProjectionError, WaitTimeoutError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import projection_group
-from eventsource.kafka.reach import client_error
+from eventsource.kafka.reach import client_error, lost_brokers
 from eventsource.projection.batch import BatchApplier
 from eventsource.projection.checkpoints import TopicPartition as TP
 from eventsource.projection.checkpoints import ensure_checkpoint_rows, read_checkpoints
@@ -119,6 +119,7 @@ class ProjectionRunner:
         self._applied: dict[TP, int] = {}
         self._closed = False
         self._revoked = False
+        self._broker_lost = False  # set by error_cb; cleared once a broker answers again
 
     # lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> ProjectionRunner:
@@ -199,6 +200,8 @@ class ProjectionRunner:
     ) -> bool:
         consumer = self._ensure_consumer()
         self._revoked = False
+        if self._broker_lost and self._broker_back(consumer):
+            self.listener.on_batch(0, 0.0)  # progress again: clears the reported error
         messages = consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout)
         if not self._revoked and not any(map(_error, messages)):
             good = messages  # the common case: no errors, the assignment did not shrink
@@ -325,7 +328,9 @@ class ProjectionRunner:
         if self._closed:
             raise ProjectionError(f"runner of {self.projection!r} is closed")
         if self._consumer is None:
-            config = self.settings.consumer_config(self.group_id, **self._overrides)
+            config = self.settings.consumer_config(
+                self.group_id, **{"error_cb": self._on_client_error, **self._overrides}
+            )
             consumer = Consumer(config)
             consumer.subscribe(
                 list(self.projection.topics),
@@ -335,6 +340,20 @@ class ProjectionRunner:
             )
             self._consumer = consumer
         return self._consumer
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        # librdkafka reconnects by itself; meanwhile say why nothing moves (/readyz).
+        if lost_brokers(error):
+            self._broker_lost = True
+            self.listener.on_error(client_error(self.settings, error))
+
+    def _broker_back(self, consumer: Consumer) -> bool:
+        try:
+            consumer.list_topics(timeout=0.2)
+        except KafkaException:
+            return False
+        self._broker_lost = False
+        return True
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]

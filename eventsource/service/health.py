@@ -7,7 +7,6 @@ handlers only read state that the runners' listeners keep up to date.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -15,16 +14,18 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from eventsource.errors import ConfigurationError
+from eventsource.lifecycle import ServiceThread
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 
 
-class HealthServer:
-    """Serves the probes on ``host:port`` until :meth:`stop` (port 0 picks a free one)."""
+class HealthServer(ServiceThread):
+    """Serves the probes on ``host:port`` until :meth:`close` (port 0 picks a free one)."""
 
     def __init__(
         self, readiness: Readiness, registry: CollectorRegistry, *, host: str, port: int
     ) -> None:
+        super().__init__("eventsource-http")
         self._readiness = readiness
         self._registry = registry
         handler = _make_handler(self)
@@ -36,22 +37,24 @@ class HealthServer:
                 "choose another --http-port (0 picks a free one)"
             ) from exc
         self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="eventsource-http", daemon=True
-        )
 
     @property
     def port(self) -> int:
         return int(self._server.server_address[1])
 
     def start(self) -> HealthServer:
-        self._thread.start()
+        self.start_thread()
         return self
 
-    def stop(self) -> None:
-        self._server.shutdown()
+    def _loop(self) -> None:
+        self._server.serve_forever()
+
+    def _wake(self) -> None:
+        if self.alive:  # serve_forever runs (or is about to): make it return
+            self._server.shutdown()
+
+    def _cleanup(self) -> None:
         self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 def _make_handler(server: HealthServer) -> type[BaseHTTPRequestHandler]:

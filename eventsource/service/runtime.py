@@ -66,7 +66,7 @@ def serve(
         code = supervisor.run()
     finally:
         if server is not None:
-            server.stop()
+            server.close(5.0)
     log.info("service stopped", exit_code=int(code))
     return code
 

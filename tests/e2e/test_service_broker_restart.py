@@ -7,7 +7,6 @@ never touched.
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -53,7 +52,16 @@ def test_service_recovers_after_the_broker_restarts(
     wait_for(lambda: svc.caught_up(pname), 90, svc.describe)
 
     own_broker.stop()
-    time.sleep(5)  # the service runs on without its broker
+
+    def reported() -> bool:  # /readyz names the address, in the CLI's words
+        try:
+            error = svc.readiness()["projections"][pname]["error"] or ""
+        except (OSError, KeyError, ValueError):
+            return False
+        return f"no Kafka broker answers at {settings.bootstrap_servers}" in error
+
+    wait_for(reported, 90, svc.describe)
+    assert svc.get("/readyz")[0] == 503
     assert svc.proc.poll() is None, svc.describe()
     own_broker.start()
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from eventsource.kafka.config import KafkaSettings
 from tests.e2e.conftest import BALANCES, Service, read_balances, read_checkpoints, wait_for
@@ -75,3 +76,29 @@ def test_a_signal_during_start_up_exits_0_without_starting(
     assert svc.proc.wait(timeout=60) == 0, svc.describe()
     assert any(r.get("event") == "stop requested during start-up" for r in svc.lines())
     assert not (tmp_path / "rm.db").exists()  # nothing started, nothing created
+
+
+def test_a_replica_with_an_instance_id_is_a_static_member_and_resumes_after_sigkill(
+    service: Callable[..., Service],
+    kafka_settings: KafkaSettings,
+    pname: str,
+    tmp_path: Path,
+) -> None:
+    topic = f"{pname}.events"
+    seed_bank(kafka_settings, topic, 300)
+    db = f"sqlite:///{tmp_path / 'rm.db'}"
+    args = [BALANCES, "--name", pname, "-t", topic, "-d", db, "--instance-id", "replica-0"]
+    first = service(*args)
+    wait_for(lambda: first.caught_up(pname), 90, first.describe)
+    group = f"{kafka_settings.application_id}.projection.{pname}.v1"
+    admin = AdminClient(kafka_settings.admin_config())
+    members = admin.describe_consumer_groups([group])[group].result(timeout=30).members
+    assert [m.group_instance_id for m in members] == ["replica-0"]
+    first.stop(signal.SIGKILL)
+
+    # The replacement takes the dead member's place (no wait for its session timeout).
+    again = service(*args)
+    wait_for(lambda: again.caught_up(pname), 90, again.describe)
+    assert again.stop() == 0
+    records = read_topic(kafka_settings, topic)
+    assert read_balances(db, pname) == expected_balances(records)

@@ -81,7 +81,10 @@ class Clients:
                 outcome = "ok"
             except (ConcurrencyError, UncertainCommitError) as exc:
                 outcome = type(exc).__name__
-                versions[aggregate_id] = self.store.version(ACCOUNT, aggregate_id)
+                try:
+                    versions[aggregate_id] = self.store.version(ACCOUNT, aggregate_id)
+                except StoreUnavailableError:  # still recovering: the next append tells
+                    time.sleep(0.05)
             except (StoreUnavailableError, FencedError) as exc:
                 outcome = type(exc).__name__
                 time.sleep(0.05)

@@ -225,7 +225,7 @@ def probes() -> Iterator[tuple[HealthServer, dict[str, Any]]]:
         port=0,
     ).start()
     yield server, state
-    server.stop()
+    server.close(5.0)
 
 
 def get(server: HealthServer, path: str) -> tuple[int, str]:

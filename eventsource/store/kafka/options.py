@@ -26,6 +26,9 @@ class WriterOptions:
     settings' ``delivery_timeout_ms`` plus 5 s. ``cache_size`` (aggregates kept in memory
     per partition) and ``local_catchup_limit`` (events a local snapshot file may lag before
     the snapshot topic is used instead) concern only the grouped store's writers.
+    ``read_wait`` (seconds) bounds how long a ``load`` or ``version`` waits for a partition
+    whose writer is establishing a commit's outcome (or catching up) before it fails with
+    the retriable ``StoreUnavailableError``.
     """
 
     source: str | None = None
@@ -33,8 +36,13 @@ class WriterOptions:
     append_timeout: float | None = None
     cache_size: int = 10_000
     local_catchup_limit: int = 100_000
+    read_wait: float = 5.0
 
     def __post_init__(self) -> None:
+        if self.read_wait < 0:
+            raise ConfigurationError(
+                f"WriterOptions.read_wait must be >= 0 seconds, got {self.read_wait}"
+            )
         if self.max_batch_events < 1:
             raise ConfigurationError(
                 f"WriterOptions.max_batch_events must be >= 1, got {self.max_batch_events}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from confluent_kafka import KafkaError, Producer
@@ -73,11 +74,14 @@ class RecoveringWriter(Protocol):
     codec: EventCodec
     index: VersionIndex[Aggregate]
     op_timeout: float
+    stall_timeout: float
     end_offset: int
     transactional_id: str
     producer: Producer | None
-    closing: bool
     shortage: str | None
+
+    @property
+    def closing(self) -> bool: ...
 
     @property
     def where(self) -> str: ...
@@ -85,6 +89,8 @@ class RecoveringWriter(Protocol):
     def new_producer(self, timeout: float) -> Producer: ...
 
     def fail_queued(self) -> None: ...
+
+    def fault(self, stage: str) -> None: ...
 
     def set_state(self, state: WriterState) -> None: ...
 
@@ -154,25 +160,69 @@ class CommitRecovery:
     def become_fenced(
         self, accepted: list[AppendRequest], exc: BaseException, *, during_commit: bool
     ) -> None:
+        """Stop serving; tell each caller the truth about its append.
+
+        Fenced before the commit was requested: nothing was written (``FencedError``).
+        Fenced *during* the commit: the commit may have happened before the takeover; the
+        newer writer's ``init_transactions`` has finished our transaction either way, so
+        the partition tail says which (matched by event id); if it cannot be read, the
+        caller gets ``UncertainCommitError``, never "nothing written".
+        """
         self.writer.set_state(WriterState.FENCED)
-        outcome = (
-            "the commit may have happened before the takeover: reload the aggregate from "
-            "the new owner before retrying"
-            if during_commit
-            else "nothing was written"
-        )
-        for request in accepted:
-            _fail(
-                request,
-                FencedError(
-                    f"the writer of {self.writer.where} was fenced by a newer writer with "
-                    f"transactional.id {self.writer.transactional_id!r} while appending to "
-                    f"{request.aggregate_id!r}; {outcome}"
-                ),
-                exc,
-            )
         self.writer.fail_queued()
         self.writer.close_producer()
+        if during_commit:
+            end = self.writer.end_offset
+            self.settle_fenced(accepted, exc, TailRead(start=end, end=end))
+            return
+        for request in accepted:
+            _fail(request, self._fenced_error(request, "before appending to"), exc)
+
+    def _fenced_error(self, request: AppendRequest, when: str) -> FencedError:
+        return FencedError(
+            f"the writer of {self.writer.where} was fenced by a newer writer with "
+            f"transactional.id {self.writer.transactional_id!r} {when} "
+            f"{request.aggregate_id!r}; nothing was written: send the command to the new "
+            "owner"
+        )
+
+    def settle_fenced(
+        self, pending: list[AppendRequest], exc: BaseException, progress: TailRead
+    ) -> None:
+        """After a fence during a commit: find each pending append's events, or say uncertain."""
+        if not pending:
+            return
+        w = self.writer
+        try:
+            read_partition(
+                w.settings,
+                w.topic,
+                w.partition,
+                w.codec,
+                w.index,
+                progress,
+                timeout=w.stall_timeout,
+                collect_event_ids=True,
+            )
+        except StoreUnavailableError as read_exc:
+            for request in pending:
+                _fail(
+                    request,
+                    UncertainCommitError(
+                        f"the writer of {w.where} was fenced by a newer writer while "
+                        f"committing {request.aggregate_id!r}, and the partition could not be "
+                        f"re-read to tell whether the commit happened ({read_exc}): reload the "
+                        "aggregate from the new owner (its version tells) before retrying"
+                    ),
+                    exc,
+                )
+            return
+        self._answer(
+            pending,
+            progress,
+            exc,
+            lambda request: self._fenced_error(request, "while committing"),
+        )
 
     # -- uncertain outcome: replace the producer, re-read the tail, tell the truth ----
     def resolve_uncertain(self, accepted: list[AppendRequest], exc: BaseException) -> None:
@@ -193,7 +243,9 @@ class CommitRecovery:
                         self.writer.codec,
                         self.writer.index,
                         progress,
-                        timeout=max(self.writer.op_timeout, 10.0),
+                        timeout=max(
+                            self.writer.op_timeout, self.writer.settings.catchup_stall_timeout_s
+                        ),
                         collect_event_ids=True,
                     )
                 except StoreUnavailableError as read_exc:
@@ -209,17 +261,8 @@ class CommitRecovery:
                 self._tell_uncertain(pending, exc)
                 pending = []
                 continue
-            if outcome == "fenced":
-                for request in pending:
-                    _fail(
-                        request,
-                        FencedError(
-                            f"the writer of {self.writer.where} was fenced while resolving an "
-                            f"uncertain commit of {request.aggregate_id!r}: reload it from the "
-                            "new owner"
-                        ),
-                        exc,
-                    )
+            if outcome == "fenced":  # the newer writer's init has finished our transaction
+                self.settle_fenced(pending, exc, progress)
                 return
             self._tell_uncertain(pending, exc)  # closing
             return
@@ -241,13 +284,16 @@ class CommitRecovery:
     def _reconnect(self, deadline: float | None) -> str:
         pause = 0.2
         while True:
-            if self.writer.closing:
+            if self.writer.closing:  # released: never fence the partition's new owner
                 return "closing"
             self.writer.fail_queued()
             remaining = self.writer.op_timeout if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 return "timeout"
             try:
+                self.writer.fault("before_init")
+                if self.writer.closing:
+                    return "closing"
                 self.writer.producer = self.writer.new_producer(
                     min(self.writer.op_timeout, remaining)
                 )
@@ -263,7 +309,13 @@ class CommitRecovery:
             threading.Event().wait(pause)
             pause = min(pause * 2, 2.0)
 
-    def _answer(self, pending: list[AppendRequest], tail: TailRead, exc: BaseException) -> None:
+    def _answer(
+        self,
+        pending: list[AppendRequest],
+        tail: TailRead,
+        exc: BaseException,
+        nothing_written: Callable[[AppendRequest], StoreError] | None = None,
+    ) -> None:
         found = tail.offsets_by_event_id
         for request in pending:
             offsets = [found.get(event_id) for event_id in request.event_ids]
@@ -274,6 +326,8 @@ class CommitRecovery:
                 )
                 version = request.base_version + len(request.events)
                 request.future.set_result(AppendResult(request.aggregate_id, version, positions))
+            elif not present and nothing_written is not None:
+                _fail(request, nothing_written(request), exc)
             elif not present:
                 _fail(
                     request,

@@ -101,7 +101,7 @@ class KafkaEventStore(ServedByWriters):
         """Finish queued appends, stop every writer and release their producers."""
         self._closed = True
         for writer in self._writers.values():
-            writer.close()
+            writer.close(self.settings.close_timeout_s)
 
     # -- addressing -----------------------------------------------------------------
     def _local_writer(self, topic: str, aggregate_id: str) -> PartitionWriter:

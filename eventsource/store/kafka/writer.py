@@ -24,11 +24,12 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import cast
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from eventsource.codec import EventCodec
 from eventsource.codec.envelope import HeaderTemplate, utc_stamp
@@ -42,11 +43,19 @@ from eventsource.errors import (
 )
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import writer_transactional_id
+from eventsource.lifecycle import ServiceThread
 from eventsource.store.kafka.admission import TrialFold
 from eventsource.store.kafka.catchup import TailRead, read_partition
 from eventsource.store.kafka.index import VersionIndex
 from eventsource.store.kafka.options import WriterOptions, WriterState
-from eventsource.store.kafka.producer import DeliveryMark, dispose, new_producer
+from eventsource.store.kafka.producer import (
+    DeliveryMark,
+    describe,
+    dispose,
+    is_fenced,
+    kafka_error,
+    new_producer,
+)
 from eventsource.store.kafka.recovery import CommitRecovery
 from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.port import ANY, AppendResult
@@ -56,11 +65,24 @@ __all__ = ["FaultHook", "PartitionWriter"]
 log = logging.getLogger(__name__)
 
 FaultHook = Callable[[str], None]
-"""Test hook called at ``"before_commit"``, ``"commit"`` (instead of committing, if it
-raises) and ``"after_commit"``; an exception it raises is handled like a Kafka failure."""
+"""Test hook called at ``"before_init"`` (before every ``init_transactions``),
+``"before_commit"``, ``"commit"`` (instead of committing, if it raises) and
+``"after_commit"``; an exception it raises is handled like a Kafka failure."""
+
+_DOWN = (WriterState.FENCED, WriterState.FAILED)
+_TRANSIENT_INIT = frozenset(
+    {
+        KafkaError._TIMED_OUT,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.CONCURRENT_TRANSACTIONS,
+    }
+)
+_PASSING = (WriterState.STARTING, WriterState.RECOVERING)
 
 
-class PartitionWriter:
+class PartitionWriter(ServiceThread):
     """Single writer of ``topic[partition]``: catch-up, then group-committed appends.
 
     ``options`` must be resolved (:meth:`WriterOptions.resolved`); the stores do that.
@@ -78,6 +100,7 @@ class PartitionWriter:
         codec: EventCodec,
         options: WriterOptions,
     ) -> None:
+        super().__init__(f"eventsource-writer-{topic}-{partition}")
         self.settings = settings
         self.topic = topic
         self.partition = partition
@@ -90,8 +113,9 @@ class PartitionWriter:
         self.fault_hook: FaultHook | None = None
         self._templates: dict[type[Event], HeaderTemplate] = {}
         self.op_timeout = settings.delivery_timeout_ms / 1000
+        self.stall_timeout = max(self.op_timeout, settings.catchup_stall_timeout_s)
+        """A catch-up or tail re-read that receives nothing for this long fails."""
         self.state = WriterState.STARTING
-        self.start_error: BaseException | None = None
         self.end_offset = 0
         self.shortage: str | None = None  # why the cluster cannot take appends, if known
         self.producer: Producer | None = None
@@ -99,32 +123,35 @@ class PartitionWriter:
         self._mutex = threading.RLock()
         self._cond = threading.Condition(self._mutex)
         self._idle = False  # the thread waits for appends (under the lock): submit wakes it
-        self.closing = False
-        """Set by ``close()``: the writer takes nothing new and never fences again."""
         self.recovery = CommitRecovery(self)
-        self._ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"eventsource-writer-{topic}-{partition}", daemon=True
-        )
+        self.served = False
+        """Whether the writer reached ``SERVING`` (it may have stopped since)."""
+        self.on_down: Callable[[PartitionWriter], None] | None = None
+        """Called on the writer thread when it stops fenced or failed without being closed
+        (the grouped store retries the partition or gives it up)."""
 
     @property
     def where(self) -> str:
         return f"{self.topic}[{self.partition}]"
 
-    # -- lifecycle ------------------------------------------------------------------
+    # -- lifecycle (ServiceThread: close() finishes what is queued, then stops) --------
     def start(self) -> None:
-        self._thread.start()
+        """Fence older writers and catch up on the writer thread (see ``wait_ready``)."""
+        self.start_thread()
 
-    def wait_ready(self, timeout: float) -> bool:
-        return self._ready.wait(timeout)
+    @property
+    def closing(self) -> bool:
+        """Set by ``close()``: the writer takes nothing new and never fences again."""
+        return self.stopping
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Finish what is queued, then stop and release the producer."""
+    @property
+    def stopped(self) -> bool:
+        """Whether the writer thread has ended (or never started)."""
+        return not self.alive
+
+    def _wake(self) -> None:
         with self._cond:
-            self.closing = True
             self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
 
     def submit(self, request: AppendRequest) -> None:
         with self._mutex:  # the condition's lock, without Condition's Python-level wrappers
@@ -156,9 +183,9 @@ class PartitionWriter:
             f"{self.settings.bootstrap_servers}); nothing was written: retry shortly"
         )
 
-    def _run(self) -> None:
+    def _prepare(self) -> None:
         try:
-            self.producer = self.new_producer(self.op_timeout * 2)
+            self.producer = self._fence()
             tail = read_partition(
                 self.settings,
                 self.topic,
@@ -166,30 +193,59 @@ class PartitionWriter:
                 self.codec,
                 self.index,
                 self.restore(),
-                timeout=max(self.op_timeout, 30.0),
+                timeout=self.stall_timeout,
             )
             self.end_offset = tail.end
             self.caught_up(tail)
-        except BaseException as exc:  # reported to start(); the thread ends here
-            self.start_error = exc
-            self.set_state(WriterState.FAILED)
-            self.close_producer()
-            self._ready.set()
-            return
+        except BaseException:  # start_error; the thread ends
+            self.set_state(WriterState.CLOSED if self.closing else WriterState.FAILED)
+            raise
+        self.served = True
         self.set_state(WriterState.SERVING)
-        self._ready.set()
-        try:
-            while (batch := self._take_batch()) is not None:
-                try:
-                    self._process(batch)
-                except Exception as exc:  # a bug, or an @apply handler that raised
-                    self._crash(batch, exc)
-                    return
-        finally:
-            if self.state not in (WriterState.FENCED, WriterState.FAILED):
-                self.set_state(WriterState.CLOSED)
-            self.fail_queued()
-            self.close_producer()
+
+    def _fence(self) -> Producer:
+        """A producer that fenced older writers; transient coordinator errors are retried."""
+        deadline = time.monotonic() + max(2 * self.op_timeout, self.stall_timeout)
+        pause = 0.2
+        while True:
+            # A writer released before it got here must not fence the partition's new owner.
+            self.fault("before_init")
+            if self.closing:
+                raise StoreUnavailableError(
+                    f"the writer of {self.where} was closed before it fenced older writers",
+                    retriable=False,
+                )
+            try:
+                return self.new_producer(self.op_timeout * 2)
+            except KafkaException as exc:
+                error = kafka_error(exc)
+                transient = (
+                    error is not None
+                    and not is_fenced(exc)
+                    and (error.retriable() or error.code() in _TRANSIENT_INIT)
+                )
+                if not transient or time.monotonic() + pause > deadline:
+                    raise
+                log.warning("fencing on %s failed (%s): retrying", self.where, describe(exc))
+            self._stopping.wait(pause)
+            pause = min(pause * 2, 2.0)
+
+    def _loop(self) -> None:
+        while (batch := self._take_batch()) is not None:
+            try:
+                self._process(batch)
+            except Exception as exc:  # a bug, or an @apply handler that raised
+                self._crash(batch, exc)
+                return
+
+    def _cleanup(self) -> None:
+        if self.state not in _DOWN:
+            self.set_state(WriterState.CLOSED)
+        self.fail_queued()
+        self.close_producer()
+        down = self.on_down
+        if down is not None and not self.closing and self.state in _DOWN:
+            down(self)
 
     def restore(self) -> TailRead:
         """Where catch-up starts (after fencing); a subclass may restore snapshots first."""
@@ -214,15 +270,38 @@ class PartitionWriter:
                 )
 
     def check_serving_reads(self) -> None:
-        """Loads are served from the index unless the writer was fenced or has failed."""
-        if self.state in (WriterState.FENCED, WriterState.FAILED):
-            raise self._refusal()
+        """Reads are served from the index only while the writer serves.
+
+        While it recovers (a commit's outcome being established) or starts, a read waits
+        up to ``options.read_wait`` seconds for it to serve, then fails with the
+        retriable ``StoreUnavailableError``: it never sees the index before an uncertain
+        batch, or half of a multi-event append being re-read.
+        """
+        if self.state is WriterState.SERVING:  # the common case: no lock
+            return
+        state = self._settled_state(self.options.read_wait)
+        if state is WriterState.SERVING:
+            return
+        if state in _PASSING:
+            raise StoreUnavailableError(
+                f"the writer of {self.where} is {state} (establishing the outcome of a "
+                f"commit, or catching up) and did not serve within {self.options.read_wait:g}s;"
+                " nothing was read: retry shortly"
+            )
+        raise self._refusal()
+
+    def _settled_state(self, timeout: float) -> WriterState:
+        """The state once not starting or recovering, or after ``timeout`` seconds."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.state not in _PASSING or self.closing, timeout)
+            return self.state
 
     def set_state(self, state: WriterState) -> None:
         with self._cond:
             self.state = state
             if state is WriterState.SERVING:
                 self.shortage = None
+            self._cond.notify_all()
 
     def _take_batch(self) -> list[AppendRequest] | None:
         with self._cond:
@@ -300,15 +379,15 @@ class PartitionWriter:
             self._produce(producer, accepted, first, last)
             if self.fault_hook is not None:
                 producer.flush(self.op_timeout)  # let the records reach the log first
-                self._fault("before_commit")
+                self.fault("before_commit")
         except Exception as exc:
             self.recovery.fail_uncommitted(accepted, exc)
             return
         try:
-            self._fault("commit")
+            self.fault("commit")
             # commit_transaction flushes first; a failed record makes it raise.
             producer.commit_transaction(self.op_timeout)
-            self._fault("after_commit")
+            self.fault("after_commit")
         except Exception as exc:
             self.recovery.commit_failed(accepted, exc)
             return
@@ -407,7 +486,7 @@ class PartitionWriter:
             positions = tuple([Position(topic, partition, o) for o in request.offsets])
             request.future.set_result(AppendResult(request.aggregate_id, version, positions))
 
-    def _fault(self, stage: str) -> None:
+    def fault(self, stage: str) -> None:
         if self.fault_hook is not None:
             self.fault_hook(stage)
 

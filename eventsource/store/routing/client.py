@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from eventsource.errors import (
 )
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
+from eventsource.lifecycle import ServiceThread, ThreadState
 from eventsource.store.port import AppendResult, check_append_arguments, events_topic
 from eventsource.store.routing import wire
 from eventsource.store.routing.ports import ClientCodec
@@ -43,7 +43,7 @@ A = TypeVar("A", bound=Aggregate)
 log = logging.getLogger(__name__)
 
 
-class RemoteEventStore:
+class RemoteEventStore(ServiceThread):
     """The ``append`` and ``version`` of an :class:`EventStore`, executed by the owner.
 
     Each call becomes a request on ``<application_id>.append-requests`` that the owner's
@@ -70,18 +70,17 @@ class RemoteEventStore:
         self.scan_loads = scan_loads
         self.topic_prefix = topic_prefix
         self.client_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        super().__init__(f"remote-store-{self.client_id}")
         self.requests_topic = requests_topic(settings.application_id)
         self.replies_topic = replies_topic(settings.application_id)
         self._replies = PendingReplies(settings.application_id)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._producer: Producer | None = None
         self._consumer: Consumer | None = None
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self) -> RemoteEventStore:
         """Create the routing topics if missing and listen for replies from now on."""
-        if self._thread is not None:
+        if self.thread_state is not ThreadState.NEW:
             return self
         ensure_topic(self.settings, self.requests_topic)
         ensure_topic(self.settings, self.replies_topic)
@@ -94,22 +93,17 @@ class RemoteEventStore:
         # Listen before sending anything, so no reply can slip past.
         self._consumer.assign(partitions_at_end(self._consumer, self.replies_topic))
         self._producer = Producer(self.settings.producer_config(**{"linger.ms": 0}))
-        self._thread = threading.Thread(
-            target=self._run, name=f"remote-store-{self.client_id}", daemon=True
-        )
-        self._thread.start()
+        self.start_thread()
         return self
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
         """Stop listening; calls still waiting fail with ``UncertainCommitError``."""
-        if self._thread is None:
+        if self.thread_state is ThreadState.NEW or self.stopping:
             return
-        self._stop.set()
-        self._thread.join()
-        self._thread = None
+        super().close(timeout)
         self._replies.fail_all("the client was closed before the reply")
         if self._producer is not None:
-            self._producer.flush(5)
+            self._producer.flush(self.settings.close_timeout_s)
         if self._consumer is not None:
             self._consumer.close()
 
@@ -226,7 +220,7 @@ class RemoteEventStore:
         causation_id: str | None,
     ) -> Future[wire.AppendReply]:
         producer = self._producer
-        if producer is None or self._stop.is_set():
+        if producer is None or self.stopping:
             raise StoreUnavailableError(
                 "RemoteEventStore is not started: call start() or use it as a context manager",
                 retriable=False,
@@ -276,10 +270,10 @@ class RemoteEventStore:
             ) from exc
         return reply
 
-    def _run(self) -> None:
+    def _loop(self) -> None:
         consumer, producer = self._consumer, self._producer
         assert consumer is not None and producer is not None
-        while not self._stop.is_set():
+        while not self.stopping:
             try:
                 producer.poll(0)
                 for message in next_batch(consumer, 0.02):

@@ -21,6 +21,7 @@ from eventsource.errors import (
 )
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import append_server_group, append_server_instance_id
+from eventsource.lifecycle import ServiceThread, ThreadState
 from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
 from eventsource.store.routing.backlog import Backlog, expired_error
@@ -37,7 +38,7 @@ __all__ = ["AppendServer"]
 log = logging.getLogger(__name__)
 
 
-class AppendServer:
+class AppendServer(ServiceThread):
     """Consumes append requests and executes them through the owner's store.
 
     Runs a thread; ``start()`` returns once the requests partitions are assigned and
@@ -82,6 +83,7 @@ class AppendServer:
         self.settings = settings
         self.codec = codec
         self.server_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        super().__init__("append-server")
         self.requests_topic = requests_topic(settings.application_id)
         self.replies_topic = replies_topic(settings.application_id)
         self._request_partitions = request_partitions
@@ -92,18 +94,15 @@ class AppendServer:
             else append_server_instance_id(settings.application_id, member_id)
         )
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="append-server")
-        self._ready = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._assigned = threading.Event()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
-        self._start_error: BaseException | None = None
         self.backlog = Backlog(max_pending)
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> AppendServer:
         """Serve requests; returns once positioned at the end of the requests topic."""
-        if self._thread is not None:
+        if self.thread_state is not ThreadState.NEW:
             return self
         ensure_topic(self.settings, self.requests_topic, self._request_partitions)
         ensure_topic(self.settings, self.replies_topic)
@@ -112,9 +111,8 @@ class AppendServer:
         if self.group_instance_id is not None:
             overrides["group.instance.id"] = self.group_instance_id
         self._consumer = Consumer(self.settings.consumer_config(self.group_id, **overrides))
-        self._thread = threading.Thread(target=self._run, name="append-server", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
+        self.start_thread()
+        if not self.wait_ready(timeout):
             self.close()
             raise StoreUnavailableError(
                 f"AppendServer got no partition of {self.requests_topic!r} within "
@@ -122,8 +120,8 @@ class AppendServer:
                 f"application {self.settings.application_id!r}? (A crashed server with a "
                 "different member_id keeps them until its session times out, 45 s by default.)"
             )
-        if self._start_error is not None:
-            error, self._start_error = self._start_error, None
+        if self.start_error is not None:
+            error = self.start_error
             self.close()
             raise StoreUnavailableError(f"AppendServer failed to start: {error}") from error
         return self
@@ -131,23 +129,21 @@ class AppendServer:
     @property
     def running(self) -> bool:
         """Whether the server is consuming requests (false after close, fencing or a crash)."""
-        thread = self._thread
-        return thread is not None and thread.is_alive() and not self._stop.is_set()
+        return self.alive and not self.stopping
 
-    def close(self) -> None:
+    def close(self, timeout: float = 60.0) -> None:
         """Stop consuming, finish in-flight requests and flush their replies.
 
         A static member (``member_id`` set) does not leave the group on close, so that its
         restart takes its partitions back at once.
         """
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+        super().close(timeout)
+        drain = self.settings.close_timeout_s
         # append_async futures are not the executor's: wait for their replies too.
-        self.backlog.wait_idle(30)
+        self.backlog.wait_idle(drain)
         self._executor.shutdown(wait=True)
         if self._producer is not None:
-            self._producer.flush(10)
+            self._producer.flush(drain)
 
     def __enter__(self) -> AppendServer:
         return self.start()
@@ -156,37 +152,43 @@ class AppendServer:
         self.close()
 
     # the loop -----------------------------------------------------------------------------
-    def _run(self) -> None:
+    def _prepare(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        consumer.subscribe(
+            [self.requests_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        while not self._assigned.is_set() and not self.stopping:
+            self._step()
+
+    def _loop(self) -> None:
+        while not self.stopping:
+            self._step()
+
+    def _step(self) -> None:
         consumer, producer = self._consumer, self._producer
         assert consumer is not None and producer is not None
+        producer.poll(0)
         try:
-            consumer.subscribe(
-                [self.requests_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
-            )
-            while not self._stop.is_set():
-                producer.poll(0)
-                try:
-                    messages = next_batch(consumer, 0.02)
-                except KafkaException as exc:
-                    self._on_consumer_error(exc.args[0])
-                    continue
-                for message in messages:
-                    self._on_message(message)
-                self.backlog.expire(time.time() * 1000)
-        except BaseException as exc:  # surfaced by start() or logged; never silent
-            self._start_error = exc
-            self._ready.set()
-            log.exception("append server %s stopped", self.server_id)
-        finally:
-            consumer.close()
+            messages = next_batch(consumer, 0.02)
+        except KafkaException as exc:
+            self._on_consumer_error(exc.args[0])
+            return
+        for message in messages:
+            self._on_message(message)
+        self.backlog.expire(time.time() * 1000)
+
+    def _cleanup(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Start at the end: a request older than this server is never executed.
         for tp in partitions:
-            tp.offset = consumer.get_watermark_offsets(tp, timeout=10)[1]
+            tp.offset = consumer.get_watermark_offsets(tp, timeout=self.settings.admin_timeout_s)[1]
         consumer.assign(partitions)
         log.info("append server %s serves %s", self.server_id, [p.partition for p in partitions])
-        self._ready.set()
+        self._assigned.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.unassign()
@@ -236,7 +238,7 @@ class AppendServer:
         if isinstance(error, KafkaError) and error.fatal():
             # e.g. FENCED_INSTANCE_ID: a newer server with our group.instance.id took over.
             log.error("append server %s stops on a fatal consumer error: %s", self.server_id, error)
-            self._stop.set()
+            self.stop()
         elif not (isinstance(error, KafkaError) and error.code() == KafkaError._PARTITION_EOF):
             log.warning("append server %s: %s", self.server_id, error)
 
@@ -276,7 +278,7 @@ class AppendServer:
                 "requests go to the new owner's server",
                 self.server_id,
             )
-            self._stop.set()
+            self.stop()
 
     def _reply(self, request: wire.Request, reply: wire.Reply) -> None:
         producer = self._producer

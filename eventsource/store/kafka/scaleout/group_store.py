@@ -19,7 +19,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from eventsource.store.kafka.scaleout.group_store_futures import fenced_as_not_o
 from eventsource.store.kafka.scaleout.ownership import OwnerDirectory, PartitionOwnership
 from eventsource.store.kafka.scaleout.snapshots import SNAPSHOTS_TOPIC_CONFIG, snapshots_topic
 from eventsource.store.kafka.scaleout.snapshots_writer import SnapshotPartitionWriter
+from eventsource.store.kafka.scaleout.supervision import PartitionSupervisor, RestartPolicy
 from eventsource.store.kafka.served import ServedByWriters
 from eventsource.store.kafka.topic_policy import check_events_topic
 from eventsource.store.kafka.writer import PartitionWriter
@@ -56,7 +57,9 @@ class GroupedKafkaEventStore(ServedByWriters):
     owned partition. ``partitions`` is used only when the store creates the topics.
     ``options`` (:class:`WriterOptions`): ``source``, ``max_batch_events``,
     ``append_timeout``, ``cache_size`` (aggregates each partition keeps in memory),
-    ``local_catchup_limit``.
+    ``local_catchup_limit``. ``restarts`` (:class:`RestartPolicy`): how a writer that
+    stops fenced or failed on a partition this member still owns is started again, and
+    when the partition is given up to the group (:mod:`.supervision`).
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class GroupedKafkaEventStore(ServedByWriters):
         topic_config: Mapping[str, str] | None = None,
         options: WriterOptions | None = None,
         session_timeout_ms: int = 6000,
+        restarts: RestartPolicy | None = None,
     ) -> None:
         super().__init__(
             settings,
@@ -96,6 +100,15 @@ class GroupedKafkaEventStore(ServedByWriters):
         self._retiring: dict[tuple[str, int], SnapshotPartitionWriter] = {}
         self._lock = threading.Lock()
         self.owners = OwnerDirectory(settings)
+        self.writer_hook: Callable[[SnapshotPartitionWriter], None] | None = None
+        """Called with each new writer before it starts (diagnostics, fault injection)."""
+        self.supervisor = PartitionSupervisor(
+            self.member,
+            restarts or RestartPolicy(),
+            still_owned=self._still_owned,
+            restart=self._restart,
+            give_up=lambda _key: self.ownership.rejoin(self.supervisor.policy.rejoin_after),
+        )
         self.ownership = PartitionOwnership(
             settings,
             list(self._types),
@@ -150,30 +163,67 @@ class GroupedKafkaEventStore(ServedByWriters):
     # -- ownership callbacks (membership thread) ----------------------------------------
     def _take(self, partitions: list[tuple[str, int]]) -> None:
         for topic, partition in partitions:
-            aggregate_type = self._types[topic]
-            writer = SnapshotPartitionWriter(
-                self.settings,
-                topic,
-                partition,
-                self.aggregates[aggregate_type],
-                self.codec,
-                self.options,
-                snapshot_topic=snapshots_topic(aggregate_type, self.topic_prefix),
-                directory=self.directory,
-            )
-            writer.record_limit = self._record_limits.get(topic)
+            writer = self._new_writer(topic, partition)
             with self._lock:
                 writer.predecessor = self._retiring.pop((topic, partition), None)
                 self._writers[(topic, partition)] = writer
             writer.start()  # fences, restores and catches up on its own thread
 
+    def _new_writer(self, topic: str, partition: int) -> SnapshotPartitionWriter:
+        aggregate_type = self._types[topic]
+        writer = SnapshotPartitionWriter(
+            self.settings,
+            topic,
+            partition,
+            self.aggregates[aggregate_type],
+            self.codec,
+            self.options,
+            snapshot_topic=snapshots_topic(aggregate_type, self.topic_prefix),
+            directory=self.directory,
+        )
+        writer.record_limit = self._record_limits.get(topic)
+        writer.on_down = self.supervisor.writer_down
+        if self.writer_hook is not None:
+            self.writer_hook(writer)
+        return writer
+
+    # -- supervision (timer threads) -------------------------------------------------
+    def _still_owned(self, key: tuple[str, int], writer: PartitionWriter) -> bool | None:
+        with self._lock:
+            if self._closed or self._writers.get(key) is not writer:
+                return False  # released (or closed) since it went down
+        if key not in self.ownership.owned:
+            return False
+        try:
+            owner = self.owners.owner_of(*key, fresh=True)
+        except StoreUnavailableError:
+            return None
+        return owner is not None and owner.member == self.member
+
+    def _restart(self, key: tuple[str, int], old: PartitionWriter) -> None:
+        writer = self._new_writer(*key)
+        with self._lock:
+            if self._closed or self._writers.get(key) is not old:
+                writer.index.close()
+                return
+            assert isinstance(old, SnapshotPartitionWriter)
+            writer.predecessor = old  # ends soon, if not already: then its file is ours
+            self._writers[key] = writer
+        writer.start()
+
     def _release(self, partitions: list[tuple[str, int]]) -> None:
         with self._lock:  # from now on: NotOwnerError
             writers = [self._writers.pop(p) for p in partitions if p in self._writers]
+        for key in partitions:
+            self.supervisor.forget(key)
         for writer in writers:
             # A serving writer finishes its queued appends; one still restoring has none,
             # and may be stuck in a long catch-up: do not hold the rebalance up for it.
-            writer.close(30.0 if writer.state is WriterState.SERVING else 1.0)
+            writer.close(
+                self.settings.close_timeout_s
+                if writer.state is WriterState.SERVING
+                else self.settings.release_timeout_s
+            )
             if not writer.stopped:
                 with self._lock:  # a later owner in this process waits for it to end
                     self._retiring[(writer.topic, writer.partition)] = writer

@@ -15,8 +15,10 @@ def fenced_as_not_owner(
 ) -> Future[AppendResult]:
     """A fenced writer lost its partition to a newer owner: for callers, ``NotOwnerError``.
 
-    Fencing fails the append before any commit, so nothing was written and the retriable
-    ``NotOwnerError`` (which a router retries at the new owner) is the whole truth.
+    A ``FencedError`` means the append was refused before its commit was requested (a
+    fence *during* the commit is an ``UncertainCommitError``, passed on unchanged), so
+    nothing was written and the retriable ``NotOwnerError`` (which a router retries at the
+    new owner) is the whole truth.
     """
     result = _Linked(future)
 

@@ -28,6 +28,7 @@ from confluent_kafka.admin import AdminClient
 from eventsource.errors import StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import writers_group
+from eventsource.lifecycle import ServiceThread
 
 __all__ = ["Owner", "OwnerDirectory", "PartitionOwnership", "writers_group"]
 
@@ -49,7 +50,7 @@ class Owner:
         return f"{self.member} (at {self.host})"
 
 
-class PartitionOwnership:
+class PartitionOwnership(ServiceThread):
     """Group membership of one writer process; calls back on assignment and revocation.
 
     ``on_assign`` / ``on_revoke`` run on the membership thread, inside the rebalance: a
@@ -70,6 +71,7 @@ class PartitionOwnership:
     ) -> None:
         if not topics:
             raise ValueError("PartitionOwnership needs at least one events topic")
+        super().__init__(f"ownership-{member}")
         self.settings = settings
         self.topics = list(topics)
         self.member = member
@@ -87,10 +89,10 @@ class PartitionOwnership:
             },
         )
         self._owned: set[tuple[str, int]] = set()
-        self._stop = threading.Event()
+        self._rejoin = threading.Event()
+        self._rejoin_after = 0.0
         self._joined = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"ownership-{member}", daemon=True)
-        self.error: BaseException | None = None
+        self._consumer: Consumer | None = None
 
     @property
     def owned(self) -> frozenset[tuple[str, int]]:
@@ -98,47 +100,81 @@ class PartitionOwnership:
 
     def start(self, timeout: float = 30.0) -> PartitionOwnership:
         """Join the group; returns after the first assignment (possibly empty)."""
-        self._thread.start()
-        if not self._joined.wait(timeout):
+        self.start_thread()
+        if not self.wait_ready(timeout) or self.start_error is not None:
+            cause = self.start_error
             self.close()
             raise StoreUnavailableError(
                 f"writer {self.member!r} got no assignment from group {self.group_id!r} "
-                f"within {timeout:g}s: is the broker at {self.settings.bootstrap_servers} up?"
-            )
+                f"within {timeout:g}s ({cause or 'no answer'}): is the broker at "
+                f"{self.settings.bootstrap_servers} up?"
+            ) from cause
         return self
 
-    def close(self) -> None:
+    def close(self, timeout: float = 60.0) -> None:
         """Revoke everything (``on_revoke``) and leave the group, so the others take over."""
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(60)
+        super().close(timeout)
 
-    def _run(self) -> None:
+    def rejoin(self, after: float) -> None:
+        """Leave the group (revoking every partition) and join it again ``after`` seconds
+        later: meanwhile the group gives the partitions to the other members."""
+        self._rejoin_after = after
+        self._rejoin.set()
+
+    # -- the membership thread ------------------------------------------------------
+    def _prepare(self) -> None:
+        consumer = self._consumer = self._subscribed()
+        while not self._joined.is_set() and not self.stopping:
+            self._poll(consumer)
+
+    def _loop(self) -> None:
+        while not self.stopping:
+            consumer = self._consumer
+            assert consumer is not None
+            self._poll(consumer)
+            if self._rejoin.is_set():
+                self._leave()
+                log.warning(
+                    "writer %s left group %s; it rejoins in %.0fs",
+                    self.member,
+                    self.group_id,
+                    self._rejoin_after,
+                )
+                self._stopping.wait(self._rejoin_after)
+                self._rejoin.clear()
+                if not self.stopping:
+                    self._consumer = self._subscribed()
+
+    def _cleanup(self) -> None:
+        self._leave()
+
+    def _subscribed(self) -> Consumer:
         consumer = Consumer(self._config)
-        try:
-            consumer.subscribe(
-                self.topics,
-                on_assign=self._assigned,
-                on_revoke=self._revoked,
-                on_lost=self._revoked,
-            )
-            while not self._stop.is_set():
-                message = consumer.poll(0.2)
-                if message is not None and message.error() is not None:
-                    log.warning("writer %s: %s", self.member, message.error())
-        except BaseException as exc:
-            self.error = exc
-            log.exception("the ownership thread of writer %s stopped", self.member)
-        finally:
+        consumer.subscribe(
+            self.topics,
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
+            on_lost=self._revoked,
+        )
+        return consumer
+
+    def _poll(self, consumer: Consumer) -> None:
+        message = consumer.poll(0.2)
+        if message is not None and message.error() is not None:
+            log.warning("writer %s: %s", self.member, message.error())
+
+    def _leave(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
             try:
                 consumer.close()  # revokes (on_revoke) and leaves the group
             except KafkaException:
                 log.warning(
                     "writer %s could not leave group %s cleanly", self.member, self.group_id
                 )
-            if self._owned:
-                self._safe(self._on_revoke, sorted(self._owned))
-                self._owned.clear()
+        if self._owned:
+            self._safe(self._on_revoke, sorted(self._owned))
+            self._owned.clear()
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.incremental_assign(partitions)
@@ -172,6 +208,7 @@ class OwnerDirectory:
     def __init__(self, settings: KafkaSettings, *, max_age: float = 1.0) -> None:
         self.group_id = writers_group(settings.application_id)
         self.max_age = max_age
+        self._timeout = settings.admin_timeout_s
         self._config = settings.admin_config()
         self._admin: AdminClient | None = None  # created on first use
         self._owners: dict[tuple[str, int], Owner] = {}
@@ -204,7 +241,9 @@ class OwnerDirectory:
     def _refresh(self) -> None:
         if self._admin is None:
             self._admin = AdminClient(self._config)
-        futures = self._admin.describe_consumer_groups([self.group_id], request_timeout=10)
+        futures = self._admin.describe_consumer_groups(
+            [self.group_id], request_timeout=self._timeout
+        )
         try:
             group = futures[self.group_id].result()
         except KafkaException as exc:

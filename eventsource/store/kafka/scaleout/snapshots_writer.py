@@ -98,11 +98,6 @@ class SnapshotPartitionWriter(PartitionWriter):
         if self.stopped:
             self.index.close()
 
-    @property
-    def stopped(self) -> bool:
-        """Whether the writer thread has ended (or never started)."""
-        return not self._thread.is_alive()
-
     # -- restore (runs on the writer thread, after fencing) --------------------------
     def restore(self) -> TailRead:
         self._restore_started = time.monotonic()
@@ -112,7 +107,7 @@ class SnapshotPartitionWriter(PartitionWriter):
             # still catching up: fenced now, it ends after its read; then its file is ours.
             while not predecessor.stopped:
                 self._check_closing()
-                predecessor._thread.join(0.5)
+                predecessor.join(0.5)
             predecessor.index.close()
         sv = self.index.aggregate_cls.snapshot_version
         end = self._events_end()
@@ -177,7 +172,7 @@ class SnapshotPartitionWriter(PartitionWriter):
         foreign: set[str] = set()  # aggregates whose latest snapshot is of another version
         rows: list[tuple[str, bytes]] = []
         consumer = self._consumer("snapshots")
-        stall = max(self.op_timeout, 30.0)
+        stall = self.stall_timeout
         deadline = time.monotonic() + stall
         try:
             consumer.assign([TopicPartition(self.snapshot_topic, self.partition, 0)])
