@@ -108,7 +108,10 @@ class _DriverUpsert:
         keep the last value that is not None, every other column takes the last value. Only
         exact sums are merged: when an ``increment`` value is neither int nor Decimal
         (floats do not add associatively), or a key is NULL or unhashable, the rows are
-        returned as they are. Different keys keep the order of their first row.
+        returned as they are. Different keys keep the order of their first row, so keys that
+        differ in Python but name one row in the database (a case-insensitive collation,
+        ``'1'`` and ``1`` in an untyped SQLite column) may be applied in another order:
+        use ``ctx.defer`` or ``immediate=True`` for such keys.
         """
         key, increment, coalesce = self.key, self.increment, self.coalesce
         merged: dict[Any, Mapping[str, Any]] = {}
