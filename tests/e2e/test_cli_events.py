@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from decimal import Decimal
 
 import pytest
@@ -79,16 +78,33 @@ def test_tail_from_an_offset_or_a_later_time_skips_earlier_records(
 def test_tail_follows_new_events_until_the_limit(
     bootstrap_servers: str, kafka_settings: KafkaSettings, unique_name: str, tmp_path
 ) -> None:
-    topic, _ = append_history(kafka_settings, f"{unique_name}.")
+    topic, results = append_history(kafka_settings, f"{unique_name}.")
+    # The tail starts right after acc-2's last event: the next record there is the one
+    # appended below, however long the CLI takes to start (no sleep-and-hope for "at end").
+    last = results[-1].positions[-1]
     tail = subprocess.Popen(
-        [str(EVENTSOURCE), "events", "tail", "-t", topic, "-a", ACCOUNT, "--json", "--limit", "1"],
+        [
+            str(EVENTSOURCE),
+            "events",
+            "tail",
+            "-t",
+            topic,
+            "-a",
+            ACCOUNT,
+            "--json",
+            "--limit",
+            "1",
+            "--partition",
+            str(last.partition),
+            "--from",
+            str(last.offset + 1),
+        ],
         cwd=tmp_path,
         env=cli_env(bootstrap_servers),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(3)  # let the tail reach the end before the new event exists
     with KafkaEventStore(
         kafka_settings, [Account], partitions=3, topic_prefix=f"{unique_name}."
     ) as store:

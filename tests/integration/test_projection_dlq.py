@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import select
 
@@ -24,6 +24,7 @@ from eventsource.domain import Event, EventMetadata, Position
 from eventsource.errors import DeadLetterError, ProjectionError, ProjectionStoppedError
 from eventsource.kafka.admin import describe_topic
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.stable import wait_until_readable
 from eventsource.projection import (
     Context,
     DeadLetterPolicy,
@@ -153,6 +154,14 @@ class Stream:
         producer.flush(10)
         found = [p for p in positions if p is not None]
         assert len(found) == len(records)
+        # Commit markers land after commit_transaction() returns: wait until a
+        # read_committed reader's end is past every record, or a run "until caught up"
+        # started right now may stop short of them.
+        consumer = Consumer(settings.consumer_config(f"dlq-test-check-{uuid.uuid4().hex}"))
+        try:
+            wait_until_readable(consumer, found)
+        finally:
+            consumer.close()
         return found
 
 

@@ -9,14 +9,20 @@ beside how long the cluster itself took to fence the dead node (figures, not ass
 
 from __future__ import annotations
 
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from eventsource.errors import NotEnoughReplicasError
 from eventsource.kafka.cluster import LocalKafkaCluster
+from eventsource.projection import ProjectionRunner
 from eventsource.store.port import ANY
 from examples.bank.domain import MoneyDeposited
+from examples.bank.projections import AccountBalances
+from tests.e2e.conftest import read_balances
+from tests.e2e.helpers import expected_balances, read_topic
 from tests.reliability.cluster_load import (
     ACCOUNT,
     Appenders,
@@ -156,3 +162,53 @@ def test_two_nodes_down_fail_appends_with_not_enough_replicas_until_one_returns(
     assert topic in message and "in-sync replicas" in message
     assert caught.value.retriable
     report("two of three nodes down", kafka_cluster, error=message)
+
+
+def test_a_node_down_for_a_minute_under_appends_and_a_projector_keeps_the_read_model_exact(
+    kafka_cluster: LocalKafkaCluster, unique_name: str, tmp_path: Path
+) -> None:
+    settings = cluster_settings(kafka_cluster, unique_name)
+    store = new_store(settings, PARTITIONS, f"{unique_name}.")
+    topic = store.topic_for(ACCOUNT)
+    database_url = f"sqlite:///{tmp_path / 'read_model.db'}"
+    name = f"p_{unique_name[-8:]}"  # a projection name is at most 41 characters
+    runner = ProjectionRunner(
+        AccountBalances(name=name, topics=[topic]),
+        settings,
+        database_url,
+        batch_size=500,
+        poll_timeout=0.2,
+    )
+    stop = threading.Event()
+    projector = threading.Thread(target=runner.run, args=(stop,), name="projector")
+    try:
+        with runner:
+            projector.start()
+            with Appenders(store, PARTITIONS) as appenders:
+                appenders.wait_for(60)
+                victim = kafka_cluster.leader_of(topic, 1)
+                kafka_cluster.kill(victim)
+                down_since = time.monotonic()
+                threading.Event().wait(60)  # the scenario: one node down for a minute
+                kafka_cluster.restart(victim)
+                down_for = time.monotonic() - down_since
+                appenders.wait_for(60)
+            check_exactly_once(settings, store, appenders)
+            expected = expected_balances(read_topic(settings, topic))
+            deadline = time.monotonic() + 120
+            while read_balances(database_url, name) != expected:
+                assert time.monotonic() < deadline, "the projector did not catch up in 120 s"
+                time.sleep(0.5)
+            stop.set()
+            projector.join(60)
+    finally:
+        stop.set()
+        store.close()
+    report(
+        f"node {victim} (leader of {topic}[1]) down for {down_for:.0f} s under appends and "
+        "a projector",
+        kafka_cluster,
+        acknowledged=len(appenders.acked),
+        accounts_in_read_model=len(expected),
+        outcomes=dict(appenders.outcomes),
+    )
