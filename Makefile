@@ -53,7 +53,7 @@ api: $(STAMP) ## The bank HTTP example (examples/bank/api.py) on :8000 (API_PORT
 	$(BIN)/uvicorn --factory examples.bank.api:create_app --host 127.0.0.1 --port $(API_PORT)
 
 bench: $(STAMP) ## Benchmarks against raw confluent-kafka baselines (ratios printed)
-	$(BIN)/python -m eventsource.testing.services run -- bash -c '$(BIN)/python benchmarks/append.py && $(BIN)/python benchmarks/replay.py && $(BIN)/python benchmarks/takeover.py && $(BIN)/python benchmarks/aio.py'
+	$(BIN)/python -m eventsource.testing.services run -- bash -c '$(BIN)/python benchmarks/append.py && $(BIN)/python benchmarks/replay.py && $(BIN)/python benchmarks/takeover.py && $(BIN)/python benchmarks/aio.py && $(BIN)/python benchmarks/multiprocess.py'
 
 docs-cli: $(STAMP) ## Regenerate docs/reference/cli.md from the Typer app
 	$(BIN)/python docs/gen_cli_reference.py

@@ -8,13 +8,22 @@ never asserted. Prints a markdown table.
 1. raw (P1, the goal's baseline): idempotent ``produce`` of fastavro-encoded single-object
    payloads, keyed by aggregate id, no transactions, no version checks, no headers; plus
    two extra, honest comparisons with the CloudEvents headers every event record carries:
-   from a prebuilt template (like the store's writer) and built per record;
+   from a prebuilt template (like the store's writer) and built per record; and the
+   strongest plain loop (P1 given the store path's advantages: explicit partition, encoding
+   apart from producing, one ``poll`` per 1,000 records, linger 100 ms): the headline ratio's
+   denominator is the faster of it and P1 in the same run;
 2. eventsource: ``append_async`` closed loop (N appends outstanding, one per aggregate, each
    with its expected version) through the 6 partition writers' group commits: 1-event
    commands (the headline) and ``--per-command``-event commands (N / 10 outstanding);
-3. single-append latency (one caller, sequential appends);
+3. single-append latency (one caller, sequential appends) against one raw one-record
+   transaction (begin, produce, commit with a transactional producer, sequential);
 4. aggregate load time with 10k vs 200k (``--full``: 1M) events in the topic, plus the
    catch-up time it takes the store to start on that topic.
+
+Throughput runs alternate (raw, strongest raw, store 1-event, store N-event) for
+``--repeat`` rounds after a discarded warm-up and keep the best of each; beside wall clock
+the process CPU time per event (every thread, librdkafka's included) is printed, which a
+shared, loaded machine disturbs less.
 """
 
 from __future__ import annotations
@@ -343,7 +352,10 @@ def main() -> None:
                 )
         p50, p99 = latency(store, 300)
     raw_tx = raw_transaction_latency(settings, f"{run}.tx", 300)
-    raw, strong, built, templated = best["raw"], best["strong"], best["built"], best["templated"]
+    raw, built, templated = best["raw"], best["built"], best["templated"]
+    # The strongest plain loop is whichever of the two plain loops was faster in this run.
+    strong = max(raw, best["strong"])
+    strongest = "the loop above" if best["strong"] >= raw else "P1"
     ours, multi = best["ours"], best["multi"]
     small_catch_up = small_load = big_catch_up = big_load = float("nan")
     if not args.no_load:
@@ -360,7 +372,7 @@ def main() -> None:
     print(f"| raw idempotent produce + fastavro, no headers (records/s) | {raw:,.0f} |")
     print(
         "| strongest raw loop: explicit partition, encoding apart, one poll per 1,000, "
-        f"linger 100 ms (records/s) | {strong:,.0f} |"
+        f"linger 100 ms (records/s) | {best['strong']:,.0f} |"
     )
     print(f"| raw + CloudEvents headers from a template (records/s) | {templated:,.0f} |")
     print(f"| raw + CloudEvents headers built per record (records/s) | {built:,.0f} |")
@@ -368,6 +380,7 @@ def main() -> None:
         f"| eventsource append, 1-event commands, group commit, {args.outstanding:,} "
         f"outstanding (events/s) | {ours:,.0f} |"
     )
+    print(f"| strongest plain loop in this run | {strongest} |")
     print(f"| **ratio eventsource / raw (goal >= 0.7)** | **{ours / strong:.2f}** |")
     print(
         f"| ratio eventsource / raw P1 as measured before (plain produce loop) | {ours / raw:.2f} |"
@@ -386,7 +399,7 @@ def main() -> None:
     )
     print(
         "| ratio eventsource / strongest raw by CPU time (1-event) "
-        f"| {cpu['strong'] / cpu['ours']:.2f} |"
+        f"| {min(cpu['strong'], cpu['raw']) / cpu['ours']:.2f} |"
     )
     print(f"| single append latency p50 / p99 (ms) | {p50:.1f} / {p99:.1f} |")
     print(f"| raw one-record transaction p50 (ms) | {raw_tx:.1f} |")

@@ -7,7 +7,8 @@ Two ways to write:
 - **Batched**: ``ctx.upsert(table, values, key=[...])`` and ``ctx.defer(stmt, params)``
   collect statements for the whole consume batch and run them as ``executemany`` when the
   batch is flushed (before its checkpoint is written, in the same transaction). Several
-  times faster per row.
+  times faster per row. Rows of one upsert with the same key are merged into one row with
+  the same effect before they are sent (see ``_DriverUpsert.fold``).
 
 Order is kept where it matters: deferred statements are flushed before any immediate
 ``execute``; and two deferred statements touching the same table are never reordered
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
@@ -31,6 +33,9 @@ from eventsource.errors import ConfigurationError
 from eventsource.projection.store import upsert_statement
 
 __all__ = ["Context"]
+
+#: increment values that add up exactly in any order (floats do not)
+_EXACT = (int, Decimal)
 
 
 @dataclass(slots=True)
@@ -48,7 +53,10 @@ class _DriverUpsert:
     """
 
     __slots__ = (
+        "coalesce",
         "getter",
+        "increment",
+        "key",
         "names",
         "positional",
         "processed",
@@ -58,7 +66,18 @@ class _DriverUpsert:
         "table",
     )
 
-    def __init__(self, statement: Any, table: Table, dialect: Dialect) -> None:
+    def __init__(
+        self,
+        statement: Any,
+        table: Table,
+        dialect: Dialect,
+        spec: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]],
+    ) -> None:
+        columns, key, increment, coalesce = spec
+        #: what :meth:`fold` needs: key getter, increment and coalesce columns among values
+        self.key: Callable[[Mapping[str, Any]], Any] = itemgetter(*key)
+        self.increment = tuple(c for c in increment if c in columns)
+        self.coalesce = tuple(c for c in coalesce if c in columns and c not in increment)
         compiled = statement.compile(dialect=dialect)
         self.statement = statement
         self.table = table
@@ -80,6 +99,47 @@ class _DriverUpsert:
         self.getter: Callable[[Mapping[str, Any]], Any] = (
             itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
         )
+
+    def fold(self, params: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """Rows with the same key merged into one, with the same effect on the table.
+
+        Executing the merged row has the effect of executing the rows one after the other:
+        ``increment`` columns add up (NULL if any is NULL, as in SQL), ``coalesce`` columns
+        keep the last value that is not None, every other column takes the last value. Only
+        exact sums are merged: when an ``increment`` value is neither int nor Decimal
+        (floats do not add associatively), or a key is NULL or unhashable, the rows are
+        returned as they are. Different keys keep the order of their first row, so keys that
+        differ in Python but name one row in the database (a case-insensitive collation,
+        ``'1'`` and ``1`` in an untyped SQLite column) may be applied in another order:
+        use ``ctx.defer`` or ``immediate=True`` for such keys.
+        """
+        key, increment, coalesce = self.key, self.increment, self.coalesce
+        merged: dict[Any, Mapping[str, Any]] = {}
+        try:
+            for row in params:
+                k = key(row)
+                previous = merged.get(k)
+                if previous is None:
+                    if k is None or (type(k) is tuple and None in k):
+                        return params
+                    merged[k] = row
+                    continue
+                new = dict(row)
+                for c in increment:
+                    a, b = previous[c], new[c]
+                    if a is None or b is None:
+                        new[c] = None
+                    elif type(a) not in _EXACT or type(b) not in _EXACT:
+                        return params
+                    else:
+                        new[c] = a + b
+                for c in coalesce:
+                    if new[c] is None:
+                        new[c] = previous[c]
+                merged[k] = new
+        except TypeError:  # an unhashable key value
+            return params
+        return params if len(merged) == len(params) else list(merged.values())
 
     def rows(self, params: Sequence[Mapping[str, Any]]) -> list[Any]:
         if self.positional:
@@ -224,6 +284,7 @@ class Context:
                 upsert_statement(dialect.name, table, cache_key[1], key, increment, coalesce),
                 table,
                 dialect,
+                cache_key[1:],
             )
             self._upserts[cache_key] = statement
         if immediate:
@@ -251,7 +312,7 @@ class Context:
 
     def _run(self, statement: Any, params: list[Mapping[str, Any]]) -> None:
         if isinstance(statement, _DriverUpsert):
-            rows = statement.rows(params)
+            rows = statement.rows(statement.fold(params) if len(params) > 1 else params)
             if self._direct is None:
                 dispatch = self.connection.dispatch
                 self._direct = not (dispatch.before_cursor_execute or dispatch.after_cursor_execute)

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from eventsource.errors import StoreUnavailableError, UncertainCommitError
+from eventsource.errors import BrokerUnreachableError, StoreUnavailableError, UncertainCommitError
 from eventsource.kafka.broker_process import free_port
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
@@ -38,10 +38,14 @@ def test_an_append_in_flight_at_its_timeout_is_reported_as_uncertain() -> None:
 
 
 def test_starting_against_an_unreachable_broker_fails_as_unavailable() -> None:
-    settings = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    address = f"127.0.0.1:{free_port()}"
+    settings = KafkaSettings(bootstrap_servers=address)
     store = KafkaEventStore(settings, [Account])
-    with pytest.raises(StoreUnavailableError, match="could not read metadata"):
+    with pytest.raises(BrokerUnreachableError, match="no Kafka broker answered") as caught:
         store.start(timeout=3)
+    # one typed error, a kind of StoreUnavailableError, naming the address and the fix
+    assert isinstance(caught.value, StoreUnavailableError)
+    assert address in str(caught.value) and "EVENTSOURCE_BOOTSTRAP_SERVERS" in str(caught.value)
 
 
 def test_the_index_hands_out_deep_copies_and_folds_batches_in_order() -> None:

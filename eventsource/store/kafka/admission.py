@@ -43,6 +43,8 @@ def check_record_sizes(
         + len(request.correlation_id or "")
         + len(request.causation_id or "")
     )
+    if max(map(len, request.payloads)) + extra <= limit:  # the usual case: all fit
+        return
     for position, (event, payload) in enumerate(zip(request.events, request.payloads, strict=True)):
         size = len(payload) + extra
         if size > limit:
