@@ -19,16 +19,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from operator import methodcaller
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from eventsource.codec import EventCodec
+from eventsource.domain import Position
 from eventsource.errors import ConfigurationError, ProjectionError, WaitTimeoutError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import projection_group
 from eventsource.kafka.reach import client_error, lost_brokers
+from eventsource.kafka.stable import wait_until_readable
 from eventsource.projection.batch import BatchApplier
 from eventsource.projection.checkpoints import TopicPartition as TP
 from eventsource.projection.checkpoints import ensure_checkpoint_rows, read_checkpoints
@@ -166,13 +169,22 @@ class ProjectionRunner:
             self._close_consumer()
         return stats
 
-    def run_until_caught_up(self, timeout: float = 60.0) -> RunStats:
+    def run_until_caught_up(
+        self, timeout: float = 60.0, *, after: Iterable[Position] | None = None
+    ) -> RunStats:
         """Apply until every partition of the projection's topics reached its end offset
-        (last stable offset) as of this call; raise WaitTimeoutError after ``timeout``."""
+        (last stable offset) as of this call; raise WaitTimeoutError after ``timeout``.
+
+        ``after``: positions the caller wrote (an append's result) that the end must
+        include: the end offsets are taken once the last stable offset has passed them
+        (Kafka writes commit markers after ``commit_transaction()`` returns, so "as of this
+        call" can lag a write that just returned). The wait counts against ``timeout``."""
         stats = RunStats()
         started = time.monotonic()
         deadline = started + timeout
         consumer = self._ensure_consumer()
+        if after is not None:
+            wait_until_readable(consumer, after, max(0.1, deadline - time.monotonic()))
         targets = end_offsets(consumer, self.projection, deadline - time.monotonic())
         while True:
             self._step(stats, None, deadline)

@@ -24,7 +24,7 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
 from eventsource.kafka.stable import wait_until_readable
 
-__all__ = ["SeedEvent", "by_aggregate", "create_topic", "fold", "seed_events"]
+__all__ = ["SeedEvent", "by_aggregate", "create_topic", "fold", "seed_events", "wait_readable"]
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -122,14 +122,23 @@ def seed_events(
     written = [p for p in positions if p is not None]
     if commit and written:
         # Seeded means readable: a read right after this returns sees every record.
-        consumer = Consumer(
-            settings.consumer_config(reader_group(settings.application_id, "seed-check"))
-        )
-        try:
-            wait_until_readable(consumer, written)
-        finally:
-            consumer.close()
+        wait_readable(settings, written)
     return written
+
+
+def wait_readable(
+    settings: KafkaSettings, positions: Iterable[Position], timeout: float = 30.0
+) -> None:
+    """:func:`~eventsource.kafka.stable.wait_until_readable` with a consumer of its own:
+    for a test that wrote through a store or a raw transactional producer and is about
+    to read "up to now" (the end offsets, a replay, a run until caught up)."""
+    consumer = Consumer(
+        settings.consumer_config(reader_group(settings.application_id, "seed-check"))
+    )
+    try:
+        wait_until_readable(consumer, positions, timeout)
+    finally:
+        consumer.close()
 
 
 def fold(aggregate_cls: type[A], events: Iterable[SeedEvent | tuple[str, Event]]) -> dict[str, A]:

@@ -12,6 +12,7 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
 from eventsource.store.port import AppendResult
 from eventsource.store.repository import Repository
+from eventsource.testing.seed import wait_readable
 from examples.bank.domain import Account
 from tests.e2e.conftest import ACCOUNT, EVENTSOURCE, Cli, cli_env
 
@@ -31,6 +32,8 @@ def append_history(settings: KafkaSettings, prefix: str) -> tuple[str, list[Appe
             account.withdraw(Decimal("25.50"))
             results.append(accounts.save(account))
         topic = store.topic_for("bank.account")
+    # Commit markers land after an append returns: the CLI reads "up to now" at once.
+    wait_readable(settings, [p for r in results for p in r.positions])
     return topic, results
 
 

@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from eventsource.domain import Position
 from eventsource.kafka.config import KafkaSettings
+from eventsource.testing.seed import wait_readable
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +46,16 @@ def read_partition(
             position = reader.position([TopicPartition(topic, 0)])[0].offset
         # A read_committed consumer may stop at the last stable offset; that is the end here.
         return values
+
+
+def delivered_to(positions: list[Position]) -> Callable[[KafkaError | None, Message], None]:
+    """A delivery callback that records where each record landed."""
+
+    def on_delivery(error: KafkaError | None, message: Message) -> None:
+        assert error is None, error
+        positions.append(Position(message.topic(), message.partition(), message.offset()))
+
+    return on_delivery
 
 
 def transactional_producer(settings: KafkaSettings, transactional_id: str) -> Producer:
@@ -81,14 +93,19 @@ def test_a_read_committed_consumer_sees_committed_records_only(
 ) -> None:
     topic = create_topic(partitions=1)
     producer = transactional_producer(kafka_settings, unique_name)
+    committed: list[Position] = []
     for value, commit in (("a", True), ("b", False), ("c", True), ("d", False)):
         producer.begin_transaction()
-        producer.produce(topic, value=value.encode(), partition=0)
+        on_delivery = delivered_to(committed) if commit else None
+        producer.produce(topic, value=value.encode(), partition=0, on_delivery=on_delivery)
         if commit:
             producer.commit_transaction(30)
         else:
             producer.flush(10)  # the aborted record really reaches the broker
             producer.abort_transaction(30)
+    producer.flush(10)
+    # Commit markers land after commit_transaction() returns: read once they are there.
+    wait_readable(kafka_settings, committed)
 
     assert read_partition(kafka_settings, topic, unique_name) == ["a", "c"]
     everything = read_partition(
@@ -113,9 +130,14 @@ def test_a_second_producer_with_the_same_transactional_id_fences_the_first(
     error = raised.value.args[0]
     assert error.fatal(), error
     assert error.code() == KafkaError._FENCED, error
+    committed: list[Position] = []
     successor.begin_transaction()
-    successor.produce(topic, value=b"from-the-successor", partition=0)
+    successor.produce(
+        topic, value=b"from-the-successor", partition=0, on_delivery=delivered_to(committed)
+    )
     successor.commit_transaction(30)
+    successor.flush(10)
+    wait_readable(kafka_settings, committed)  # the commit marker lands after the return
     assert read_partition(kafka_settings, topic, unique_name) == ["from-the-successor"]
 
 

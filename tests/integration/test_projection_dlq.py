@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import select
 
@@ -24,7 +24,6 @@ from eventsource.domain import Event, EventMetadata, Position
 from eventsource.errors import DeadLetterError, ProjectionError, ProjectionStoppedError
 from eventsource.kafka.admin import describe_topic
 from eventsource.kafka.config import KafkaSettings
-from eventsource.kafka.stable import wait_until_readable
 from eventsource.projection import (
     Context,
     DeadLetterPolicy,
@@ -42,7 +41,7 @@ from eventsource.projection.deadletter import (
     list_dead_letters,
     replay_dead_letters,
 )
-from eventsource.testing.seed import create_topic
+from eventsource.testing.seed import create_topic, wait_readable
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited, MoneyWithdrawn
 from examples.bank.projections import AccountBalances, cents
 
@@ -157,11 +156,7 @@ class Stream:
         # Commit markers land after commit_transaction() returns: wait until a
         # read_committed reader's end is past every record, or a run "until caught up"
         # started right now may stop short of them.
-        consumer = Consumer(settings.consumer_config(f"dlq-test-check-{uuid.uuid4().hex}"))
-        try:
-            wait_until_readable(consumer, found)
-        finally:
-            consumer.close()
+        wait_readable(settings, found)
         return found
 
 

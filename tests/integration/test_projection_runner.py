@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
+from eventsource.domain import Position
 from eventsource.errors import ProjectionError, ProjectionStoppedError, WaitTimeoutError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.projection import (
@@ -22,6 +24,7 @@ from eventsource.projection import (
 )
 from eventsource.projection.checkpoints import checkpoints_table, read_checkpoints
 from eventsource.projection.store import create_read_model_engine, projections_table
+from eventsource.store.kafka import KafkaEventStore
 from eventsource.testing.seed import SeedEvent, fold, seed_events
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 from examples.bank.projections import AccountBalances, AccountBalancesPerEvent, sample_history
@@ -372,3 +375,45 @@ def test_a_checkpoint_beyond_the_end_of_its_partition_is_refused(
         ),
     ):
         runner.run_until_caught_up(timeout=30)
+
+
+def test_run_until_caught_up_after_an_append_applies_what_the_append_wrote(
+    kafka_settings: KafkaSettings, tmp_path: Path, unique_name: str, projection_name: str
+) -> None:
+    # Commit markers land after the append returned: without after= the end "as of the
+    # call" can stop short of the event just written (issue 12, defect 11).
+    prefix = f"{unique_name}."
+    settings = kafka_settings.model_copy(update={"application_id": unique_name})
+    projection = AccountBalances(name=projection_name, topic_prefix=prefix)
+    with (
+        KafkaEventStore(settings, [Account], partitions=1, topic_prefix=prefix) as store,
+        ProjectionRunner(projection, settings, str(tmp_path / "rm.db")) as runner,
+    ):
+        opened = store.append(Account.aggregate_type, "a-1", [AccountOpened(owner="ann")], 0)
+        assert runner.run_until_caught_up(timeout=60, after=opened.positions).applied == 1
+        for version in range(1, 21):
+            result = store.append(
+                Account.aggregate_type, "a-1", [MoneyDeposited(amount=1)], version
+            )
+            stats = runner.run_until_caught_up(timeout=60, after=result.positions)
+            assert stats.applied == 1
+            assert read_accounts(runner.engine, projection)["a-1"][1:3] == (
+                version * 100,
+                version + 1,
+            )
+
+
+def test_run_until_caught_up_after_positions_never_written_times_out_naming_them(
+    kafka_settings: KafkaSettings,
+    create_topic: Callable[..., str],
+    tmp_path: Path,
+    projection_name: str,
+) -> None:
+    topic = create_topic(partitions=1)
+    seed_events(kafka_settings, topic, sample_history(1, 3, seed=1))
+    projection = AccountBalances(name=projection_name, topics=[topic])
+    with (
+        ProjectionRunner(projection, kafka_settings, str(tmp_path / "rm.db")) as runner,
+        pytest.raises(WaitTimeoutError, match=rf"{re.escape(topic)}\[0\].*\(4, 1001\)"),
+    ):
+        runner.run_until_caught_up(timeout=1, after=[Position(topic, 0, 1000)])

@@ -6,12 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer
 from sqlalchemy import Column, Integer, String, select
 
 from eventsource.codec import EventCodec
 from eventsource.kafka.config import KafkaSettings
-from eventsource.kafka.stable import wait_until_readable
 from eventsource.projection import Context, Projection, ProjectionRunner, on, table
 from eventsource.store.kafka import KafkaEventStore
 from eventsource.testing.seed import SeedEvent, seed_events
@@ -102,12 +100,8 @@ def test_a_projection_with_the_stores_topic_prefix_reads_what_the_store_wrote(
             ).positions
         ]
         written = store.topic_for(Account.aggregate_type)
-    consumer = Consumer(settings.consumer_config(f"{unique_name}.check"))
-    try:  # commit markers land after the append returned: wait until they are readable
-        wait_until_readable(consumer, positions)
-    finally:
-        consumer.close()
     projection = Openings(name="p_" + unique_name[-8:], topic_prefix=prefix)
     assert projection.topics == (written,)
     with ProjectionRunner(projection, settings, str(tmp_path / "rm.db")) as runner:
-        assert runner.run_until_caught_up(timeout=60).applied == 3
+        # commit markers land after the append returned: wait until they are readable
+        assert runner.run_until_caught_up(timeout=60, after=positions).applied == 3

@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from eventsource.codec import EventCodec, parse_headers
 from eventsource.domain import Event as DomainEvent
+from eventsource.domain import Position
 from eventsource.errors import (
     ConcurrencyError,
     StoreUnavailableError,
@@ -34,6 +35,7 @@ from eventsource.kafka.admin import end_offsets
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
 from eventsource.store.routing import AppendServer, RemoteEventStore
+from eventsource.testing.seed import wait_readable
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 
 pytestmark = pytest.mark.integration
@@ -64,6 +66,7 @@ def run_racer(
 ) -> None:
     settings = KafkaSettings(bootstrap_servers=bootstrap, application_id=app_id)
     codec = EventCodec.for_events(Account.event_types())
+    written: list[Position] = []  # of the won appends: readable before this racer exits
     with RemoteEventStore(settings, codec, timeout=4) as store:
 
         def current_version(aggregate_id: str) -> int:
@@ -81,7 +84,8 @@ def run_racer(
                 barriers[index].wait(180)
                 event = event_for(racer, round_no, version)
                 try:
-                    store.append("bank.account", aggregate_id, [event], version)
+                    result = store.append("bank.account", aggregate_id, [event], version)
+                    written.extend(result.positions)
                     outcome, next_version = "won", version + 1
                 except ConcurrencyError as exc:
                     outcome, next_version = "lost", exc.actual
@@ -95,6 +99,7 @@ def run_racer(
             thread.start()
         for thread in threads:
             thread.join()
+    wait_readable(settings, written)  # commit markers land after the append returned
 
 
 def read_topic(

@@ -23,6 +23,7 @@ from eventsource.kafka.cluster import LocalKafkaCluster
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore, WriterOptions
 from eventsource.store.port import EventStore
+from eventsource.testing.seed import wait_readable
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 from tests.reliability.test_writer_broker_restart import committed_records
 
@@ -158,6 +159,8 @@ def check_exactly_once(
     settings: KafkaSettings, store: KafkaEventStore, appenders: Appenders
 ) -> dict[str, int]:
     """Every acknowledged event on the topic once, versions contiguous; versions by aggregate."""
+    # Commit markers land after an append returns: read once every acked append is readable.
+    wait_readable(settings, [p for *_, positions in appenders.acked for p in positions])
     records = committed_records(settings, store.topic_for(ACCOUNT), appenders.partitions)
     where = {(p, o): (aggregate_id, version) for p, o, aggregate_id, version, _ in records}
     assert len({event_id for *_, event_id in records}) == len(records), "an event is duplicated"

@@ -28,11 +28,13 @@ from confluent_kafka import Consumer, TopicPartition
 
 from eventsource.codec import EventCodec, parse_headers
 from eventsource.domain import Event as DomainEvent
+from eventsource.domain import Position
 from eventsource.errors import ConcurrencyError
 from eventsource.kafka.admin import end_offsets
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
 from eventsource.store.routing import AppendServer, RemoteEventStore
+from eventsource.testing.seed import wait_readable
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 
 pytestmark = pytest.mark.integration
@@ -68,15 +70,17 @@ def run_racer(
 ) -> None:
     settings = KafkaSettings(bootstrap_servers=bootstrap, application_id=app_id)
     codec = EventCodec.for_events(Account.event_types())
+    written: list[Position] = []  # of the won appends: readable before this racer exits
     with RemoteEventStore(settings, codec, timeout=30) as store:
 
         def race(index: int, aggregate_id: str) -> None:
             for round_no in range(ROUNDS_PER_AGGREGATE):
                 barriers[index].wait(60)
                 try:
-                    store.append(
+                    result = store.append(
                         "bank.account", aggregate_id, [event_for(racer, round_no)], round_no
                     )
+                    written.extend(result.positions)
                     outcome = "won"
                 except ConcurrencyError as exc:
                     outcome = f"ConcurrencyError expected={exc.expected} actual={exc.actual}"
@@ -91,6 +95,7 @@ def run_racer(
             thread.start()
         for thread in threads:
             thread.join()
+    wait_readable(settings, written)  # commit markers land after the append returned
 
 
 def read_topic(

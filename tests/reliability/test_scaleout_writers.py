@@ -35,11 +35,13 @@ from confluent_kafka import Consumer, TopicPartition
 
 from eventsource.codec import EventCodec, parse_headers
 from eventsource.domain import Event as DomainEvent
+from eventsource.domain import Position
 from eventsource.errors import ConcurrencyError, StoreError
 from eventsource.kafka.admin import end_offsets
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.scaleout.group_store import GroupedKafkaEventStore
 from eventsource.store.kafka.scaleout.group_store_route import GroupRouter, serve_routing
+from eventsource.testing.seed import wait_readable
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 
 pytestmark = pytest.mark.integration
@@ -81,6 +83,7 @@ class Driver:
         self.ids = [f"acc-{n}" for n in range(aggregates)]
         self.threads = threads
         self.acks: list[tuple[str, int, DomainEvent]] = []
+        self.written: list[Position] = []  # positions of the acknowledged appends
         self.errors: dict[str, int] = defaultdict(int)
         self.stop = threading.Event()
         self._lock = threading.Lock()
@@ -110,6 +113,7 @@ class Driver:
             known[aggregate_id] = result.version
             with self._lock:
                 self.acks.append((aggregate_id, result.version, event))
+                self.written.extend(result.positions)
 
     def _next_event(self, aggregate_id: str, version: int) -> DomainEvent:
         with self._lock:
@@ -243,6 +247,7 @@ def chaos_run(
                 process.kill()
                 process.join()
 
+    wait_readable(settings, driver.written)  # commit markers land after the append returned
     stored = read_topic(settings, f"{app_id}.{ACCOUNT}.events", codec)
     assert len(driver.acks) > 50, (len(driver.acks), dict(driver.errors))
     # Versions are contiguous and unique per aggregate.

@@ -27,6 +27,7 @@ from eventsource.errors import (
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.launcher import LocalKafka
 from eventsource.store.kafka import KafkaEventStore
+from eventsource.testing.seed import wait_readable
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 
 pytestmark = pytest.mark.integration
@@ -161,6 +162,8 @@ def test_acknowledged_appends_survive_broker_sigkills_exactly_once(
     finally:
         store.close()
 
+    # Commit markers land after an append returns: read once every acked append is readable.
+    wait_readable(settings, [p for *_, positions in clients.acked for p in positions])
     records = committed_records(settings, store.topic_for(ACCOUNT), partitions)
     where = {(p, o): (aggregate_id, version) for p, o, aggregate_id, version, _ in records}
     assert len({event_id for *_, event_id in records}) == len(records), "an event is duplicated"
