@@ -26,8 +26,10 @@ from __future__ import annotations
 import threading
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from eventsource.projection import Projection
+from eventsource.projection.dberrors import database_error
 from eventsource.projection.store import create_read_model_engine, live_version, read_only
 
 __all__ = ["VersionFollower", "at_version"]
@@ -59,8 +61,14 @@ class VersionFollower:
     def _live(self) -> int | None:
         if self._engine is None:
             self._engine = create_read_model_engine(self._database_url)
-        with self._engine.connect() as raw, read_only(raw) as conn:
-            return live_version(conn, self.code.name)
+        try:
+            with self._engine.connect() as raw, read_only(raw) as conn:
+                return live_version(conn, self.code.name)
+        except DBAPIError as exc:
+            # The first database contact of a (re)start: a server that is down is a
+            # retriable error naming it (/readyz shows it), a refused login a
+            # configuration error (exit 2), as everywhere else (projection.dberrors).
+            raise database_error(self._engine.url, exc) from exc
 
     def start(self) -> Projection:
         """The projection to run now (called before every runner start)."""
