@@ -1,0 +1,444 @@
+"""Building events from Avro-decoded data without validating again what the schema typed.
+
+A payload written with the event model's *own* current schema (same fingerprint, no
+upcaster) decodes to exactly the Python types pydantic would produce: fastavro returns
+``str``, ``int``, ``float``, ``bool``, ``bytes``, ``Decimal``, aware UTC ``datetime``,
+``date`` and ``UUID`` for the mapped Avro types. Validating such a datum again
+(``model_validate``) costs about as much as reading it. :func:`trusted_builder` returns,
+per model, a plan that builds the instance directly and does only what validation would
+still change or check:
+
+- conversions the Avro data does not already have: enum symbols to members, nested
+  records to their models, arrays to tuples or sets;
+- the field constraints pydantic would check, when they are simple comparisons:
+  ``gt``/``ge``/``lt``/``le`` on numbers, ``min_length``/``max_length``, and a decimal's
+  ``max_digits``/``decimal_places`` (which the schema's precision and scale carry: a
+  value below ``10 ** (precision - scale)`` in magnitude was read without rounding, so it
+  has exactly ``scale`` decimal places and at most ``precision`` digits).
+
+When a check fails, or anything unexpected happens, the plan answers None and the caller
+validates the datum with pydantic, which gives the exact result or error. A model is not
+trusted at all (None: always validate) when validation could do something the plan does
+not: any validator (field, model, ``Annotated`` functional validators), a custom
+``__init__``, ``model_post_init``, private attributes, a configuration other than the
+structural settings (``frozen``, ``extra`` other than ``allow``, titles, ...), or a
+constraint other than those above (``pattern``, ``multiple_of``, ``strict``, past/future
+dates, ...). ``tests/unit/test_codec_trusted.py`` checks that the built instances equal
+the validated ones, field types and decimal exponents included, for every field type the
+codec supports. See ``docs/reference/codec.md`` ("Decoding without re-validation").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import types
+import typing
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Final
+
+import annotated_types
+import pydantic
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+__all__ = ["trusted_builder"]
+
+#: a value's plan: (check, convert), either None. ``check(value)`` is True when pydantic's
+#: constraints hold; ``convert(value)`` is the value as the model holds it, or raises.
+Check = Callable[[Any], bool]
+Convert = Callable[[Any], Any]
+Plan = tuple[Check | None, Convert | None]
+Builder = Callable[[dict[str, Any]], Any]
+
+#: model_config keys that do not change what validating an Avro datum produces
+_STRUCTURAL_CONFIG: Final = frozenset(
+    {
+        "title",
+        "frozen",
+        "extra",
+        "defer_build",
+        "protected_namespaces",
+        "json_schema_extra",
+        "json_schema_mode_override",
+        "hide_input_in_errors",
+        "use_attribute_docstrings",
+        "ser_json_timedelta",
+        "ser_json_bytes",
+        "ser_json_inf_nan",
+        "plugin_settings",
+    }
+)
+_GENERAL_DECIMAL: Final = frozenset({"max_digits", "decimal_places"})
+_KEPT: Final = (str, bytes, int, float, bool, dt.date, uuid.UUID)
+_DATETIMES: Final = (dt.datetime, pydantic.AwareDatetime)
+_CONTAINERS: Final[dict[Any, Any]] = {
+    list: list,
+    Sequence: list,
+    tuple: tuple,
+    set: set,
+    frozenset: frozenset,
+}
+_EXACT_FLOAT_INT: Final = 2**53
+_DEFAULT_PRECISION: Final = 38
+_DEFAULT_SCALE: Final = 9
+_NONE: Final[Plan] = (None, None)
+
+
+class _Untrusted(Exception):
+    """The model (or a type in it) cannot be built without validation."""
+
+
+class _Refused(Exception):
+    """A value does not convert (validation decides)."""
+
+
+def trusted_builder(model: type[BaseModel]) -> Builder | None:
+    """A function building ``model`` from a datum of its own Avro schema, or None.
+
+    The function returns the instance, or None when validation must decide (a constraint
+    did not hold, or the datum is not what the schema guarantees). It changes the datum it
+    is given (converted values) only when it returns an instance.
+    """
+    try:
+        return _Planner().model(model)
+    except _Untrusted:
+        return None
+
+
+class _Planner:
+    def __init__(self) -> None:
+        # recursive models: a model being planned is built through this late-bound cell
+        self.cells: dict[type[BaseModel], list[Builder]] = {}
+
+    def model(self, model: type[BaseModel]) -> Builder:
+        known = self.cells.get(model)
+        if known is not None:
+            return lambda datum: known[0](datum)
+        cell: list[Builder] = []
+        self.cells[model] = cell
+        _check_model(model)
+        checks: list[tuple[str, Check]] = []
+        converts: list[tuple[str, Convert]] = []
+        for name, info in model.model_fields.items():
+            if info.annotation is None:
+                raise _Untrusted(name)
+            check, convert = self.value(info.annotation, [info])
+            if check is not None:
+                checks.append((name, check))
+            if convert is not None:
+                converts.append((name, convert))
+        builder = _builder(model, tuple(checks), tuple(converts))
+        cell.append(builder)
+        return builder
+
+    def value(self, annotation: Any, metadata: list[Any]) -> Plan:
+        """The plan of one value of ``annotation`` (mirrors ``schema._SchemaBuilder._type``)."""
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            inner, *extra = typing.get_args(annotation)
+            return self.value(inner, metadata + extra)
+        if origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                raise _Untrusted(annotation)
+            return _optional(self.value(members[0], metadata))
+        constraints = _constraints(metadata)
+        if origin is not None:
+            return self.generic(annotation, origin, constraints)
+        if not isinstance(annotation, type):
+            raise _Untrusted(annotation)
+        return self.plain(annotation, constraints)
+
+    def plain(self, cls: type, constraints: list[Any]) -> Plan:
+        if issubclass(cls, enum.Enum):
+            _no_constraints(constraints)
+            members = {member.value: member for member in cls}
+            return None, members.__getitem__  # KeyError: not a symbol, validation decides
+        if issubclass(cls, BaseModel):
+            _no_constraints(constraints)
+            return None, _nested(self.model(cls))
+        if cls in _DATETIMES:
+            _no_constraints(constraints)
+            return _NONE
+        if cls is Decimal:
+            return _interval(*_decimal_bounds(constraints)), None
+        if cls in _KEPT:
+            if cls is int or cls is float:
+                return _interval(*_bounds(constraints, cls)), None
+            if cls in (str, bytes):
+                return _length(constraints), None
+            _no_constraints(constraints)
+            return _NONE
+        raise _Untrusted(cls)
+
+    def generic(self, annotation: Any, origin: Any, constraints: list[Any]) -> Plan:
+        args = typing.get_args(annotation)
+        length = _length(constraints)
+        if origin in (dict, Mapping):
+            check, convert = self.value(args[1], [])
+            return _all_of(length, _each_value(check)), _map_values(convert)
+        container = _CONTAINERS.get(origin)
+        if container is None:
+            raise _Untrusted(annotation)
+        check, convert = self.value(args[0], [])
+        each = _each(check)
+        if container in (set, frozenset):
+            # pydantic counts a set's items after dropping duplicates
+            return each, _convert_all(convert, container, length)
+        sequence = None if container is list else container
+        return _all_of(length, each), _convert_all(convert, sequence, None)
+
+
+def _check_model(model: type[BaseModel]) -> None:
+    decorators = model.__pydantic_decorators__
+    if (
+        decorators.validators
+        or decorators.field_validators
+        or decorators.root_validators
+        or decorators.model_validators
+        or model.__pydantic_custom_init__
+        or model.__pydantic_post_init__ is not None
+        or model.__private_attributes__
+        or getattr(model, "__pydantic_root_model__", False)
+        or not model.model_config.keys() <= _STRUCTURAL_CONFIG
+        or model.model_config.get("extra") == "allow"
+    ):
+        raise _Untrusted(model)
+
+
+def _builder(
+    model: type[BaseModel],
+    checks: tuple[tuple[str, Check], ...],
+    converts: tuple[tuple[str, Convert], ...],
+) -> Builder:
+    new = object.__new__
+    setattr_ = object.__setattr__
+    size = len(model.model_fields)
+
+    def make(datum: dict[str, Any]) -> Any:
+        instance = new(model)
+        setattr_(instance, "__dict__", datum)
+        setattr_(instance, "__pydantic_fields_set__", set(datum))
+        setattr_(instance, "__pydantic_extra__", None)
+        setattr_(instance, "__pydantic_private__", None)
+        return instance
+
+    if not checks and not converts:
+
+        def build_plain(datum: dict[str, Any]) -> Any:
+            return make(datum) if len(datum) == size else None
+
+        return build_plain
+
+    if len(checks) == 1 and not converts:
+        ((name, check),) = checks
+
+        def build_checked(datum: dict[str, Any]) -> Any:
+            if len(datum) != size or not check(datum[name]):
+                return None
+            return make(datum)
+
+        return build_checked
+
+    def build(datum: dict[str, Any]) -> Any:
+        if len(datum) != size:
+            return None
+        try:
+            for name, check in checks:
+                if not check(datum[name]):
+                    return None
+            converted = [(name, convert(datum[name])) for name, convert in converts]
+        except Exception:  # a value that does not convert: validation decides
+            return None
+        for name, value in converted:
+            datum[name] = value
+        return make(datum)
+
+    return build
+
+
+# -- constraints ----------------------------------------------------------------------
+def _constraints(metadata: list[Any]) -> list[Any]:
+    flat: list[Any] = []
+    for item in metadata:
+        if isinstance(item, FieldInfo):
+            flat.extend(_constraints(list(item.metadata)))
+        elif item is not None:
+            flat.append(item)
+    return flat
+
+
+def _no_constraints(constraints: list[Any]) -> None:
+    if constraints:
+        raise _Untrusted(constraints)
+
+
+#: (bound, inclusive) or None, for the low and the high end
+Bound = tuple[Any, bool] | None
+
+
+def _bounds(constraints: list[Any], cls: type) -> tuple[Bound, Bound]:
+    """The interval that ``gt``/``ge``/``lt``/``le`` leave; bounds of another type than the
+    field's (where pydantic may compare otherwise than Python) are not trusted."""
+    low: Bound = None
+    high: Bound = None
+    for item in constraints:
+        kind = type(item)
+        if kind is annotated_types.Gt:
+            low = _tighter(low, (_bound(item.gt, cls), False), low=True)
+        elif kind is annotated_types.Ge:
+            low = _tighter(low, (_bound(item.ge, cls), True), low=True)
+        elif kind is annotated_types.Lt:
+            high = _tighter(high, (_bound(item.lt, cls), False), low=False)
+        elif kind is annotated_types.Le:
+            high = _tighter(high, (_bound(item.le, cls), True), low=False)
+        else:
+            raise _Untrusted(item)
+    return low, high
+
+
+def _bound(value: Any, cls: type) -> Any:
+    kind = type(value)
+    if cls is float and kind is int and abs(value) <= _EXACT_FLOAT_INT:
+        return float(value)
+    if (kind is cls or (cls is Decimal and kind is int)) and value == value:  # not NaN
+        return value
+    raise _Untrusted(value)
+
+
+def _tighter(old: Bound, new: tuple[Any, bool], *, low: bool) -> tuple[Any, bool]:
+    value, inclusive = new
+    if old is None:
+        return new
+    if old[0] == value:
+        return value, old[1] and inclusive  # exclusive is the tighter
+    keep_new = value > old[0] if low else value < old[0]
+    return new if keep_new else old
+
+
+def _decimal_bounds(constraints: list[Any]) -> tuple[Bound, Bound]:
+    """Comparisons, plus the digits bound when ``max_digits``/``decimal_places`` are set.
+
+    The schema's precision and scale are those constraints (see ``schema._decimal``);
+    fastavro reads with that precision and scale, rounding only values that do not fit, so
+    a value whose magnitude is below ``10 ** (precision - scale)`` has exactly ``scale``
+    decimal places and at most ``precision`` digits: it satisfies both.
+    """
+    general = [c for c in constraints if _is_general(c)]
+    low, high = _bounds([c for c in constraints if not _is_general(c)], Decimal)
+    if not general:
+        return low, high
+    precision: int | None = None
+    scale: int | None = None
+    for item in general:
+        given = vars(item)
+        if not given.keys() <= _GENERAL_DECIMAL:
+            raise _Untrusted(item)
+        precision = given.get("max_digits") or precision
+        places = given.get("decimal_places")
+        scale = places if places is not None else scale
+    precision = precision or _DEFAULT_PRECISION
+    scale = min(_DEFAULT_SCALE, precision) if scale is None else scale
+    bound = Decimal(10) ** (precision - scale)
+    return _tighter(low, (-bound, False), low=True), _tighter(high, (bound, False), low=False)
+
+
+def _is_general(item: Any) -> bool:
+    return isinstance(item, annotated_types.BaseMetadata) and type(item).__module__.startswith(
+        "pydantic."
+    )
+
+
+def _interval(low: Bound, high: Bound) -> Check | None:
+    if low is None and high is None:
+        return None
+    if low is None:
+        assert high is not None
+        hi, hi_in = high
+        return (lambda v: v <= hi) if hi_in else (lambda v: v < hi)
+    lo, lo_in = low
+    if high is None:
+        return (lambda v: v >= lo) if lo_in else (lambda v: v > lo)
+    hi, hi_in = high
+    if lo_in and hi_in:
+        return lambda v: lo <= v <= hi
+    if lo_in:
+        return lambda v: lo <= v < hi
+    if hi_in:
+        return lambda v: lo < v <= hi
+    return lambda v: lo < v < hi
+
+
+def _length(constraints: list[Any]) -> Check | None:
+    least, most = 0, None
+    for item in constraints:
+        kind = type(item)
+        if kind is annotated_types.MinLen:
+            least = max(least, item.min_length)
+        elif kind is annotated_types.MaxLen:
+            most = item.max_length if most is None else min(most, item.max_length)
+        else:
+            raise _Untrusted(item)
+    if most is None:
+        return None if least == 0 else (lambda v: len(v) >= least)
+    return lambda v: least <= len(v) <= most
+
+
+# -- composing ------------------------------------------------------------------------
+def _optional(plan: Plan) -> Plan:
+    check, convert = plan
+    return (
+        None if check is None else (lambda v: v is None or check(v)),
+        None if convert is None else (lambda v: None if v is None else convert(v)),
+    )
+
+
+def _all_of(first: Check | None, second: Check | None) -> Check | None:
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return lambda v: first(v) and second(v)
+
+
+def _each(check: Check | None) -> Check | None:
+    return None if check is None else (lambda values: all(map(check, values)))
+
+
+def _each_value(check: Check | None) -> Check | None:
+    return None if check is None else (lambda values: all(map(check, values.values())))
+
+
+def _map_values(convert: Convert | None) -> Convert | None:
+    if convert is None:
+        return None
+    return lambda values: {key: convert(value) for key, value in values.items()}
+
+
+def _convert_all(convert: Convert | None, container: Any, length: Check | None) -> Convert | None:
+    if convert is None and container is None:
+        return None
+
+    def convert_all(values: Any) -> Any:
+        out = list(map(convert, values)) if convert is not None else values
+        if container is not None:
+            out = container(out)
+        if length is not None and not length(out):
+            raise _Refused(len(out))
+        return out
+
+    return convert_all
+
+
+def _nested(build: Builder) -> Convert:
+    def nested(value: dict[str, Any]) -> Any:
+        # a copy: the event's datum is only changed when the whole event could be built
+        built = build(dict(value))
+        if built is None:
+            raise _Refused(value)
+        return built
+
+    return nested
