@@ -51,6 +51,7 @@ class EventCodec:
         # payloads of a current schema with no upcaster (the common case); validator None:
         # full path; builder None: always validate (see eventsource.codec.trusted).
         self._fast: dict[bytes, _Fast] = {}
+        self._readers = catalog._readers  # the catalog's plans (cleared, never replaced)
 
     @classmethod
     def for_events(
@@ -131,7 +132,7 @@ class EventCodec:
             fingerprint = payload[2:_SINGLE_OBJECT_HEADER]
             fast = self._fast.get(fingerprint)
             # the catalog forgets its plans when it learns schemas: follow it
-            if fast is None or self.catalog._readers.get(fingerprint) is not fast[3]:
+            if fast is None or self._readers.get(fingerprint) is not fast[3]:
                 fast = self._learn(fingerprint)
             if fast is not None and fast[2] is not None:
                 stream = BytesIO(payload)

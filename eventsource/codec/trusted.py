@@ -228,18 +228,30 @@ def _builder(
 
     if not checks and not converts:
 
-        def build_plain(datum: dict[str, Any]) -> Any:
-            return make(datum) if len(datum) == size else None
+        def build_plain(datum: dict[str, Any]) -> Any:  # make() inlined: the common case
+            if len(datum) != size:
+                return None
+            instance = new(model)
+            setattr_(instance, "__dict__", datum)
+            setattr_(instance, "__pydantic_fields_set__", set(datum))
+            setattr_(instance, "__pydantic_extra__", None)
+            setattr_(instance, "__pydantic_private__", None)
+            return instance
 
         return build_plain
 
     if len(checks) == 1 and not converts:
         ((name, check),) = checks
 
-        def build_checked(datum: dict[str, Any]) -> Any:
+        def build_checked(datum: dict[str, Any]) -> Any:  # make() inlined: the common case
             if len(datum) != size or not check(datum[name]):
                 return None
-            return make(datum)
+            instance = new(model)
+            setattr_(instance, "__dict__", datum)
+            setattr_(instance, "__pydantic_fields_set__", set(datum))
+            setattr_(instance, "__pydantic_extra__", None)
+            setattr_(instance, "__pydantic_private__", None)
+            return instance
 
         return build_checked
 
