@@ -180,6 +180,7 @@ class Context:
         "_groups",
         "_last",
         "_position",
+        "_tail",
         "_upserts",
         "_where",
         "connection",
@@ -204,7 +205,8 @@ class Context:
         self._by_table: dict[str, int] = {}
         self._barrier = -1
         self._direct: bool | None = None  # upserts may skip SQLAlchemy's execution layer
-        self._last: Any = None
+        self._last: Any = None  # the statement of the last group, whose rows are _tail
+        self._tail: list[Mapping[str, Any]] = []
         self._upserts: dict[tuple[Any, ...], Any] = {} if statements is None else statements
 
     def at(self, meta: EventMetadata, topic: str, partition: int, offset: int) -> None:
@@ -240,7 +242,7 @@ class Context:
 
     def _queue(self, statement: Any, params: Mapping[str, Any]) -> None:
         if statement is self._last:  # the common case: same statement as the last row
-            self._groups[-1].params.append(params)
+            self._tail.append(params)
             return
         table = getattr(statement, "table", None)
         table_name = table.name if isinstance(table, Table) else None
@@ -254,7 +256,8 @@ class Context:
                 self._groups[index].params.append(params)
                 return
         index = len(self._groups)
-        self._groups.append(_Group(statement, [params]))
+        self._tail = [params]
+        self._groups.append(_Group(statement, self._tail))
         self._last = statement
         self._by_statement[id(statement)] = index
         if table_name is None:
@@ -302,6 +305,8 @@ class Context:
         if immediate:
             self.flush()
             self._run(statement, [values])
+        elif statement is self._last:  # _queue's common case, inlined
+            self._tail.append(values)
         else:
             self._queue(statement, values)
 
