@@ -39,16 +39,24 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
-import annotated_types
 import pydantic
 from pydantic import BaseModel
-from pydantic.fields import FieldInfo
+
+from eventsource.codec.trusted_checks import (
+    Check,
+    Untrusted,
+    decimal_bounds,
+    flat_constraints,
+    interval,
+    length_check,
+    no_constraints,
+    number_bounds,
+)
 
 __all__ = ["trusted_builder"]
 
 #: a value's plan: (check, convert), either None. ``check(value)`` is True when pydantic's
 #: constraints hold; ``convert(value)`` is the value as the model holds it, or raises.
-Check = Callable[[Any], bool]
 Convert = Callable[[Any], Any]
 Plan = tuple[Check | None, Convert | None]
 Builder = Callable[[dict[str, Any]], Any]
@@ -71,7 +79,6 @@ _STRUCTURAL_CONFIG: Final = frozenset(
         "plugin_settings",
     }
 )
-_GENERAL_DECIMAL: Final = frozenset({"max_digits", "decimal_places"})
 _KEPT: Final = (str, bytes, int, float, bool, dt.date, uuid.UUID)
 _DATETIMES: Final = (dt.datetime, pydantic.AwareDatetime)
 _CONTAINERS: Final[dict[Any, Any]] = {
@@ -81,14 +88,7 @@ _CONTAINERS: Final[dict[Any, Any]] = {
     set: set,
     frozenset: frozenset,
 }
-_EXACT_FLOAT_INT: Final = 2**53
-_DEFAULT_PRECISION: Final = 38
-_DEFAULT_SCALE: Final = 9
 _NONE: Final[Plan] = (None, None)
-
-
-class _Untrusted(Exception):
-    """The model (or a type in it) cannot be built without validation."""
 
 
 class _Refused(Exception):
@@ -104,7 +104,7 @@ def trusted_builder(model: type[BaseModel]) -> Builder | None:
     """
     try:
         return _Planner().model(model)
-    except _Untrusted:
+    except Untrusted:
         return None
 
 
@@ -124,7 +124,7 @@ class _Planner:
         converts: list[tuple[str, Convert]] = []
         for name, info in model.model_fields.items():
             if info.annotation is None:
-                raise _Untrusted(name)
+                raise Untrusted(name)
             check, convert = self.value(info.annotation, [info])
             if check is not None:
                 checks.append((name, check))
@@ -143,46 +143,46 @@ class _Planner:
         if origin in (typing.Union, types.UnionType):
             members = [a for a in typing.get_args(annotation) if a is not type(None)]
             if len(members) != 1:
-                raise _Untrusted(annotation)
+                raise Untrusted(annotation)
             return _optional(self.value(members[0], metadata))
-        constraints = _constraints(metadata)
+        constraints = flat_constraints(metadata)
         if origin is not None:
             return self.generic(annotation, origin, constraints)
         if not isinstance(annotation, type):
-            raise _Untrusted(annotation)
+            raise Untrusted(annotation)
         return self.plain(annotation, constraints)
 
     def plain(self, cls: type, constraints: list[Any]) -> Plan:
         if issubclass(cls, enum.Enum):
-            _no_constraints(constraints)
+            no_constraints(constraints)
             members = {member.value: member for member in cls}
             return None, members.__getitem__  # KeyError: not a symbol, validation decides
         if issubclass(cls, BaseModel):
-            _no_constraints(constraints)
+            no_constraints(constraints)
             return None, _nested(self.model(cls))
         if cls in _DATETIMES:
-            _no_constraints(constraints)
+            no_constraints(constraints)
             return _NONE
         if cls is Decimal:
-            return _interval(*_decimal_bounds(constraints)), None
+            return interval(*decimal_bounds(constraints)), None
         if cls in _KEPT:
             if cls is int or cls is float:
-                return _interval(*_bounds(constraints, cls)), None
+                return interval(*number_bounds(constraints, cls)), None
             if cls in (str, bytes):
-                return _length(constraints), None
-            _no_constraints(constraints)
+                return length_check(constraints), None
+            no_constraints(constraints)
             return _NONE
-        raise _Untrusted(cls)
+        raise Untrusted(cls)
 
     def generic(self, annotation: Any, origin: Any, constraints: list[Any]) -> Plan:
         args = typing.get_args(annotation)
-        length = _length(constraints)
+        length = length_check(constraints)
         if origin in (dict, Mapping):
             check, convert = self.value(args[1], [])
             return _all_of(length, _each_value(check)), _map_values(convert)
         container = _CONTAINERS.get(origin)
         if container is None:
-            raise _Untrusted(annotation)
+            raise Untrusted(annotation)
         check, convert = self.value(args[0], [])
         each = _each(check)
         if container in (set, frozenset):
@@ -206,7 +206,7 @@ def _check_model(model: type[BaseModel]) -> None:
         or not model.model_config.keys() <= _STRUCTURAL_CONFIG
         or model.model_config.get("extra") == "allow"
     ):
-        raise _Untrusted(model)
+        raise Untrusted(model)
 
 
 def _builder(
@@ -270,133 +270,6 @@ def _builder(
         return make(datum)
 
     return build
-
-
-# -- constraints ----------------------------------------------------------------------
-def _constraints(metadata: list[Any]) -> list[Any]:
-    flat: list[Any] = []
-    for item in metadata:
-        if isinstance(item, FieldInfo):
-            flat.extend(_constraints(list(item.metadata)))
-        elif item is not None:
-            flat.append(item)
-    return flat
-
-
-def _no_constraints(constraints: list[Any]) -> None:
-    if constraints:
-        raise _Untrusted(constraints)
-
-
-#: (bound, inclusive) or None, for the low and the high end
-Bound = tuple[Any, bool] | None
-
-
-def _bounds(constraints: list[Any], cls: type) -> tuple[Bound, Bound]:
-    """The interval that ``gt``/``ge``/``lt``/``le`` leave; bounds of another type than the
-    field's (where pydantic may compare otherwise than Python) are not trusted."""
-    low: Bound = None
-    high: Bound = None
-    for item in constraints:
-        kind = type(item)
-        if kind is annotated_types.Gt:
-            low = _tighter(low, (_bound(item.gt, cls), False), low=True)
-        elif kind is annotated_types.Ge:
-            low = _tighter(low, (_bound(item.ge, cls), True), low=True)
-        elif kind is annotated_types.Lt:
-            high = _tighter(high, (_bound(item.lt, cls), False), low=False)
-        elif kind is annotated_types.Le:
-            high = _tighter(high, (_bound(item.le, cls), True), low=False)
-        else:
-            raise _Untrusted(item)
-    return low, high
-
-
-def _bound(value: Any, cls: type) -> Any:
-    kind = type(value)
-    if cls is float and kind is int and abs(value) <= _EXACT_FLOAT_INT:
-        return float(value)
-    if (kind is cls or (cls is Decimal and kind is int)) and value == value:  # not NaN
-        return value
-    raise _Untrusted(value)
-
-
-def _tighter(old: Bound, new: tuple[Any, bool], *, low: bool) -> tuple[Any, bool]:
-    value, inclusive = new
-    if old is None:
-        return new
-    if old[0] == value:
-        return value, old[1] and inclusive  # exclusive is the tighter
-    keep_new = value > old[0] if low else value < old[0]
-    return new if keep_new else old
-
-
-def _decimal_bounds(constraints: list[Any]) -> tuple[Bound, Bound]:
-    """Comparisons, plus the digits bound when ``max_digits``/``decimal_places`` are set.
-
-    The schema's precision and scale are those constraints (see ``schema._decimal``);
-    fastavro reads with that precision and scale, rounding only values that do not fit, so
-    a value whose magnitude is below ``10 ** (precision - scale)`` has exactly ``scale``
-    decimal places and at most ``precision`` digits: it satisfies both.
-    """
-    general = [c for c in constraints if _is_general(c)]
-    low, high = _bounds([c for c in constraints if not _is_general(c)], Decimal)
-    if not general:
-        return low, high
-    precision: int | None = None
-    scale: int | None = None
-    for item in general:
-        given = vars(item)
-        if not given.keys() <= _GENERAL_DECIMAL:
-            raise _Untrusted(item)
-        precision = given.get("max_digits") or precision
-        places = given.get("decimal_places")
-        scale = places if places is not None else scale
-    precision = precision or _DEFAULT_PRECISION
-    scale = min(_DEFAULT_SCALE, precision) if scale is None else scale
-    bound = Decimal(10) ** (precision - scale)
-    return _tighter(low, (-bound, False), low=True), _tighter(high, (bound, False), low=False)
-
-
-def _is_general(item: Any) -> bool:
-    return isinstance(item, annotated_types.BaseMetadata) and type(item).__module__.startswith(
-        "pydantic."
-    )
-
-
-def _interval(low: Bound, high: Bound) -> Check | None:
-    if low is None and high is None:
-        return None
-    if low is None:
-        assert high is not None
-        hi, hi_in = high
-        return (lambda v: v <= hi) if hi_in else (lambda v: v < hi)
-    lo, lo_in = low
-    if high is None:
-        return (lambda v: v >= lo) if lo_in else (lambda v: v > lo)
-    hi, hi_in = high
-    if lo_in and hi_in:
-        return lambda v: lo <= v <= hi
-    if lo_in:
-        return lambda v: lo <= v < hi
-    if hi_in:
-        return lambda v: lo < v <= hi
-    return lambda v: lo < v < hi
-
-
-def _length(constraints: list[Any]) -> Check | None:
-    least, most = 0, None
-    for item in constraints:
-        kind = type(item)
-        if kind is annotated_types.MinLen:
-            least = max(least, item.min_length)
-        elif kind is annotated_types.MaxLen:
-            most = item.max_length if most is None else min(most, item.max_length)
-        else:
-            raise _Untrusted(item)
-    if most is None:
-        return None if least == 0 else (lambda v: len(v) >= least)
-    return lambda v: least <= len(v) <= most
 
 
 # -- composing ------------------------------------------------------------------------
