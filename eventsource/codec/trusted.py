@@ -1,31 +1,15 @@
 """Building events from Avro-decoded data without validating again what the schema typed.
 
-A payload written with the event model's *own* current schema (same fingerprint, no
-upcaster) decodes to exactly the Python types pydantic would produce: fastavro returns
-``str``, ``int``, ``float``, ``bool``, ``bytes``, ``Decimal``, aware UTC ``datetime``,
-``date`` and ``UUID`` for the mapped Avro types. Validating such a datum again
-(``model_validate``) costs about as much as reading it. :func:`trusted_builder` returns,
-per model, a plan that builds the instance directly and does only what validation would
-still change or check:
-
-- conversions the Avro data does not already have: enum symbols to members, nested
-  records to their models, arrays to tuples or sets;
-- the field constraints pydantic would check, when they are simple comparisons:
-  ``gt``/``ge``/``lt``/``le`` on numbers, ``min_length``/``max_length``, and a decimal's
-  ``max_digits``/``decimal_places`` (which the schema's precision and scale carry: a
-  value below ``10 ** (precision - scale)`` in magnitude was read without rounding, so it
-  has exactly ``scale`` decimal places and at most ``precision`` digits).
-
-When a check fails, or anything unexpected happens, the plan answers None and the caller
-validates the datum with pydantic, which gives the exact result or error. A model is not
-trusted at all (None: always validate) when validation could do something the plan does
-not: any validator (field, model, ``Annotated`` functional validators), a custom
-``__init__``, ``model_post_init``, private attributes, a configuration other than the
-structural settings (``frozen``, ``extra`` other than ``allow``, titles, ...), or a
-constraint other than those above (``pattern``, ``multiple_of``, ``strict``, past/future
-dates, ...). ``tests/unit/test_codec_trusted.py`` checks that the built instances equal
-the validated ones, field types and decimal exponents included, for every field type the
-codec supports. See ``docs/reference/codec.md`` ("Decoding without re-validation").
+A payload written with the event model's *own* current schema decodes to exactly the
+Python types pydantic would produce. :func:`trusted_builder` returns, per model, a plan
+that builds the instance directly and does only what validation would still change
+(enum members, nested models, tuples and sets) or check (simple comparisons and lengths:
+:mod:`eventsource.codec.trusted_checks`). A failed check, or anything unexpected, answers
+None and the caller validates with pydantic. Models whose validation could do more
+(validators, custom ``__init__``, ``model_post_init``, private attributes, value-changing
+configuration, other constraints) are not trusted at all. The rules and the equality
+proof: ``docs/reference/codec.md`` ("Decoding without re-validation"),
+``tests/unit/test_codec_trusted.py``.
 """
 
 from __future__ import annotations
