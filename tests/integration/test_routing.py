@@ -267,10 +267,10 @@ class FencedStore(AppenderBase):
     """An owner whose writer was fenced by a newer owner: every append fails."""
 
     def _start_append(self, call: AppendCall) -> Future[AppendResult]:
-        return completed(self._fenced, call)
+        return completed(self._fail, call)
 
     @staticmethod
-    def _fenced(call: AppendCall) -> AppendResult:
+    def _fail(call: AppendCall) -> AppendResult:
         raise FencedError(
             f"partition of {call.aggregate_id!r} has a newer writer; this one stopped"
         )
@@ -282,7 +282,8 @@ class FencedStore(AppenderBase):
 class BrokenStore(FencedStore):
     """An owner with a bug: raises something that is not an eventsource error."""
 
-    def append(self, *args: object, **kwargs: object) -> AppendResult:
+    @staticmethod
+    def _fail(call: AppendCall) -> AppendResult:
         raise RuntimeError("index out of sync")
 
 
