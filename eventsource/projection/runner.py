@@ -29,6 +29,7 @@ from eventsource.codec import EventCodec
 from eventsource.domain import Position
 from eventsource.errors import ConfigurationError, ProjectionError, WaitTimeoutError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.fetch import next_batch
 from eventsource.kafka.names import projection_group
 from eventsource.kafka.reach import client_error, lost_brokers
 from eventsource.kafka.stable import wait_until_readable
@@ -214,7 +215,7 @@ class ProjectionRunner:
         self._revoked = False
         if self._broker_lost and self._broker_back(consumer):
             self.listener.on_batch(0, 0.0)  # progress again: clears the reported error
-        messages = consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout)
+        messages = next_batch(consumer, self.poll_timeout, self.batch_size)
         if not self._revoked and not any(map(_error, messages)):
             good = messages  # the common case: no errors, the assignment did not shrink
         else:
