@@ -29,7 +29,7 @@ from eventsource.codec import EventCodec
 from eventsource.domain import Position
 from eventsource.errors import ConfigurationError, ProjectionError, WaitTimeoutError
 from eventsource.kafka.config import KafkaSettings
-from eventsource.kafka.fetch import next_batch
+from eventsource.kafka.fetch import close_consumer, next_batch
 from eventsource.kafka.names import projection_group
 from eventsource.kafka.reach import client_error, lost_brokers
 from eventsource.kafka.stable import wait_until_readable
@@ -409,5 +409,5 @@ class ProjectionRunner:
     def _close_consumer(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            consumer.close()
+            close_consumer(consumer, what=f"consumer of projection {self.projection.name!r}")
             self._assigned.clear()

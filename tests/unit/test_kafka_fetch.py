@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+import pytest
+
 from eventsource.kafka.config import KafkaSettings
-from eventsource.kafka.fetch import next_batch
+from eventsource.kafka.fetch import close_consumer, next_batch
 from eventsource.kafka.metadata import existing_topics
 
 
@@ -85,3 +88,28 @@ def test_consumers_do_not_hold_offset_requests_behind_a_long_idle_fetch() -> Non
     # 500 ms idle fetch, every end-offsets query of run_until_caught_up waited ~0.5 s.
     config = KafkaSettings(bootstrap_servers="127.0.0.1:9").consumer_config("g")
     assert config["fetch.wait.max.ms"] <= 100
+
+
+class _HangingConsumer:
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def close(self) -> None:
+        self.release.wait()  # librdkafka issue 4884: assign() in close() never returns
+
+
+def test_a_close_that_hangs_is_abandoned_after_the_timeout_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consumer = _HangingConsumer()
+    try:
+        assert close_consumer(consumer, timeout=0.05, what="consumer of p") is False  # type: ignore[arg-type]
+    finally:
+        consumer.release.set()
+    assert "closing the consumer of p did not finish" in caplog.text
+
+
+def test_a_close_that_finishes_reports_it() -> None:
+    consumer = _HangingConsumer()
+    consumer.release.set()
+    assert close_consumer(consumer, timeout=5.0) is True  # type: ignore[arg-type]
