@@ -50,7 +50,7 @@ AUTHORIZATION_CODES = frozenset(
 
 _BROKER = re.compile(r"^\s*(?:[a-z_]+://)?(?P<addr>[^/\s]+)(?:/[^:\s]*)?:\s*")
 _TIMING = re.compile(r"\s*\(after \d+ms in state [A-Z_]+\)\s*$")
-_PROBE_S = 3.0
+_PROBE_S = 2.0
 
 
 def is_login_failure(error: KafkaError) -> bool:
@@ -152,7 +152,9 @@ def check_topic_operations(
     except KafkaException as exc:
         error = exc.args[0] if exc.args else None
         if isinstance(error, KafkaError) and error.code() in AUTHORIZATION_CODES:
-            raise denied(settings, "topic", topic, "DESCRIBE", what) from exc
+            # READ and WRITE imply DESCRIBE: granting the first one needed fixes both.
+            needed = operations[0] if operations else "DESCRIBE"
+            raise denied(settings, "topic", topic, needed, what) from exc
         return  # not ours to report here: the caller's own requests will say it
     allowed = description.authorized_operations
     if allowed is None:

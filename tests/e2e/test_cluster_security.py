@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import logging
 import secrets
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
+from confluent_kafka.admin import AdminClient
 from prometheus_client import REGISTRY, generate_latest
 
 from eventsource.errors import AuthenticationError, AuthorizationError, BrokerUnreachableError
 from eventsource.kafka.acls import AclAdmin, Grant, projector_acls, store_acls
 from eventsource.kafka.admin import end_offsets, ensure_topic
+from eventsource.kafka.client_logs import admin_log_config
 from eventsource.kafka.cluster import LocalKafkaCluster
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import projection_group, writer_transactional_id
@@ -49,11 +54,7 @@ def tag() -> str:
 
 def environment(cluster: LocalKafkaCluster, user: str, password: str) -> dict[str, str]:
     assert cluster.security is not None
-    return {
-        "EVENTSOURCE_BOOTSTRAP_SERVERS": cluster.bootstrap_servers,
-        "EVENTSOURCE_APPLICATION_ID": APP,
-        **cluster.security.environment(user, password),
-    }
+    return {"EVENTSOURCE_APPLICATION_ID": APP, **cluster.security.environment(user, password)}
 
 
 @pytest.fixture
@@ -63,6 +64,7 @@ def login_as(
     """``login_as(user, password)``: KafkaSettings() read from the environment, as a user."""
 
     def settings(user: str, password: str) -> KafkaSettings:
+        monkeypatch.setenv("EVENTSOURCE_BOOTSTRAP_SERVERS", kafka_secure_cluster.bootstrap_servers)
         for key, value in environment(kafka_secure_cluster, user, password).items():
             monkeypatch.setenv(key, value)
         return KafkaSettings()
@@ -70,11 +72,36 @@ def login_as(
     yield settings
 
 
-def new_user(admin: AclAdmin, name: str, grants: list[Grant]) -> str:
+def new_user(cluster: LocalKafkaCluster, admin: AclAdmin, name: str, grants: list[Grant]) -> str:
+    """A SCRAM user with these ACLs, once every broker has applied them.
+
+    Brokers apply users and ACLs from the metadata log a moment after the controller
+    committed them, each at its own pace and in log order. A last ACL on a topic that does
+    not exist marks the end: a broker that applied it answers "unknown topic" to the user
+    instead of "not authorized", and has then applied every earlier grant as well.
+    """
+    assert cluster.security is not None
     password = f"pw-{secrets.token_hex(8)}"
     admin.add_user(name, password)
     admin.grant_all(name, grants)
+    marker = f"marker-{name}"
+    admin.grant(name, "topic", marker, ["DESCRIBE"])
+    for node in cluster.nodes:  # a fresh client asks its bootstrap broker first
+        login = {"bootstrap.servers": node.bootstrap_servers}
+        login.update(cluster.security.client_config(name, password))
+        where = node.bootstrap_servers
+        wait_for(partial(marker_seen, login, marker), 60, partial(str, where))
     return password
+
+
+def marker_seen(config: dict[str, Any], marker: str) -> bool:
+    client = AdminClient(admin_log_config(config))
+    future = client.describe_topics(TopicCollection([marker]), request_timeout=5)[marker]
+    try:
+        future.result(timeout=10)
+    except KafkaException as exc:
+        return bool(exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART)
+    return True
 
 
 def events_topic_made_by_admin(cluster: LocalKafkaCluster, tag: str) -> str:
@@ -84,10 +111,18 @@ def events_topic_made_by_admin(cluster: LocalKafkaCluster, tag: str) -> str:
         application_id=APP,
         kafka_extra=cluster.client_config(),
     )
-    store = KafkaEventStore(admin_settings, [Account], topic_prefix=f"{tag}.")
+    store = KafkaEventStore(admin_settings, [Account], topic_prefix=f"{tag}.", partitions=3)
     topic = store.topic_for(next(iter(store.aggregates)))
     ensure_topic(admin_settings, topic, 3)
     return topic
+
+
+def exit_code(svc: Service) -> int:
+    """Wait for a service that is expected to give up on its own; its exit code."""
+    try:
+        return svc.proc.wait(timeout=120)
+    finally:
+        svc.stop(signal.SIGKILL)
 
 
 def as_admin(cluster: LocalKafkaCluster) -> KafkaSettings:
@@ -107,11 +142,18 @@ def test_the_store_cli_and_service_log_in_with_credentials_from_the_environment(
     pname = f"sec_{tag}"
     group = projection_group(APP, pname, AccountBalances.version)
     user = f"app-{tag}"
-    password = new_user(admin, user, [*store_acls(topic, APP), *projector_acls([topic], group)])
+    password = new_user(
+        kafka_secure_cluster,
+        admin,
+        user,
+        [*store_acls(topic, APP), *projector_acls([topic], group)],
+    )
 
     settings = login_as(user, password)
     assert settings.sasl_username == user and settings.security_protocol == "SASL_SSL"
-    store = KafkaEventStore(settings, [Account], topic_prefix=f"{tag}.").start(timeout=120)
+    store = KafkaEventStore(settings, [Account], topic_prefix=f"{tag}.", partitions=3).start(
+        timeout=120
+    )
     aggregate_type = next(iter(store.aggregates))
     try:
         for i in range(3):
@@ -153,14 +195,16 @@ def test_a_wrong_password_fails_fast_in_one_line_naming_mechanism_and_broker(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     user = f"app-{tag}"
-    new_user(admin, user, [])
+    new_user(kafka_secure_cluster, admin, user, [])
     wrong = f"wrong-{secrets.token_hex(8)}"
     settings = login_as(user, wrong)
     caplog.set_level(logging.DEBUG)
 
     began = time.monotonic()
     with pytest.raises(AuthenticationError) as caught:
-        KafkaEventStore(settings, [Account], topic_prefix=f"{tag}.").start(timeout=120)
+        KafkaEventStore(settings, [Account], topic_prefix=f"{tag}.", partitions=3).start(
+            timeout=120
+        )
     took = time.monotonic() - began
     message = str(caught.value)
     print(f"store.start() with a wrong password failed after {took:.1f} s: {message}")
@@ -184,12 +228,7 @@ def test_a_wrong_password_fails_fast_in_one_line_naming_mechanism_and_broker(
         tmp_path,
         tmp_path / "service.log",
     )
-    try:
-        code = svc.proc.wait(timeout=120)
-    finally:
-        if svc.proc.poll() is None:
-            svc.proc.kill()
-            svc.proc.wait(timeout=30)
+    code = exit_code(svc)
     service_log = svc.log_path.read_text()
     assert code != 0, service_log
     assert "refused the login" in service_log
@@ -211,11 +250,13 @@ def test_a_writer_without_write_permission_gets_a_typed_error_and_writes_nothing
         else g
         for g in store_acls(topic, APP)
     ]
-    password = new_user(admin, user, grants)
+    password = new_user(kafka_secure_cluster, admin, user, grants)
     settings = login_as(user, password)
 
     with pytest.raises(AuthorizationError) as caught:
-        KafkaEventStore(settings, [Account], topic_prefix=f"{tag}.").start(timeout=120)
+        KafkaEventStore(settings, [Account], topic_prefix=f"{tag}.", partitions=3).start(
+            timeout=120
+        )
     error = caught.value
     assert (error.resource_type, error.resource, error.operation) == ("topic", topic, "WRITE")
     assert error.retriable is False
@@ -230,11 +271,13 @@ def test_a_writer_without_its_transactional_id_gets_a_typed_error_and_writes_not
     topic = events_topic_made_by_admin(kafka_secure_cluster, tag)
     user = f"app-{tag}"
     topic_only = [g for g in store_acls(topic, APP) if g.resource_type == "topic"]
-    password = new_user(admin, user, topic_only)
+    password = new_user(kafka_secure_cluster, admin, user, topic_only)
     settings = login_as(user, password)
 
     with pytest.raises(AuthorizationError) as caught:
-        KafkaEventStore(settings, [Account], topic_prefix=f"{tag}.").start(timeout=120)
+        KafkaEventStore(settings, [Account], topic_prefix=f"{tag}.", partitions=3).start(
+            timeout=120
+        )
     error = caught.value
     assert error.resource_type == "transactional id" and error.operation == "WRITE"
     assert error.resource in {writer_transactional_id(APP, topic, p) for p in range(3)}
@@ -256,7 +299,7 @@ def test_a_projector_without_read_permission_fails_at_start(
     group = projection_group(APP, pname, AccountBalances.version)
     user = f"app-{tag}"
     grants = [g for g in projector_acls([topic], group) if g.resource_type != missing]
-    password = new_user(admin, user, grants)
+    password = new_user(kafka_secure_cluster, admin, user, grants)
     settings = login_as(user, password)
     projection = AccountBalances(name=pname, topics=(topic,))
     expected = (missing, topic if missing == "topic" else group, "READ")
@@ -278,12 +321,7 @@ def test_a_projector_without_read_permission_fails_at_start(
         tmp_path,
         tmp_path / "service.log",
     )
-    try:
-        code = svc.proc.wait(timeout=120)
-    finally:
-        if svc.proc.poll() is None:
-            svc.proc.kill()
-            svc.proc.wait(timeout=30)
+    code = exit_code(svc)
     failures = [r for r in svc.lines() if r.get("event") == "configuration error"]
     assert code == 2, svc.describe()
     assert failures and expected[1] in failures[0]["error"], svc.describe()
