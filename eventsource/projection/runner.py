@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from operator import methodcaller
 from typing import Any
 
@@ -178,7 +178,7 @@ class ProjectionRunner:
         return stats
 
     def run_until_caught_up(
-        self, timeout: float = 60.0, *, after: Iterable[Position] | None = None
+        self, timeout: float = 60.0, *, after: Sequence[Position] = ()
     ) -> RunStats:
         """Apply until every partition of the projection's topics reached its end offset
         (last stable offset) as of this call; raise WaitTimeoutError after ``timeout``.
@@ -186,12 +186,14 @@ class ProjectionRunner:
         ``after``: positions the caller wrote (an append's result) that the end must
         include: the end offsets are taken once the last stable offset has passed them
         (Kafka writes commit markers after ``commit_transaction()`` returns, so "as of this
-        call" can lag a write that just returned). The wait counts against ``timeout``."""
+        call" can lag a write that just returned). The wait counts against ``timeout``.
+        Same type and default as ``replay(after=...)`` and ``rebuild(after=...)``; ``None``
+        (the former default) still means no positions."""
         stats = RunStats()
         started = time.monotonic()
         deadline = started + timeout
         consumer = self._ensure_consumer()
-        if after is not None:
+        if after:
             wait_until_readable(consumer, after, max(0.1, deadline - time.monotonic()))
         targets = end_offsets(consumer, self.projection, deadline - time.monotonic())
         while True:
