@@ -35,6 +35,7 @@ from eventsource.store.kafka import KafkaEventStore
 from examples.bank.domain import Account, AccountOpened
 from examples.bank.projections import AccountBalances
 from tests.e2e.conftest import BALANCES, Cli, Service, cli_env, wait_for
+from tests.e2e.helpers import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -80,18 +81,23 @@ def new_user(cluster: LocalKafkaCluster, admin: AclAdmin, name: str, grants: lis
     not exist marks the end: a broker that applied it answers "unknown topic" to the user
     instead of "not authorized", and has then applied every earlier grant as well.
     """
-    assert cluster.security is not None
     password = f"pw-{secrets.token_hex(8)}"
     admin.add_user(name, password)
     admin.grant_all(name, grants)
-    marker = f"marker-{name}"
+    wait_applied(cluster, admin, name, password)
+    return password
+
+
+def wait_applied(cluster: LocalKafkaCluster, admin: AclAdmin, name: str, password: str) -> None:
+    """Wait until every broker applied the user's ACL changes made so far (see new_user)."""
+    assert cluster.security is not None
+    marker = f"marker-{uuid.uuid4().hex[:8]}"
     admin.grant(name, "topic", marker, ["DESCRIBE"])
     for node in cluster.nodes:  # a fresh client asks its bootstrap broker first
         login = {"bootstrap.servers": node.bootstrap_servers}
         login.update(cluster.security.client_config(name, password))
         where = node.bootstrap_servers
         wait_for(partial(marker_seen, login, marker), 60, partial(str, where))
-    return password
 
 
 def marker_seen(config: dict[str, Any], marker: str) -> bool:
@@ -263,6 +269,38 @@ def test_a_writer_without_write_permission_gets_a_typed_error_and_writes_nothing
     assert topic in str(error) and "WRITE" in str(error) and "\n" not in str(error)
     assert password not in str(error)
     assert set(end_offsets(as_admin(kafka_secure_cluster), topic).values()) == {0}
+
+
+def test_write_permission_revoked_while_the_store_runs_refuses_appends_typed(
+    kafka_secure_cluster: LocalKafkaCluster, admin: AclAdmin, login_as: Login, tag: str
+) -> None:
+    topic = events_topic_made_by_admin(kafka_secure_cluster, tag)
+    user = f"app-{tag}"
+    password = new_user(kafka_secure_cluster, admin, user, store_acls(topic, APP))
+    store = KafkaEventStore(
+        login_as(user, password), [Account], topic_prefix=f"{tag}.", partitions=3
+    ).start(timeout=120)
+    aggregate_type = next(iter(store.aggregates))
+    try:
+        store.append(aggregate_type, "acc-1", [AccountOpened(owner="kept")], 0)
+        admin.revoke_all(user)
+        without_write = [
+            Grant(g.resource_type, g.name, tuple(op for op in g.operations if op != "WRITE"))
+            if g.resource_type == "topic"
+            else g
+            for g in store_acls(topic, APP)
+        ]
+        admin.grant_all(user, without_write)
+        wait_applied(kafka_secure_cluster, admin, user, password)
+        with pytest.raises(AuthorizationError) as caught:
+            store.append(aggregate_type, "acc-2", [AccountOpened(owner="refused")], 0)
+    finally:
+        store.close()
+    error = caught.value
+    assert (error.resource_type, error.resource, error.operation) == ("topic", topic, "WRITE")
+    assert error.retriable is False and "nothing was written" in str(error)
+    records = read_topic(as_admin(kafka_secure_cluster), topic)
+    assert [r[1] for rs in records.values() for r in rs] == ["acc-1"]
 
 
 def test_a_writer_without_its_transactional_id_gets_a_typed_error_and_writes_nothing(
