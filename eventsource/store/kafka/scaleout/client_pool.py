@@ -41,7 +41,7 @@ class ClientPool:
         self._clients: collections.OrderedDict[str, RemoteEventStore] = collections.OrderedDict()
         self._busy: dict[RemoteEventStore, int] = {}
         self._lock = threading.Lock()
-        self._close_later = close_later or RemoteEventStore.close
+        self._close_later = close_later or (lambda client: client.close())
 
     @property
     def members(self) -> list[str]:
