@@ -102,3 +102,22 @@ def test_an_idle_client_is_closed_when_dropped_and_in_use_ones_are_not() -> None
         assert not made["b"].closed
     assert made["b"].closed  # closed once its use ended
     assert clients.members == []
+
+
+def test_two_calls_starting_a_client_for_one_member_at_once_keep_one_and_close_the_other() -> None:
+    made: list[FakeClient] = []
+    clients: ClientPool
+
+    def factory(member: str) -> RemoteEventStore:
+        made.append(FakeClient(member))
+        mine = made[-1]
+        if len(made) == 1:  # a second call for the member arrives while this one starts
+            clients.release(member, clients.acquire(member))
+        return cast("RemoteEventStore", mine)
+
+    clients = ClientPool(factory)
+    kept = clients.acquire("a")
+    assert kept is made[1] and not made[1].closed  # the one registered first
+    assert made[0].closed
+    clients.release("a", kept)
+    assert clients.members == ["a"]

@@ -96,6 +96,8 @@ class GroupRouter(AppenderBase):
             close_later=lambda client: self._retries.call_later(0.0, client.close),
         )
         """One client per owner member: bounded, closed once its member owns nothing."""
+        self.retried = 0
+        """Appends sent again so far (their owner moved, was busy, or was not found)."""
         self._in_flight = 0
         self._idle = threading.Condition()
         self._closing = False
@@ -136,8 +138,19 @@ class GroupRouter(AppenderBase):
             self._in_flight += 1
         routed = RoutedAppend(self, call)
         routed.result.add_done_callback(self._ended)
-        routed.send()
+        member = self._member_now(call)
+        if member is None:  # a lookup or a new client may block: not in the caller's thread
+            self._retries.call_later(0.0, routed.send)
+        else:
+            routed.send_to(member)
         return routed.result
+
+    def _member_now(self, call: AppendCall) -> str | None:
+        """The owner if it is known without waiting (a fresh description, an open client)."""
+        owner = self.owners.cached_owner(*self._where(call.aggregate_type, call.aggregate_id))
+        if owner is None or self.clients.prune_due or not self.clients.has(owner.member):
+            return None
+        return owner.member
 
     def _outcome(
         self, future: Future[AppendResult], call: AppendCall, timeout: float | None
@@ -162,6 +175,8 @@ class GroupRouter(AppenderBase):
 
     def retry_later(self, routed: RoutedAppend) -> None:
         """Send ``routed`` again after a pause, to the owner described from now on."""
+        with self._idle:
+            self.retried += 1
         seen = time.monotonic()
         self._retries.call_later(RETRY_PAUSE_S, lambda: routed.send(described_after=seen))
 
@@ -229,12 +244,22 @@ class RoutedAppend:
         self._last_error: BaseException | None = None
 
     def send(self, described_after: float = 0.0) -> None:
+        """Look the owner up (a description newer than ``described_after``), then send."""
         router, call = self.router, self.call
-        if router.closing and self._last_error is not None:
+        if router.closing:
             self.result.set_exception(router.closed_error(call.aggregate_id, self._last_error))
             return
         try:
             member = router.current_owner(call.aggregate_type, call.aggregate_id, described_after)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        self.send_to(member)
+
+    def send_to(self, member: str) -> None:
+        """Send through ``member``'s client; its answer completes or retries the append."""
+        router, call = self.router, self.call
+        try:
             client = router.clients.acquire(member)
         except Exception as exc:
             self._failed(exc)
