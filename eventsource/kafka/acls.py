@@ -33,10 +33,10 @@ from confluent_kafka.admin._scram import (
 
 from eventsource.errors import BrokerError
 from eventsource.kafka.client_logs import admin_log_config
-from eventsource.kafka.names import transactional_id_prefix
+from eventsource.kafka.names import transactional_id_prefix, writers_group
 from eventsource.kafka.security import MECHANISM
 
-__all__ = ["AclAdmin", "Grant", "projector_acls", "store_acls"]
+__all__ = ["AclAdmin", "Grant", "grouped_store_acls", "projector_acls", "store_acls"]
 
 _TIMEOUT_S = 30.0
 
@@ -64,6 +64,17 @@ def store_acls(topic: str, application_id: str) -> list[Grant]:
             ("DESCRIBE", "WRITE"),
             prefixed=True,
         ),
+    ]
+
+
+def grouped_store_acls(topic: str, snapshots: str, application_id: str) -> list[Grant]:
+    """What a :class:`~eventsource.store.kafka.scaleout.GroupedKafkaEventStore` needs
+    besides :func:`store_acls`: its snapshots topic (``CREATE`` too unless it exists) and
+    READ on the writers group ``<application_id>.writers`` that assigns partitions."""
+    return [
+        *store_acls(topic, application_id),
+        Grant("topic", snapshots, ("DESCRIBE", "DESCRIBE_CONFIGS", "READ", "WRITE")),
+        Grant("group", writers_group(application_id), ("DESCRIBE", "READ")),
     ]
 
 
