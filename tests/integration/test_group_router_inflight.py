@@ -8,8 +8,6 @@ by the owner's backlog, not by a thread pool; these tests observe that at the ow
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from eventsource.store.kafka.scaleout.group_store_route import member_settings
 from eventsource.store.port import AppendResult
 from eventsource.store.routing import AppendServer
 from examples.bank.domain import Account, AccountOpened
+from tests.integration.test_routing_limits import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -87,13 +86,6 @@ class Gate(AppenderBase):
         return self.store.version(aggregate_type, aggregate_id)
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.05)
-
-
 def test_many_more_routed_appends_than_router_threads_are_in_flight_at_once(
     kafka_settings: KafkaSettings, unique_name: str, tmp_path: Path
 ) -> None:
@@ -104,7 +96,7 @@ def test_many_more_routed_appends_than_router_threads_are_in_flight_at_once(
     ).start()
     gate = Gate(store, IN_FLIGHT)
     try:
-        wait_until(lambda: len(store.owned) == 2, "the member owns both partitions")
+        wait_until(lambda: len(store.owned) == 2, "the member owns both partitions", 60)
         assert store.wait_serving(60)
         with (
             AppendServer(gate, member_settings(settings, "solo"), store.codec, member_id="solo"),
@@ -138,7 +130,9 @@ def test_closing_the_router_fails_an_append_waiting_to_be_retried_with_nothing_w
     )
     # No writer runs: the partition has no owner, so the append waits to be sent again.
     future = router.append_async(ACCOUNT, "acc-0", [AccountOpened(owner="x")], 0)
-    wait_until(lambda: router.retries_waiting == 1, "the append waits for a retry")
+    wait_until(
+        lambda: router.retried == 1 and router.retries_waiting == 1, "the append waits for a retry"
+    )
     router.close()
     with pytest.raises(StoreUnavailableError, match="closed") as caught:
         future.result(60)
