@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from eventsource.domain import Event
-from eventsource.store.port import AppendResult
+from eventsource.store.kafka.future import AppendFuture
 
 __all__ = ["AppendRequest"]
 
@@ -27,11 +26,10 @@ class AppendRequest:
     (one clock reading per group commit instead of one per append)."""
     correlation_id: str | None = None
     causation_id: str | None = None
-    future: Future[AppendResult] = field(default_factory=Future)
+    future: AppendFuture = field(default_factory=AppendFuture)
+    """Resolved by the writer; the store passes one sharing the writer's condition."""
     base_version: int = 0
     """The aggregate's version before this append, decided by the writer."""
-    offsets: list[int] = field(default_factory=list)
-    """Offsets of the events once committed."""
 
     @property
     def key(self) -> bytes:

@@ -27,6 +27,7 @@ from eventsource.errors import (
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.admission import check_record_sizes
+from eventsource.store.kafka.future import AppendFuture
 from eventsource.store.kafka.ids import new_event_id
 from eventsource.store.kafka.options import WriterOptions
 from eventsource.store.kafka.request import AppendRequest
@@ -194,6 +195,7 @@ class ServedByWriters:
             expected_version=expected_version,
             correlation_id=correlation_id,
             causation_id=causation_id,
+            future=AppendFuture(writer.lock),
         )
         limit = self._record_limits.get(writer.topic)
         check_record_sizes(request, limit, writer.topic, self.source)
