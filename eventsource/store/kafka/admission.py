@@ -38,15 +38,25 @@ def check_record_sizes(
     (``source``: the ``ce_source`` header's value)."""
     if limit is None:
         return
-    extra = (
-        RECORD_ALLOWANCE
-        + len(source)
-        + 2 * len(request.key)  # the key, and the ce_subject header
+    payloads = request.payloads
+    largest = len(payloads[0]) if len(payloads) == 1 else max(map(len, payloads))
+    ids = (
+        2 * len(request.aggregate_id)  # the key, and the ce_subject header
         + len(request.aggregate_type)
         + len(request.correlation_id or "")
         + len(request.causation_id or "")
     )
-    if max(map(len, request.payloads)) + extra <= limit:  # the usual case: all fit
+    if largest + RECORD_ALLOWANCE + len(source) + 4 * ids <= limit:
+        return  # the usual case: all fit, even at 4 UTF-8 bytes per character
+    extra = (
+        RECORD_ALLOWANCE
+        + len(source)
+        + 2 * len(request.key)
+        + len(request.aggregate_type)
+        + len(request.correlation_id or "")
+        + len(request.causation_id or "")
+    )
+    if largest + extra <= limit:
         return
     for position, (event, payload) in enumerate(zip(request.events, request.payloads, strict=True)):
         size = len(payload) + extra

@@ -18,7 +18,7 @@ timeout has passed, where ``Future``'s wait once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures._base import (  # the states Future's own methods compare with
@@ -28,6 +28,7 @@ from concurrent.futures._base import (  # the states Future's own methods compar
     PENDING,
     RUNNING,
 )
+from typing import Any
 
 from eventsource.store.port import AppendResult
 
@@ -40,14 +41,33 @@ _DONE = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 class AppendFuture(Future[AppendResult]):
     """A ``Future[AppendResult]`` guarded by its writer's ``condition`` (shared)."""
 
+    _waiting: list[Any] | None = None  # made on first use: waiting with wait() is rare
+    _callbacks: list[Callable[[Future[AppendResult]], object]] | None = None
+
     def __init__(self, condition: threading.Condition | None = None) -> None:
-        # Future.__init__ is not called: it would build the condition this class shares.
+        # Future.__init__ is not called: it would build the condition this class shares,
+        # and two lists most appends never use (they stay alive, and are collected, with
+        # every append in flight).
         self._condition = threading.Condition() if condition is None else condition
         self._state = PENDING
         self._result = None
         self._exception = None
-        self._waiters = []
-        self._done_callbacks: list[object] = []
+
+    @property
+    def _waiters(self) -> list[Any]:  # Future's methods, wait() and as_completed() use it
+        if self._waiting is None:
+            self._waiting = []
+        return self._waiting
+
+    @_waiters.setter
+    def _waiters(self, waiters: list[Any]) -> None:
+        self._waiting = waiters
+
+    @property
+    def _done_callbacks(self) -> list[Callable[[Future[AppendResult]], object]]:
+        if self._callbacks is None:
+            self._callbacks = []
+        return self._callbacks
 
     def result(self, timeout: float | None = None) -> AppendResult:
         with self._condition:
@@ -87,7 +107,7 @@ def start_all(condition: threading.Condition, futures: Sequence[AppendFuture]) -
                 started.append(True)
             elif future._state == CANCELLED:
                 future._state = CANCELLED_AND_NOTIFIED
-                for waiter in future._waiters:
+                for waiter in future._waiting or ():
                     waiter.add_cancelled(future)
                 started.append(False)
             else:
@@ -106,9 +126,10 @@ def resolve_all(
                 raise RuntimeError(f"append future resolved twice: {future!r}")
             future._result = result
             future._state = FINISHED
-            for waiter in future._waiters:
-                waiter.add_result(future)
+            if future._waiting:
+                for waiter in future._waiting:
+                    waiter.add_result(future)
         condition.notify_all()
     for future, _ in outcomes:
-        if future._done_callbacks:
+        if future._callbacks:
             future._invoke_callbacks()  # type: ignore[attr-defined]

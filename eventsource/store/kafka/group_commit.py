@@ -25,7 +25,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import cast
 
 from confluent_kafka import Producer
 
@@ -162,11 +161,8 @@ class GroupCommits(ServiceThread):
                         event_type=event.event_type(),
                         aggregate_type=request.aggregate_type,
                     )
-                headers = cast(
-                    "_Headers",
-                    template.headers(
-                        event_id.encode(), key, stamp, version, correlation_id, causation_id
-                    ),
+                headers: _Headers = template.headers(  # type: ignore[assignment]
+                    event_id.encode(), key, stamp, version, correlation_id, causation_id
                 )
                 produced += 1
                 if produced == 1 or produced == total:
