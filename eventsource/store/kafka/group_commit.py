@@ -1,7 +1,9 @@
-"""One group commit of a partition writer: admit, produce, commit, settle, complete.
+"""The append queue and group commits of a partition writer: admit, produce, commit, settle, complete.
 
 :class:`GroupCommits` is the half of :class:`~eventsource.store.kafka.writer.PartitionWriter`
-that runs on its thread once a batch was taken from the queue:
+that appends: callers queue requests (:meth:`GroupCommits.submit`); the writer's thread takes
+everything queued, up to ``max_batch_events``, as one batch (starting its futures under one
+lock, leaving out those a caller cancelled) and commits it:
 
 1. **admit** (:meth:`GroupCommits._process`): each request's expected version is checked
    against the index plus the versions earlier requests of the batch will create, and its
@@ -22,9 +24,11 @@ Failures go to :class:`~eventsource.store.kafka.recovery.CommitRecovery`.
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from itertools import compress
 
 from confluent_kafka import Producer
 
@@ -33,7 +37,7 @@ from eventsource.domain import Aggregate, Event, Position
 from eventsource.errors import ConcurrencyError
 from eventsource.lifecycle import ServiceThread
 from eventsource.store.kafka.admission import Admitted, TrialFold
-from eventsource.store.kafka.future import AppendFuture, resolve_all
+from eventsource.store.kafka.future import AppendFuture, resolve_all, start_all
 from eventsource.store.kafka.index import VersionIndex
 from eventsource.store.kafka.options import WriterState
 from eventsource.store.kafka.producer import DeliveryMark
@@ -52,7 +56,8 @@ _Headers = list[tuple[str, str | bytes | None]]  # what produce() takes (list is
 
 
 class GroupCommits(ServiceThread):
-    """Group commits of one partition (the writer's thread calls :meth:`_process`)."""
+    """The append queue and group commits of one partition (the writer's thread takes
+    batches with :meth:`_take_batch` and commits each with :meth:`_process`)."""
 
     topic: str
     partition: int
@@ -64,12 +69,21 @@ class GroupCommits(ServiceThread):
     end_offset: int
     op_timeout: float
     fault_hook: FaultHook | None
+    max_batch_events: int
+    _queue: collections.deque[AppendRequest]
+    _mutex: threading.RLock
     _cond: threading.Condition
+    _idle: bool  # the thread waits for appends (under the lock): submit wakes it
     _templates: dict[type[Event], HeaderTemplate]
 
     @property
     def where(self) -> str:
         return f"{self.topic}[{self.partition}]"
+
+    @property
+    def closing(self) -> bool:
+        """Set by ``close()``: the writer takes nothing new and never fences again."""
+        return self.stopping
 
     def _refusal(self) -> Exception:
         """The error an append gets while the writer does not serve (the writer says)."""
@@ -78,6 +92,46 @@ class GroupCommits(ServiceThread):
     def fault(self, stage: str) -> None:
         if self.fault_hook is not None:
             self.fault_hook(stage)
+
+    # -- the queue ---------------------------------------------------------------------
+    def submit(self, request: AppendRequest) -> None:
+        with self._mutex:  # the condition's lock, without Condition's Python-level wrappers
+            if self.state is not WriterState.SERVING or self.closing:
+                request.future.set_exception(self._refusal())
+                return
+            self._queue.append(request)
+            if self._idle:  # while a transaction runs nobody waits: skip the notify
+                self._cond.notify()
+
+    def _take_batch(self) -> list[AppendRequest] | None:
+        """The next batch (``None``: stop); its futures are started, cancelled ones left out."""
+        with self._cond:
+            while not self._queue:
+                if self.closing or self.state is WriterState.FENCED:
+                    return None
+                self._idle = True
+                try:
+                    self._cond.wait(0.5)
+                finally:
+                    self._idle = False
+            batch: list[AppendRequest] = []
+            events = 0
+            while self._queue and (
+                not batch or events + len(self._queue[0].events) <= self.max_batch_events
+            ):
+                request = self._queue.popleft()
+                batch.append(request)
+                events += len(request.events)
+            # A caller that gave up while its request was queued cancelled it: skip it.
+            return list(compress(batch, start_all(self._cond, [r.future for r in batch])))
+
+    def fail_queued(self) -> None:
+        """Fail every queued request (never produced, so nothing was written)."""
+        with self._cond:
+            queued, self._queue = self._queue, collections.deque()
+        for request in queued:
+            if request.future.set_running_or_notify_cancel():
+                request.future.set_exception(self._refusal())
 
     # -- 1. admit ---------------------------------------------------------------------
     def _process(self, batch: list[AppendRequest]) -> None:

@@ -45,7 +45,7 @@ def scratch_copy(state: Aggregate) -> Aggregate:
         if type(value) not in _IMMUTABLE:
             attributes[name] = [] if type(value) is list and not value else copy.deepcopy(value)
     clone = cls.__new__(cls)
-    clone.__dict__.update(attributes)
+    clone.__dict__ = attributes
     return clone
 
 

@@ -26,7 +26,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from itertools import compress
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -42,7 +41,6 @@ from eventsource.errors import (
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import writer_transactional_id
 from eventsource.store.kafka.catchup import TailRead, read_partition
-from eventsource.store.kafka.future import start_all
 from eventsource.store.kafka.group_commit import FaultHook, GroupCommits
 from eventsource.store.kafka.index import VersionIndex
 from eventsource.store.kafka.options import WriterOptions, WriterState
@@ -129,11 +127,6 @@ class PartitionWriter(GroupCommits):
         self.start_thread()
 
     @property
-    def closing(self) -> bool:
-        """Set by ``close()``: the writer takes nothing new and never fences again."""
-        return self.stopping
-
-    @property
     def stopped(self) -> bool:
         """Whether the writer thread has ended (or never started)."""
         return not self.alive
@@ -141,15 +134,6 @@ class PartitionWriter(GroupCommits):
     def _wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
-
-    def submit(self, request: AppendRequest) -> None:
-        with self._mutex:  # the condition's lock, without Condition's Python-level wrappers
-            if self.state is not WriterState.SERVING or self.closing:
-                request.future.set_exception(self._refusal())
-                return
-            self._queue.append(request)
-            if self._idle:  # while a transaction runs nobody waits: skip the notify
-                self._cond.notify()
 
     def _refusal(self) -> Exception:
         if self.state is WriterState.FENCED:
@@ -291,36 +275,6 @@ class PartitionWriter(GroupCommits):
             if state is WriterState.SERVING:
                 self.shortage = None
             self._cond.notify_all()
-
-    def _take_batch(self) -> list[AppendRequest] | None:
-        """The next batch (``None``: stop); its futures are started, cancelled ones left out."""
-        with self._cond:
-            while not self._queue:
-                if self.closing or self.state is WriterState.FENCED:
-                    return None
-                self._idle = True
-                try:
-                    self._cond.wait(0.5)
-                finally:
-                    self._idle = False
-            batch: list[AppendRequest] = []
-            events = 0
-            while self._queue and (
-                not batch or events + len(self._queue[0].events) <= self.max_batch_events
-            ):
-                request = self._queue.popleft()
-                batch.append(request)
-                events += len(request.events)
-            # A caller that gave up while its request was queued cancelled it: skip it.
-            return list(compress(batch, start_all(self._cond, [r.future for r in batch])))
-
-    def fail_queued(self) -> None:
-        """Fail every queued request (never produced, so nothing was written)."""
-        with self._cond:
-            queued, self._queue = self._queue, collections.deque()
-        for request in queued:
-            if request.future.set_running_or_notify_cancel():
-                request.future.set_exception(self._refusal())
 
     # -- producers ------------------------------------------------------------------
     def new_producer(self, timeout: float) -> Producer:
