@@ -1,4 +1,4 @@
-"""The append queue and group commits of a partition writer: admit, produce, commit, settle, complete.
+"""The append queue and group commits of a partition writer: admit, produce, commit, settle.
 
 :class:`GroupCommits` is the half of :class:`~eventsource.store.kafka.writer.PartitionWriter`
 that appends: callers queue requests (:meth:`GroupCommits.submit`); the writer's thread takes
