@@ -11,6 +11,7 @@ import pytest
 from eventsource.domain import Position
 from eventsource.errors import ConcurrencyError
 from eventsource.store.kafka.future import AppendFuture, resolve_all, start_all
+from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.port import AppendResult
 
 
@@ -126,3 +127,20 @@ def test_starting_or_resolving_a_future_twice_is_a_bug_that_says_so() -> None:
     resolve_all(condition, [(future, result("a-1", 1))])
     with pytest.raises(RuntimeError, match="resolved twice"):
         resolve_all(condition, [(future, result("a-1", 1))])
+
+
+def test_a_request_is_the_future_its_caller_holds() -> None:
+    condition = threading.Condition()
+    request = AppendRequest(
+        aggregate_type="bank.account",
+        aggregate_id="a-1",
+        events=(),
+        payloads=(),
+        event_ids=(),
+        expected_version=0,
+        condition=condition,
+    )
+    assert isinstance(request, Future) and request._condition is condition
+    assert (request.base_version, request.time, request.key) == (0, None, b"a-1")
+    assert request.cancel()  # queued, not taken by the writer yet: cancellable
+    assert start_all(condition, [request]) == [False]

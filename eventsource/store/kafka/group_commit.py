@@ -97,7 +97,7 @@ class GroupCommits(ServiceThread):
     def submit(self, request: AppendRequest) -> None:
         with self._mutex:  # the condition's lock, without Condition's Python-level wrappers
             if self.state is not WriterState.SERVING or self.closing:
-                request.future.set_exception(self._refusal())
+                request.set_exception(self._refusal())
                 return
             self._queue.append(request)
             if self._idle:  # while a transaction runs nobody waits: skip the notify
@@ -123,15 +123,15 @@ class GroupCommits(ServiceThread):
                 batch.append(request)
                 events += len(request.events)
             # A caller that gave up while its request was queued cancelled it: skip it.
-            return list(compress(batch, start_all(self._cond, [r.future for r in batch])))
+            return list(compress(batch, start_all(self._cond, batch)))
 
     def fail_queued(self) -> None:
         """Fail every queued request (never produced, so nothing was written)."""
         with self._cond:
             queued, self._queue = self._queue, collections.deque()
         for request in queued:
-            if request.future.set_running_or_notify_cancel():
-                request.future.set_exception(self._refusal())
+            if request.set_running_or_notify_cancel():
+                request.set_exception(self._refusal())
 
     # -- 1. admit ---------------------------------------------------------------------
     def _process(self, batch: list[AppendRequest]) -> None:
@@ -146,11 +146,11 @@ class GroupCommits(ServiceThread):
                 if current != committed[aggregate_id]:
                     deferred.append(request)  # lost to this batch: wait for its outcome
                 else:
-                    request.future.set_exception(ConcurrencyError(aggregate_id, expected, current))
+                    request.set_exception(ConcurrencyError(aggregate_id, expected, current))
                 continue
             request.base_version = current
             if (refused := trial.refusal(request)) is not None:
-                request.future.set_exception(refused)
+                request.set_exception(refused)
         admitted = trial.admitted()
         if admitted.requests:
             self._transact(admitted)
@@ -160,7 +160,7 @@ class GroupCommits(ServiceThread):
             self._process(deferred)  # checked again against what the topic now holds
         else:
             for request in deferred:
-                request.future.set_exception(self._refusal())
+                request.set_exception(self._refusal())
 
     # -- 2. produce and commit --------------------------------------------------------
     def _transact(self, batch: Admitted) -> None:
@@ -273,6 +273,6 @@ class GroupCommits(ServiceThread):
                 )
             offset += count
             result = AppendResult(request.aggregate_id, request.base_version + count, positions)
-            outcomes.append((request.future, result))
+            outcomes.append((request, result))
         self.end_offset = max(self.end_offset, offset)
         resolve_all(self._cond, outcomes)

@@ -27,7 +27,6 @@ from eventsource.errors import (
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.admission import check_record_sizes
-from eventsource.store.kafka.future import AppendFuture
 from eventsource.store.kafka.ids import new_event_id
 from eventsource.store.kafka.options import WriterOptions
 from eventsource.store.kafka.request import AppendRequest
@@ -161,7 +160,7 @@ class ServedByWriters:
             correlation_id,
             causation_id,
         )
-        return self._answer(writer, request.future)
+        return self._answer(writer, request)
 
     def _answer(
         self, writer: PartitionWriter, future: Future[AppendResult]
@@ -179,7 +178,7 @@ class ServedByWriters:
         correlation_id: str | None,
         causation_id: str | None,
     ) -> AppendRequest:
-        """Check the event types, encode and queue one append; the request's future tells."""
+        """Check the event types, encode and queue one append (the request is its future)."""
         handled = self._handled[aggregate_type]
         encode = self.codec.encode
         for event in events:
@@ -203,7 +202,7 @@ class ServedByWriters:
             expected_version=expected_version,
             correlation_id=correlation_id,
             causation_id=causation_id,
-            future=AppendFuture(writer.lock),
+            condition=writer.lock,
         )
         limit = self._record_limits.get(writer.topic)
         check_record_sizes(request, limit, writer.topic, self.source)

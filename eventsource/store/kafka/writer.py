@@ -233,8 +233,8 @@ class PartitionWriter(GroupCommits):
         self.start_error = exc
         self.set_state(WriterState.FAILED)
         for request in batch:
-            if not request.future.done():
-                request.future.set_exception(
+            if not request.done():
+                request.set_exception(
                     UncertainCommitError(
                         f"the writer of {self.where} stopped after an unexpected error while "
                         f"appending to {request.aggregate_id!r} ({type(exc).__name__}: {exc}); "
