@@ -24,9 +24,10 @@ from eventsource.errors import (
     StoreUnavailableError,
     TopicNotFoundError,
 )
+from eventsource.kafka.access import AUTHORIZATION_CODES, denied, secured
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
-from eventsource.kafka.reach import is_unreachable, unreachable_error
+from eventsource.kafka.reach import check_reachable, is_unreachable, unreachable_error
 
 __all__ = [
     "EVENTS_TOPIC_CONFIG",
@@ -114,7 +115,14 @@ def ensure_topic(
             future.result(timeout=timeout)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise _wrap(exc, f"could not create topic {name!r}") from exc
+                raise _wrap(
+                    exc,
+                    f"topic {name!r} is not visible to this client (DESCRIBE) and creating it "
+                    "was refused",
+                    settings,
+                    topic=name,
+                    operation="CREATE",
+                ) from exc
     # A new topic is ready once every partition has a leader; an existing one may lack a
     # leader for a while (its brokers are down), which is no reason to refuse it.
     while existing is None:
@@ -133,7 +141,7 @@ def ensure_topic(
             "an events topic's partition count is fixed; configure partitions="
             f"{existing} (or use a new topic)"
         )
-    return _describe(admin, name, timeout)
+    return _describe(admin, name, timeout, settings)
 
 
 def describe_topic(settings: KafkaSettings, name: str, *, timeout: float = 10.0) -> TopicInfo:
@@ -142,7 +150,7 @@ def describe_topic(settings: KafkaSettings, name: str, *, timeout: float = 10.0)
     first = _first_contact(settings, timeout)
     if _partition_count(admin, name, first, need_leaders=False, settings=settings) is None:
         raise topic_not_found(name, settings)
-    return _describe(admin, name, timeout)
+    return _describe(admin, name, timeout, settings)
 
 
 def topic_partitions(settings: KafkaSettings, *, timeout: float = 10.0) -> dict[str, int]:
@@ -184,7 +192,7 @@ def end_offsets(settings: KafkaSettings, name: str, *, timeout: float = 10.0) ->
     count = _partition_count(admin, name, first, need_leaders=False, settings=settings)
     if count is None:
         raise topic_not_found(name, settings)
-    leaderless = _describe(admin, name, timeout).leaderless
+    leaderless = _describe(admin, name, timeout, settings).leaderless
     if leaderless:
         raise StoreUnavailableError(
             f"cannot read end offsets of {name!r}: partition "
@@ -199,7 +207,9 @@ def end_offsets(settings: KafkaSettings, name: str, *, timeout: float = 10.0) ->
             for p in range(count)
         }
     except KafkaException as exc:
-        raise _wrap(exc, f"could not read end offsets of {name!r}") from exc
+        raise _wrap(
+            exc, f"could not read end offsets of {name!r}", settings, topic=name, operation="READ"
+        ) from exc
     finally:
         consumer.close()
 
@@ -265,12 +275,18 @@ def _partition_count(
 ) -> int | None:
     """Partition count of ``name``; None if it does not exist (or, with ``need_leaders``,
     while some partition still has no leader, as right after its creation)."""
+    if settings is not None and secured(settings):
+        # A first contact that logs in: a refused login is told within a second
+        # (AuthenticationError) instead of after the whole connect timeout.
+        check_reachable(settings, timeout)
     try:
         # Never ask for one topic by name: a metadata request naming a missing topic makes
         # brokers with auto.create.topics.enable create it with default settings.
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise _wrap(exc, f"could not read metadata of topic {name!r}", settings, timeout) from exc
+        raise _wrap(
+            exc, f"could not read metadata of topic {name!r}", settings, timeout, topic=name
+        ) from exc
     topic = metadata.topics.get(name)
     if topic is None or not topic.partitions:
         return None
@@ -281,7 +297,9 @@ def _partition_count(
     return len(topic.partitions)
 
 
-def _describe(admin: AdminClient, name: str, timeout: float) -> TopicInfo:
+def _describe(
+    admin: AdminClient, name: str, timeout: float, settings: KafkaSettings | None = None
+) -> TopicInfo:
     # On a cluster each metadata request may go to another broker, and a broker learns of a
     # new topic a moment after the one that answered first: wait until this answer has it.
     deadline = time.monotonic() + timeout
@@ -289,7 +307,7 @@ def _describe(admin: AdminClient, name: str, timeout: float) -> TopicInfo:
         try:
             cluster = admin.list_topics(timeout=timeout)
         except KafkaException as exc:
-            raise _wrap(exc, f"could not read metadata of topic {name!r}") from exc
+            raise _wrap(exc, f"could not read metadata of topic {name!r}", topic=name) from exc
         metadata = cluster.topics.get(name)
         if metadata is not None and metadata.partitions:
             break
@@ -308,7 +326,13 @@ def _describe(admin: AdminClient, name: str, timeout: float) -> TopicInfo:
         except KafkaException as exc:
             unknown = exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
             if not unknown or time.monotonic() > deadline:
-                raise _wrap(exc, f"could not describe topic {name!r}") from exc
+                raise _wrap(
+                    exc,
+                    f"could not describe topic {name!r}",
+                    settings,
+                    topic=name,
+                    operation="DESCRIBE_CONFIGS",
+                ) from exc
         time.sleep(0.1)
     explicit = {k: str(v.value) for k, v in entries.items() if v.source == _TOPIC_LEVEL}
     replicas = len(next(iter(metadata.partitions.values())).replicas)
@@ -331,10 +355,15 @@ def _wrap(
     what: str,
     settings: KafkaSettings | None = None,
     timeout: float | None = None,
-) -> StoreUnavailableError:
+    *,
+    topic: str | None = None,
+    operation: str = "DESCRIBE",
+) -> EventSourceError:
     if settings is not None and timeout is not None and is_unreachable(exc):
         return unreachable_error(settings, timeout)  # no broker answered: say where, and how
     error = exc.args[0]
+    if isinstance(error, KafkaError) and error.code() in AUTHORIZATION_CODES:
+        return denied(settings, "topic", topic or "?", operation, what)
     return StoreUnavailableError(
         f"{what}: {error.str() if isinstance(error, KafkaError) else error}",
         retriable=bool(isinstance(error, KafkaError) and error.retriable()),

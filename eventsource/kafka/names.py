@@ -36,6 +36,8 @@ __all__ = [
     "replies_topic",
     "requests_topic",
     "snapshots_topic",
+    "transactional_id_prefix",
+    "unique_reader_prefix",
     "writer_transactional_id",
     "writers_group",
 ]
@@ -91,11 +93,21 @@ def writer_transactional_id(application_id: str, topic: str, partition: int) -> 
     return f"{application_id}.{topic}.{partition}"
 
 
+def transactional_id_prefix(application_id: str) -> str:
+    """What every transactional id of an application starts with (a PREFIXED ACL)."""
+    return f"{application_id}."
+
+
 def reader_group(application_id: str, purpose: str, *, unique: bool = False) -> str:
     """The group id of an assign-only reader (status, replay bounds, catch-up, scans...):
     ``<application_id>.<purpose>``, with a random suffix when ``unique``."""
     name = f"{application_id}.{purpose}"
     return f"{name}.{uuid.uuid4().hex}" if unique else name
+
+
+def unique_reader_prefix(application_id: str, purpose: str) -> str:
+    """What every ``reader_group(..., unique=True)`` of ``purpose`` starts with (an ACL)."""
+    return f"{reader_group(application_id, purpose)}."
 
 
 def append_server_instance_id(application_id: str, member_id: str) -> str:

@@ -216,12 +216,29 @@ class OwnerDirectory:
         self._at = 0.0
         self._lock = threading.Lock()
 
-    def owner_of(self, topic: str, partition: int, *, fresh: bool = False) -> Owner | None:
-        """The member that owns ``topic[partition]``; ``None`` while it is unassigned."""
+    def owner_of(
+        self, topic: str, partition: int, *, fresh: bool = False, described_after: float = 0.0
+    ) -> Owner | None:
+        """The member that owns ``topic[partition]``; ``None`` while it is unassigned.
+
+        ``fresh`` describes the group now; ``described_after`` (a ``time.monotonic()``)
+        only if the last description was asked for before then, so that many callers told
+        at once that the owner moved share one description.
+        """
         with self._lock:
-            if fresh or time.monotonic() - self._at > self.max_age:
+            if fresh or self._at < described_after or time.monotonic() - self._at > self.max_age:
                 self._refresh()
             return self._owners.get((topic, partition))
+
+    def cached_owner(self, topic: str, partition: int) -> Owner | None:
+        """The owner in the last description if it is younger than ``max_age``, else ``None``.
+
+        Never asks the broker and never waits for a lookup in progress (it reads the last
+        description without the lock: it is replaced whole), so it may run anywhere.
+        """
+        if time.monotonic() - self._at > self.max_age:
+            return None
+        return self._owners.get((topic, partition))
 
     def assignment(self) -> tuple[int, dict[tuple[str, int], Owner]]:
         """``(number of members, owner of each assigned partition)``, described now."""
@@ -239,6 +256,7 @@ class OwnerDirectory:
             return {owner.member for owner in self._owners.values()}
 
     def _refresh(self) -> None:
+        asked_at = time.monotonic()
         if self._admin is None:
             self._admin = AdminClient(self._config)
         futures = self._admin.describe_consumer_groups(
@@ -258,4 +276,4 @@ class OwnerDirectory:
                 owners[(tp.topic, tp.partition)] = owner
         self._owners = owners
         self._members = len(group.members)
-        self._at = time.monotonic()
+        self._at = asked_at
