@@ -90,6 +90,8 @@ def trusted_builder(model: type[BaseModel]) -> Builder | None:
         return _Planner().model(model)
     except Untrusted:
         return None
+    except Exception:  # a type this planner does not understand: validation decides
+        return None
 
 
 class _Planner:
