@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from eventsource.cli.app import _register, app
 from eventsource.errors import StoreUnavailableError
 from eventsource.kafka.admin import describe_topic, end_offsets, ensure_topic
+from eventsource.kafka.client_logs import admin_log_config
 from eventsource.kafka.cluster import LocalKafkaCluster
 from eventsource.kafka.config import KafkaSettings
 
@@ -37,7 +38,7 @@ def kill_and_wait_leaderless(cluster: LocalKafkaCluster, node_id: int, topic: st
 @pytest.fixture
 def single_replica_topic(kafka_cluster: LocalKafkaCluster, unique_name: str) -> Iterator[str]:
     """Three partitions with one replica each, partition p on node p+1 (no failover at all)."""
-    admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap_servers})
+    admin = AdminClient(admin_log_config({"bootstrap.servers": kafka_cluster.bootstrap_servers}))
     topic = NewTopic(unique_name, num_partitions=3, replica_assignment=[[1], [2], [3]])
     admin.create_topics([topic], operation_timeout=30)[unique_name].result(timeout=30)
     kafka_cluster.wait_in_sync(60)
