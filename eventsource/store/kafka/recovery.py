@@ -28,7 +28,7 @@ from eventsource.errors import (
     StoreUnavailableError,
     UncertainCommitError,
 )
-from eventsource.kafka.admin import replica_shortage
+from eventsource.kafka.replicas import replica_shortage
 from eventsource.store.kafka.catchup import TailRead, read_partition
 from eventsource.store.kafka.options import WriterState
 from eventsource.store.kafka.producer import describe, is_fenced, kafka_error
@@ -45,7 +45,7 @@ __all__ = ["CommitRecovery", "RecoveringWriter"]
 
 log = logging.getLogger(__name__)
 
-DIAGNOSE_TIMEOUT_S = 2.0
+DIAGNOSE_TIMEOUT_S = 5.0
 """Bound of the replica-shortage diagnosis asked after a failed commit: it only improves the
 error message, so it must not delay the error much."""
 
@@ -83,6 +83,7 @@ class RecoveringWriter(Protocol):
     transactional_id: str
     producer: Producer | None
     shortage: str | None
+    replicas_short: bool
 
     @property
     def closing(self) -> bool: ...
@@ -286,7 +287,31 @@ class CommitRecovery:
             writer.settings, writer.topic, writer.partition, timeout=DIAGNOSE_TIMEOUT_S
         )
         writer.shortage = shortage
+        writer.replicas_short = shortage is not None
         return shortage
+
+    def refuse_while_short(self, accepted: list[AppendRequest]) -> bool:
+        """After a replica shortage was found: ask again before a transaction, and while it
+        lasts refuse the appends at once (nothing is produced), rather than let each wait
+        for the delivery timeout. False (go on) once the shortage is over or cannot be told.
+        """
+        writer = self.writer
+        shortage = replica_shortage(
+            writer.settings, writer.topic, writer.partition, timeout=DIAGNOSE_TIMEOUT_S
+        )
+        writer.replicas_short = shortage is not None
+        if shortage is None:
+            return False
+        for request in accepted:
+            _fail(
+                request,
+                NotEnoughReplicasError(
+                    f"append to {request.aggregate_id!r} was refused, nothing was written: "
+                    f"{shortage}"
+                ),
+                None,
+            )
+        return True
 
     def _reconnect(self, deadline: float | None) -> str:
         pause = 0.2
