@@ -16,7 +16,7 @@ aggregates split between them) for each N of ``--clients``.
 
 (b) **Grouped writers**: one, then three ``GroupedKafkaEventStore`` writer processes
 (``serve_routing``) on six partitions; this process drives the same load through a
-``GroupRouter`` (``workers`` threads: each routed append holds one until answered).
+``GroupRouter`` (it chains on the clients' futures: no thread per append in flight).
 
 Processes are started with ``spawn`` so they share nothing with this one.
 """
@@ -194,7 +194,6 @@ def grouped_writers(args: argparse.Namespace, ctx: Any, writers: int) -> dict[st
                 codec,
                 partitions=PARTITIONS,
                 topic_prefix=f"{app_id}.",
-                workers=args.router_workers,
                 retry_for=120,
             ) as router:
                 ids = [f"g-{n}" for n in range(args.aggregates)]
@@ -215,7 +214,6 @@ def main() -> None:
     parser.add_argument("--aggregates", type=int, default=2000, help="aggregates at once")
     parser.add_argument("--events", type=int, default=5, help="counted appends per aggregate")
     parser.add_argument("--clients", default="1,2,4", help="client process counts for (a)")
-    parser.add_argument("--router-workers", type=int, default=64, help="GroupRouter threads")
     parser.add_argument("--skip", choices=["routing", "grouped"], help="leave one part out")
     args = parser.parse_args()
     args.clients = [int(n) for n in args.clients.split(",")]

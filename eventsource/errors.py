@@ -10,8 +10,12 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     │   ├── InvalidIdentifierError      a table / projection / topic name that is not allowed
     │   ├── TopicNotFoundError          a topic named by the user or a projection does not exist
     │   ├── DatabaseNotFoundError       a read-only command pointed at a database that is not there
-    │   └── TopicRetentionError         an events topic that can lose records (retention,
-    │                                   compaction): the store refuses to start on it
+    │   ├── TopicRetentionError         an events topic that can lose records (retention,
+    │   │                               compaction): the store refuses to start on it
+    │   ├── AuthenticationError         the brokers refused the login (SASL) or the TLS
+    │   │                               handshake; names mechanism and broker, never a secret
+    │   └── AuthorizationError          the principal lacks an ACL: names the resource and
+    │                                   the operation (nothing was written)
     ├── DomainError                     aggregate misuse (no I/O involved)
     │   ├── MissingHandlerError         an event type without an @apply handler
     │   ├── AggregateNotFoundError      load of an aggregate that has no events
@@ -62,6 +66,8 @@ from __future__ import annotations
 __all__ = [
     "AggregateNotFoundError",
     "ApplyError",
+    "AuthenticationError",
+    "AuthorizationError",
     "BadMagicError",
     "BrokerError",
     "BrokerStartError",
@@ -141,6 +147,29 @@ class TopicRetentionError(ConfigurationError):
     its aggregate wrong. Fix the topic (``retention.ms=-1``, ``retention.bytes=-1``,
     ``cleanup.policy=delete``) or opt out explicitly (``allow_lossy_events_topics``).
     """
+
+
+class AuthenticationError(ConfigurationError):
+    """The brokers refused this client's login (SASL) or its TLS handshake failed.
+
+    The message names the mechanism, the user and the broker, never the password. Trying
+    again with the same credentials cannot succeed.
+    """
+
+
+class AuthorizationError(ConfigurationError):
+    """The authenticated principal lacks an ACL for what it tried; nothing was changed.
+
+    ``resource_type`` (``topic``, ``group``, ``transactional id``, ``cluster``),
+    ``resource`` (its name) and ``operation`` (``WRITE``, ``READ``, ``DESCRIBE``, ...) say
+    which ACL is missing.
+    """
+
+    def __init__(self, message: str, *, resource_type: str, resource: str, operation: str) -> None:
+        super().__init__(message, retriable=False)
+        self.resource_type = resource_type
+        self.resource = resource
+        self.operation = operation
 
 
 class DomainError(EventSourceError):

@@ -30,6 +30,23 @@ from eventsource.projection.deadletter import (
 app = typer.Typer(help="Inspect and replay a projection's dead letters.", no_args_is_help=True)
 
 
+OffsetsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--offsets",
+        metavar="FIRST-LAST",
+        help="DLQ offsets as `dlq list` shows them (both ends included), e.g. 10-20 or 7.",
+        show_default=False,
+    ),
+]
+DlqPartitionOpt = Annotated[int, typer.Option("--dlq-partition", min=0, help="DLQ partition.")]
+ReasonOpt = Annotated[
+    str | None,
+    typer.Option(help="Why (recorded with each discarded dead letter).", show_default=False),
+]
+DlqTimeoutOpt = Annotated[float, typer.Option(help="Seconds to read the DLQ.")]
+
+
 def record_dict(record: DeadLetterRecord) -> dict[str, Any]:
     """A dead letter as JSON-ready data (payload left out; its size is shown)."""
     headers = {
@@ -134,7 +151,7 @@ def error_text(row: dict[str, Any]) -> str:
 )
 def replay(
     projection: ProjectionArg,
-    timeout: Annotated[float, typer.Option(help="Seconds to read the DLQ.")] = 60.0,
+    timeout: DlqTimeoutOpt = 60.0,
     name: NameOpt = None,
     version: VersionOpt = None,
     database_url: DatabaseOpt = None,
@@ -174,22 +191,6 @@ def replay(
             f"{result.dead_lettered_again} failed again, {result.duplicates} already applied, "
             f"{len(result.unparked)} aggregates unparked"
         )
-
-
-OffsetsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--offsets",
-        metavar="FIRST-LAST",
-        help="DLQ offsets as `dlq list` shows them (both ends included), e.g. 10-20 or 7.",
-        show_default=False,
-    ),
-]
-DlqPartitionOpt = Annotated[int, typer.Option("--dlq-partition", min=0, help="DLQ partition.")]
-ReasonOpt = Annotated[
-    str | None,
-    typer.Option(help="Why (recorded with each discarded dead letter).", show_default=False),
-]
 
 
 def parse_offsets(text: str | None, partition: int) -> tuple[int, int, int] | None:
@@ -247,7 +248,7 @@ def discard(
         bool, typer.Option("--all", help="Discard every pending dead letter of this version.")
     ] = False,
     reason: ReasonOpt = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to read the DLQ.")] = 60.0,
+    timeout: DlqTimeoutOpt = 60.0,
     name: NameOpt = None,
     version: VersionOpt = None,
     database_url: DatabaseOpt = None,
@@ -291,7 +292,7 @@ def unpark(
     offsets: OffsetsOpt = None,
     dlq_partition: DlqPartitionOpt = 0,
     reason: ReasonOpt = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to read the DLQ.")] = 60.0,
+    timeout: DlqTimeoutOpt = 60.0,
     name: NameOpt = None,
     version: VersionOpt = None,
     database_url: DatabaseOpt = None,

@@ -20,9 +20,11 @@ from confluent_kafka.cimpl import NewTopic
 
 from eventsource.errors import (
     ConfigurationError,
+    EventSourceError,
     StoreUnavailableError,
     TopicNotFoundError,
 )
+from eventsource.kafka.access import AUTHORIZATION_CODES, denied
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
 from eventsource.kafka.reach import is_unreachable, unreachable_error
@@ -112,7 +114,14 @@ def ensure_topic(
             future.result(timeout=timeout)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise _wrap(exc, f"could not create topic {name!r}") from exc
+                raise _wrap(
+                    exc,
+                    f"topic {name!r} is not visible to this client (DESCRIBE) and creating it "
+                    "was refused",
+                    settings,
+                    topic=name,
+                    operation="CREATE",
+                ) from exc
     # A new topic is ready once every partition has a leader; an existing one may lack a
     # leader for a while (its brokers are down), which is no reason to refuse it.
     while existing is None:
@@ -131,7 +140,7 @@ def ensure_topic(
             "an events topic's partition count is fixed; configure partitions="
             f"{existing} (or use a new topic)"
         )
-    return _describe(admin, name, timeout)
+    return _describe(admin, name, timeout, settings)
 
 
 def describe_topic(settings: KafkaSettings, name: str, *, timeout: float = 10.0) -> TopicInfo:
@@ -140,7 +149,7 @@ def describe_topic(settings: KafkaSettings, name: str, *, timeout: float = 10.0)
     first = _first_contact(settings, timeout)
     if _partition_count(admin, name, first, need_leaders=False, settings=settings) is None:
         raise topic_not_found(name, settings)
-    return _describe(admin, name, timeout)
+    return _describe(admin, name, timeout, settings)
 
 
 def topic_partitions(settings: KafkaSettings, *, timeout: float = 10.0) -> dict[str, int]:
@@ -182,7 +191,7 @@ def end_offsets(settings: KafkaSettings, name: str, *, timeout: float = 10.0) ->
     count = _partition_count(admin, name, first, need_leaders=False, settings=settings)
     if count is None:
         raise topic_not_found(name, settings)
-    leaderless = _describe(admin, name, timeout).leaderless
+    leaderless = _describe(admin, name, timeout, settings).leaderless
     if leaderless:
         raise StoreUnavailableError(
             f"cannot read end offsets of {name!r}: partition "
@@ -197,7 +206,9 @@ def end_offsets(settings: KafkaSettings, name: str, *, timeout: float = 10.0) ->
             for p in range(count)
         }
     except KafkaException as exc:
-        raise _wrap(exc, f"could not read end offsets of {name!r}") from exc
+        raise _wrap(
+            exc, f"could not read end offsets of {name!r}", settings, topic=name, operation="READ"
+        ) from exc
     finally:
         consumer.close()
 
@@ -245,7 +256,9 @@ def _partition_count(
         # brokers with auto.create.topics.enable create it with default settings.
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise _wrap(exc, f"could not read metadata of topic {name!r}", settings, timeout) from exc
+        raise _wrap(
+            exc, f"could not read metadata of topic {name!r}", settings, timeout, topic=name
+        ) from exc
     topic = metadata.topics.get(name)
     if topic is None or not topic.partitions:
         return None
@@ -256,7 +269,9 @@ def _partition_count(
     return len(topic.partitions)
 
 
-def _describe(admin: AdminClient, name: str, timeout: float) -> TopicInfo:
+def _describe(
+    admin: AdminClient, name: str, timeout: float, settings: KafkaSettings | None = None
+) -> TopicInfo:
     # On a cluster each metadata request may go to another broker, and a broker learns of a
     # new topic a moment after the one that answered first: wait until this answer has it.
     deadline = time.monotonic() + timeout
@@ -264,7 +279,7 @@ def _describe(admin: AdminClient, name: str, timeout: float) -> TopicInfo:
         try:
             cluster = admin.list_topics(timeout=timeout)
         except KafkaException as exc:
-            raise _wrap(exc, f"could not read metadata of topic {name!r}") from exc
+            raise _wrap(exc, f"could not read metadata of topic {name!r}", topic=name) from exc
         metadata = cluster.topics.get(name)
         if metadata is not None and metadata.partitions:
             break
@@ -283,7 +298,13 @@ def _describe(admin: AdminClient, name: str, timeout: float) -> TopicInfo:
         except KafkaException as exc:
             unknown = exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
             if not unknown or time.monotonic() > deadline:
-                raise _wrap(exc, f"could not describe topic {name!r}") from exc
+                raise _wrap(
+                    exc,
+                    f"could not describe topic {name!r}",
+                    settings,
+                    topic=name,
+                    operation="DESCRIBE_CONFIGS",
+                ) from exc
         except TimeoutError as exc:  # the broker asked did not answer (it may be down)
             raise StoreUnavailableError(
                 f"could not describe topic {name!r}: no broker answered within {timeout:g}s"
@@ -310,10 +331,15 @@ def _wrap(
     what: str,
     settings: KafkaSettings | None = None,
     timeout: float | None = None,
-) -> StoreUnavailableError:
+    *,
+    topic: str | None = None,
+    operation: str = "DESCRIBE",
+) -> EventSourceError:
     if settings is not None and timeout is not None and is_unreachable(exc):
         return unreachable_error(settings, timeout)  # no broker answered: say where, and how
     error = exc.args[0]
+    if isinstance(error, KafkaError) and error.code() in AUTHORIZATION_CODES:
+        return denied(settings, "topic", topic or "?", operation, what)
     return StoreUnavailableError(
         f"{what}: {error.str() if isinstance(error, KafkaError) else error}",
         retriable=bool(isinstance(error, KafkaError) and error.retriable()),

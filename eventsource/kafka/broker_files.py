@@ -153,14 +153,23 @@ def server_properties(
     node_id: int = 1,
     voters: str | None = None,
     replicas: int = 1,
+    listener_lines: list[str] | None = None,
 ) -> str:
     """A combined broker+controller configuration.
 
     One node (``voters`` None) bootstraps a standalone quorum at ``controller_port``. In a
     cluster, ``voters`` is the static quorum (``1@127.0.0.1:port,2@...``) and ``replicas``
     the node count: the internal topics then get ``min(3, replicas)`` copies and a minimum
-    ISR of 2, as a production cluster has them.
+    ISR of 2, as a production cluster has them. ``listener_lines`` replace the PLAINTEXT
+    listeners (a secure broker: :meth:`eventsource.kafka.security.LocalSecurity.server_properties`).
     """
+    listeners = listener_lines or [
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+    ]
     internal_rf = min(3, replicas)
     internal_isr = min(2, internal_rf)
     quorum = (
@@ -173,11 +182,7 @@ def server_properties(
             "process.roles=broker,controller",
             f"node.id={node_id}",
             quorum,
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            *listeners,
             f"log.dirs={data_dir}",
             "num.partitions=3",
             # The internal topics default to 3 replicas; on one node init_transactions() and
@@ -213,12 +218,19 @@ def is_formatted(data_dir: Path) -> bool:
 
 
 def format_storage(
-    java: str, lib: Path, config: Path, data_dir: Path, cluster_id: str | None = None
+    java: str,
+    lib: Path,
+    config: Path,
+    data_dir: Path,
+    cluster_id: str | None = None,
+    extra_args: list[str] | None = None,
 ) -> str:
     """Format ``data_dir`` for KRaft; returns the cluster id.
 
     Without ``cluster_id`` a new one is made and the node is formatted as a standalone
     controller; a cluster's nodes share one id and a static voter set (their config).
+    ``extra_args`` add to the command (``--add-scram ...``); they may hold a password, so
+    they are never part of an error message.
     """
     standalone = cluster_id is None
     cluster_id = cluster_id or new_cluster_id()
@@ -233,6 +245,7 @@ def format_storage(
         cluster_id,
         "-c",
         str(config),
+        *(extra_args or []),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
     if done.returncode != 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +23,11 @@ class ClusterInfo:
     topics: int
 
 
-def admin_client(bootstrap_servers: str) -> Any:
-    """An AdminClient tuned for readiness probing (fast reconnects, quiet logs)."""
+def admin_client(bootstrap_servers: str, extra: Mapping[str, Any] | None = None) -> Any:
+    """An AdminClient tuned for readiness probing (fast reconnects, quiet logs).
+
+    ``extra``: further librdkafka properties (a secure broker's login).
+    """
     from confluent_kafka.admin import AdminClient
 
     # Keep reconnect attempts frequent so readiness is seen within a fraction of a second;
@@ -33,6 +37,7 @@ def admin_client(bootstrap_servers: str) -> Any:
             "bootstrap.servers": bootstrap_servers,
             "reconnect.backoff.ms": 100,
             "reconnect.backoff.max.ms": 500,
+            **(extra or {}),
         }
     )
     return AdminClient(config)
@@ -56,12 +61,14 @@ def probe(admin: Any, bootstrap_servers: str, timeout: float) -> ClusterInfo | N
     )
 
 
-def wait_for_broker(bootstrap_servers: str, timeout: float = 10.0) -> ClusterInfo:
+def wait_for_broker(
+    bootstrap_servers: str, timeout: float = 10.0, extra: Mapping[str, Any] | None = None
+) -> ClusterInfo:
     """Return once a broker at ``bootstrap_servers`` answers a metadata request.
 
     Raises :class:`BrokerError` (retriable) after ``timeout`` seconds instead of hanging.
     """
-    admin = admin_client(bootstrap_servers)
+    admin = admin_client(bootstrap_servers, extra)
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()

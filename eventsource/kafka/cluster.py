@@ -31,6 +31,7 @@ from eventsource.errors import BrokerError, ConfigurationError
 from eventsource.kafka import broker_files as files
 from eventsource.kafka.broker_probe import admin_client
 from eventsource.kafka.launcher import DEFAULT_VERSION, BrokerStatus, LocalKafka
+from eventsource.kafka.security import LocalSecurity
 
 __all__ = ["ClusterStatus", "LocalKafkaCluster"]
 
@@ -71,6 +72,7 @@ class LocalKafkaCluster:
         ports: Sequence[tuple[int, int]] | None = None,
         version: str = DEFAULT_VERSION,
         heap: str = CLUSTER_HEAP,
+        secure: bool = False,
     ) -> None:
         if brokers < 1:
             raise ConfigurationError(f"a cluster needs at least one broker, got {brokers}")
@@ -87,6 +89,8 @@ class LocalKafkaCluster:
         self.version = version
         voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
         cluster_id = self._cluster_id()
+        # One CA, keystore and admin login for all nodes (SASL_SSL, SCRAM, ACLs).
+        self.security = LocalSecurity(self.home / "security") if secure else None
         self.nodes = tuple(
             LocalKafka(
                 home=self.home / f"node-{i + 1}",
@@ -98,6 +102,7 @@ class LocalKafkaCluster:
                 voters=voters if brokers > 1 else None,
                 replicas=brokers,
                 cluster_id=cluster_id if brokers > 1 else None,
+                security=self.security,
             )
             for i, (client, controller) in enumerate(ports)
         )
@@ -124,6 +129,10 @@ class LocalKafkaCluster:
     def bootstrap_servers(self) -> str:
         """Every node's client address, comma-separated."""
         return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka properties a client needs besides the address (the admin's login)."""
+        return self.security.client_config() if self.security is not None else {}
 
     def node(self, node_id: int) -> LocalKafka:
         """The node with this id (1-based)."""
@@ -193,7 +202,9 @@ class LocalKafkaCluster:
         from confluent_kafka import KafkaException
 
         try:
-            return admin_client(self.bootstrap_servers).list_topics(timeout=timeout)
+            return admin_client(self.bootstrap_servers, self.client_config()).list_topics(
+                timeout=timeout
+            )
         except KafkaException as exc:
             raise BrokerError(
                 f"no node of the cluster at {self.bootstrap_servers} answered: {exc}",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eventsource.kafka.client_logs import admin_log_config, with_client_log
@@ -48,8 +48,10 @@ class KafkaSettings(BaseSettings):
     """Where the broker is and how to talk to it.
 
     Environment: ``EVENTSOURCE_BOOTSTRAP_SERVERS``, ``EVENTSOURCE_APPLICATION_ID``,
-    ``EVENTSOURCE_CONNECT_TIMEOUT_S``,
-    ``EVENTSOURCE_KAFKA_EXTRA='{"security.protocol": "SASL_SSL", ...}'``.
+    ``EVENTSOURCE_CONNECT_TIMEOUT_S``; security: ``EVENTSOURCE_SECURITY_PROTOCOL``,
+    ``EVENTSOURCE_SASL_MECHANISM``, ``EVENTSOURCE_SASL_USERNAME``,
+    ``EVENTSOURCE_SASL_PASSWORD``, ``EVENTSOURCE_SSL_CA_LOCATION``; any other librdkafka
+    property through ``EVENTSOURCE_KAFKA_EXTRA='{"ssl.certificate.location": ...}'``.
     """
 
     model_config = SettingsConfigDict(env_prefix="EVENTSOURCE_", extra="ignore")
@@ -62,6 +64,22 @@ class KafkaSettings(BaseSettings):
     kafka_extra: dict[str, str] = Field(
         default_factory=dict,
         description="librdkafka properties passed through unchanged (SASL/SSL included).",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = Field(
+        default=None,
+        description="librdkafka security.protocol; SASL_SSL for SASL/SCRAM over TLS.",
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = (
+        Field(default=None, description="librdkafka sasl.mechanism.")
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password; never printed, logged or put in errors."
+    )
+    ssl_ca_location: str | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the brokers' certificates "
+        "(default: the system's trust store).",
     )
     connect_timeout_s: float = Field(
         default=5.0,
@@ -105,18 +123,52 @@ class KafkaSettings(BaseSettings):
     def __repr__(self) -> str:
         return (
             f"KafkaSettings(bootstrap_servers={self.bootstrap_servers!r}, "
-            f"application_id={self.application_id!r}, kafka_extra={redact(self.kafka_extra)!r})"
+            f"application_id={self.application_id!r}, "
+            f"security_protocol={self.security_protocol!r}, "
+            f"sasl_mechanism={self.sasl_mechanism!r}, sasl_username={self.sasl_username!r}, "
+            f"kafka_extra={redact(self.kafka_extra)!r})"
         )
 
     __str__ = __repr__
 
+    def security_config(self) -> dict[str, Any]:
+        """The librdkafka security properties set through the dedicated settings."""
+        named = {
+            "security.protocol": self.security_protocol,
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": (
+                self.sasl_password.get_secret_value() if self.sasl_password is not None else None
+            ),
+            "ssl.ca.location": self.ssl_ca_location,
+        }
+        return {k: v for k, v in named.items() if v is not None}
+
+    @property
+    def login(self) -> str:
+        """How clients log in, without secrets: ``SASL_SSL SCRAM-SHA-512 as 'app'``."""
+        config = {**self.kafka_extra, **self.security_config()}
+        protocol = str(config.get("security.protocol", "PLAINTEXT")).upper()
+        if not protocol.startswith("SASL"):
+            return protocol
+        mechanism = config.get("sasl.mechanism", "GSSAPI")
+        user = config.get("sasl.username")
+        return f"{protocol} {mechanism}" + (f" as {user!r}" if user else "")
+
     def common(self) -> dict[str, Any]:
         """Properties every client gets; its log lines go through :mod:`.client_logs`.
 
-        :data:`FAILOVER_TUNING` first, so ``kafka_extra`` can override it.
+        :data:`FAILOVER_TUNING` first, so ``kafka_extra`` can override it; the security
+        settings (``security_protocol``, ``sasl_*``, ``ssl_ca_location``) last: they win
+        over the same properties in ``kafka_extra``.
         """
         return with_client_log(
-            {"bootstrap.servers": self.bootstrap_servers, **FAILOVER_TUNING, **self.kafka_extra}
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                **FAILOVER_TUNING,
+                **self.kafka_extra,
+                **self.security_config(),
+            }
         )
 
     def producer_config(self, **overrides: Any) -> dict[str, Any]:

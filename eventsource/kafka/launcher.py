@@ -32,6 +32,7 @@ from eventsource.kafka import broker_files as files
 from eventsource.kafka import broker_process as proc
 from eventsource.kafka.broker_files import ensure_jars
 from eventsource.kafka.broker_probe import ClusterInfo, admin_client, probe, wait_for_broker
+from eventsource.kafka.security import LocalSecurity
 
 __all__ = ["BrokerStatus", "ClusterInfo", "LocalKafka", "ensure_jars", "wait_for_broker"]
 
@@ -80,6 +81,7 @@ class LocalKafka:
         voters: str | None = None,
         replicas: int = 1,
         cluster_id: str | None = None,
+        security: LocalSecurity | None = None,
     ) -> None:
         for name, value in (("port", port), ("controller_port", controller_port)):
             if not 0 < value < 65536:
@@ -103,6 +105,8 @@ class LocalKafka:
         self.voters = voters
         self.replicas = replicas
         self.cluster_id = cluster_id
+        # SASL_SSL client listener with SCRAM and ACLs (eventsource.kafka.security) when set.
+        self.security = security
         self._child: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
@@ -112,6 +116,10 @@ class LocalKafka:
     def bootstrap_servers(self) -> str:
         """Address clients connect to."""
         return f"127.0.0.1:{self.port}"
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka properties a client needs besides the address (the admin's login)."""
+        return self.security.client_config() if self.security is not None else {}
 
     @property
     def log_file(self) -> Path:
@@ -166,7 +174,7 @@ class LocalKafka:
         current = self.status()
         if current.running:
             try:
-                wait_for_broker(self.bootstrap_servers, timeout)
+                wait_for_broker(self.bootstrap_servers, timeout, self.client_config())
             except BrokerError as exc:
                 raise BrokerStartError(
                     f"a broker process (pid {current.pid}) runs in {self.home} but does not "
@@ -186,9 +194,18 @@ class LocalKafka:
         java = files.find_java()
         self._check_ports()  # before fetching jars: a taken port is the cheaper answer
         lib = ensure_jars(self.version)
+        if self.security is not None:
+            self.security.ensure()
         self._write_config()
         if not files.is_formatted(self.data_dir):
-            files.format_storage(java, lib, self._config, self.data_dir, self.cluster_id)
+            files.format_storage(
+                java,
+                lib,
+                self._config,
+                self.data_dir,
+                self.cluster_id,
+                self.security.format_args() if self.security is not None else None,
+            )
         self._spawn(java, lib)
 
     def wait_started(self, timeout: float = 90.0) -> BrokerStatus:
@@ -197,7 +214,7 @@ class LocalKafka:
         if child is None:
             raise BrokerError(f"no broker process was launched in {self.home}")
         started_at = time.monotonic()
-        admin = admin_client(self.bootstrap_servers)
+        admin = admin_client(self.bootstrap_servers, self.client_config())
         while True:
             code = child.poll()
             if code is not None:
@@ -290,8 +307,14 @@ class LocalKafka:
                 node_id=self.node_id,
                 voters=self.voters,
                 replicas=self.replicas,
+                listener_lines=(
+                    self.security.server_properties(self.port, self.controller_port)
+                    if self.security is not None
+                    else None
+                ),
             )
         )
+        os.chmod(self._config, 0o600)  # a secure broker's holds passwords
         (self.home / "config" / "log4j2.properties").write_text(files.log4j2_properties())
         # One start per log file, so the tail printed on failure belongs to this start.
         if self.log_file.exists():

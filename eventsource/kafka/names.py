@@ -36,6 +36,7 @@ __all__ = [
     "replies_topic",
     "requests_topic",
     "snapshots_topic",
+    "transactional_id_prefix",
     "writer_transactional_id",
     "writers_group",
 ]
@@ -89,6 +90,11 @@ def dlq_reader_group(application_id: str) -> str:
 def writer_transactional_id(application_id: str, topic: str, partition: int) -> str:
     """The ``transactional.id`` of the writer of one partition (fences older writers)."""
     return f"{application_id}.{topic}.{partition}"
+
+
+def transactional_id_prefix(application_id: str) -> str:
+    """What every transactional id of an application starts with (a PREFIXED ACL)."""
+    return f"{application_id}."
 
 
 def reader_group(application_id: str, purpose: str, *, unique: bool = False) -> str:

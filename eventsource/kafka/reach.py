@@ -14,7 +14,13 @@ import time
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from eventsource.errors import BrokerUnreachableError
+from eventsource.errors import AuthenticationError, BrokerUnreachableError
+from eventsource.kafka.access import (
+    authentication_error,
+    is_login_failure,
+    login_failure,
+    secured,
+)
 from eventsource.kafka.config import KafkaSettings
 
 __all__ = [
@@ -61,12 +67,22 @@ def lost_brokers(error: KafkaError) -> bool:
 
 def client_error(settings: KafkaSettings, error: KafkaError) -> Exception:
     """A non-fatal error a consumer or producer reported, in the project's words."""
+    if is_login_failure(error):
+        return authentication_error(settings, error)
     if error.code() in _UNREACHABLE:
         return BrokerUnreachableError(unreachable_message(settings.bootstrap_servers, None))
     return KafkaException(error)
 
 
-def unreachable_error(settings: KafkaSettings, seconds: float) -> BrokerUnreachableError:
+def unreachable_error(
+    settings: KafkaSettings, seconds: float
+) -> BrokerUnreachableError | AuthenticationError:
+    """Why nothing answered within ``seconds``: a refused login (told by a short second
+    attempt when clients log in or use TLS), else an unreachable broker."""
+    if secured(settings):
+        refused = login_failure(settings)
+        if refused is not None:
+            return refused
     return BrokerUnreachableError(unreachable_message(settings.bootstrap_servers, seconds))
 
 
@@ -80,7 +96,8 @@ def check_reachable(settings: KafkaSettings, timeout: float | None = None) -> No
     """Raise :class:`BrokerUnreachableError` unless a broker answers within ``timeout``
     seconds (default: the settings' ``connect_timeout_s``)."""
     seconds = settings.connect_timeout_s if timeout is None else timeout
-    admin = AdminClient(settings.admin_config())
+    refused: list[KafkaError] = []
+    admin = AdminClient(settings.admin_config(error_cb=refused.append))
     deadline = time.monotonic() + seconds
     while True:
         # Short slices: Ctrl-C is only seen between calls into librdkafka.
@@ -91,5 +108,9 @@ def check_reachable(settings: KafkaSettings, timeout: float | None = None) -> No
         except KafkaException as exc:
             if not is_unreachable(exc):
                 raise
+            admin.poll(0)  # a refused login is told through error_cb only
+            login = [e for e in refused if is_login_failure(e)]
+            if login:
+                raise authentication_error(settings, login[0]) from exc
             if left <= _SLICE_S:
                 raise unreachable_error(settings, seconds) from exc

@@ -21,6 +21,7 @@ result code (``sqlite_errorname``) and by the message where neither is reported
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.engine import URL
@@ -86,10 +87,22 @@ def describe_database(url: URL) -> str:
     return f"PostgreSQL {url.render_as_string(hide_password=True)}"
 
 
-def remember_database(context: Any) -> None:
-    """``handle_error`` hook: the error carries its engine's URL, so whoever reports it can
-    name the database (:func:`database_of`)."""
-    context.sqlalchemy_exception.eventsource_database_url = context.engine.url
+def remember_database(url: URL) -> Callable[[Any], None]:
+    """A ``handle_error`` hook for the engine of ``url``: the errors it wraps carry the URL,
+    so whoever reports them can name the database (:func:`database_of`).
+
+    The URL is bound here, not read from the hook's context: SQLAlchemy calls the hook
+    without an engine for a pool's pre-ping (a connection dropped while idle), and without
+    a wrapped error for exceptions it passes through unchanged (``KeyboardInterrupt`` during
+    a query). An exception raised by the hook would replace the one it was called for.
+    """
+
+    def remember(context: Any) -> None:
+        wrapped = context.sqlalchemy_exception
+        if wrapped is not None:
+            wrapped.eventsource_database_url = url
+
+    return remember
 
 
 def database_of(exc: BaseException) -> URL | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from operator import methodcaller
 from typing import Any
 
@@ -28,6 +28,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from eventsource.codec import EventCodec
 from eventsource.domain import Position
 from eventsource.errors import ConfigurationError, ProjectionError, WaitTimeoutError
+from eventsource.kafka.access import (
+    AUTHORIZATION_CODES,
+    authentication_error,
+    check_consumer_access,
+    denied,
+    is_login_failure,
+)
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import projection_group
 from eventsource.kafka.reach import client_error, lost_brokers
@@ -123,6 +130,7 @@ class ProjectionRunner:
         self._closed = False
         self._revoked = False
         self._broker_lost = False  # set by error_cb; cleared once a broker answers again
+        self._refused: KafkaError | None = None  # a refused login, seen by error_cb
 
     # lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> ProjectionRunner:
@@ -170,7 +178,7 @@ class ProjectionRunner:
         return stats
 
     def run_until_caught_up(
-        self, timeout: float = 60.0, *, after: Iterable[Position] | None = None
+        self, timeout: float = 60.0, *, after: Sequence[Position] = ()
     ) -> RunStats:
         """Apply until every partition of the projection's topics reached its end offset
         (last stable offset) as of this call; raise WaitTimeoutError after ``timeout``.
@@ -178,12 +186,14 @@ class ProjectionRunner:
         ``after``: positions the caller wrote (an append's result) that the end must
         include: the end offsets are taken once the last stable offset has passed them
         (Kafka writes commit markers after ``commit_transaction()`` returns, so "as of this
-        call" can lag a write that just returned). The wait counts against ``timeout``."""
+        call" can lag a write that just returned). The wait counts against ``timeout``.
+        Same type and default as ``replay(after=...)`` and ``rebuild(after=...)``; ``None``
+        (the former default) still means no positions."""
         stats = RunStats()
         started = time.monotonic()
         deadline = started + timeout
         consumer = self._ensure_consumer()
-        if after is not None:
+        if after:
             wait_until_readable(consumer, after, max(0.1, deadline - time.monotonic()))
         targets = end_offsets(consumer, self.projection, deadline - time.monotonic())
         while True:
@@ -215,6 +225,9 @@ class ProjectionRunner:
         if self._broker_lost and self._broker_back(consumer):
             self.listener.on_batch(0, 0.0)  # progress again: clears the reported error
         messages = consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout)
+        if self._refused is not None:
+            self._close_consumer()
+            raise authentication_error(self.settings, self._refused)
         if not self._revoked and not any(map(_error, messages)):
             good = messages  # the common case: no errors, the assignment did not shrink
         else:
@@ -237,6 +250,18 @@ class ProjectionRunner:
                 if (message.topic(), message.partition()) in self._assigned:
                     good.append(message)
                 continue
+            if error.code() in AUTHORIZATION_CODES:
+                self._close_consumer()
+                group = error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+                raise denied(
+                    self.settings,
+                    "group" if group else "topic",
+                    self.group_id
+                    if group
+                    else (message.topic() or ", ".join(self.projection.topics)),
+                    "READ",
+                    f"projection {self.projection.name!r} cannot consume",
+                )
             if error.fatal():
                 raise ProjectionError(f"Kafka consumer failed: {error.str()}")
             if error.code() != KafkaError._PARTITION_EOF:
@@ -340,6 +365,14 @@ class ProjectionRunner:
         if self._closed:
             raise ProjectionError(f"runner of {self.projection!r} is closed")
         if self._consumer is None:
+            # Missing ACLs are told at start, by the broker, before the group is joined.
+            check_consumer_access(
+                self.settings,
+                tuple(self.projection.topics),
+                self.group_id,
+                f"projection {self.projection.name!r} cannot consume",
+                self.settings.connect_timeout_s,
+            )
             config = self.settings.consumer_config(
                 self.group_id, **{"error_cb": self._on_client_error, **self._overrides}
             )
@@ -355,7 +388,9 @@ class ProjectionRunner:
 
     def _on_client_error(self, error: KafkaError) -> None:
         # librdkafka reconnects by itself; meanwhile say why nothing moves (/readyz).
-        if lost_brokers(error):
+        if is_login_failure(error):
+            self._refused = error  # retrying cannot help: the next step raises it
+        elif lost_brokers(error):
             self._broker_lost = True
             self.listener.on_error(client_error(self.settings, error))
 

@@ -110,7 +110,7 @@ def create_read_model_engine(database_url: str | Path, *, must_exist: bool = Fal
         event.listen(engine, "begin", _sqlite_on_begin)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    event.listen(engine, "handle_error", remember_database)
+    event.listen(engine, "handle_error", remember_database(url))
     return engine
 
 

@@ -151,6 +151,8 @@ def secret_values(kafka: KafkaSettings | None, service: ServiceSettings | None) 
         texts = {k: v for k, v in kafka.kafka_extra.items() if isinstance(v, str)}
         secrets.update(v for k, v in texts.items() if is_secret_key(k) and v)
         secrets.update(pw for pw in (url_password(v) for v in texts.values()) if pw)
+        if kafka.sasl_password is not None:
+            secrets.add(kafka.sasl_password.get_secret_value())
     if service is not None:
         password = url_password(service.database_url)
         if password:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from eventsource.domain import Aggregate, Event, EventMetadata, Position, RecordedEvent
 from eventsource.errors import AggregateNotFoundError, ConcurrencyError, StoreUnavailableError
+from eventsource.store.appending import AppendCall, AppenderBase, completed
 from eventsource.store.partitioner import partition_for_id
-from eventsource.store.port import ANY, AppendResult, check_append_arguments, events_topic
+from eventsource.store.port import ANY, AppendResult, events_topic
 
 if TYPE_CHECKING:  # the codec (fastavro) is only needed when a test passes one
     from eventsource.codec import EventCodec
@@ -27,7 +27,7 @@ __all__ = ["InMemoryEventStore"]
 A = TypeVar("A", bound=Aggregate)
 
 
-class InMemoryEventStore:
+class InMemoryEventStore(AppenderBase):
     """:class:`~eventsource.store.port.EventStore` kept in a dictionary.
 
     Use it in unit tests; it never touches Kafka. ``partitions`` only shapes the positions
@@ -49,17 +49,11 @@ class InMemoryEventStore:
         self._next_offset: dict[tuple[str, int], int] = {}
         self._closed = False
 
-    def append(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-    ) -> AppendResult:
-        check_append_arguments(aggregate_id, events, expected_version)
+    def _start_append(self, call: AppendCall) -> Future[AppendResult]:
+        return completed(self._append_now, call)
+
+    def _append_now(self, call: AppendCall) -> AppendResult:
+        aggregate_type, aggregate_id, events = call.aggregate_type, call.aggregate_id, call.events
         if self._codec is not None:  # what the Kafka store would write, read back
             codec = self._codec
             events = [codec.decode(codec.encode(event)) for event in events]
@@ -69,6 +63,7 @@ class InMemoryEventStore:
         with self._lock:
             self._check_open()
             stream = self._streams.setdefault((aggregate_type, aggregate_id), [])
+            expected_version = call.expected_version
             if expected_version != ANY and expected_version != len(stream):
                 raise ConcurrencyError(aggregate_id, expected_version, len(stream))
             offset = self._next_offset.get((topic, partition), 0)
@@ -82,43 +77,14 @@ class InMemoryEventStore:
                     aggregate_id=aggregate_id,
                     version=len(stream) + 1,
                     time=now,
-                    correlation_id=correlation_id,
-                    causation_id=causation_id,
+                    correlation_id=call.correlation_id,
+                    causation_id=call.causation_id,
                 )
                 stream.append(RecordedEvent(event, metadata, position))
                 positions.append(position)
                 offset += 1
             self._next_offset[(topic, partition)] = offset
             return AppendResult(aggregate_id, len(stream), tuple(positions))
-
-    def append_async(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-    ) -> Future[AppendResult]:
-        """:meth:`append`, done at once; the returned future holds its result or error."""
-        future: Future[AppendResult] = Future()
-        try:
-            future.set_result(
-                self.append(
-                    aggregate_type,
-                    aggregate_id,
-                    events,
-                    expected_version,
-                    correlation_id=correlation_id,
-                    causation_id=causation_id,
-                )
-            )
-        except (ValueError, TypeError):
-            raise  # argument errors are raised, as by every store
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
 
     def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:
         recorded = self.recorded_events(aggregate_cls.aggregate_type, aggregate_id)

@@ -65,7 +65,12 @@ class Appender(Protocol):
         *,
         correlation_id: str | None = None,
         causation_id: str | None = None,
-    ) -> AppendResult: ...
+    ) -> AppendResult:
+        """Append ``events`` atomically if the aggregate has ``expected_version`` events.
+
+        Raises ``ConcurrencyError`` (nothing written) on a version mismatch.
+        """
+        ...
 
     def append_async(
         self,
@@ -76,37 +81,21 @@ class Appender(Protocol):
         *,
         correlation_id: str | None = None,
         causation_id: str | None = None,
-    ) -> Future[AppendResult]: ...
-
-    def version(self, aggregate_type: str, aggregate_id: str) -> int: ...
-
-
-@runtime_checkable
-class EventStore(Protocol):
-    """Append events to aggregates with an expected version; load aggregates by id."""
-
-    def append(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-    ) -> AppendResult:
-        """Append ``events`` atomically if the aggregate has ``expected_version`` events.
-
-        Raises ``ConcurrencyError`` (nothing written) on a version mismatch.
-        """
-        ...
-
-    def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:
-        """The aggregate with every stored event applied; ``AggregateNotFoundError`` if none."""
+    ) -> Future[AppendResult]:
+        """Start the append; the future completes with what :meth:`append` would give."""
         ...
 
     def version(self, aggregate_type: str, aggregate_id: str) -> int:
         """Number of stored events of the aggregate (0 when unknown)."""
+        ...
+
+
+@runtime_checkable
+class EventStore(Appender, Protocol):
+    """An :class:`Appender` that also loads aggregates by id, and closes."""
+
+    def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:
+        """The aggregate with every stored event applied; ``AggregateNotFoundError`` if none."""
         ...
 
     def close(self) -> None:

@@ -7,6 +7,12 @@ time a test needs it and stopped when the session ends. The cluster is the test'
 kill nodes, restart them. Afterwards the fixture restarts whatever node is down and waits
 until every replica is back in sync, so the next test starts from a whole cluster.
 
+``kafka_secure_cluster`` is another such cluster, one per test module (it is not
+shared across modules, so a module's users and ACLs stay its own): its clients log in with
+SASL/SCRAM-SHA-512 over TLS and the standard authorizer enforces ACLs
+(:mod:`eventsource.kafka.security`); ``cluster.client_config()`` logs in as the super
+user, :class:`eventsource.kafka.acls.AclAdmin` creates users and ACLs.
+
 ``-m "not kafka_cluster"`` leaves these tests out; the single-broker fixtures
 (``kafka_broker``, ``bootstrap_servers``) are unaffected.
 """
@@ -42,16 +48,27 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if CLUSTER_MARKER in getattr(item, "fixturenames", ()):
+        names = getattr(item, "fixturenames", ())
+        if CLUSTER_MARKER in names or "kafka_secure_cluster" in names:
             item.add_marker(CLUSTER_MARKER)
 
 
 @pytest.fixture(scope="session")
 def _eventsource_cluster(request: pytest.FixtureRequest) -> Iterator[LocalKafkaCluster]:
+    yield from _running_cluster(request, secure=False)
+
+
+@pytest.fixture(scope="module")
+def kafka_secure_cluster(request: pytest.FixtureRequest) -> Iterator[LocalKafkaCluster]:
+    """A local cluster with SASL/SCRAM over TLS and ACLs, for one test module."""
+    yield from _running_cluster(request, secure=True)
+
+
+def _running_cluster(request: pytest.FixtureRequest, secure: bool) -> Iterator[LocalKafkaCluster]:
     brokers = int(os.environ.get(ENV_CLUSTER_BROKERS, "3"))
     home = Path(tempfile.mkdtemp(prefix="eventsource-cluster-"))
     cluster = LocalKafkaCluster(
-        home, brokers, ports=[(free_port(), free_port()) for _ in range(brokers)]
+        home, brokers, ports=[(free_port(), free_port()) for _ in range(brokers)], secure=secure
     )
     try:
         try:
@@ -66,7 +83,8 @@ def _eventsource_cluster(request: pytest.FixtureRequest) -> Iterator[LocalKafkaC
         _announce(
             request.config,
             f"eventsource: using a {brokers}-node Apache Kafka {cluster.version} KRaft cluster "
-            f"at {cluster.bootstrap_servers} (local launcher, pids {pids}, home {home})",
+            f"at {cluster.bootstrap_servers}{' (SASL_SSL, SCRAM-SHA-512, ACLs)' if secure else ''}"
+            f" (local launcher, pids {pids}, home {home})",
         )
         yield cluster
     finally:

@@ -1,11 +1,16 @@
-"""Expected read models for the e2e tests, computed from the topic itself."""
+"""Expected read models for the e2e tests, computed from the topic itself; a topic's
+committed records, for the tests that check what was written."""
 
 from __future__ import annotations
+
+import time
+from typing import cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from eventsource.codec import EventCodec, parse_headers
 from eventsource.domain import Event
+from eventsource.kafka.admin import end_offsets
 from eventsource.kafka.config import KafkaSettings
 from eventsource.testing.seed import by_aggregate, create_topic, fold, seed_events
 from examples.bank.domain import Account
@@ -61,4 +66,33 @@ def expected_balances(
     return {a.id: (cents(a.balance), counts[a.id]) for a in fold(Account, history).values()}
 
 
-__all__ = ["by_aggregate", "expected_balances", "read_topic", "seed_bank"]
+__all__ = ["by_aggregate", "expected_balances", "read_events", "read_topic", "seed_bank"]
+
+
+def read_events(
+    settings: KafkaSettings, topic: str, codec: EventCodec
+) -> list[tuple[str, int, str, Event]]:
+    """Every committed record of ``topic``: (aggregate id, ce_sequence, ce_id, event)."""
+    ends = end_offsets(settings, topic)
+    consumer = Consumer(settings.consumer_config(f"{settings.application_id}.verify"))
+    records: list[tuple[str, int, str, Event]] = []
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        remaining = {p: end for p, end in ends.items() if end > 0}
+        deadline = time.monotonic() + 60
+        while remaining and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=1000, timeout=0.5):
+                assert message.error() is None, message.error()
+                meta = parse_headers(cast("list[tuple[str, bytes | None]]", message.headers()))
+                event = codec.decode_at(
+                    message.value(), topic, message.partition() or 0, message.offset() or 0
+                )
+                records.append((meta.aggregate_id, meta.version, meta.event_id, event))
+            # The end offset counts transaction markers, so compare positions, not offsets.
+            for tp in consumer.position([TopicPartition(topic, p) for p in list(remaining)]):
+                if tp.offset >= remaining[tp.partition]:
+                    del remaining[tp.partition]
+        assert not remaining, f"could not read {topic} to its end: {remaining}"
+    finally:
+        consumer.close()
+    return records

@@ -8,13 +8,14 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 
 from eventsource.codec import parse_headers
 from eventsource.errors import StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
+from tests.integration.partition_records import read_partition
 
 pytestmark = pytest.mark.integration
 
@@ -24,27 +25,6 @@ COMMAND = [
     MoneyDeposited(amount=Decimal(5)),
     MoneyDeposited(amount=Decimal(6)),
 ]
-
-
-def read(settings: KafkaSettings, topic: str, partition: int, isolation: str) -> list[Message]:
-    consumer = Consumer(
-        settings.consumer_config(
-            "reader", **{"enable.partition.eof": True, "isolation.level": isolation}
-        )
-    )
-    consumer.assign([TopicPartition(topic, partition, 0)])
-    records: list[Message] = []
-    try:
-        while True:
-            message = consumer.poll(10)
-            assert message is not None, f"no end of {topic}[{partition}] within 10s"
-            error = message.error()
-            if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                return records
-            assert error is None, error
-            records.append(message)
-    finally:
-        consumer.close()
 
 
 @pytest.fixture
@@ -73,14 +53,14 @@ def test_a_failure_between_produce_and_commit_aborts_the_whole_command(
     with pytest.raises(StoreUnavailableError, match="nothing was written"):
         store.append(ACCOUNT, "acc-1", COMMAND, 0)
     # The records did reach the log, inside the transaction that was then aborted ...
-    assert len(read(kafka_settings, topic, 0, "read_uncommitted")) == 3
+    assert len(read_partition(kafka_settings, topic, 0, "read_uncommitted")) == 3
     # ... so a read_committed consumer sees none of them, and the store is unchanged.
-    assert read(kafka_settings, topic, 0, "read_committed") == []
+    assert read_partition(kafka_settings, topic, 0, "read_committed") == []
     assert store.version(ACCOUNT, "acc-1") == 0
 
     writer.fault_hook = None
     result = store.append(ACCOUNT, "acc-1", COMMAND, 0)
-    committed = read(kafka_settings, topic, 0, "read_committed")
+    committed = read_partition(kafka_settings, topic, 0, "read_committed")
     assert [r.offset() for r in committed] == [p.offset for p in result.positions]
     assert [parse_headers(r.headers()).version for r in committed] == [1, 2, 3]  # type: ignore[arg-type]
     assert [dict(r.headers() or [])["ce_type"] for r in committed] == [
@@ -98,7 +78,7 @@ def test_a_commit_that_happened_but_was_not_acknowledged_is_reported_as_a_succes
     result = store.append(ACCOUNT, "acc-1", COMMAND, 0)
     writer.fault_hook = None
     assert result.version == 3
-    committed = read(kafka_settings, store.topic_for(ACCOUNT), 0, "read_committed")
+    committed = read_partition(kafka_settings, store.topic_for(ACCOUNT), 0, "read_committed")
     assert [r.offset() for r in committed[1:]] == [p.offset for p in result.positions]
     # Folded exactly once: the re-read tail is the only source of these events.
     assert store.version(ACCOUNT, "acc-1") == 3
@@ -114,7 +94,7 @@ def test_a_commit_that_never_reached_the_broker_is_reported_as_nothing_written(
     with pytest.raises(StoreUnavailableError, match="not on the topic"):
         store.append(ACCOUNT, "acc-1", COMMAND, 0)
     writer.fault_hook = None
-    assert read(kafka_settings, store.topic_for(ACCOUNT), 0, "read_committed") == []
+    assert read_partition(kafka_settings, store.topic_for(ACCOUNT), 0, "read_committed") == []
     assert store.version(ACCOUNT, "acc-1") == 0
     assert store.append(ACCOUNT, "acc-1", COMMAND, 0).version == 3
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from eventsource.codec import EventCodec, parse_headers
 from eventsource.domain import Event
@@ -19,28 +18,11 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore, WriterOptions
 from eventsource.store.partitioner import partition_for_id
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited, MoneyWithdrawn
+from tests.integration.partition_records import read_partition
 
 pytestmark = pytest.mark.integration
 
 ACCOUNT = "bank.account"
-
-
-def read_partition(settings: KafkaSettings, topic: str, partition: int) -> list[Message]:
-    """Every committed record of one partition, in order."""
-    consumer = Consumer(settings.consumer_config("reader", **{"enable.partition.eof": True}))
-    consumer.assign([TopicPartition(topic, partition, 0)])
-    records: list[Message] = []
-    try:
-        while True:
-            message = consumer.poll(10)
-            assert message is not None, f"no end of {topic}[{partition}] within 10s"
-            error = message.error()
-            if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                return records
-            assert error is None, error
-            records.append(message)
-    finally:
-        consumer.close()
 
 
 def make_store(settings: KafkaSettings, name: str, **options: object) -> KafkaEventStore:

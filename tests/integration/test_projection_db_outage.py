@@ -42,8 +42,6 @@ def projection_name(postgres_url: str, unique_name: str) -> Iterator[str]:
     engine.dispose()
 
 
-@pytest.mark.slow  # KNOWN FLAKY (failed 2 of ~4 whole-suite runs this session: a 60 s wait timed
-# out, psycopg raised AttributeError pinging a dropped connection): fix next, then unmark
 def test_dropped_database_connections_are_retried_without_duplicates_or_gaps(
     kafka_settings: KafkaSettings,
     create_topic: Callable[..., str],

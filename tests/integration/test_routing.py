@@ -11,7 +11,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future
 from decimal import Decimal
 
@@ -31,6 +31,7 @@ from eventsource.errors import (
     UnknownSchemaError,
 )
 from eventsource.kafka.config import KafkaSettings
+from eventsource.store.appending import AppendCall, AppenderBase, completed
 from eventsource.store.memory import InMemoryEventStore
 from eventsource.store.port import AppendResult
 from eventsource.store.routing import AppendServer, RemoteEventStore, wire
@@ -262,37 +263,17 @@ def test_a_client_that_is_not_started_refuses_to_send(
         RemoteEventStore(settings, codec).append(TYPE, "acc-1", [OPENED], 0)
 
 
-class FencedStore:
+class FencedStore(AppenderBase):
     """An owner whose writer was fenced by a newer owner: every append fails."""
 
-    def append(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-    ) -> AppendResult:
-        raise FencedError(f"partition of {aggregate_id!r} has a newer writer; this one stopped")
+    def _start_append(self, call: AppendCall) -> Future[AppendResult]:
+        return completed(self._fail, call)
 
-    def append_async(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-    ) -> Future[AppendResult]:
-        future: Future[AppendResult] = Future()
-        try:
-            self.append(aggregate_type, aggregate_id, events, expected_version)
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
+    @staticmethod
+    def _fail(call: AppendCall) -> AppendResult:
+        raise FencedError(
+            f"partition of {call.aggregate_id!r} has a newer writer; this one stopped"
+        )
 
     def version(self, aggregate_type: str, aggregate_id: str) -> int:
         return 0
@@ -301,7 +282,8 @@ class FencedStore:
 class BrokenStore(FencedStore):
     """An owner with a bug: raises something that is not an eventsource error."""
 
-    def append(self, *args: object, **kwargs: object) -> AppendResult:
+    @staticmethod
+    def _fail(call: AppendCall) -> AppendResult:
         raise RuntimeError("index out of sync")
 
 

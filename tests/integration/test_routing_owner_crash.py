@@ -18,12 +18,10 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier, Event
-from typing import cast
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
-from eventsource.codec import EventCodec, parse_headers
+from eventsource.codec import EventCodec
 from eventsource.domain import Event as DomainEvent
 from eventsource.domain import Position
 from eventsource.errors import (
@@ -31,12 +29,12 @@ from eventsource.errors import (
     StoreUnavailableError,
     UncertainCommitError,
 )
-from eventsource.kafka.admin import end_offsets
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
 from eventsource.store.routing import AppendServer, RemoteEventStore
 from eventsource.testing.seed import wait_readable
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
+from tests.e2e.helpers import read_events
 
 pytestmark = pytest.mark.integration
 
@@ -102,33 +100,6 @@ def run_racer(
     wait_readable(settings, written)  # commit markers land after the append returned
 
 
-def read_topic(
-    settings: KafkaSettings, topic: str, codec: EventCodec
-) -> list[tuple[str, int, str, DomainEvent]]:
-    ends = end_offsets(settings, topic)
-    consumer = Consumer(settings.consumer_config(f"{settings.application_id}.verify"))
-    records: list[tuple[str, int, str, DomainEvent]] = []
-    try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        remaining = {p: end for p, end in ends.items() if end > 0}
-        deadline = time.monotonic() + 60
-        while remaining and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=1000, timeout=0.5):
-                assert message.error() is None, message.error()
-                meta = parse_headers(cast("list[tuple[str, bytes | None]]", message.headers()))
-                event = codec.decode_at(
-                    message.value(), topic, message.partition() or 0, message.offset() or 0
-                )
-                records.append((meta.aggregate_id, meta.version, meta.event_id, event))
-            for tp in consumer.position([TopicPartition(topic, p) for p in list(remaining)]):
-                if tp.offset >= remaining[tp.partition]:
-                    del remaining[tp.partition]
-        assert not remaining, f"could not read {topic} to its end: {remaining}"
-    finally:
-        consumer.close()
-    return records
-
-
 def test_acknowledged_appends_survive_an_owner_sigkill_mid_race_exactly_once(
     bootstrap_servers: str, unique_name: str
 ) -> None:
@@ -187,7 +158,7 @@ def test_acknowledged_appends_survive_an_owner_sigkill_mid_race_exactly_once(
 
     settings = KafkaSettings(bootstrap_servers=bootstrap_servers, application_id=app_id)
     codec = EventCodec.for_events(Account.event_types())
-    records = read_topic(settings, f"{app_id}.bank.account.events", codec)
+    records = read_events(settings, f"{app_id}.bank.account.events", codec)
     assert [i for i, n in Counter(r[2] for r in records).items() if n > 1] == []
     stored: dict[str, dict[int, DomainEvent]] = defaultdict(dict)
     for aggregate_id, version, _, event in records:

@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import REGISTRY
 
 from eventsource.errors import (
@@ -34,6 +34,7 @@ from eventsource.store.kafka.scaleout.supervision import RestartPolicy
 from eventsource.store.kafka.writer import PartitionWriter
 from eventsource.store.partitioner import partition_for_id
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
+from tests.integration.partition_records import read_partition
 
 pytestmark = pytest.mark.integration
 
@@ -77,24 +78,6 @@ def fence_from_outside(settings: KafkaSettings, writer: PartitionWriter) -> None
     dispose(new_producer(settings, writer.transactional_id, 30.0))
 
 
-def committed_records(settings: KafkaSettings, writer: PartitionWriter) -> list[Message]:
-    """Every committed record of the writer's partition (read_committed, to the end)."""
-    consumer = Consumer(settings.consumer_config("reader", **{"enable.partition.eof": True}))
-    consumer.assign([TopicPartition(writer.topic, writer.partition, 0)])
-    records: list[Message] = []
-    try:
-        while True:
-            message = consumer.poll(10)
-            assert message is not None, f"no end of {writer.where} within 10s"
-            error = message.error()
-            if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                return records
-            assert error is None, error
-            records.append(message)
-    finally:
-        consumer.close()
-
-
 @pytest.fixture
 def single(
     settings: KafkaSettings, unique_name: str, tmp_path: Path
@@ -131,7 +114,7 @@ def test_a_commit_that_happened_before_a_fence_is_reported_written_not_moved(
     result = single.append(ACCOUNT, "acc-1", [deposit(), deposit(2)], 1)
     assert result.version == 3
     assert [p.offset for p in result.positions] == [
-        r.offset() for r in committed_records(settings, writer)[-2:]
+        r.offset() for r in read_partition(settings, writer.topic, writer.partition)[-2:]
     ]
 
 
@@ -147,10 +130,10 @@ def test_a_fence_before_the_commit_is_nothing_written_and_names_the_new_owner_ro
             fence_from_outside(settings, writer)  # aborts the open transaction
 
     writer.fault_hook = fence_at_commit
-    before = len(committed_records(settings, writer))
+    before = len(read_partition(settings, writer.topic, writer.partition))
     with pytest.raises(NotOwnerError, match="nothing was written"):
         single.append(ACCOUNT, "acc-3", [deposit()], 1)
-    assert len(committed_records(settings, writer)) == before
+    assert len(read_partition(settings, writer.topic, writer.partition)) == before
 
 
 def test_the_router_never_retries_an_append_that_was_fenced_during_its_commit(

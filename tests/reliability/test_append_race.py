@@ -16,26 +16,23 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-import time
 from collections import Counter, defaultdict
 from decimal import Decimal
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier, Event
-from typing import cast
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
-from eventsource.codec import EventCodec, parse_headers
+from eventsource.codec import EventCodec
 from eventsource.domain import Event as DomainEvent
 from eventsource.domain import Position
 from eventsource.errors import ConcurrencyError
-from eventsource.kafka.admin import end_offsets
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
 from eventsource.store.routing import AppendServer, RemoteEventStore
 from eventsource.testing.seed import wait_readable
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
+from tests.e2e.helpers import read_events
 
 pytestmark = pytest.mark.integration
 
@@ -98,35 +95,6 @@ def run_racer(
     wait_readable(settings, written)  # commit markers land after the append returned
 
 
-def read_topic(
-    settings: KafkaSettings, topic: str, codec: EventCodec
-) -> list[tuple[str, int, str, DomainEvent]]:
-    """Every committed record of ``topic``: (aggregate id, ce_sequence, ce_id, event)."""
-    ends = end_offsets(settings, topic)
-    consumer = Consumer(settings.consumer_config(f"{settings.application_id}.verify"))
-    records: list[tuple[str, int, str, DomainEvent]] = []
-    try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        remaining = {p: end for p, end in ends.items() if end > 0}
-        deadline = time.monotonic() + 60
-        while remaining and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=1000, timeout=0.5):
-                assert message.error() is None, message.error()
-                meta = parse_headers(cast("list[tuple[str, bytes | None]]", message.headers()))
-                event = codec.decode_at(
-                    message.value(), topic, message.partition() or 0, message.offset() or 0
-                )
-                records.append((meta.aggregate_id, meta.version, meta.event_id, event))
-            # The end offset counts transaction markers, so compare positions, not offsets.
-            for tp in consumer.position([TopicPartition(topic, p) for p in list(remaining)]):
-                if tp.offset >= remaining[tp.partition]:
-                    del remaining[tp.partition]
-        assert not remaining, f"could not read {topic} to its end: {remaining}"
-    finally:
-        consumer.close()
-    return records
-
-
 def test_two_processes_racing_500_appends_have_one_winner_each_and_a_contiguous_topic(
     bootstrap_servers: str, unique_name: str
 ) -> None:
@@ -174,7 +142,7 @@ def test_two_processes_racing_500_appends_have_one_winner_each_and_a_contiguous_
 
     settings = KafkaSettings(bootstrap_servers=bootstrap_servers, application_id=app_id)
     codec = EventCodec.for_events(Account.event_types())
-    records = read_topic(settings, f"{prefix}bank.account.events", codec)
+    records = read_events(settings, f"{prefix}bank.account.events", codec)
     event_ids = Counter(event_id for _, _, event_id, _ in records)
     assert [i for i, n in event_ids.items() if n > 1] == []
     assert len(records) == 500

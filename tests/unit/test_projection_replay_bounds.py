@@ -1,13 +1,20 @@
-"""Replay ranges: how start and stop offsets are computed from the asks (no broker)."""
+"""Replay ranges: how start and stop offsets are computed from the asks, and the ``after=``
+positions every "as of now" end takes alike (no broker)."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import get_type_hints
 
 import pytest
 
+from eventsource.domain import Position
 from eventsource.errors import ConfigurationError
-from eventsource.projection.replay import Bounds, resolve_bounds, to_millis
+from eventsource.projection import ProjectionRunner
+from eventsource.projection.rebuild import rebuild
+from eventsource.projection.replay import Bounds, replay, resolve_bounds, to_millis
 
 A0, A1 = ("a.events", 0), ("a.events", 1)
 MARKS = {A0: (0, 100), A1: (10, 50)}
@@ -71,3 +78,16 @@ def test_times_must_carry_a_timezone() -> None:
 
 def test_times_become_epoch_milliseconds() -> None:
     assert to_millis(datetime(1970, 1, 1, 0, 0, 1, 500_000, tzinfo=UTC)) == 1500
+
+
+@pytest.mark.parametrize(
+    "function", [rebuild, ProjectionRunner.run_until_caught_up], ids=["rebuild", "runner"]
+)
+def test_after_takes_the_same_type_and_default_everywhere_a_range_ends_as_of_now(
+    function: Callable[..., object],
+) -> None:
+    def after(f: Callable[..., object]) -> tuple[object, object]:
+        hints = get_type_hints(f)
+        return hints["after"], inspect.signature(f).parameters["after"].default
+
+    assert after(function) == after(replay) == (Sequence[Position], ())

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from eventsource.kafka.access import denied
 from eventsource.kafka.config import KafkaSettings
 
 __all__ = ["DeliveryMark", "describe", "dispose", "is_fenced", "kafka_error", "new_producer"]
@@ -92,6 +93,18 @@ def new_producer(
     producer = Producer(settings.transactional_producer_config(transactional_id, **overrides))
     try:
         producer.init_transactions(timeout)
+    except KafkaException as exc:
+        dispose(producer)
+        error = kafka_error(exc)
+        if error is not None and error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+            raise denied(
+                settings,
+                "transactional id",
+                transactional_id,
+                "WRITE",
+                "the writer cannot start transactions",
+            ) from exc
+        raise
     except BaseException:
         dispose(producer)
         raise

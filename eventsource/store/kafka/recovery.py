@@ -22,12 +22,15 @@ from confluent_kafka import KafkaError, Producer
 
 from eventsource.domain import Position
 from eventsource.errors import (
+    AuthorizationError,
+    EventSourceError,
     FencedError,
     NotEnoughReplicasError,
     StoreError,
     StoreUnavailableError,
     UncertainCommitError,
 )
+from eventsource.kafka.access import AUTHORIZATION_CODES, denied
 from eventsource.kafka.replicas import replica_shortage
 from eventsource.store.kafka.catchup import TailRead, read_partition
 from eventsource.store.kafka.options import WriterState
@@ -64,7 +67,7 @@ _SHORTAGE_SYMPTOMS = frozenset(
 )
 
 
-def _fail(request: AppendRequest, error: StoreError, cause: BaseException | None) -> None:
+def _fail(request: AppendRequest, error: EventSourceError, cause: BaseException | None) -> None:
     error.__cause__ = cause
     request.future.set_exception(error)
 
@@ -118,9 +121,12 @@ class CommitRecovery:
             return
         shortage = self.diagnose(exc)
         for request in accepted:
+            refused = self.refused(request, exc)
             _fail(
                 request,
-                NotEnoughReplicasError(
+                refused
+                if refused is not None
+                else NotEnoughReplicasError(
                     f"append to {request.aggregate_id!r} failed, nothing was written: {shortage}"
                 )
                 if shortage
@@ -271,6 +277,26 @@ class CommitRecovery:
                 return
             self._tell_uncertain(pending, exc)  # closing
             return
+
+    def refused(self, request: AppendRequest, exc: BaseException) -> AuthorizationError | None:
+        """The missing ACL, when the broker refused the transaction for want of one
+        (an ACL revoked while the store runs; a missing one is told at ``start()``)."""
+        error = kafka_error(exc)
+        if error is None or error.code() not in AUTHORIZATION_CODES:
+            return None
+        writer = self.writer
+        if error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+            kind, name = "transactional id", writer.transactional_id
+        else:
+            kind, name = "topic", writer.topic
+        return denied(
+            writer.settings,
+            kind,
+            name,
+            "WRITE",
+            f"append to {request.aggregate_id!r} on {writer.where} was refused, nothing was "
+            "written",
+        )
 
     def diagnose(self, exc: BaseException) -> str | None:
         """Why the cluster cannot take appends right now, when replicas are short.

@@ -16,7 +16,7 @@ from types import MappingProxyType, TracebackType
 from typing import Self, TypeVar
 
 from eventsource.codec import EventCodec
-from eventsource.domain import Aggregate, Event
+from eventsource.domain import Aggregate
 from eventsource.errors import (
     AggregateNotFoundError,
     ConfigurationError,
@@ -26,20 +26,21 @@ from eventsource.errors import (
 )
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG
 from eventsource.kafka.config import KafkaSettings
+from eventsource.store.appending import AppendCall, AppenderBase
 from eventsource.store.kafka.admission import check_record_sizes
 from eventsource.store.kafka.ids import new_event_id
 from eventsource.store.kafka.options import WriterOptions
 from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.kafka.writer import PartitionWriter
 from eventsource.store.partitioner import partition_for_id
-from eventsource.store.port import AppendResult, check_append_arguments, events_topic
+from eventsource.store.port import AppendResult, events_topic
 
 __all__ = ["ServedByWriters", "wait_for"]
 
 A = TypeVar("A", bound=Aggregate)
 
 
-class ServedByWriters:
+class ServedByWriters(AppenderBase):
     """Both stores: set-up, checks, and ``append`` / ``load`` / ``version`` via a writer.
 
     A store says how it finds the writer of an aggregate (:meth:`_local_writer`), whether
@@ -135,30 +136,18 @@ class ServedByWriters:
         writer.check_serving_reads()
         return writer
 
-    # -- the port -------------------------------------------------------------------
-    def append_async(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-    ) -> Future[AppendResult]:
+    # -- the port: append / append_async come from AppenderBase ---------------------
+    def _start_append(self, call: AppendCall) -> Future[AppendResult]:
         """Queue an append; the future resolves after the group commit that holds it."""
-        check_append_arguments(aggregate_id, events, expected_version)
-        writer = self.writer_for(aggregate_type, aggregate_id)
-        request = self._submit(
-            writer,
-            aggregate_type,
-            aggregate_id,
-            events,
-            expected_version,
-            correlation_id,
-            causation_id,
+        writer = self.writer_for(call.aggregate_type, call.aggregate_id)
+        return self._answer(writer, self._submit(writer, call).future)
+
+    def _outcome(
+        self, future: Future[AppendResult], call: AppendCall, timeout: float | None
+    ) -> AppendResult:
+        return wait_for(
+            future, call.aggregate_id, self.append_timeout if timeout is None else timeout
         )
-        return self._answer(writer, request.future)
 
     def _answer(
         self, writer: PartitionWriter, future: Future[AppendResult]
@@ -166,17 +155,9 @@ class ServedByWriters:
         """The future a caller gets for a queued request (a store may translate errors)."""
         return future
 
-    def _submit(
-        self,
-        writer: PartitionWriter,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        correlation_id: str | None,
-        causation_id: str | None,
-    ) -> AppendRequest:
+    def _submit(self, writer: PartitionWriter, call: AppendCall) -> AppendRequest:
         """Check the event types, encode and queue one append; the request's future tells."""
+        aggregate_type, aggregate_id, events = call.aggregate_type, call.aggregate_id, call.events
         handled = self._handled[aggregate_type]
         encode = self.codec.encode
         for event in events:
@@ -191,35 +172,14 @@ class ServedByWriters:
             events=tuple(events),
             payloads=tuple([encode(event) for event in events]),
             event_ids=tuple([new_event_id() for _ in events]),
-            expected_version=expected_version,
-            correlation_id=correlation_id,
-            causation_id=causation_id,
+            expected_version=call.expected_version,
+            correlation_id=call.correlation_id,
+            causation_id=call.causation_id,
         )
         limit = self._record_limits.get(writer.topic)
         check_record_sizes(request, limit, writer.topic, self.source)
         writer.submit(request)
         return request
-
-    def append(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-        timeout: float | None = None,
-    ) -> AppendResult:
-        future = self.append_async(
-            aggregate_type,
-            aggregate_id,
-            events,
-            expected_version,
-            correlation_id=correlation_id,
-            causation_id=causation_id,
-        )
-        return wait_for(future, aggregate_id, self.append_timeout if timeout is None else timeout)
 
     def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:
         writer = self._serving(aggregate_cls.aggregate_type, aggregate_id)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from eventsource.codec import EventCodec
 from eventsource.domain import Aggregate
 from eventsource.errors import StoreUnavailableError
+from eventsource.kafka.access import check_topic_operations
 from eventsource.kafka.admin import ensure_topic
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.options import WriterOptions
@@ -75,6 +76,14 @@ class KafkaEventStore(ServedByWriters):
             )
             limits[topic] = check_events_topic(
                 self.settings, topic, timeout=min(timeout, TOPIC_SETUP_TIMEOUT_S)
+            )
+            # A missing ACL is told now, by the broker's answer, before anything is written.
+            check_topic_operations(
+                self.settings,
+                topic,
+                ("READ", "WRITE"),
+                f"the event store cannot append to {topic!r}",
+                min(timeout, TOPIC_SETUP_TIMEOUT_S),
             )
             for partition in range(self.partitions):
                 writer = self._writers[(topic, partition)] = PartitionWriter(

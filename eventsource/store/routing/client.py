@@ -7,14 +7,12 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Self
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
-from eventsource.domain import Event
 from eventsource.errors import (
     StoreError,
     StoreUnavailableError,
@@ -23,7 +21,8 @@ from eventsource.errors import (
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
 from eventsource.lifecycle import ServiceThread, ThreadState
-from eventsource.store.port import AppendResult, check_append_arguments
+from eventsource.store.appending import AppendCall, AppenderBase
+from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
 from eventsource.store.routing.ports import EventEncoder
 from eventsource.store.routing.replies import PendingReplies
@@ -44,7 +43,7 @@ LISTENER_MARGIN_S = 5.0
 the deadline, so waiting longer only happens when the listener thread died."""
 
 
-class RemoteEventStore(ServiceThread):
+class RemoteEventStore(AppenderBase, ServiceThread):
     """An :class:`~eventsource.store.port.Appender` whose calls the owner executes.
 
     ``append``, ``append_async`` and ``version``, nothing else: a process that does not own
@@ -121,55 +120,20 @@ class RemoteEventStore(ServiceThread):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # the Appender port ------------------------------------------------------------------------
-    def append(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-    ) -> AppendResult:
-        """Append through the owner; same contract as :meth:`EventStore.append`."""
-        future = self.append_async(
-            aggregate_type,
-            aggregate_id,
-            events,
-            expected_version,
-            correlation_id=correlation_id,
-            causation_id=causation_id,
-        )
-        try:
-            return future.result(timeout=self.timeout + LISTENER_MARGIN_S)
-        except FutureTimeout:
-            raise UncertainCommitError(
-                f"append to {aggregate_id!r} got no answer and the reply listener is stuck; "
-                "the owner may have executed it: reload the aggregate before retrying"
-            ) from None
-
-    def append_async(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-    ) -> Future[AppendResult]:
+    # the Appender port: append / append_async come from AppenderBase ------------------
+    def _start_append(self, call: AppendCall) -> Future[AppendResult]:
         """Send the append now; the future completes with the owner's answer or times out."""
-        check_append_arguments(aggregate_id, events, expected_version)
-        encoded = tuple(wire.EncodedEvent(e.event_type(), self.codec.encode(e)) for e in events)
+        encoded = tuple(
+            wire.EncodedEvent(e.event_type(), self.codec.encode(e)) for e in call.events
+        )
         reply = self._send(
             "append",
-            aggregate_type,
-            aggregate_id,
-            expected_version,
+            call.aggregate_type,
+            call.aggregate_id,
+            call.expected_version,
             encoded,
-            correlation_id,
-            causation_id,
+            call.correlation_id,
+            call.causation_id,
         )
         result: Future[AppendResult] = Future()
 
@@ -179,10 +143,15 @@ class RemoteEventStore(ServiceThread):
                 result.set_exception(error)
             else:
                 r = f.result()
-                result.set_result(AppendResult(aggregate_id, r.version, r.positions))
+                result.set_result(AppendResult(call.aggregate_id, r.version, r.positions))
 
         reply.add_done_callback(done)
         return result
+
+    def _outcome(
+        self, future: Future[AppendResult], call: AppendCall, timeout: float | None
+    ) -> AppendResult:
+        return await_reply(future, call.aggregate_id, self.timeout if timeout is None else timeout)
 
     def version(self, aggregate_type: str, aggregate_id: str) -> int:
         """The aggregate's version as the owner knows it (0 when unknown)."""
@@ -266,6 +235,19 @@ class RemoteEventStore(ServiceThread):
                 log.warning("reply listener of %s: %s", self.client_id, exc)
                 time.sleep(0.1)
             self._replies.expire(time.monotonic())
+
+
+def await_reply(future: Future[AppendResult], aggregate_id: str, timeout: float) -> AppendResult:
+    """The owner's answer to a sent append, waited for up to ``timeout`` s (plus the listener
+    margin: the reply listener fails the future at its deadline, so only a stuck listener or
+    a shorter ``timeout`` than the request's leaves it pending)."""
+    try:
+        return future.result(timeout=timeout + LISTENER_MARGIN_S)
+    except FutureTimeout:
+        raise UncertainCommitError(
+            f"append to {aggregate_id!r} got no answer within {timeout:g}s; the owner may "
+            "have executed it: reload the aggregate before retrying"
+        ) from None
 
 
 def _too_large(exc: KafkaException) -> bool:

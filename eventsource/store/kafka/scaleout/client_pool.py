@@ -4,7 +4,8 @@ Every :class:`~eventsource.store.routing.RemoteEventStore` holds a consumer, a p
 thread. Members come and go (a pod name per restart), so keeping one client per member name
 ever seen would leak them. The pool keeps at most ``max_clients`` (least recently used go
 first) and drops those of members that own no partition any more; a client is closed when
-it is dropped, or, if a call is using it then, when that call ends.
+it is dropped, or, if a call is using it then, when that call ends (through ``close_later``:
+a call may end on the client's own reply thread, which must not wait for itself).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class ClientPool:
         *,
         max_clients: int = 16,
         prune_every: float = 2.0,
+        close_later: Callable[[RemoteEventStore], None] | None = None,
     ) -> None:
         if max_clients < 1:
             raise ValueError(f"max_clients must be >= 1, got {max_clients}")
@@ -39,6 +41,7 @@ class ClientPool:
         self._clients: collections.OrderedDict[str, RemoteEventStore] = collections.OrderedDict()
         self._busy: dict[RemoteEventStore, int] = {}
         self._lock = threading.Lock()
+        self._close_later = close_later or RemoteEventStore.close
 
     @property
     def members(self) -> list[str]:
@@ -49,6 +52,14 @@ class ClientPool:
     @contextmanager
     def use(self, member: str) -> Iterator[RemoteEventStore]:
         """The member's client, held open for the duration of the block."""
+        client = self.acquire(member)
+        try:
+            yield client
+        finally:
+            self.release(member, client)
+
+    def acquire(self, member: str) -> RemoteEventStore:
+        """The member's client, held open until :meth:`release`."""
         with self._lock:
             client = self._clients.get(member)
             if client is None:
@@ -57,17 +68,18 @@ class ClientPool:
             self._busy[client] = self._busy.get(client, 0) + 1
             dropped = self._drop(list(self._clients)[: -self.max_clients])
         self._close(dropped)
-        try:
-            yield client
-        finally:
-            with self._lock:
-                self._busy[client] -= 1
-                idle = not self._busy[client]
-                if idle:
-                    del self._busy[client]
-                orphan = idle and self._clients.get(member) is not client
-            if orphan:
-                client.close()
+        return client
+
+    def release(self, member: str, client: RemoteEventStore) -> None:
+        """End one use of ``client``; closes it (through ``close_later``) if it was dropped."""
+        with self._lock:
+            self._busy[client] -= 1
+            idle = not self._busy[client]
+            if idle:
+                del self._busy[client]
+            orphan = idle and self._clients.get(member) is not client
+        if orphan:
+            self._close_later(client)
 
     def retain(self, members: Collection[str], *, force: bool = False) -> None:
         """Close the clients of members not in ``members`` (at most every ``prune_every`` s)."""

@@ -16,26 +16,33 @@ closed once their member owns no partition (:mod:`.client_pool`).
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Final, TypeVar
 
 from eventsource.codec import EventCodec
-from eventsource.domain import Event
 from eventsource.errors import NotOwnerError, StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import member_application_id
+from eventsource.store.appending import AppendCall, AppenderBase
 from eventsource.store.kafka.scaleout.client_pool import ClientPool
 from eventsource.store.kafka.scaleout.group_store import GroupedKafkaEventStore
 from eventsource.store.kafka.scaleout.ownership import OwnerDirectory
+from eventsource.store.kafka.scaleout.retry_timer import RetryTimer
 from eventsource.store.partitioner import partition_for_id
-from eventsource.store.port import AppendResult, check_append_arguments, events_topic
+from eventsource.store.port import AppendResult, events_topic
 from eventsource.store.routing import AppendServer, RemoteEventStore
+from eventsource.store.routing.client import LISTENER_MARGIN_S, await_reply
 
-__all__ = ["GroupRouter", "member_settings", "serve_routing"]
+__all__ = ["GroupRouter", "RoutedAppend", "member_settings", "serve_routing"]
 
 T = TypeVar("T")
+
+RETRIABLE: Final = (NotOwnerError, StoreUnavailableError)
+"""What a router sends again: nothing was written, and another try may find an owner."""
+RETRY_PAUSE_S: Final = 0.2
 
 
 def member_settings(settings: KafkaSettings, member: str) -> KafkaSettings:
@@ -53,11 +60,14 @@ def serve_routing(store: GroupedKafkaEventStore, *, timeout: float = 30.0) -> Ap
     return server.start(timeout)
 
 
-class GroupRouter:
+class GroupRouter(AppenderBase):
     """``append`` / ``append_async`` / ``version`` executed by the aggregate's owner.
 
-    An :class:`~eventsource.store.port.Appender`. ``append_async`` runs the routed append
-    (lookup, send, retries) on one of ``workers`` threads and returns its future.
+    An :class:`~eventsource.store.port.Appender`. ``append_async`` sends the append to the
+    owner and chains on the client's future (:class:`RoutedAppend`): no thread waits for
+    an answer, so the appends in flight are bounded by the owners' backlogs
+    (``AppendServer(max_pending=...)``), not by the router. Appends waiting to be sent again
+    wait on one timer thread. ``version`` waits in the caller's thread.
     """
 
     def __init__(
@@ -69,7 +79,6 @@ class GroupRouter:
         topic_prefix: str = "",
         timeout: float = 10.0,
         retry_for: float = 30.0,
-        workers: int = 32,
         max_clients: int = 16,
     ) -> None:
         self.settings = settings
@@ -79,9 +88,17 @@ class GroupRouter:
         self.timeout = timeout
         self.retry_for = retry_for
         self.owners = OwnerDirectory(settings, max_age=2.0)
-        self.clients = ClientPool(self._new_client, max_clients=max_clients)
+        self._retries = RetryTimer("group-router-retries")
+        self._retries.start_thread()
+        self.clients = ClientPool(
+            self._new_client,
+            max_clients=max_clients,
+            close_later=lambda client: self._retries.call_later(0.0, client.close),
+        )
         """One client per owner member: bounded, closed once its member owns nothing."""
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="group-router")
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self._closing = False
 
     def __enter__(self) -> GroupRouter:
         return self
@@ -89,55 +106,64 @@ class GroupRouter:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def retries_waiting(self) -> int:
+        """Appends waiting to be sent again (their owner moved or was busy)."""
+        return self._retries.waiting
+
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        """Let the appends in flight end, then close the clients.
+
+        Appends waiting to be sent again fail at once (``StoreUnavailableError``: nothing
+        was written); those sent wait for their answer up to ``timeout`` s more, then get
+        ``UncertainCommitError`` from their closed client.
+        """
+        with self._idle:
+            self._closing = True
+        self._retries.close()
+        with self._idle:
+            self._idle.wait_for(lambda: not self._in_flight, self.timeout + LISTENER_MARGIN_S)
         self.clients.close()
 
-    def append(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
+    def _start_append(self, call: AppendCall) -> Future[AppendResult]:
+        with self._idle:
+            if self._closing:
+                raise self.closed_error(call.aggregate_id, None)
+            self._in_flight += 1
+        routed = RoutedAppend(self, call)
+        routed.result.add_done_callback(self._ended)
+        routed.send()
+        return routed.result
+
+    def _outcome(
+        self, future: Future[AppendResult], call: AppendCall, timeout: float | None
     ) -> AppendResult:
-        """Append at the owner; same contract as :meth:`EventStore.append`."""
+        longest = self.retry_for + self.timeout if timeout is None else timeout
+        return await_reply(future, call.aggregate_id, longest)
 
-        def call(client: RemoteEventStore) -> AppendResult:
-            return client.append(
-                aggregate_type,
-                aggregate_id,
-                events,
-                expected_version,
-                correlation_id=correlation_id,
-                causation_id=causation_id,
-            )
+    def _ended(self, _: Future[AppendResult]) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.notify_all()
 
-        return self._routed(aggregate_type, aggregate_id, call)
-
-    def append_async(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        events: Sequence[Event],
-        expected_version: int,
-        *,
-        correlation_id: str | None = None,
-        causation_id: str | None = None,
-    ) -> Future[AppendResult]:
-        """:meth:`append` on a router thread; the future holds its result or error."""
-        check_append_arguments(aggregate_id, events, expected_version)
-        return self._executor.submit(
-            self.append,
-            aggregate_type,
-            aggregate_id,
-            events,
-            expected_version,
-            correlation_id=correlation_id,
-            causation_id=causation_id,
+    def closed_error(self, aggregate_id: str, cause: BaseException | None) -> StoreUnavailableError:
+        error = StoreUnavailableError(
+            f"the GroupRouter is closed: the append to {aggregate_id!r} was not sent "
+            "(again); nothing was written: use an open router",
+            retriable=False,
         )
+        error.__cause__ = cause
+        return error
+
+    def retry_later(self, routed: RoutedAppend) -> None:
+        """Send ``routed`` again after a pause, to the owner described from now on."""
+        seen = time.monotonic()
+        self._retries.call_later(RETRY_PAUSE_S, lambda: routed.send(described_after=seen))
 
     def version(self, aggregate_type: str, aggregate_id: str) -> int:
         """The aggregate's version as its owner knows it."""
@@ -150,6 +176,19 @@ class GroupRouter:
         owner = self.owners.owner_of(*self._where(aggregate_type, aggregate_id))
         return None if owner is None else owner.member
 
+    def current_owner(self, aggregate_type: str, aggregate_id: str, described_after: float) -> str:
+        """The owner's member name, or ``NotOwnerError`` (retriable) when there is none."""
+        topic, partition = self._where(aggregate_type, aggregate_id)
+        owner = self.owners.owner_of(topic, partition, described_after=described_after)
+        if owner is None:
+            raise NotOwnerError(
+                f"{topic}[{partition}] of aggregate {aggregate_id!r} has no owner in "
+                f"the writers group {self.owners.group_id!r} (rebalancing, or no "
+                "writer runs); nothing was sent: retry"
+            )
+        self.clients.retain(self.owners.members())
+        return owner.member
+
     def _where(self, aggregate_type: str, aggregate_id: str) -> tuple[str, int]:
         topic = events_topic(aggregate_type, self.topic_prefix)
         return topic, partition_for_id(aggregate_id, self.partitions)
@@ -157,32 +196,81 @@ class GroupRouter:
     def _routed(
         self, aggregate_type: str, aggregate_id: str, call: Callable[[RemoteEventStore], T]
     ) -> T:
-        topic, partition = self._where(aggregate_type, aggregate_id)
         deadline = time.monotonic() + self.retry_for
-        fresh = False
+        seen = 0.0
         while True:
             try:
-                owner = self.owners.owner_of(topic, partition, fresh=fresh)
-                if owner is None:
-                    raise NotOwnerError(
-                        f"{topic}[{partition}] of aggregate {aggregate_id!r} has no owner in "
-                        f"the writers group {self.owners.group_id!r} (rebalancing, or no "
-                        "writer runs); nothing was sent: retry"
-                    )
-                self.clients.retain(self.owners.members())
-                with self.clients.use(owner.member) as client:
+                member = self.current_owner(aggregate_type, aggregate_id, seen)
+                with self.clients.use(member) as client:
                     return call(client)
-            except (NotOwnerError, StoreUnavailableError):
-                # Nothing was written: ownership moved, the owner is still taking over or
-                # is overloaded, or its writer stopped (its partition moves on). Refusals
-                # that cannot change (ApplyError, EventTooLargeError, ConcurrencyError) are
-                # other classes and are raised at once.
+            except RETRIABLE:
                 if time.monotonic() > deadline:
                     raise
-                fresh = True
-                time.sleep(0.2)
+                seen = time.monotonic()
+                time.sleep(RETRY_PAUSE_S)
 
     def _new_client(self, member: str) -> RemoteEventStore:
         return RemoteEventStore(
             member_settings(self.settings, member), self.codec, timeout=self.timeout
         ).start()
+
+
+class RoutedAppend:
+    """One append sent to its owner, and sent again while nothing was written and the
+    owner moved or was busy (``NotOwnerError``, ``StoreUnavailableError``, until
+    ``retry_for`` has passed). Everything else, an ``UncertainCommitError`` above all,
+    completes :attr:`result` as it is."""
+
+    def __init__(self, router: GroupRouter, call: AppendCall) -> None:
+        self.router = router
+        self.call = call
+        self.deadline = time.monotonic() + router.retry_for
+        self.result: Future[AppendResult] = Future()
+        self._last_error: BaseException | None = None
+
+    def send(self, described_after: float = 0.0) -> None:
+        router, call = self.router, self.call
+        if router.closing and self._last_error is not None:
+            self.result.set_exception(router.closed_error(call.aggregate_id, self._last_error))
+            return
+        try:
+            member = router.current_owner(call.aggregate_type, call.aggregate_id, described_after)
+            client = router.clients.acquire(member)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        try:
+            sent = client.append_async(
+                call.aggregate_type,
+                call.aggregate_id,
+                call.events,
+                call.expected_version,
+                correlation_id=call.correlation_id,
+                causation_id=call.causation_id,
+            )
+        except Exception as exc:
+            router.clients.release(member, client)
+            self._failed(exc)
+            return
+        sent.add_done_callback(lambda f: self._answered(f, member, client))
+
+    def _answered(self, sent: Future[AppendResult], member: str, client: RemoteEventStore) -> None:
+        self.router.clients.release(member, client)
+        error = sent.exception()
+        if error is None:
+            self.result.set_result(sent.result())
+        else:
+            self._failed(error)
+
+    def _failed(self, error: BaseException) -> None:
+        # Nothing was written on a retriable error: ownership moved, the owner is still
+        # taking over or is overloaded, or its writer stopped (its partition moves on).
+        # Refusals that cannot change (ApplyError, EventTooLargeError, ConcurrencyError)
+        # and UncertainCommitError are other classes: they complete the result as they are.
+        if not isinstance(error, RETRIABLE) or time.monotonic() > self.deadline:
+            self.result.set_exception(error)
+        elif self.router.closing:
+            self.result.set_exception(self.router.closed_error(self.call.aggregate_id, error))
+        else:
+            self._last_error = error
+            self.router.retry_later(self)

@@ -216,10 +216,17 @@ class OwnerDirectory:
         self._at = 0.0
         self._lock = threading.Lock()
 
-    def owner_of(self, topic: str, partition: int, *, fresh: bool = False) -> Owner | None:
-        """The member that owns ``topic[partition]``; ``None`` while it is unassigned."""
+    def owner_of(
+        self, topic: str, partition: int, *, fresh: bool = False, described_after: float = 0.0
+    ) -> Owner | None:
+        """The member that owns ``topic[partition]``; ``None`` while it is unassigned.
+
+        ``fresh`` describes the group now; ``described_after`` (a ``time.monotonic()``)
+        only if the last description was asked for before then, so that many callers told
+        at once that the owner moved share one description.
+        """
         with self._lock:
-            if fresh or time.monotonic() - self._at > self.max_age:
+            if fresh or self._at < described_after or time.monotonic() - self._at > self.max_age:
                 self._refresh()
             return self._owners.get((topic, partition))
 
@@ -239,6 +246,7 @@ class OwnerDirectory:
             return {owner.member for owner in self._owners.values()}
 
     def _refresh(self) -> None:
+        asked_at = time.monotonic()
         if self._admin is None:
             self._admin = AdminClient(self._config)
         futures = self._admin.describe_consumer_groups(
@@ -258,4 +266,4 @@ class OwnerDirectory:
                 owners[(tp.topic, tp.partition)] = owner
         self._owners = owners
         self._members = len(group.members)
-        self._at = time.monotonic()
+        self._at = asked_at
