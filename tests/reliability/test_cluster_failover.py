@@ -138,7 +138,7 @@ def two_nodes_down(
 
     Appends must fail with :class:`NotEnoughReplicasError` (never a generic timeout) until
     the node returns, and then succeed on the same store. The first waits for the delivery
-    timeout; the next ones are refused without producing. Returns the error's message.
+    timeout; the next ones are refused at once. Returns the error's message.
     """
     settings = cluster_settings(cluster, unique_name)
     store = new_store(settings, 1, f"{unique_name}.")
@@ -159,8 +159,8 @@ def two_nodes_down(
                 )
         failed_after = time.monotonic() - began
         message = str(caught.value)
-        # Later appends are refused at once (after a fresh look at the replicas), not each
-        # after the delivery timeout.
+        # Later appends are refused at once while the writer recovers (the failed transaction
+        # cannot be aborted while replicas are short), not each after the delivery timeout.
         later = []
         for attempt in range(3):
             began = time.monotonic()

@@ -86,7 +86,6 @@ class RecoveringWriter(Protocol):
     transactional_id: str
     producer: Producer | None
     shortage: str | None
-    replicas_short: bool
 
     @property
     def closing(self) -> bool: ...
@@ -313,31 +312,7 @@ class CommitRecovery:
             writer.settings, writer.topic, writer.partition, timeout=DIAGNOSE_TIMEOUT_S
         )
         writer.shortage = shortage
-        writer.replicas_short = shortage is not None
         return shortage
-
-    def refuse_while_short(self, accepted: list[AppendRequest]) -> bool:
-        """After a replica shortage was found: ask again before a transaction, and while it
-        lasts refuse the appends at once (nothing is produced), rather than let each wait
-        for the delivery timeout. False (go on) once the shortage is over or cannot be told.
-        """
-        writer = self.writer
-        shortage = replica_shortage(
-            writer.settings, writer.topic, writer.partition, timeout=DIAGNOSE_TIMEOUT_S
-        )
-        writer.replicas_short = shortage is not None
-        if shortage is None:
-            return False
-        for request in accepted:
-            _fail(
-                request,
-                NotEnoughReplicasError(
-                    f"append to {request.aggregate_id!r} was refused, nothing was written: "
-                    f"{shortage}"
-                ),
-                None,
-            )
-        return True
 
     def _reconnect(self, deadline: float | None) -> str:
         pause = 0.2

@@ -118,7 +118,6 @@ class PartitionWriter(ServiceThread):
         self.state = WriterState.STARTING
         self.end_offset = 0
         self.shortage: str | None = None  # why the cluster cannot take appends, if known
-        self.replicas_short = False  # a shortage was found: ask again before each transaction
         self.producer: Producer | None = None
         self._queue: collections.deque[AppendRequest] = collections.deque()
         self._mutex = threading.RLock()
@@ -372,8 +371,6 @@ class PartitionWriter(ServiceThread):
                 request.future.set_exception(self._refusal())
 
     def _transact(self, accepted: list[AppendRequest]) -> None:
-        if self.replicas_short and self.recovery.refuse_while_short(accepted):
-            return
         producer = self.producer
         assert producer is not None  # serving implies a producer
         first, last = DeliveryMark(), DeliveryMark()
