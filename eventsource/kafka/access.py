@@ -33,6 +33,7 @@ __all__ = [
     "denied",
     "is_login_failure",
     "login_failure",
+    "secured",
 ]
 
 _LOGIN_CODES = frozenset(

@@ -33,10 +33,25 @@ from confluent_kafka.admin._scram import (
 
 from eventsource.errors import BrokerError
 from eventsource.kafka.client_logs import admin_log_config
-from eventsource.kafka.names import transactional_id_prefix
+from eventsource.kafka.names import (
+    append_server_group,
+    replies_topic,
+    requests_topic,
+    transactional_id_prefix,
+    unique_reader_prefix,
+    writers_group,
+)
 from eventsource.kafka.security import MECHANISM
 
-__all__ = ["AclAdmin", "Grant", "projector_acls", "store_acls"]
+__all__ = [
+    "AclAdmin",
+    "Grant",
+    "append_server_acls",
+    "grouped_store_acls",
+    "projector_acls",
+    "remote_client_acls",
+    "store_acls",
+]
 
 _TIMEOUT_S = 30.0
 
@@ -64,6 +79,40 @@ def store_acls(topic: str, application_id: str) -> list[Grant]:
             ("DESCRIBE", "WRITE"),
             prefixed=True,
         ),
+    ]
+
+
+def grouped_store_acls(topic: str, snapshots: str, application_id: str) -> list[Grant]:
+    """What a :class:`~eventsource.store.kafka.scaleout.GroupedKafkaEventStore` needs
+    besides :func:`store_acls`: its snapshots topic (``CREATE`` too unless it exists) and
+    READ on the writers group ``<application_id>.writers`` that assigns partitions."""
+    return [
+        *store_acls(topic, application_id),
+        Grant("topic", snapshots, ("DESCRIBE", "DESCRIBE_CONFIGS", "READ", "WRITE")),
+        Grant("group", writers_group(application_id), ("DESCRIBE", "READ")),
+    ]
+
+
+def append_server_acls(application_id: str) -> list[Grant]:
+    """What the owner's :class:`~eventsource.store.routing.AppendServer` needs besides its
+    store's ACLs: READ on the requests topic and its group, WRITE on the replies topic
+    (CREATE on both unless they exist)."""
+    return [
+        Grant("topic", requests_topic(application_id), ("DESCRIBE", "DESCRIBE_CONFIGS", "READ")),
+        Grant("topic", replies_topic(application_id), ("DESCRIBE", "DESCRIBE_CONFIGS", "WRITE")),
+        Grant("group", append_server_group(application_id), ("DESCRIBE", "READ")),
+    ]
+
+
+def remote_client_acls(application_id: str) -> list[Grant]:
+    """What a :class:`~eventsource.store.routing.RemoteEventStore` needs: WRITE on the
+    requests topic, READ on the replies topic (it reads them assigned, never as a group;
+    DESCRIBE on the group prefix ``<application_id>.append-client.`` spares a warning about
+    its coordinator lookup)."""
+    return [
+        Grant("topic", requests_topic(application_id), ("DESCRIBE", "WRITE")),
+        Grant("topic", replies_topic(application_id), ("DESCRIBE", "READ")),
+        Grant("group", unique_reader_prefix(application_id, "append-client"), ("DESCRIBE",), True),
     ]
 
 

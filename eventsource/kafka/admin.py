@@ -24,10 +24,10 @@ from eventsource.errors import (
     StoreUnavailableError,
     TopicNotFoundError,
 )
-from eventsource.kafka.access import AUTHORIZATION_CODES, denied
+from eventsource.kafka.access import AUTHORIZATION_CODES, denied, secured
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
-from eventsource.kafka.reach import is_unreachable, unreachable_error
+from eventsource.kafka.reach import check_reachable, is_unreachable, unreachable_error
 
 __all__ = [
     "EVENTS_TOPIC_CONFIG",
@@ -251,6 +251,10 @@ def _partition_count(
 ) -> int | None:
     """Partition count of ``name``; None if it does not exist (or, with ``need_leaders``,
     while some partition still has no leader, as right after its creation)."""
+    if settings is not None and secured(settings):
+        # A first contact that logs in: a refused login is told within a second
+        # (AuthenticationError) instead of after the whole connect timeout.
+        check_reachable(settings, timeout)
     try:
         # Never ask for one topic by name: a metadata request naming a missing topic makes
         # brokers with auto.create.topics.enable create it with default settings.

@@ -37,6 +37,7 @@ __all__ = [
     "requests_topic",
     "snapshots_topic",
     "transactional_id_prefix",
+    "unique_reader_prefix",
     "writer_transactional_id",
     "writers_group",
 ]
@@ -102,6 +103,11 @@ def reader_group(application_id: str, purpose: str, *, unique: bool = False) -> 
     ``<application_id>.<purpose>``, with a random suffix when ``unique``."""
     name = f"{application_id}.{purpose}"
     return f"{name}.{uuid.uuid4().hex}" if unique else name
+
+
+def unique_reader_prefix(application_id: str, purpose: str) -> str:
+    """What every ``reader_group(..., unique=True)`` of ``purpose`` starts with (an ACL)."""
+    return f"{reader_group(application_id, purpose)}."
 
 
 def append_server_instance_id(application_id: str, member_id: str) -> str:

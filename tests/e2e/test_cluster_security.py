@@ -22,16 +22,34 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
 from prometheus_client import REGISTRY, generate_latest
+from pydantic import SecretStr
 
 from eventsource.errors import AuthenticationError, AuthorizationError, BrokerUnreachableError
-from eventsource.kafka.acls import AclAdmin, Grant, projector_acls, store_acls
+from eventsource.kafka.acls import (
+    AclAdmin,
+    Grant,
+    append_server_acls,
+    grouped_store_acls,
+    projector_acls,
+    remote_client_acls,
+    store_acls,
+)
 from eventsource.kafka.admin import end_offsets, ensure_topic
 from eventsource.kafka.client_logs import admin_log_config
 from eventsource.kafka.cluster import LocalKafkaCluster
 from eventsource.kafka.config import KafkaSettings
-from eventsource.kafka.names import projection_group, writer_transactional_id
+from eventsource.kafka.names import (
+    projection_group,
+    replies_topic,
+    requests_topic,
+    snapshots_topic,
+    writer_transactional_id,
+)
 from eventsource.projection.runner import ProjectionRunner
 from eventsource.store.kafka import KafkaEventStore
+from eventsource.store.kafka.scaleout import GroupedKafkaEventStore
+from eventsource.store.kafka.scaleout.snapshots import SNAPSHOTS_TOPIC_CONFIG
+from eventsource.store.routing import AppendServer, RemoteEventStore
 from examples.bank.domain import Account, AccountOpened
 from examples.bank.projections import AccountBalances
 from tests.e2e.conftest import BALANCES, Cli, Service, cli_env, wait_for
@@ -301,6 +319,92 @@ def test_write_permission_revoked_while_the_store_runs_refuses_appends_typed(
     assert error.retriable is False and "nothing was written" in str(error)
     records = read_topic(as_admin(kafka_secure_cluster), topic)
     assert [r[1] for rs in records.values() for r in rs] == ["acc-1"]
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_a_grouped_store_runs_with_the_documented_acls_and_names_a_missing_one(
+    kafka_secure_cluster: LocalKafkaCluster,
+    admin: AclAdmin,
+    login_as: Login,
+    tag: str,
+    tmp_path: Path,
+    complete: bool,
+) -> None:
+    prefix = f"{tag}."
+    topic = events_topic_made_by_admin(kafka_secure_cluster, tag)
+    aggregate_type = Account.aggregate_type
+    snapshots = snapshots_topic(aggregate_type, prefix)
+    ensure_topic(as_admin(kafka_secure_cluster), snapshots, 3, config=SNAPSHOTS_TOPIC_CONFIG)
+    user = f"app-{tag}"
+    grants = grouped_store_acls(topic, snapshots, APP)
+    if not complete:  # no WRITE on the snapshots topic
+        grants = [g for g in grants if g.name != snapshots]
+        grants.append(Grant("topic", snapshots, ("DESCRIBE", "DESCRIBE_CONFIGS", "READ")))
+    password = new_user(kafka_secure_cluster, admin, user, grants)
+    store = GroupedKafkaEventStore(
+        login_as(user, password), [Account], directory=tmp_path, partitions=3, topic_prefix=prefix
+    )
+    try:
+        if not complete:
+            with pytest.raises(AuthorizationError) as caught:
+                store.start(timeout=120)
+            assert (caught.value.resource, caught.value.operation) == (snapshots, "WRITE")
+            return
+        store.start(timeout=120)
+        assert store.wait_serving(120)
+        store.append(aggregate_type, "acc-1", [AccountOpened(owner="grouped")], 0)
+    finally:
+        store.close()
+    records = read_topic(as_admin(kafka_secure_cluster), topic)
+    assert [r[1] for rs in records.values() for r in rs] == ["acc-1"]
+
+
+def test_routed_appends_run_with_the_documented_acls(
+    kafka_secure_cluster: LocalKafkaCluster,
+    admin: AclAdmin,
+    monkeypatch: pytest.MonkeyPatch,
+    tag: str,
+) -> None:
+    topic = events_topic_made_by_admin(kafka_secure_cluster, tag)
+    owner_grants = [*store_acls(topic, APP), *append_server_acls(APP)]
+    owner_password = new_user(kafka_secure_cluster, admin, f"owner-{tag}", owner_grants)
+    client_password = new_user(
+        kafka_secure_cluster, admin, f"client-{tag}", remote_client_acls(APP)
+    )
+    for name in (requests_topic(APP), replies_topic(APP)):  # made once, by the operator
+        ensure_topic(as_admin(kafka_secure_cluster), name, 3)
+    monkeypatch.setenv("EVENTSOURCE_BOOTSTRAP_SERVERS", kafka_secure_cluster.bootstrap_servers)
+    owner = KafkaSettings(
+        application_id=APP,
+        sasl_username=f"owner-{tag}",
+        sasl_password=SecretStr(owner_password),
+        **security_fields(kafka_secure_cluster),
+    )
+    client = KafkaSettings(
+        application_id=APP,
+        sasl_username=f"client-{tag}",
+        sasl_password=SecretStr(client_password),
+        **security_fields(kafka_secure_cluster),
+    )
+    store = KafkaEventStore(owner, [Account], topic_prefix=f"{tag}.", partitions=3)
+    aggregate_type = next(iter(store.aggregates))
+    with (
+        store.start(timeout=120),
+        AppendServer(store, owner, store.codec),
+        RemoteEventStore(client, store.codec, timeout=60) as remote,
+    ):
+        remote.append(aggregate_type, "acc-1", [AccountOpened(owner="routed")], 0)
+    records = read_topic(as_admin(kafka_secure_cluster), topic)
+    assert [r[1] for rs in records.values() for r in rs] == ["acc-1"]
+
+
+def security_fields(cluster: LocalKafkaCluster) -> dict[str, Any]:
+    assert cluster.security is not None
+    return {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": cluster.security.mechanism,
+        "ssl_ca_location": str(cluster.security.ca_location),
+    }
 
 
 def test_a_writer_without_its_transactional_id_gets_a_typed_error_and_writes_nothing(

@@ -130,7 +130,9 @@ def test_closing_the_router_fails_an_append_waiting_to_be_retried_with_nothing_w
     )
     # No writer runs: the partition has no owner, so the append waits to be sent again.
     future = router.append_async(ACCOUNT, "acc-0", [AccountOpened(owner="x")], 0)
-    wait_until(lambda: router.retries_waiting == 1, "the append waits for a retry")
+    wait_until(
+        lambda: router.retried == 1 and router.retries_waiting == 1, "the append waits for a retry"
+    )
     router.close()
     with pytest.raises(StoreUnavailableError, match="closed") as caught:
         future.result(60)

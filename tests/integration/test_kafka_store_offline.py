@@ -48,18 +48,18 @@ def test_starting_against_an_unreachable_broker_fails_as_unavailable() -> None:
     assert address in str(caught.value) and "EVENTSOURCE_BOOTSTRAP_SERVERS" in str(caught.value)
 
 
-def test_the_index_hands_out_deep_copies_and_folds_batches_in_order() -> None:
+def test_the_index_hands_out_deep_copies_and_installs_committed_states() -> None:
     index = VersionIndex(Account)
-    versions = index.apply_batch(
-        [
-            ("a", [AccountOpened(owner="Ada")]),
-            ("b", [AccountOpened(owner="Bob")]),
-            ("a", [MoneyDeposited(amount=Decimal(2)), MoneyDeposited(amount=Decimal(3))]),
-        ]
-    )
-    assert versions == [1, 1, 3]
+    assert index.apply("a", [AccountOpened(owner="Ada")]) == 1
+    states = index.scratch_many(["a", "b", "a"])
+    assert set(states) == {"a", "b"} and states["b"].version == 0
+    states["a"].apply_event(MoneyDeposited(amount=Decimal(2)))
+    states["a"].apply_event(MoneyDeposited(amount=Decimal(3)))
+    states["b"].apply_event(AccountOpened(owner="Bob"))
+    assert index.version("a") == 1  # scratch copies change nothing until installed
+    index.install(states)
     copy = index.snapshot("a")
-    assert copy is not None
+    assert copy is not None and copy.version == 3
     copy.balance = Decimal(1000)
     again = index.snapshot("a")
     assert again is not None and again.balance == Decimal(5)

@@ -58,18 +58,24 @@ def test_a_secure_single_broker_takes_users_and_acls_from_the_cli(tmp_path: Path
         # (it applies its metadata log in order).
         ensure_topic(admin, "dev.events", 1)
 
-        def as_dev(secret: str) -> KafkaSettings:
+        def as_dev(secret: str, ca: Path = security.ca_location) -> KafkaSettings:
             return KafkaSettings(
                 bootstrap_servers=address,
                 security_protocol="SASL_SSL",
                 sasl_mechanism="SCRAM-SHA-512",
                 sasl_username="dev",
                 sasl_password=SecretStr(secret),
-                ssl_ca_location=str(security.ca_location),
+                ssl_ca_location=str(ca),
             )
 
         with pytest.raises(AuthenticationError, match=f"broker {address} refused the login"):
             check_reachable(as_dev("not-the-password"))
+        other_ca = LocalSecurity(tmp_path / "other-ca")
+        other_ca.ensure()
+        with pytest.raises(AuthenticationError, match="TLS handshake") as untrusted:
+            check_reachable(as_dev(password, other_ca.ca_location))
+        assert "EVENTSOURCE_SSL_CA_LOCATION" in str(untrusted.value)
+        assert password not in str(untrusted.value)
         check_reachable(as_dev(password))
         with pytest.raises(AuthorizationError, match="lacks READ permission on topic"):
             check_topic_operations(as_dev(password), "dev.events", ("READ",), "reading", 10)

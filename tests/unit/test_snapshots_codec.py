@@ -189,19 +189,18 @@ def test_only_flushed_changes_survive_a_reopen_together_with_their_offset(tmp_pa
     reopened.close()
 
 
-def test_preview_gives_the_next_snapshots_without_changing_the_index(tmp_path: Path) -> None:
+def test_scratch_copies_change_nothing_until_installed(tmp_path: Path) -> None:
     index = SnapshotIndex(Account, tmp_path / "p0.sqlite3")
     index.apply("a-1", [AccountOpened(owner="ada")])
-    previews = index.preview(
-        [
-            ("a-1", [MoneyDeposited(amount=Decimal(2))]),
-            ("a-2", [AccountOpened(owner="bob")]),
-            ("a-1", [MoneyDeposited(amount=Decimal(3))]),
-        ]
-    )
-    assert decode_snapshot(Account, "a-1", previews["a-1"]).balance == Decimal(5)
-    assert version_of(previews["a-1"]) == 3 and version_of(previews["a-2"]) == 1
+    states = index.scratch_many(["a-1", "a-2", "a-1"])
+    states["a-1"].apply_event(MoneyDeposited(amount=Decimal(2)))
+    states["a-2"].apply_event(AccountOpened(owner="bob"))
     assert index.version("a-1") == 1 and index.version("a-2") == 0
+    index.install(states)
+    index.flush(7)
+    assert index.version("a-1") == 2 and index.version("a-2") == 1
+    assert index.snapshot("a-1").balance == Decimal(2)  # type: ignore[union-attr]
+    assert index.local_state() == (Account.snapshot_version, 7)
     index.close()
 
 

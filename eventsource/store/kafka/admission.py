@@ -1,7 +1,7 @@
 """What a request must pass before it joins a group commit, so that it fails alone.
 
 A group commit is one Kafka transaction: if one of its records cannot be written, or its
-events cannot be folded after the commit, every request of the batch suffers. So each
+events cannot be folded, every request of the batch suffers. So each
 request is checked on its own before it joins:
 
 * **size**, in the caller's thread before it is queued: every event's record (payload,
@@ -16,12 +16,15 @@ request is checked on its own before it joins:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 from eventsource.domain import Aggregate
 from eventsource.errors import ApplyError, EventTooLargeError
 from eventsource.store.kafka.index import VersionIndex
 from eventsource.store.kafka.request import AppendRequest
 
-__all__ = ["RECORD_ALLOWANCE", "TrialFold", "check_record_sizes"]
+__all__ = ["RECORD_ALLOWANCE", "Admitted", "TrialFold", "check_record_sizes"]
 
 RECORD_ALLOWANCE = 1024
 """Bytes counted per record beside its payload, key and ids: the CloudEvents headers'
@@ -35,15 +38,25 @@ def check_record_sizes(
     (``source``: the ``ce_source`` header's value)."""
     if limit is None:
         return
-    extra = (
-        RECORD_ALLOWANCE
-        + len(source)
-        + 2 * len(request.key)  # the key, and the ce_subject header
+    payloads = request.payloads
+    largest = len(payloads[0]) if len(payloads) == 1 else max(map(len, payloads))
+    ids = (
+        2 * len(request.aggregate_id)  # the key, and the ce_subject header
         + len(request.aggregate_type)
         + len(request.correlation_id or "")
         + len(request.causation_id or "")
     )
-    if max(map(len, request.payloads)) + extra <= limit:  # the usual case: all fit
+    if largest + RECORD_ALLOWANCE + len(source) + 4 * ids <= limit:
+        return  # the usual case: all fit, even at 4 UTF-8 bytes per character
+    extra = (
+        RECORD_ALLOWANCE
+        + len(source)
+        + 2 * len(request.key)
+        + len(request.aggregate_type)
+        + len(request.correlation_id or "")
+        + len(request.causation_id or "")
+    )
+    if largest + extra <= limit:
         return
     for position, (event, payload) in enumerate(zip(request.events, request.payloads, strict=True)):
         size = len(payload) + extra
@@ -59,20 +72,31 @@ def check_record_sizes(
 
 
 class TrialFold:
-    """The aggregates of one batch as its accepted requests leave them (private copies)."""
+    """The aggregates of one batch as its accepted requests leave them (private copies).
 
-    def __init__(self, index: VersionIndex[Aggregate], where: str) -> None:
+    Made once per group commit from one read of the index (:meth:`VersionIndex.scratch_many`);
+    once the batch is committed its states *are* the aggregates' new committed states
+    (:meth:`admitted`), so committed events are folded once, not again after the commit.
+    """
+
+    def __init__(self, index: VersionIndex[Aggregate], where: str, aggregate_ids: Iterable[str]):
         self._index = index
         self._where = where
-        self._states: dict[str, Aggregate] = {}
+        self._states = index.scratch_many(aggregate_ids)
+        self.committed = {aggregate_id: s.version for aggregate_id, s in self._states.items()}
+        """Each aggregate's committed version when the batch began."""
         self._accepted: list[AppendRequest] = []
 
+    def version(self, aggregate_id: str) -> int:
+        """The aggregate's version after the requests accepted so far."""
+        return self._states[aggregate_id].version
+
     def refusal(self, request: AppendRequest) -> ApplyError | None:
-        """Apply the request's events; the error if an ``@apply`` raised (then no change)."""
+        """Apply the request's events; the error if an ``@apply`` raised (then no change).
+
+        ``None``: the request is accepted (:meth:`admitted` holds it)."""
         aggregate_id = request.aggregate_id
-        state = self._states.get(aggregate_id)
-        if state is None:
-            state = self._states[aggregate_id] = self._index.scratch(aggregate_id)
+        state = self._states[aggregate_id]
         try:
             for event in request.events:
                 state.apply_event(event)
@@ -90,6 +114,13 @@ class TrialFold:
         self._accepted.append(request)
         return None
 
+    def admitted(self) -> Admitted:
+        """The accepted requests, in order, and the states they leave their aggregates in."""
+        states = self._states
+        return Admitted(
+            self._accepted, {r.aggregate_id: states[r.aggregate_id] for r in self._accepted}
+        )
+
     def _rebuilt(self, aggregate_id: str) -> Aggregate:
         state = self._index.scratch(aggregate_id)
         for earlier in self._accepted:
@@ -97,3 +128,16 @@ class TrialFold:
                 for event in earlier.events:
                     state.apply_event(event)
         return state
+
+
+@dataclass(slots=True)
+class Admitted:
+    """What one group commit writes: its accepted requests, and the states their aggregates
+    will have once it is committed (installed in the index by the writer)."""
+
+    requests: list[AppendRequest]
+    states: dict[str, Aggregate]
+
+    @property
+    def events(self) -> int:
+        return sum(len(r.events) for r in self.requests)

@@ -11,7 +11,7 @@ import copy
 import datetime
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Generic, TypeVar, cast
 
@@ -45,7 +45,7 @@ def scratch_copy(state: Aggregate) -> Aggregate:
         if type(value) not in _IMMUTABLE:
             attributes[name] = [] if type(value) is list and not value else copy.deepcopy(value)
     clone = cls.__new__(cls)
-    clone.__dict__.update(attributes)
+    clone.__dict__ = attributes
     return clone
 
 
@@ -87,6 +87,27 @@ class VersionIndex(Generic[A]):
                 return self.aggregate_cls(aggregate_id)
             return cast("A", scratch_copy(state))
 
+    def scratch_many(self, aggregate_ids: Iterable[str]) -> dict[str, A]:
+        """:meth:`scratch` of each aggregate (once per id), read under one lock."""
+        with self._lock:
+            states = self._states
+            copies: dict[str, A] = {}
+            for aggregate_id in aggregate_ids:
+                if aggregate_id not in copies:
+                    state = states.get(aggregate_id)
+                    copies[aggregate_id] = (
+                        self.aggregate_cls(aggregate_id)
+                        if state is None
+                        else cast("A", scratch_copy(state))
+                    )
+            return copies
+
+    def install(self, states: Mapping[str, A]) -> None:
+        """Make ``states`` the aggregates' committed states (a group commit's trial fold,
+        once the commit succeeded); the index keeps them, so nobody may change them after."""
+        with self._lock:
+            self._states.update(states)
+
     def apply(self, aggregate_id: str, events: Iterable[Event]) -> int:
         """Fold committed ``events`` into the aggregate; returns its new version."""
         with self._lock:
@@ -97,20 +118,6 @@ class VersionIndex(Generic[A]):
             for event in events:
                 state.apply_event(event)
             return state.version
-
-    def apply_batch(self, appends: Sequence[tuple[str, Sequence[Event]]]) -> list[int]:
-        """Fold a committed batch, in order, under one lock; returns each new version."""
-        versions = []
-        with self._lock:
-            states = self._states
-            for aggregate_id, events in appends:
-                state = states.get(aggregate_id)
-                if state is None:
-                    state = states[aggregate_id] = self.aggregate_cls(aggregate_id)
-                for event in events:
-                    state.apply_event(event)
-                versions.append(state.version)
-        return versions
 
     def __len__(self) -> int:
         with self._lock:

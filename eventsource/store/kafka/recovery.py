@@ -69,7 +69,7 @@ _SHORTAGE_SYMPTOMS = frozenset(
 
 def _fail(request: AppendRequest, error: EventSourceError, cause: BaseException | None) -> None:
     error.__cause__ = cause
-    request.future.set_exception(error)
+    request.set_exception(error)
 
 
 class RecoveringWriter(Protocol):
@@ -358,7 +358,7 @@ class CommitRecovery:
                     Position(self.writer.topic, self.writer.partition, o) for o in present
                 )
                 version = request.base_version + len(request.events)
-                request.future.set_result(AppendResult(request.aggregate_id, version, positions))
+                request.set_result(AppendResult(request.aggregate_id, version, positions))
             elif not present and nothing_written is not None:
                 _fail(request, nothing_written(request), exc)
             elif not present:

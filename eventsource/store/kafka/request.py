@@ -1,37 +1,65 @@
-"""One caller's append as the partition writer sees it."""
+"""One caller's append as the partition writer sees it, and the future its caller holds."""
 
 from __future__ import annotations
 
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+import threading
 from datetime import datetime
 
 from eventsource.domain import Event
-from eventsource.store.port import AppendResult
+from eventsource.store.kafka.future import AppendFuture
 
 __all__ = ["AppendRequest"]
 
 
-@dataclass(eq=False, slots=True)
-class AppendRequest:
-    """Events of one command, encoded by the caller, waiting for a group commit."""
+class AppendRequest(AppendFuture):
+    """Events of one command, encoded by the caller, waiting for a group commit.
 
-    aggregate_type: str
-    aggregate_id: str
-    events: tuple[Event, ...]
-    payloads: tuple[bytes, ...]
-    event_ids: tuple[str, ...]
-    expected_version: int
-    time: datetime | None = None
-    """When the events happened; ``None``: when the writer's transaction holding them began
-    (one clock reading per group commit instead of one per append)."""
-    correlation_id: str | None = None
-    causation_id: str | None = None
-    future: Future[AppendResult] = field(default_factory=Future)
-    base_version: int = 0
-    """The aggregate's version before this append, decided by the writer."""
-    offsets: list[int] = field(default_factory=list)
-    """Offsets of the events once committed."""
+    The request is also the future ``append_async`` returns (one object per append in
+    flight, not two); the writer resolves it once the batch holding it is committed. Pass
+    the writer's ``condition`` (:attr:`PartitionWriter.lock`), which it shares.
+    """
+
+    __slots__ = (
+        "aggregate_id",
+        "aggregate_type",
+        "base_version",
+        "causation_id",
+        "correlation_id",
+        "event_ids",
+        "events",
+        "expected_version",
+        "payloads",
+        "time",
+    )
+
+    def __init__(
+        self,
+        *,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: tuple[Event, ...],
+        payloads: tuple[bytes, ...],
+        event_ids: tuple[str, ...],
+        expected_version: int,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        time: datetime | None = None,
+        condition: threading.Condition | None = None,
+    ) -> None:
+        super().__init__(condition)
+        self.aggregate_type = aggregate_type
+        self.aggregate_id = aggregate_id
+        self.events = events
+        self.payloads = payloads
+        self.event_ids = event_ids
+        self.expected_version = expected_version
+        self.correlation_id = correlation_id
+        self.causation_id = causation_id
+        self.time = time
+        """When the events happened; ``None``: when the writer's transaction holding them
+        began (one clock reading per group commit instead of one per append)."""
+        self.base_version = 0
+        """The aggregate's version before this append, decided by the writer."""
 
     @property
     def key(self) -> bytes:

@@ -74,6 +74,7 @@ class ServedByWriters(AppenderBase):
         )
         self.partitions = partitions
         self.topic_prefix = topic_prefix
+        self._topics = {t: events_topic(t, topic_prefix) for t in self.aggregates}
         self.topic_config = dict(EVENTS_TOPIC_CONFIG if topic_config is None else topic_config)
         self.options = (options or WriterOptions()).resolved(settings)
         self.source = self.options.ce_source
@@ -100,11 +101,12 @@ class ServedByWriters(AppenderBase):
 
     # -- addressing -----------------------------------------------------------------
     def topic_for(self, aggregate_type: str) -> str:
-        return events_topic(aggregate_type, self.topic_prefix)
+        return self._topics.get(aggregate_type) or events_topic(aggregate_type, self.topic_prefix)
 
     def writer_for(self, aggregate_type: str, aggregate_id: str) -> PartitionWriter:
         """The local writer of the aggregate's partition (for tests and diagnostics)."""
-        if aggregate_type not in self.aggregates:
+        topic = self._topics.get(aggregate_type)
+        if topic is None:
             raise ConfigurationError(
                 f"aggregate type {aggregate_type!r} is not served by this store (it serves "
                 f"{sorted(self.aggregates)}): pass its class in "
@@ -121,7 +123,7 @@ class ServedByWriters(AppenderBase):
                 + ("closed" if self._closed else "not started: call start() first"),
                 retriable=False,
             )
-        return self._local_writer(self.topic_for(aggregate_type), aggregate_id)
+        return self._local_writer(topic, aggregate_id)
 
     def _partition(self, aggregate_id: str) -> int:
         return _partition(aggregate_id, self.partitions)
@@ -140,7 +142,7 @@ class ServedByWriters(AppenderBase):
     def _start_append(self, call: AppendCall) -> Future[AppendResult]:
         """Queue an append; the future resolves after the group commit that holds it."""
         writer = self.writer_for(call.aggregate_type, call.aggregate_id)
-        return self._answer(writer, self._submit(writer, call).future)
+        return self._answer(writer, self._submit(writer, call))
 
     def _outcome(
         self, future: Future[AppendResult], call: AppendCall, timeout: float | None
@@ -156,7 +158,7 @@ class ServedByWriters(AppenderBase):
         return future
 
     def _submit(self, writer: PartitionWriter, call: AppendCall) -> AppendRequest:
-        """Check the event types, encode and queue one append; the request's future tells."""
+        """Check the event types, encode and queue one append (the request is its future)."""
         aggregate_type, aggregate_id, events = call.aggregate_type, call.aggregate_id, call.events
         handled = self._handled[aggregate_type]
         encode = self.codec.encode
@@ -166,15 +168,22 @@ class ServedByWriters(AppenderBase):
                     f"{writer.index.aggregate_cls.__name__} has no @apply handler for "
                     f"{type(event).__name__}; nothing was written to {aggregate_id!r}"
                 )
+        if len(events) == 1:  # the usual command
+            payloads: tuple[bytes, ...] = (encode(events[0]),)
+            event_ids: tuple[str, ...] = (new_event_id(),)
+        else:
+            payloads = tuple([encode(event) for event in events])
+            event_ids = tuple([new_event_id() for _ in events])
         request = AppendRequest(
             aggregate_type=aggregate_type,
             aggregate_id=aggregate_id,
             events=tuple(events),
-            payloads=tuple([encode(event) for event in events]),
-            event_ids=tuple([new_event_id() for _ in events]),
+            payloads=payloads,
+            event_ids=event_ids,
             expected_version=call.expected_version,
             correlation_id=call.correlation_id,
             causation_id=call.causation_id,
+            condition=writer.lock,
         )
         limit = self._record_limits.get(writer.topic)
         check_record_sizes(request, limit, writer.topic, self.source)

@@ -41,13 +41,22 @@ class ClientPool:
         self._clients: collections.OrderedDict[str, RemoteEventStore] = collections.OrderedDict()
         self._busy: dict[RemoteEventStore, int] = {}
         self._lock = threading.Lock()
-        self._close_later = close_later or RemoteEventStore.close
+        self._close_later = close_later or (lambda client: client.close())
 
     @property
     def members(self) -> list[str]:
         """Members that have an open client, least recently used first."""
         with self._lock:
             return list(self._clients)
+
+    @property
+    def prune_due(self) -> bool:
+        """Whether :meth:`retain` would look at the members again now."""
+        return time.monotonic() - self._pruned_at >= self._prune_every
+
+    def has(self, member: str) -> bool:
+        """Whether the member has an open client (using it creates none). Takes no lock."""
+        return member in self._clients
 
     @contextmanager
     def use(self, member: str) -> Iterator[RemoteEventStore]:
@@ -59,14 +68,27 @@ class ClientPool:
             self.release(member, client)
 
     def acquire(self, member: str) -> RemoteEventStore:
-        """The member's client, held open until :meth:`release`."""
+        """The member's client, held open until :meth:`release`.
+
+        A new client is started outside the lock (it takes a while), so calls through the
+        members' open clients never wait for it.
+        """
+        with self._lock:
+            client = self._clients.get(member)
+        spare = None
+        if client is None:
+            spare = self._factory(member)
         with self._lock:
             client = self._clients.get(member)
             if client is None:
-                client = self._clients[member] = self._factory(member)
+                assert spare is not None
+                client, spare = spare, None
+                self._clients[member] = client
             self._clients.move_to_end(member)
             self._busy[client] = self._busy.get(client, 0) + 1
             dropped = self._drop(list(self._clients)[: -self.max_clients])
+        if spare is not None:  # another call started one first
+            dropped.append(spare)
         self._close(dropped)
         return client
 

@@ -30,6 +30,7 @@ from eventsource.errors import (
     NotOwnerError,
     StoreUnavailableError,
 )
+from eventsource.kafka.access import check_topic_operations
 from eventsource.kafka.admin import ensure_topic
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.options import WriterOptions, WriterState
@@ -127,12 +128,13 @@ class GroupedKafkaEventStore(ServedByWriters):
         for topic, aggregate_type in self._types.items():
             ensure_topic(self.settings, topic, self.partitions, config=self.topic_config)
             limits[topic] = check_events_topic(self.settings, topic)
-            ensure_topic(
-                self.settings,
-                snapshots_topic(aggregate_type, self.topic_prefix),
-                self.partitions,
-                config=SNAPSHOTS_TOPIC_CONFIG,
-            )
+            snapshots = snapshots_topic(aggregate_type, self.topic_prefix)
+            ensure_topic(self.settings, snapshots, self.partitions, config=SNAPSHOTS_TOPIC_CONFIG)
+            # A missing ACL is told now, by the broker's answer, before the group is joined.
+            for name in (topic, snapshots):
+                check_topic_operations(
+                    self.settings, name, ("READ", "WRITE"), "the grouped store cannot write", 30.0
+                )
         self._record_limits = limits
         self.ownership.start(timeout)
         self._started = True

@@ -31,17 +31,16 @@ from eventsource.store.kafka.scaleout.client_pool import ClientPool
 from eventsource.store.kafka.scaleout.group_store import GroupedKafkaEventStore
 from eventsource.store.kafka.scaleout.ownership import OwnerDirectory
 from eventsource.store.kafka.scaleout.retry_timer import RetryTimer
+from eventsource.store.kafka.scaleout.routed_append import RETRIABLE, RoutedAppend
 from eventsource.store.partitioner import partition_for_id
 from eventsource.store.port import AppendResult, events_topic
 from eventsource.store.routing import AppendServer, RemoteEventStore
 from eventsource.store.routing.client import LISTENER_MARGIN_S, await_reply
 
-__all__ = ["GroupRouter", "RoutedAppend", "member_settings", "serve_routing"]
+__all__ = ["GroupRouter", "member_settings", "serve_routing"]
 
 T = TypeVar("T")
 
-RETRIABLE: Final = (NotOwnerError, StoreUnavailableError)
-"""What a router sends again: nothing was written, and another try may find an owner."""
 RETRY_PAUSE_S: Final = 0.2
 
 
@@ -96,6 +95,8 @@ class GroupRouter(AppenderBase):
             close_later=lambda client: self._retries.call_later(0.0, client.close),
         )
         """One client per owner member: bounded, closed once its member owns nothing."""
+        self.retried = 0
+        """Appends sent again so far (their owner moved, was busy, or was not found)."""
         self._in_flight = 0
         self._idle = threading.Condition()
         self._closing = False
@@ -136,8 +137,19 @@ class GroupRouter(AppenderBase):
             self._in_flight += 1
         routed = RoutedAppend(self, call)
         routed.result.add_done_callback(self._ended)
-        routed.send()
+        member = self._member_now(call)
+        if member is None:  # a lookup or a new client may block: not in the caller's thread
+            self._retries.call_later(0.0, routed.send)
+        else:
+            routed.send_to(member)
         return routed.result
+
+    def _member_now(self, call: AppendCall) -> str | None:
+        """The owner if it is known without waiting (a fresh description, an open client)."""
+        owner = self.owners.cached_owner(*self._where(call.aggregate_type, call.aggregate_id))
+        if owner is None or self.clients.prune_due or not self.clients.has(owner.member):
+            return None
+        return owner.member
 
     def _outcome(
         self, future: Future[AppendResult], call: AppendCall, timeout: float | None
@@ -162,6 +174,8 @@ class GroupRouter(AppenderBase):
 
     def retry_later(self, routed: RoutedAppend) -> None:
         """Send ``routed`` again after a pause, to the owner described from now on."""
+        with self._idle:
+            self.retried += 1
         seen = time.monotonic()
         self._retries.call_later(RETRY_PAUSE_S, lambda: routed.send(described_after=seen))
 
@@ -213,64 +227,3 @@ class GroupRouter(AppenderBase):
         return RemoteEventStore(
             member_settings(self.settings, member), self.codec, timeout=self.timeout
         ).start()
-
-
-class RoutedAppend:
-    """One append sent to its owner, and sent again while nothing was written and the
-    owner moved or was busy (``NotOwnerError``, ``StoreUnavailableError``, until
-    ``retry_for`` has passed). Everything else, an ``UncertainCommitError`` above all,
-    completes :attr:`result` as it is."""
-
-    def __init__(self, router: GroupRouter, call: AppendCall) -> None:
-        self.router = router
-        self.call = call
-        self.deadline = time.monotonic() + router.retry_for
-        self.result: Future[AppendResult] = Future()
-        self._last_error: BaseException | None = None
-
-    def send(self, described_after: float = 0.0) -> None:
-        router, call = self.router, self.call
-        if router.closing and self._last_error is not None:
-            self.result.set_exception(router.closed_error(call.aggregate_id, self._last_error))
-            return
-        try:
-            member = router.current_owner(call.aggregate_type, call.aggregate_id, described_after)
-            client = router.clients.acquire(member)
-        except Exception as exc:
-            self._failed(exc)
-            return
-        try:
-            sent = client.append_async(
-                call.aggregate_type,
-                call.aggregate_id,
-                call.events,
-                call.expected_version,
-                correlation_id=call.correlation_id,
-                causation_id=call.causation_id,
-            )
-        except Exception as exc:
-            router.clients.release(member, client)
-            self._failed(exc)
-            return
-        sent.add_done_callback(lambda f: self._answered(f, member, client))
-
-    def _answered(self, sent: Future[AppendResult], member: str, client: RemoteEventStore) -> None:
-        self.router.clients.release(member, client)
-        error = sent.exception()
-        if error is None:
-            self.result.set_result(sent.result())
-        else:
-            self._failed(error)
-
-    def _failed(self, error: BaseException) -> None:
-        # Nothing was written on a retriable error: ownership moved, the owner is still
-        # taking over or is overloaded, or its writer stopped (its partition moves on).
-        # Refusals that cannot change (ApplyError, EventTooLargeError, ConcurrencyError)
-        # and UncertainCommitError are other classes: they complete the result as they are.
-        if not isinstance(error, RETRIABLE) or time.monotonic() > self.deadline:
-            self.result.set_exception(error)
-        elif self.router.closing:
-            self.result.set_exception(self.router.closed_error(self.call.aggregate_id, error))
-        else:
-            self._last_error = error
-            self.router.retry_later(self)

@@ -230,6 +230,16 @@ class OwnerDirectory:
                 self._refresh()
             return self._owners.get((topic, partition))
 
+    def cached_owner(self, topic: str, partition: int) -> Owner | None:
+        """The owner in the last description if it is younger than ``max_age``, else ``None``.
+
+        Never asks the broker and never waits for a lookup in progress (it reads the last
+        description without the lock: it is replaced whole), so it may run anywhere.
+        """
+        if time.monotonic() - self._at > self.max_age:
+            return None
+        return self._owners.get((topic, partition))
+
     def assignment(self) -> tuple[int, dict[tuple[str, int], Owner]]:
         """``(number of members, owner of each assigned partition)``, described now."""
         with self._lock:

@@ -18,7 +18,7 @@ import collections
 import copy
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar, cast
 
@@ -103,9 +103,18 @@ class SnapshotIndex(VersionIndex[A]):
             self._put(aggregate_id, state)
             return state.version
 
-    def apply_batch(self, appends: Sequence[tuple[str, Sequence[Event]]]) -> list[int]:
+    def scratch_many(self, aggregate_ids: Iterable[str]) -> dict[str, A]:
         with self._lock:
-            return [self.apply(aggregate_id, events) for aggregate_id, events in appends]
+            copies: dict[str, A] = {}
+            for aggregate_id in aggregate_ids:
+                if aggregate_id not in copies:
+                    copies[aggregate_id] = self.scratch(aggregate_id)
+            return copies
+
+    def install(self, states: Mapping[str, A]) -> None:
+        with self._lock:
+            for aggregate_id, state in states.items():
+                self._put(aggregate_id, state)
 
     def __len__(self) -> int:
         with self._lock:
@@ -113,21 +122,6 @@ class SnapshotIndex(VersionIndex[A]):
             return int(self._db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0])
 
     # -- snapshots --------------------------------------------------------------------
-    def preview(self, appends: Sequence[tuple[str, Sequence[Event]]]) -> dict[str, bytes]:
-        """The snapshot each aggregate would have after ``appends``; changes nothing."""
-        states: dict[str, A] = {}
-        with self._lock:
-            for aggregate_id, _ in appends:
-                if aggregate_id not in states:
-                    state = self._get(aggregate_id)
-                    states[aggregate_id] = (
-                        self.aggregate_cls(aggregate_id) if state is None else copy.deepcopy(state)
-                    )
-        for aggregate_id, events in appends:
-            for event in events:
-                states[aggregate_id].apply_event(event)
-        return {aggregate_id: encode_snapshot(state) for aggregate_id, state in states.items()}
-
     def local_state(self) -> tuple[int | None, int | None]:
         """``(snapshot_version, events_offset)`` the file was last flushed at, if any."""
         with self._lock:

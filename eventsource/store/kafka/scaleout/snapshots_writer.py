@@ -32,13 +32,14 @@ from eventsource.domain import Aggregate
 from eventsource.errors import StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import reader_group
+from eventsource.store.kafka.admission import Admitted
 from eventsource.store.kafka.catchup import TailRead
 from eventsource.store.kafka.options import WriterOptions
 from eventsource.store.kafka.producer import DeliveryMark
-from eventsource.store.kafka.request import AppendRequest
 from eventsource.store.kafka.scaleout.snapshots import (
     META_KEY,
     encode_meta,
+    encode_snapshot,
     meta_version,
     snapshot_prefix,
 )
@@ -261,22 +262,17 @@ class SnapshotPartitionWriter(PartitionWriter):
 
     # -- appends ----------------------------------------------------------------------
     def _produce(
-        self,
-        producer: Producer,
-        accepted: list[AppendRequest],
-        first: DeliveryMark,
-        last: DeliveryMark,
+        self, producer: Producer, batch: Admitted, first: DeliveryMark, last: DeliveryMark
     ) -> None:
-        super()._produce(producer, accepted, first, last)
-        previews = self.index.preview([(r.aggregate_id, r.events) for r in accepted])
-        for aggregate_id, data in previews.items():
-            self._produce_snapshot(producer, aggregate_id, data)
+        super()._produce(producer, batch, first, last)
+        for aggregate_id, state in batch.states.items():  # as the batch leaves them
+            self._produce_snapshot(producer, aggregate_id, encode_snapshot(state))
 
     def _produce_snapshot(self, producer: Producer, aggregate_id: str, data: bytes) -> None:
         producer.produce(
             self.snapshot_topic, data, aggregate_id.encode("utf-8"), partition=self.partition
         )
 
-    def complete(self, accepted: list[AppendRequest]) -> None:
-        super().complete(accepted)
+    def complete(self, batch: Admitted, offset: int) -> None:
+        super().complete(batch, offset)
         self.index.flush(self.end_offset)
