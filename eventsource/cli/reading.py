@@ -29,6 +29,7 @@ from eventsource.codec import EventCodec
 from eventsource.errors import ConfigurationError, DecodeError
 from eventsource.kafka.admin import topic_not_found
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.metadata import existing_topics
 from eventsource.kafka.names import reader_group
 from eventsource.kafka.reach import is_unreachable, unreachable_error
 
@@ -72,9 +73,8 @@ def open_reader(
         )
     )
     try:
-        metadata = consumer.list_topics(timeout=settings.connect_timeout_s)
-        meta = metadata.topics.get(topic)
-        if meta is None or not meta.partitions:
+        meta = existing_topics(consumer, [topic], settings.connect_timeout_s)[topic]
+        if meta is None:
             raise topic_not_found(topic, settings)
         available = sorted(meta.partitions)
         chosen = available if partitions is None else partitions

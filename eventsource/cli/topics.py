@@ -32,6 +32,7 @@ from eventsource.kafka.admin import (
 from eventsource.kafka.names import events_topic
 from eventsource.service.loader import load_typed
 from eventsource.service.settings import parse_properties
+from eventsource.store.kafka.topic_policy import lossy_settings, lossy_topic_error
 
 app = typer.Typer(help="Create, list and inspect events topics.", no_args_is_help=True)
 
@@ -98,6 +99,11 @@ def create(
         settings = load_settings(bootstrap_servers, prop)
         topics = topics_of(names or [], aggregate or [])
         topic_config = {**EVENTS_TOPIC_CONFIG, **parse_properties(config or [])}
+        lossy = lossy_settings(topic_config)
+        if lossy and not settings.kafka_unchecked.allow_lossy_events_topics:
+            # The stores refuse such a topic at start: say so now, before creating it.
+            options = " ".join(f"-c {k}={v}" for k, v in sorted(lossy.items()))
+            raise lossy_topic_error(", ".join(topics), lossy, f"Drop {options}")
         results: list[dict[str, Any]] = []
         for topic in topics:
             existed = _exists(settings.kafka, topic, timeout)

@@ -33,6 +33,7 @@ __all__ = [
     "denied",
     "is_login_failure",
     "login_failure",
+    "login_outcome",
     "secured",
 ]
 
@@ -85,6 +86,13 @@ def authentication_error(settings: KafkaSettings, error: KafkaError) -> Authenti
 def login_failure(settings: KafkaSettings, timeout: float = _PROBE_S) -> AuthenticationError | None:
     """The refused login or TLS handshake of a client with ``settings``, if that is what
     happens within ``timeout`` seconds; None when the login works or nothing answers."""
+    outcome = login_outcome(settings, timeout)
+    return outcome if isinstance(outcome, AuthenticationError) else None
+
+
+def login_outcome(settings: KafkaSettings, timeout: float) -> AuthenticationError | bool:
+    """What happens within ``timeout`` seconds when a client with ``settings`` connects:
+    its refused login, True (a broker answered), or False (none did)."""
     seen: list[KafkaError] = []
 
     def record(error: KafkaError) -> None:
@@ -96,13 +104,13 @@ def login_failure(settings: KafkaSettings, timeout: float = _PROBE_S) -> Authent
     while not seen and time.monotonic() < deadline:
         try:
             admin.list_topics(timeout=0.3)
-            return None
+            return True
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             if isinstance(error, KafkaError) and is_login_failure(error):
                 seen.append(error)
         admin.poll(0.1)  # serves error_cb
-    return authentication_error(settings, seen[0]) if seen else None
+    return authentication_error(settings, seen[0]) if seen else False
 
 
 def secured(settings: KafkaSettings) -> bool:
@@ -173,6 +181,11 @@ def check_consumer_access(
     (READ) the consumer ``group``; asked of the broker without joining anything."""
     if not secured(settings):
         return
+    outcome = login_outcome(settings, timeout)
+    if isinstance(outcome, AuthenticationError):
+        raise outcome
+    if not outcome:
+        return  # no broker answers: the consumer waits for one, as without a login
     for topic in topics:
         check_topic_operations(settings, topic, ("READ",), what, timeout)
     admin = AdminClient(settings.admin_config())

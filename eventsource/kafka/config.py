@@ -43,6 +43,9 @@ FAILOVER_TUNING: Mapping[str, Any] = {
 }
 """librdkafka settings that bound how long a client waits after a broker failover."""
 
+FETCH_WAIT_MAX_MS = 100
+"""How long a consumer's idle fetch waits at the broker (librdkafka default 500 ms)."""
+
 
 class KafkaSettings(BaseSettings):
     """Where the broker is and how to talk to it.
@@ -204,6 +207,11 @@ class KafkaSettings(BaseSettings):
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
+            # An idle fetch waits this long at the broker, and the broker answers a
+            # connection's requests in order: an offsets or metadata request sent behind it
+            # (end offsets, ``run_until_caught_up``, ``status``) waited up to the 500 ms
+            # default. 100 ms costs a few small fetches per second when idle.
+            "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
             **overrides,
         }
 

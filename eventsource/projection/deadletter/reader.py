@@ -9,6 +9,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from eventsource.errors import ProjectionError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.fetch import next_batch
+from eventsource.kafka.metadata import existing_topics
 from eventsource.kafka.names import dlq_reader_group, dlq_topic
 from eventsource.projection.deadletter.headers import DeadLetterRecord, parse_dead_letter
 
@@ -28,8 +30,8 @@ def iter_dead_letters(
     topic = dlq_topic(projection_name, topic_prefix)
     consumer = Consumer(settings.consumer_config(dlq_reader_group(settings.application_id)))
     try:
-        info = consumer.list_topics(timeout=timeout).topics.get(topic)
-        if info is None or info.error is not None or not info.partitions:
+        info = existing_topics(consumer, [topic], timeout)[topic]
+        if info is None:
             return
         ends: dict[int, int] = {}
         assign = []
@@ -48,7 +50,7 @@ def iter_dead_letters(
                 raise ProjectionError(
                     f"reading {topic!r} did not reach its end offsets {ends} within {timeout}s"
                 )
-            for message in consumer.consume(num_messages=500, timeout=0.5):
+            for message in next_batch(consumer, 0.5, 500):
                 if message.error() is not None:
                     continue
                 partition, offset = message.partition() or 0, message.offset() or 0
@@ -94,8 +96,8 @@ def dlq_end_offsets(
     topic = dlq_topic(projection_name, topic_prefix)
     consumer = Consumer(settings.consumer_config(dlq_reader_group(settings.application_id)))
     try:
-        info = consumer.list_topics(timeout=timeout).topics.get(topic)
-        if info is None or info.error is not None or not info.partitions:
+        info = existing_topics(consumer, [topic], timeout)[topic]
+        if info is None:
             return {}
         return {
             p: int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout)[1])

@@ -33,6 +33,7 @@ from eventsource.errors import (
     StoreUnavailableError,
 )
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.fetch import next_batch
 from eventsource.kafka.names import reader_group
 from eventsource.store.contiguity import check_next_version
 from eventsource.store.kafka.index import VersionIndex
@@ -87,7 +88,7 @@ def read_partition(
     try:
         consumer.assign([TopicPartition(topic, partition, start)])
         while True:
-            messages = consumer.consume(num_messages=_BATCH, timeout=0.5)
+            messages = next_batch(consumer, 0.5, _BATCH)
             for message in messages:
                 error = message.error()
                 if error is None:

@@ -28,7 +28,13 @@ from eventsource.errors import StoreUnavailableError, TopicRetentionError
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG
 from eventsource.kafka.config import KafkaSettings
 
-__all__ = ["KEEP_FOREVER", "PRODUCER_MAX_BYTES", "check_events_topic", "lossy_settings"]
+__all__ = [
+    "KEEP_FOREVER",
+    "PRODUCER_MAX_BYTES",
+    "check_events_topic",
+    "lossy_settings",
+    "lossy_topic_error",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +59,33 @@ def lossy_settings(config: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def lossy_topic_error(topic: str, lossy: Mapping[str, str], fix: str) -> TopicRetentionError:
+    """The refusal of an events topic whose ``lossy`` settings let Kafka drop records;
+    ``fix`` says how to correct it where the caller found it."""
+    found = ", ".join(f"{k}={v}" for k, v in sorted(lossy.items()))
+    return TopicRetentionError(
+        f"events topic {topic!r} can lose records ({found}): the store rebuilds "
+        "versions from it, so a deleted or compacted event would make appends "
+        f"check against wrong versions. {fix}; or, if losing old "
+        "events is what you want, opt out with allow_lossy_events_topics=True "
+        "(EVENTSOURCE_ALLOW_LOSSY_EVENTS_TOPICS=true)"
+    )
+
+
 def check_events_topic(settings: KafkaSettings, topic: str, *, timeout: float = 30.0) -> int:
     """Refuse a topic that can lose records; return the largest record it takes (bytes)."""
     config = _effective_config(settings, topic, timeout)
     lossy = lossy_settings(config)
     if lossy:
         found = ", ".join(f"{k}={v}" for k, v in sorted(lossy.items()))
-        wanted = ",".join(f"{k}={v}" for k, v in KEEP_FOREVER.items())
         if not settings.allow_lossy_events_topics:
-            raise TopicRetentionError(
-                f"events topic {topic!r} can lose records ({found}): the store rebuilds "
-                "versions from it, so a deleted or compacted event would make appends "
-                "check against wrong versions. Fix the topic: kafka-configs.sh "
+            wanted = ",".join(f"{k}={v}" for k, v in KEEP_FOREVER.items())
+            raise lossy_topic_error(
+                topic,
+                lossy,
+                "Fix the topic: kafka-configs.sh "
                 f"--bootstrap-server {settings.bootstrap_servers} --alter --entity-type "
-                f"topics --entity-name {topic} --add-config {wanted}; or, if losing old "
-                "events is what you want, opt out with allow_lossy_events_topics=True "
-                "(EVENTSOURCE_ALLOW_LOSSY_EVENTS_TOPICS=true)"
+                f"topics --entity-name {topic} --add-config {wanted}",
             )
         log.warning(
             "events topic %s can lose records (%s); accepted because "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 # NewTopic is public in confluent_kafka.admin, re-exported there without __all__.
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from eventsource.errors import StoreUnavailableError
 from eventsource.kafka.admin import cluster_defaults
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.fetch import next_batch
 from eventsource.kafka.names import replies_topic, requests_topic
 
 __all__ = ["ensure_topic", "next_batch", "partitions_at_end", "replies_topic", "requests_topic"]
@@ -119,16 +120,3 @@ def partitions_at_end(
                 "create it or check the broker"
             )
         time.sleep(0.1)
-
-
-def next_batch(consumer: Consumer, wait: float, max_messages: int = 500) -> list[Message]:
-    """The records available now, waiting up to ``wait`` seconds for the first one.
-
-    ``consume(n, timeout)`` waits the whole timeout unless ``n`` records arrive, which
-    would add that timeout to every request and every reply: poll for the first record,
-    then take what is already fetched without waiting.
-    """
-    first = consumer.poll(wait)
-    if first is None:
-        return []
-    return [first, *consumer.consume(num_messages=max_messages - 1, timeout=0)]

@@ -31,6 +31,7 @@ from eventsource.codec import EventCodec
 from eventsource.domain import Aggregate
 from eventsource.errors import StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.fetch import next_batch
 from eventsource.kafka.names import reader_group
 from eventsource.store.kafka.admission import Admitted
 from eventsource.store.kafka.catchup import TailRead
@@ -179,7 +180,7 @@ class SnapshotPartitionWriter(PartitionWriter):
             consumer.assign([TopicPartition(self.snapshot_topic, self.partition, 0)])
             while True:
                 self._check_closing()
-                messages = consumer.consume(num_messages=_CHUNK, timeout=0.5)
+                messages = next_batch(consumer, 0.5, _CHUNK)
                 for message in messages:
                     error = message.error()
                     if error is not None:
