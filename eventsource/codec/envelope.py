@@ -234,7 +234,16 @@ def read_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> RecordMe
     raw: dict[str, Any] = dict(headers) if headers else {}
     if not raw.keys() >= _REQUIRED_NAMES or raw.get(SPECVERSION) not in _SPECS:
         _parse_raw(raw)  # raises, naming the header (or accepts, e.g. specversion 1.1)
-    return RecordMetadata(raw)
+    value = raw[TYPE]
+    kind = _TYPE_NAMES.get(value) if type(value) is bytes else None
+    if kind is None:
+        return RecordMetadata(raw)  # decodes ce_type (or raises, naming the header)
+    # RecordMetadata(raw) without its checks, which this ce_type passed before
+    meta = _new(RecordMetadata)
+    _set_raw(meta, raw)
+    _set_type(meta, kind)
+    _set_full(meta, None)
+    return meta
 
 
 class RecordMetadata(EventMetadata):
@@ -257,10 +266,13 @@ class RecordMetadata(EventMetadata):
             full = EventMetadata(**fields)
             raw = {TYPE: full.event_type.encode(), SUBJECT: full.aggregate_id.encode()}
             raw[SEQUENCE] = str(full.version).encode()
+        value = raw[TYPE]
         try:
-            kind = raw[TYPE].decode()
+            kind = value.decode()
         except (AttributeError, ValueError):
             kind = _parse_raw(raw).event_type  # raises, naming the header
+        if len(_TYPE_NAMES) < _TYPE_NAMES_KEPT and type(value) is bytes:
+            _TYPE_NAMES[value] = kind
         object.__setattr__(self, "_raw", raw)
         object.__setattr__(self, "_type", kind)
         object.__setattr__(self, "_full", full)
@@ -379,3 +391,12 @@ def _time(text: str, values: dict[str, str]) -> datetime:
 def _for_event(values: dict[str, str]) -> str:
     known = [f"{key}={values[key]!r}" for key in (ID, TYPE, SUBJECT) if key in values]
     return f" ({', '.join(known)})" if known else ""
+
+
+#: ce_type header values already decoded (the few event types a reader meets), bounded
+_TYPE_NAMES: dict[bytes, str] = {}
+_TYPE_NAMES_KEPT: Final = 4096
+_new = object.__new__
+_set_raw = vars(RecordMetadata)["_raw"].__set__
+_set_type = vars(RecordMetadata)["_type"].__set__
+_set_full = vars(RecordMetadata)["_full"].__set__

@@ -17,6 +17,7 @@ from fastavro.read import SchemaResolutionError as FastavroResolutionError
 from pydantic import ValidationError
 
 from eventsource.codec.catalog import SINGLE_OBJECT_MAGIC, ReaderPlan, SchemaCatalog
+from eventsource.codec.trusted import trusted_builder
 from eventsource.codec.upcasting import Upcasters
 from eventsource.domain import Event
 from eventsource.errors import (
@@ -37,7 +38,8 @@ _SINGLE_OBJECT_HEADER: Final = 10
 _CONFLUENT_HEADER: Final = 5
 _MAX_REPORTED_ERRORS: Final = 5
 
-_Fast = tuple[Any, Callable[[Any], Event] | None, ReaderPlan]
+#: (writer schema, trusted builder or None, validator or None, the catalog's plan)
+_Fast = tuple[Any, Callable[[Any], Event | None] | None, Callable[[Any], Event] | None, ReaderPlan]
 
 
 class EventCodec:
@@ -45,9 +47,11 @@ class EventCodec:
 
     def __init__(self, catalog: SchemaCatalog) -> None:
         self.catalog = catalog
-        # Fingerprint -> (writer schema, validator, the catalog's plan) for payloads of a
-        # current schema with no upcaster (the common case); validator None: full path.
+        # Fingerprint -> (writer schema, trusted builder, validator, the catalog's plan) for
+        # payloads of a current schema with no upcaster (the common case); validator None:
+        # full path; builder None: always validate (see eventsource.codec.trusted).
         self._fast: dict[bytes, _Fast] = {}
+        self._readers = catalog._readers  # the catalog's plans (cleared, never replaced)
 
     @classmethod
     def for_events(
@@ -119,23 +123,29 @@ class EventCodec:
         """Like :meth:`decode`; errors carry the record's topic, partition and offset.
 
         Fast path for a single-object payload of a current schema without upcasters: a
-        prebuilt reader and the model's validator (what ``model_validate`` runs). Anything
-        unusual in it (an error, trailing bytes) goes through :meth:`decode`, which raises
-        the exact error.
+        prebuilt reader, then the model built from the Avro-typed datum without validating
+        again what the schema guarantees (:mod:`eventsource.codec.trusted`; equal to
+        ``model_validate``), else the model's validator. Anything unusual in it (an error,
+        trailing bytes) goes through :meth:`decode`, which raises the exact error.
         """
         if payload is not None and payload[:2] == SINGLE_OBJECT_MAGIC:
             fingerprint = payload[2:_SINGLE_OBJECT_HEADER]
             fast = self._fast.get(fingerprint)
             # the catalog forgets its plans when it learns schemas: follow it
-            if fast is None or self.catalog._readers.get(fingerprint) is not fast[2]:
+            if fast is None or self._readers.get(fingerprint) is not fast[3]:
                 fast = self._learn(fingerprint)
-            if fast is not None and fast[1] is not None:
+            if fast is not None and fast[2] is not None:
                 stream = BytesIO(payload)
                 stream.seek(_SINGLE_OBJECT_HEADER)
                 try:
                     datum = schemaless_reader(stream, fast[0], None)
                     if stream.tell() == len(payload):
-                        return fast[1](datum)
+                        build = fast[1]
+                        if build is not None:
+                            event = build(datum)
+                            if event is not None:
+                                return event
+                        return fast[2](datum)
                 except Exception:  # decode() below raises the exact error
                     pass
         try:
@@ -161,10 +171,11 @@ class EventCodec:
             plan = self.catalog.reader_for_fingerprint(fingerprint)
         except DecodeError:
             return None  # unknown or unusable writer: not cached, decode() raises
-        validate = None
+        validate = build = None
         if plan.reader is None and plan.upcast is None:
             validate = plan.event_type.__pydantic_validator__.validate_python
-        fast = self._fast[fingerprint] = (plan.writer, validate, plan)
+            build = trusted_builder(plan.event_type)
+        fast = self._fast[fingerprint] = (plan.writer, build, validate, plan)
         return fast
 
 

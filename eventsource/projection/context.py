@@ -58,6 +58,7 @@ class _DriverUpsert:
         "increment",
         "key",
         "names",
+        "others",
         "positional",
         "processed",
         "processors",
@@ -78,6 +79,8 @@ class _DriverUpsert:
         self.key: Callable[[Mapping[str, Any]], Any] = itemgetter(*key)
         self.increment = tuple(c for c in increment if c in columns)
         self.coalesce = tuple(c for c in coalesce if c in columns and c not in increment)
+        #: the columns that take the last row's value (the key columns among them)
+        self.others = tuple(c for c in columns if c not in increment and c not in self.coalesce)
         compiled = statement.compile(dialect=dialect)
         self.statement = statement
         self.table = table
@@ -113,8 +116,9 @@ class _DriverUpsert:
         ``'1'`` and ``1`` in an untyped SQLite column) may be applied in another order:
         use ``ctx.defer`` or ``immediate=True`` for such keys.
         """
-        key, increment, coalesce = self.key, self.increment, self.coalesce
+        key, increment, coalesce, others = self.key, self.increment, self.coalesce, self.others
         merged: dict[Any, Mapping[str, Any]] = {}
+        owned: set[Any] = set()  # keys whose merged row is a copy this fold may change
         try:
             for row in params:
                 k = key(row)
@@ -124,19 +128,25 @@ class _DriverUpsert:
                         return params
                     merged[k] = row
                     continue
-                new = dict(row)
+                if k in owned:
+                    acc: dict[str, Any] = previous  # type: ignore[assignment]
+                else:
+                    acc = merged[k] = dict(previous)
+                    owned.add(k)
                 for c in increment:
-                    a, b = previous[c], new[c]
+                    a, b = acc[c], row[c]
                     if a is None or b is None:
-                        new[c] = None
+                        acc[c] = None
                     elif type(a) not in _EXACT or type(b) not in _EXACT:
                         return params
                     else:
-                        new[c] = a + b
+                        acc[c] = a + b
                 for c in coalesce:
-                    if new[c] is None:
-                        new[c] = previous[c]
-                merged[k] = new
+                    value = row[c]
+                    if value is not None:
+                        acc[c] = value
+                for c in others:
+                    acc[c] = row[c]
         except TypeError:  # an unhashable key value
             return params
         return params if len(merged) == len(params) else list(merged.values())
@@ -170,6 +180,7 @@ class Context:
         "_groups",
         "_last",
         "_position",
+        "_tail",
         "_upserts",
         "_where",
         "connection",
@@ -194,7 +205,8 @@ class Context:
         self._by_table: dict[str, int] = {}
         self._barrier = -1
         self._direct: bool | None = None  # upserts may skip SQLAlchemy's execution layer
-        self._last: Any = None
+        self._last: Any = None  # the statement of the last group, whose rows are _tail
+        self._tail: list[Mapping[str, Any]] = []
         self._upserts: dict[tuple[Any, ...], Any] = {} if statements is None else statements
 
     def at(self, meta: EventMetadata, topic: str, partition: int, offset: int) -> None:
@@ -230,7 +242,7 @@ class Context:
 
     def _queue(self, statement: Any, params: Mapping[str, Any]) -> None:
         if statement is self._last:  # the common case: same statement as the last row
-            self._groups[-1].params.append(params)
+            self._tail.append(params)
             return
         table = getattr(statement, "table", None)
         table_name = table.name if isinstance(table, Table) else None
@@ -244,7 +256,8 @@ class Context:
                 self._groups[index].params.append(params)
                 return
         index = len(self._groups)
-        self._groups.append(_Group(statement, [params]))
+        self._tail = [params]
+        self._groups.append(_Group(statement, self._tail))
         self._last = statement
         self._by_statement[id(statement)] = index
         if table_name is None:
@@ -276,20 +289,24 @@ class Context:
                 raise ConfigurationError(
                     f"no table {table!r} in this projection; declared: {sorted(self.tables)}"
                 ) from None
-        cache_key = (table.name, tuple(values), tuple(key), tuple(increment), tuple(coalesce))
+        # one flat tuple (None between the parts: column names are strings)
+        cache_key = (table.name, *values, None, *key, None, *increment, None, *coalesce)
         statement = self._upserts.get(cache_key)
         if statement is None:
             dialect = self.connection.dialect
+            spec = (tuple(values), tuple(key), tuple(increment), tuple(coalesce))
             statement = _DriverUpsert(
-                upsert_statement(dialect.name, table, cache_key[1], key, increment, coalesce),
+                upsert_statement(dialect.name, table, spec[0], key, increment, coalesce),
                 table,
                 dialect,
-                cache_key[1:],
+                spec,
             )
             self._upserts[cache_key] = statement
         if immediate:
             self.flush()
             self._run(statement, [values])
+        elif statement is self._last:  # _queue's common case, inlined
+            self._tail.append(values)
         else:
             self._queue(statement, values)
 

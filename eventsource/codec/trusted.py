@@ -1,0 +1,315 @@
+"""Building events from Avro-decoded data without validating again what the schema typed.
+
+A payload written with the event model's *own* current schema decodes to exactly the
+Python types pydantic would produce. :func:`trusted_builder` returns, per model, a plan
+that builds the instance directly and does only what validation would still change
+(enum members, nested models, tuples and sets) or check (simple comparisons and lengths:
+:mod:`eventsource.codec.trusted_checks`). A failed check, or anything unexpected, answers
+None and the caller validates with pydantic. Models whose validation could do more
+(validators, custom ``__init__``, ``model_post_init``, private attributes, value-changing
+configuration, other constraints) are not trusted at all. The rules and the equality
+proof: ``docs/reference/codec.md`` ("Decoding without re-validation"),
+``tests/unit/test_codec_trusted.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import types
+import typing
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Final
+
+import pydantic
+from pydantic import BaseModel
+
+from eventsource.codec.trusted_checks import (
+    Check,
+    Untrusted,
+    decimal_bounds,
+    flat_constraints,
+    interval,
+    length_check,
+    no_constraints,
+    number_bounds,
+)
+
+__all__ = ["trusted_builder"]
+
+#: a value's plan: (check, convert), either None. ``check(value)`` is True when pydantic's
+#: constraints hold; ``convert(value)`` is the value as the model holds it, or raises.
+Convert = Callable[[Any], Any]
+Plan = tuple[Check | None, Convert | None]
+Builder = Callable[[dict[str, Any]], Any]
+
+#: model_config keys that do not change what validating an Avro datum produces
+_STRUCTURAL_CONFIG: Final = frozenset(
+    {
+        "title",
+        "frozen",
+        "extra",
+        "defer_build",
+        "protected_namespaces",
+        "json_schema_extra",
+        "json_schema_mode_override",
+        "hide_input_in_errors",
+        "use_attribute_docstrings",
+        "ser_json_timedelta",
+        "ser_json_bytes",
+        "ser_json_inf_nan",
+        "plugin_settings",
+    }
+)
+_KEPT: Final = (str, bytes, int, float, bool, dt.date, uuid.UUID)
+_DATETIMES: Final = (dt.datetime, pydantic.AwareDatetime)
+_CONTAINERS: Final[dict[Any, Any]] = {
+    list: list,
+    Sequence: list,
+    tuple: tuple,
+    set: set,
+    frozenset: frozenset,
+}
+_NONE: Final[Plan] = (None, None)
+
+
+class _Refused(Exception):
+    """A value does not convert (validation decides)."""
+
+
+def trusted_builder(model: type[BaseModel]) -> Builder | None:
+    """A function building ``model`` from a datum of its own Avro schema, or None.
+
+    The function returns the instance, or None when validation must decide (a constraint
+    did not hold, or the datum is not what the schema guarantees). It changes the datum it
+    is given (converted values) only when it returns an instance.
+    """
+    try:
+        return _Planner().model(model)
+    except Untrusted:
+        return None
+    except Exception:  # a type this planner does not understand: validation decides
+        return None
+
+
+class _Planner:
+    def __init__(self) -> None:
+        # recursive models: a model being planned is built through this late-bound cell
+        self.cells: dict[type[BaseModel], list[Builder]] = {}
+
+    def model(self, model: type[BaseModel]) -> Builder:
+        known = self.cells.get(model)
+        if known is not None:
+            return lambda datum: known[0](datum)
+        cell: list[Builder] = []
+        self.cells[model] = cell
+        _check_model(model)
+        checks: list[tuple[str, Check]] = []
+        converts: list[tuple[str, Convert]] = []
+        for name, info in model.model_fields.items():
+            if info.annotation is None:
+                raise Untrusted(name)
+            check, convert = self.value(info.annotation, [info])
+            if check is not None:
+                checks.append((name, check))
+            if convert is not None:
+                converts.append((name, convert))
+        builder = _builder(model, tuple(checks), tuple(converts))
+        cell.append(builder)
+        return builder
+
+    def value(self, annotation: Any, metadata: list[Any]) -> Plan:
+        """The plan of one value of ``annotation`` (mirrors ``schema._SchemaBuilder._type``)."""
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            inner, *extra = typing.get_args(annotation)
+            return self.value(inner, metadata + extra)
+        if origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                raise Untrusted(annotation)
+            return _optional(self.value(members[0], metadata))
+        constraints = flat_constraints(metadata)
+        if origin is not None:
+            return self.generic(annotation, origin, constraints)
+        if not isinstance(annotation, type):
+            raise Untrusted(annotation)
+        return self.plain(annotation, constraints)
+
+    def plain(self, cls: type, constraints: list[Any]) -> Plan:
+        if issubclass(cls, enum.Enum):
+            no_constraints(constraints)
+            members = {member.value: member for member in cls}
+            return None, members.__getitem__  # KeyError: not a symbol, validation decides
+        if issubclass(cls, BaseModel):
+            no_constraints(constraints)
+            return None, _nested(self.model(cls))
+        if cls in _DATETIMES:
+            no_constraints(constraints)
+            return _NONE
+        if cls is Decimal:
+            return interval(*decimal_bounds(constraints)), None
+        if cls in _KEPT:
+            if cls is int or cls is float:
+                return interval(*number_bounds(constraints, cls)), None
+            if cls in (str, bytes):
+                return length_check(constraints), None
+            no_constraints(constraints)
+            return _NONE
+        raise Untrusted(cls)
+
+    def generic(self, annotation: Any, origin: Any, constraints: list[Any]) -> Plan:
+        args = typing.get_args(annotation)
+        length = length_check(constraints)
+        if origin in (dict, Mapping):
+            check, convert = self.value(args[1], [])
+            return _all_of(length, _each_value(check)), _map_values(convert)
+        container = _CONTAINERS.get(origin)
+        if container is None:
+            raise Untrusted(annotation)
+        check, convert = self.value(args[0], [])
+        each = _each(check)
+        if container in (set, frozenset):
+            # pydantic counts a set's items after dropping duplicates
+            return each, _convert_all(convert, container, length)
+        sequence = None if container is list else container
+        return _all_of(length, each), _convert_all(convert, sequence, None)
+
+
+def _check_model(model: type[BaseModel]) -> None:
+    decorators = model.__pydantic_decorators__
+    if (
+        decorators.validators
+        or decorators.field_validators
+        or decorators.root_validators
+        or decorators.model_validators
+        or model.__pydantic_custom_init__
+        or model.__pydantic_post_init__ is not None
+        or model.__private_attributes__
+        or getattr(model, "__pydantic_root_model__", False)
+        or not model.model_config.keys() <= _STRUCTURAL_CONFIG
+        or model.model_config.get("extra") == "allow"
+    ):
+        raise Untrusted(model)
+
+
+def _builder(
+    model: type[BaseModel],
+    checks: tuple[tuple[str, Check], ...],
+    converts: tuple[tuple[str, Convert], ...],
+) -> Builder:
+    new = object.__new__
+    setattr_ = object.__setattr__
+    size = len(model.model_fields)
+
+    def make(datum: dict[str, Any]) -> Any:
+        instance = new(model)
+        setattr_(instance, "__dict__", datum)
+        setattr_(instance, "__pydantic_fields_set__", set(datum))
+        setattr_(instance, "__pydantic_extra__", None)
+        setattr_(instance, "__pydantic_private__", None)
+        return instance
+
+    if not checks and not converts:
+
+        def build_plain(datum: dict[str, Any]) -> Any:  # make() inlined: the common case
+            if len(datum) != size:
+                return None
+            instance = new(model)
+            setattr_(instance, "__dict__", datum)
+            setattr_(instance, "__pydantic_fields_set__", set(datum))
+            setattr_(instance, "__pydantic_extra__", None)
+            setattr_(instance, "__pydantic_private__", None)
+            return instance
+
+        return build_plain
+
+    if len(checks) == 1 and not converts:
+        ((name, check),) = checks
+
+        def build_checked(datum: dict[str, Any]) -> Any:  # make() inlined: the common case
+            if len(datum) != size or not check(datum[name]):
+                return None
+            instance = new(model)
+            setattr_(instance, "__dict__", datum)
+            setattr_(instance, "__pydantic_fields_set__", set(datum))
+            setattr_(instance, "__pydantic_extra__", None)
+            setattr_(instance, "__pydantic_private__", None)
+            return instance
+
+        return build_checked
+
+    def build(datum: dict[str, Any]) -> Any:
+        if len(datum) != size:
+            return None
+        try:
+            for name, check in checks:
+                if not check(datum[name]):
+                    return None
+            converted = [(name, convert(datum[name])) for name, convert in converts]
+        except Exception:  # a value that does not convert: validation decides
+            return None
+        for name, value in converted:
+            datum[name] = value
+        return make(datum)
+
+    return build
+
+
+# -- composing ------------------------------------------------------------------------
+def _optional(plan: Plan) -> Plan:
+    check, convert = plan
+    return (
+        None if check is None else (lambda v: v is None or check(v)),
+        None if convert is None else (lambda v: None if v is None else convert(v)),
+    )
+
+
+def _all_of(first: Check | None, second: Check | None) -> Check | None:
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return lambda v: first(v) and second(v)
+
+
+def _each(check: Check | None) -> Check | None:
+    return None if check is None else (lambda values: all(map(check, values)))
+
+
+def _each_value(check: Check | None) -> Check | None:
+    return None if check is None else (lambda values: all(map(check, values.values())))
+
+
+def _map_values(convert: Convert | None) -> Convert | None:
+    if convert is None:
+        return None
+    return lambda values: {key: convert(value) for key, value in values.items()}
+
+
+def _convert_all(convert: Convert | None, container: Any, length: Check | None) -> Convert | None:
+    if convert is None and container is None:
+        return None
+
+    def convert_all(values: Any) -> Any:
+        out = list(map(convert, values)) if convert is not None else values
+        if container is not None:
+            out = container(out)
+        if length is not None and not length(out):
+            raise _Refused(len(out))
+        return out
+
+    return convert_all
+
+
+def _nested(build: Builder) -> Convert:
+    def nested(value: dict[str, Any]) -> Any:
+        # a copy: the event's datum is only changed when the whole event could be built
+        built = build(dict(value))
+        if built is None:
+            raise _Refused(value)
+        return built
+
+    return nested
