@@ -36,7 +36,6 @@ __all__ = [
     "describe_topic",
     "end_offsets",
     "ensure_topic",
-    "replica_shortage",
     "topic_not_found",
     "topic_partitions",
 ]
@@ -214,29 +213,6 @@ def end_offsets(settings: KafkaSettings, name: str, *, timeout: float = 10.0) ->
         consumer.close()
 
 
-def replica_shortage(
-    settings: KafkaSettings, name: str, partition: int, *, timeout: float = 5.0
-) -> str | None:
-    """Why appends to ``name[partition]`` cannot be acknowledged, if replicas are short.
-
-    None when the partition has ``min.insync.replicas`` in-sync replicas, or when the
-    cluster does not answer (then it is not a replica shortage that can be told).
-    """
-    try:
-        info = describe_topic(settings, name, timeout=timeout)
-    except (EventSourceError, KafkaException):
-        return None
-    if partition >= len(info.in_sync) or info.in_sync[partition] >= info.min_insync_replicas:
-        return None
-    return (
-        f"the cluster lacks in-sync replicas of {name}[{partition}]: "
-        f"{info.in_sync[partition]} of {info.replication_factor} replicas are in sync, "
-        f"min.insync.replicas is {info.min_insync_replicas} (NOT_ENOUGH_REPLICAS), so no "
-        "append can be acknowledged; brokers are down: appends succeed again once enough "
-        "of them are back"
-    )
-
-
 def cluster_defaults(
     brokers: int, replication_factor: int, config: Mapping[str, str]
 ) -> tuple[int, dict[str, str]]:
@@ -333,6 +309,10 @@ def _describe(
                     topic=name,
                     operation="DESCRIBE_CONFIGS",
                 ) from exc
+        except TimeoutError as exc:  # the broker asked did not answer (it may be down)
+            raise StoreUnavailableError(
+                f"could not describe topic {name!r}: no broker answered within {timeout:g}s"
+            ) from exc
         time.sleep(0.1)
     explicit = {k: str(v.value) for k, v in entries.items() if v.source == _TOPIC_LEVEL}
     replicas = len(next(iter(metadata.partitions.values())).replicas)

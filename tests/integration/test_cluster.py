@@ -18,8 +18,10 @@ from typer.testing import CliRunner
 from eventsource.cli.app import _register, app
 from eventsource.errors import StoreUnavailableError
 from eventsource.kafka.admin import describe_topic, end_offsets, ensure_topic
+from eventsource.kafka.client_logs import admin_log_config
 from eventsource.kafka.cluster import LocalKafkaCluster
 from eventsource.kafka.config import KafkaSettings
+from eventsource.store.routing import topics as routing
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka_cluster]
 
@@ -37,7 +39,7 @@ def kill_and_wait_leaderless(cluster: LocalKafkaCluster, node_id: int, topic: st
 @pytest.fixture
 def single_replica_topic(kafka_cluster: LocalKafkaCluster, unique_name: str) -> Iterator[str]:
     """Three partitions with one replica each, partition p on node p+1 (no failover at all)."""
-    admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap_servers})
+    admin = AdminClient(admin_log_config({"bootstrap.servers": kafka_cluster.bootstrap_servers}))
     topic = NewTopic(unique_name, num_partitions=3, replica_assignment=[[1], [2], [3]])
     admin.create_topics([topic], operation_timeout=30)[unique_name].result(timeout=30)
     kafka_cluster.wait_in_sync(60)
@@ -148,3 +150,16 @@ def test_topics_describe_warns_about_an_events_topic_with_fewer_than_three_repli
     assert result.exit_code == 0, result.output
     assert "warning" in result.output
     assert "replication factor 1 on a cluster of 3 brokers" in result.output
+
+
+def test_routing_topics_are_replicated_like_events_topics_on_a_cluster(
+    kafka_cluster: LocalKafkaCluster, unique_name: str
+) -> None:
+    # A routing topic with one copy stops routing to every member whose requests or
+    # replies partition that copy's node led, for as long as the node is down.
+    settings = settings_for(kafka_cluster)
+    routing.ensure_topic(settings, routing.requests_topic(unique_name))
+
+    info = describe_topic(settings, routing.requests_topic(unique_name))
+
+    assert info.replication_factor == 3

@@ -14,6 +14,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
+from eventsource.kafka.client_logs import admin_log_config
 from eventsource.kafka.cluster import LocalKafkaCluster
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore, WriterOptions
@@ -57,7 +58,7 @@ def coordinator_of(cluster: LocalKafkaCluster, transactional_id: str) -> int:
 
 def fenced_after(cluster: LocalKafkaCluster, node_id: int, killed_at: float) -> float:
     """Seconds from the kill until the controller dropped the node from the metadata."""
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    admin = AdminClient(admin_log_config({"bootstrap.servers": cluster.bootstrap_servers}))
     while time.monotonic() - killed_at < 120:
         try:
             if node_id not in admin.list_topics(timeout=2).brokers:

@@ -135,11 +135,15 @@ def test_admin_clients_which_nobody_polls_keep_only_critical_lines() -> None:
     assert "log_level" not in KafkaSettings().consumer_config("g")
 
 
-def client_calls_without_routed_config() -> list[str]:
-    """``Producer(...)``/``Consumer(...)``/``AdminClient(...)`` calls in eventsource/ whose
-    configuration does not come from KafkaSettings' *_config methods or with_client_log."""
+CLIENT_CLASSES = frozenset({"Producer", "Consumer", "AdminClient"})
+
+
+def client_calls_without_routed_config(*folders: str) -> list[str]:
+    """``Producer(...)``/``Consumer(...)``/``AdminClient(...)`` calls under ``folders`` whose
+    configuration does not come from KafkaSettings' *_config methods or with_client_log:
+    librdkafka would print their lines to stderr itself (``%3|...|FAIL|...``)."""
     unrouted = []
-    for path in sorted((ROOT / "eventsource").rglob("*.py")):
+    for path in sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         assigned = {  # self._config = settings.consumer_config(...) and the like
             ast.unparse(node.targets[0]): ast.unparse(node.value)
@@ -147,9 +151,11 @@ def client_calls_without_routed_config() -> list[str]:
             if isinstance(node, ast.Assign) and len(node.targets) == 1
         }
         for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            if not isinstance(node, ast.Call) or not node.args:
                 continue
-            if node.func.id not in {"Producer", "Consumer", "AdminClient"} or not node.args:
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+            if name not in CLIENT_CLASSES:
                 continue
             source = ast.unparse(node.args[0])
             source = assigned.get(source, source)
@@ -159,7 +165,31 @@ def client_calls_without_routed_config() -> list[str]:
 
 
 def test_every_client_in_the_package_gets_its_config_through_the_client_log() -> None:
-    assert client_calls_without_routed_config() == []
+    assert client_calls_without_routed_config("eventsource") == []
+
+
+def test_every_client_of_the_tests_benchmarks_and_examples_is_routed_too() -> None:
+    # Their raw lines would reach the test run's stderr during every broker kill.
+    assert client_calls_without_routed_config("tests", "benchmarks", "examples") == []
+
+
+def test_a_routed_admin_client_prints_nothing_while_no_broker_answers() -> None:
+    # What the pytest plugin's create_topic and the cluster helpers build: nothing polls
+    # them, and librdkafka must not fall back to writing its own lines to stderr.
+    script = (
+        "from confluent_kafka.admin import AdminClient\n"
+        "from eventsource.kafka.client_logs import admin_log_config\n"
+        "admin = AdminClient(admin_log_config({'bootstrap.servers': '127.0.0.1:9'}))\n"
+        "try:\n"
+        "    admin.list_topics(timeout=1)\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "KafkaException"  # it did try, and failed
+    assert result.stderr == ""
 
 
 def test_the_producer_close_warning_of_confluent_kafka_is_not_printed() -> None:

@@ -31,7 +31,7 @@ from eventsource.errors import (
     UncertainCommitError,
 )
 from eventsource.kafka.access import AUTHORIZATION_CODES, denied
-from eventsource.kafka.admin import replica_shortage
+from eventsource.kafka.replicas import replica_shortage
 from eventsource.store.kafka.catchup import TailRead, read_partition
 from eventsource.store.kafka.options import WriterState
 from eventsource.store.kafka.producer import describe, is_fenced, kafka_error
@@ -48,7 +48,7 @@ __all__ = ["CommitRecovery", "RecoveringWriter"]
 
 log = logging.getLogger(__name__)
 
-DIAGNOSE_TIMEOUT_S = 2.0
+DIAGNOSE_TIMEOUT_S = 5.0
 """Bound of the replica-shortage diagnosis asked after a failed commit: it only improves the
 error message, so it must not delay the error much."""
 

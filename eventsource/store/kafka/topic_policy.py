@@ -16,10 +16,11 @@ on the topic, else the broker's defaults):
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 
@@ -100,16 +101,28 @@ def check_events_topic(settings: KafkaSettings, topic: str, *, timeout: float = 
 def _effective_config(settings: KafkaSettings, topic: str, timeout: float) -> dict[str, str]:
     admin = AdminClient(settings.admin_config())
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    try:
-        entries: dict[str, Any] = admin.describe_configs([resource])[resource].result(
-            timeout=timeout
-        )
-    except KafkaException as exc:
-        raise StoreUnavailableError(
-            f"could not read the configuration of events topic {topic!r} from "
-            f"{settings.bootstrap_servers}: {exc}; retry"
-        ) from exc
-    return {key: str(entry.value) for key, entry in entries.items()}
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            entries: dict[str, Any] = admin.describe_configs([resource])[resource].result(
+                timeout=max(deadline - time.monotonic(), 0.1)
+            )
+            return {key: str(entry.value) for key, entry in entries.items()}
+        except KafkaException as exc:
+            # On a cluster the broker asked may learn of a topic just created a moment
+            # after the one that created it: ask again until the deadline.
+            unknown = exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if not unknown or time.monotonic() > deadline:
+                raise StoreUnavailableError(
+                    f"could not read the configuration of events topic {topic!r} from "
+                    f"{settings.bootstrap_servers}: {exc}; retry"
+                ) from exc
+        except TimeoutError as exc:
+            raise StoreUnavailableError(
+                f"could not read the configuration of events topic {topic!r}: no broker at "
+                f"{settings.bootstrap_servers} answered within {timeout:g}s; retry"
+            ) from exc
+        time.sleep(0.1)
 
 
 def _int(value: object, default: int) -> int:

@@ -10,6 +10,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from eventsource.errors import StoreUnavailableError
+from eventsource.kafka.admin import cluster_defaults
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.fetch import next_batch
 from eventsource.kafka.names import replies_topic, requests_topic
@@ -35,12 +36,16 @@ def ensure_topic(
     right after gets them assigned. An existing topic is used whatever its partition count.
     """
     admin = AdminClient(settings.admin_config())
-    if _partition_count(admin, topic, timeout):
+    existing, brokers = _counts(admin, topic, timeout)
+    if existing:
         return
+    # Replicated like events topics (min(3, brokers) copies): a node down must not stop the
+    # routing of the partitions it led. min.insync.replicas stays the broker's: a request
+    # or reply lost with a leader makes that one call uncertain, which callers handle.
     new = NewTopic(
         topic,
         num_partitions=partitions,
-        replication_factor=-1,
+        replication_factor=cluster_defaults(brokers, -1, {})[0],
         config={"retention.ms": str(24 * 3600 * 1000), "cleanup.policy": "delete"},
     )
     try:
@@ -54,7 +59,7 @@ def ensure_topic(
                 "create topics (or create the topic beforehand)"
             ) from exc
     deadline = time.monotonic() + timeout
-    while not _partition_count(admin, topic, timeout):
+    while not _counts(admin, topic, timeout)[0]:
         if time.monotonic() > deadline:
             raise StoreUnavailableError(
                 f"routing topic {topic!r} was created but its metadata did not show up within "
@@ -63,18 +68,20 @@ def ensure_topic(
         time.sleep(0.05)
 
 
-def _partition_count(admin: AdminClient, topic: str, timeout: float) -> int:
+def _counts(admin: AdminClient, topic: str, timeout: float) -> tuple[int, int]:
+    """The topic's partitions (0 while it is missing) and the cluster's brokers."""
     try:
         # All topics, never one by name: a metadata request naming a missing topic makes
         # brokers with auto.create.topics.enable create it with default settings.
-        described = admin.list_topics(timeout=timeout).topics.get(topic)
+        cluster = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise StoreUnavailableError(
             f"cannot read the metadata of {topic!r}: {exc}; is the broker up?"
         ) from exc
+    described = cluster.topics.get(topic)
     if described is None or described.error is not None:
-        return 0
-    return len(described.partitions)
+        return 0, len(cluster.brokers)
+    return len(described.partitions), len(cluster.brokers)
 
 
 def partitions_at_end(

@@ -1,0 +1,152 @@
+"""Grouped writers behind a router on a real three-node cluster: a partition leader dies.
+
+Two :class:`GroupedKafkaEventStore` members share the partitions and serve routing; the
+appenders reach them through a :class:`GroupRouter` only. The leader of one partition is
+killed with ``kill -9`` and restarted while they append. Afterwards every acknowledged
+append is on the topic exactly once, versions are contiguous, and each owner's state of
+every aggregate equals the fold of the topic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from eventsource.domain import Event
+from eventsource.errors import StoreUnavailableError
+from eventsource.kafka.cluster import LocalKafkaCluster
+from eventsource.kafka.config import KafkaSettings
+from eventsource.store.kafka.scaleout.group_store import GroupedKafkaEventStore
+from eventsource.store.kafka.scaleout.group_store_route import GroupRouter, serve_routing
+from eventsource.store.partitioner import partition_for_id
+from eventsource.store.port import AppendResult
+from examples.bank.domain import Account
+from examples.bank.projections import cents
+from tests.e2e.helpers import expected_balances, read_topic
+from tests.reliability.cluster_load import (
+    ACCOUNT,
+    Appenders,
+    check_exactly_once,
+    cluster_settings,
+    fenced_after,
+    report,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.kafka_cluster, pytest.mark.slow]
+
+PARTITIONS = 2
+OUTAGE_S = 120.0  # the router's patience: the cluster fences a dead node in about 10 s
+
+
+class Routed:
+    """The router as the appenders' store: ``append`` takes their timeout argument, and
+    ``version`` (asked after an uncertain append) is retried until the owner answers."""
+
+    def __init__(self, router: GroupRouter) -> None:
+        self.router = router
+
+    def append(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        *,
+        timeout: float,
+    ) -> AppendResult:
+        del timeout  # the router's own: its request timeout and retry_for
+        return self.router.append(aggregate_type, aggregate_id, events, expected_version)
+
+    def version(self, aggregate_type: str, aggregate_id: str) -> int:
+        deadline = time.monotonic() + OUTAGE_S
+        while True:
+            try:
+                return self.router.version(aggregate_type, aggregate_id)
+            except StoreUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+
+def member(settings: KafkaSettings, prefix: str, name: str, root: Path) -> GroupedKafkaEventStore:
+    return GroupedKafkaEventStore(
+        settings,
+        [Account],
+        directory=root / name,
+        member=name,
+        partitions=PARTITIONS,
+        topic_prefix=prefix,
+    ).start(timeout=120)
+
+
+def settled(*stores: GroupedKafkaEventStore, timeout: float = 180) -> None:
+    """Until the stores own every partition between them, each once, each some, all serving."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        owned = [p for s in stores for p in s.owned]
+        if (
+            len(owned) == len(set(owned)) == PARTITIONS
+            and all(s.owned for s in stores)
+            and all(s.wait_serving(30) for s in stores)
+        ):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no settled assignment: {[sorted(s.owned) for s in stores]}")
+
+
+def owner_of(aggregate_id: str, *stores: GroupedKafkaEventStore) -> GroupedKafkaEventStore:
+    partition = partition_for_id(aggregate_id, PARTITIONS)
+    return next(s for s in stores if any(p == partition for _, p in s.owned))
+
+
+@pytest.mark.timeout(900)  # two failovers and a restart on a loaded machine
+def test_grouped_writers_behind_a_router_lose_and_double_nothing_when_a_leader_is_killed(
+    kafka_cluster: LocalKafkaCluster, unique_name: str, tmp_path: Path
+) -> None:
+    settings = cluster_settings(kafka_cluster, unique_name)
+    prefix = f"{unique_name}."
+    with (
+        member(settings, prefix, "w-a", tmp_path) as a,
+        member(settings, prefix, "w-b", tmp_path) as b,
+    ):
+        settled(a, b)
+        topic = a.topic_for(ACCOUNT)
+        with (
+            serve_routing(a, timeout=120),
+            serve_routing(b, timeout=120),
+            GroupRouter(
+                settings, a.codec, partitions=PARTITIONS, topic_prefix=prefix, retry_for=OUTAGE_S
+            ) as router,
+            Appenders(Routed(router), PARTITIONS, threads=4) as appenders,
+        ):
+            appenders.wait_for(40)
+            victim = kafka_cluster.leader_of(topic, 0)
+            killed_at = time.monotonic()
+            kafka_cluster.kill(victim)
+            fenced = fenced_after(kafka_cluster, victim, killed_at)
+            appenders.wait_for(20, timeout=300)
+            kafka_cluster.restart(victim)
+            kafka_cluster.wait_in_sync(180)
+            appenders.wait_for(20, timeout=300)
+            gaps = appenders.gaps(killed_at)
+        versions = check_exactly_once(settings, a, appenders)
+        settled(a, b)
+        expected = expected_balances(read_topic(settings, topic))
+        folded = {}
+        for aggregate_id in expected:
+            account = owner_of(aggregate_id, a, b).load(Account, aggregate_id)
+            folded[aggregate_id] = (cents(account.balance), account.version)
+
+    assert sum(versions.values()) >= len(appenders.acked)
+    assert folded == expected
+    report(
+        f"kill -9 node {victim} (leader of {topic}[0]) under two grouped writers and a router",
+        kafka_cluster,
+        controller_fenced_it_after=f"{fenced:.1f}s",
+        gap_per_partition={p: f"{g:.1f}s" for p, g in gaps.items()},
+        acknowledged=len(appenders.acked),
+        outcomes=dict(appenders.outcomes),
+    )
