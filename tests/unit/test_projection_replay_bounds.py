@@ -13,8 +13,9 @@ import pytest
 from eventsource.domain import Position
 from eventsource.errors import ConfigurationError
 from eventsource.projection import ProjectionRunner
+from eventsource.projection.bounds import Bounds, resolve_bounds, to_millis
 from eventsource.projection.rebuild import rebuild
-from eventsource.projection.replay import Bounds, replay, resolve_bounds, to_millis
+from eventsource.projection.replay import replay
 
 A0, A1 = ("a.events", 0), ("a.events", 1)
 MARKS = {A0: (0, 100), A1: (10, 50)}
