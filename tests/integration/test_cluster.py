@@ -8,6 +8,7 @@ they are ``slow`` and run in ``make chaos``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,8 +17,8 @@ from confluent_kafka.cimpl import NewTopic
 from typer.testing import CliRunner
 
 from eventsource.cli.app import _register, app
-from eventsource.errors import StoreUnavailableError
-from eventsource.kafka.admin import describe_topic, end_offsets, ensure_topic
+from eventsource.errors import StoreUnavailableError, TopicNotFoundError
+from eventsource.kafka.admin import TopicInfo, describe_topic, end_offsets, ensure_topic
 from eventsource.kafka.client_logs import admin_log_config
 from eventsource.kafka.cluster import LocalKafkaCluster
 from eventsource.kafka.config import KafkaSettings
@@ -28,6 +29,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.kafka_cluster]
 
 def settings_for(cluster: LocalKafkaCluster) -> KafkaSettings:
     return KafkaSettings(bootstrap_servers=cluster.bootstrap_servers)
+
+
+def describe_when_every_broker_knows(settings: KafkaSettings, topic: str) -> TopicInfo:
+    """``describe_topic`` once the broker it asks knows a topic just created through another:
+    brokers learn new topics from the controller a moment apart."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return describe_topic(settings, topic)
+        except TopicNotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def kill_and_wait_leaderless(cluster: LocalKafkaCluster, node_id: int, topic: str) -> None:
@@ -158,8 +172,9 @@ def test_routing_topics_are_replicated_like_events_topics_on_a_cluster(
     # A routing topic with one copy stops routing to every member whose requests or
     # replies partition that copy's node led, for as long as the node is down.
     settings = settings_for(kafka_cluster)
-    routing.ensure_topic(settings, routing.requests_topic(unique_name))
+    topic = routing.requests_topic(unique_name)
+    routing.ensure_topic(settings, topic)
 
-    info = describe_topic(settings, routing.requests_topic(unique_name))
+    info = describe_when_every_broker_knows(settings, topic)
 
     assert info.replication_factor == 3
