@@ -143,7 +143,10 @@ def routing_to_one_owner(args: argparse.Namespace, ctx: Any) -> list[dict[str, A
     settings = KafkaSettings(application_id=app_id)
     rows = []
     store = KafkaEventStore(settings, [Account], partitions=PARTITIONS, topic_prefix=f"{app_id}.")
-    with store.start(), AppendServer(store, settings, store.codec):
+    # One append per aggregate is outstanding: up to --aggregates in flight at the owner,
+    # beyond its default backlog (1,000; one more is refused with OverloadedError).
+    backlog = max(1000, 2 * args.aggregates)
+    with store.start(), AppendServer(store, settings, store.codec, max_pending=backlog):
         ids = [f"own-{n}" for n in range(args.aggregates)]
         run = closed_loop(lambda i, e, v: store.append_async(ACCOUNT, i, e, v), ids, args.events)
         rows.append(summary("in the owner process", [run], run["seconds"]))

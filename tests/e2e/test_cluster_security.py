@@ -301,14 +301,10 @@ def test_write_permission_revoked_while_the_store_runs_refuses_appends_typed(
     aggregate_type = next(iter(store.aggregates))
     try:
         store.append(aggregate_type, "acc-1", [AccountOpened(owner="kept")], 0)
-        admin.revoke_all(user)
-        without_write = [
-            Grant(g.resource_type, g.name, tuple(op for op in g.operations if op != "WRITE"))
-            if g.resource_type == "topic"
-            else g
-            for g in store_acls(topic, APP)
-        ]
-        admin.grant_all(user, without_write)
+        # Only the topic's WRITE goes: revoking everything and granting the rest again left
+        # a moment without the transactional id's WRITE, and a writer that touched its
+        # coordinator then was refused for that instead (seen once in a whole-suite run).
+        admin.revoke(user, "topic", topic, ["WRITE"])
         wait_applied(kafka_secure_cluster, admin, user, password)
         with pytest.raises(AuthorizationError) as caught:
             store.append(aggregate_type, "acc-2", [AccountOpened(owner="refused")], 0)
