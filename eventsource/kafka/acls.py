@@ -161,18 +161,7 @@ class AclAdmin:
         prefixed: bool = False,
     ) -> None:
         """Allow ``User:<user>`` ``operations`` on the resource, from any host."""
-        bindings = [
-            AclBinding(
-                ResourceType[resource_type.upper()],
-                name,
-                ResourcePatternType.PREFIXED if prefixed else ResourcePatternType.LITERAL,
-                f"User:{user}",
-                "*",
-                AclOperation[op.upper()],
-                AclPermissionType.ALLOW,
-            )
-            for op in operations
-        ]
+        bindings = _allow(AclBinding, user, resource_type, name, operations, prefixed, "*")
         self._wait(self._admin.create_acls(bindings).values(), f"granting {user!r} ACLs")
 
     def grant_all(self, user: str, grants: Iterable[Grant]) -> None:
@@ -192,18 +181,9 @@ class AclAdmin:
         """Delete the ALLOW ACLs of ``User:<user>`` for ``operations`` on one resource only
         (the user's other permissions never lapse meanwhile, unlike revoke-all-then-grant)."""
         any_host: Any = None  # a filter's None matches every host
-        matches = [
-            AclBindingFilter(
-                ResourceType[resource_type.upper()],
-                name,
-                ResourcePatternType.PREFIXED if prefixed else ResourcePatternType.LITERAL,
-                f"User:{user}",
-                any_host,
-                AclOperation[op.upper()],
-                AclPermissionType.ALLOW,
-            )
-            for op in operations
-        ]
+        matches = _allow(
+            AclBindingFilter, user, resource_type, name, operations, prefixed, any_host
+        )
         self._wait(self._admin.delete_acls(matches).values(), f"revoking {user!r} ACLs")
 
     def revoke_all(self, user: str) -> None:
@@ -227,3 +207,28 @@ class AclAdmin:
                 future.result(timeout=_TIMEOUT_S)
             except KafkaException as exc:
                 raise BrokerError(f"{what} failed: {exc.args[0]}") from exc
+
+
+def _allow(
+    kind: Any,
+    user: str,
+    resource_type: str,
+    name: str,
+    operations: Iterable[str],
+    prefixed: bool,
+    host: Any,
+) -> list[Any]:
+    """One ALLOW ``AclBinding`` (to create) or ``AclBindingFilter`` (to delete) per operation."""
+    pattern = ResourcePatternType.PREFIXED if prefixed else ResourcePatternType.LITERAL
+    return [
+        kind(
+            ResourceType[resource_type.upper()],
+            name,
+            pattern,
+            f"User:{user}",
+            host,
+            AclOperation[op.upper()],
+            AclPermissionType.ALLOW,
+        )
+        for op in operations
+    ]
