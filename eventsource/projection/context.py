@@ -47,6 +47,7 @@ class Context:
         "_barrier",
         "_by_statement",
         "_by_table",
+        "_call",
         "_direct",
         "_groups",
         "_last",
@@ -78,6 +79,8 @@ class Context:
         self._direct: bool | None = None  # upserts may skip SQLAlchemy's execution layer
         self._last: Any = None  # the statement of the last group, whose rows are _tail
         self._tail: list[Mapping[str, Any]] = []
+        #: the last deferred upsert: (table, key, increment, coalesce, columns, statement)
+        self._call: tuple[Any, ...] = (None,) * 6
         self._upserts: dict[tuple[Any, ...], Any] = {} if statements is None else statements
 
     def at(self, meta: EventMetadata, topic: str, partition: int, offset: int) -> None:
@@ -153,6 +156,19 @@ class Context:
         in ``coalesce``, which keep the stored value when the new one is None. With
         ``immediate=True`` the statement runs now (the per-event path).
         """
+        call = self._call
+        if (  # the common case: the same upsert as the last one, whose rows are _tail
+            table is call[0]
+            and call[5] is self._last
+            and not immediate
+            and key == call[1]
+            and increment == call[2]
+            and coalesce == call[3]
+            and values.keys() == call[4]
+        ):
+            self._tail.append(values)
+            return
+        named = table
         if isinstance(table, str):
             try:
                 table = self.tables[table]
@@ -169,10 +185,20 @@ class Context:
         if immediate:
             self.flush()
             self._run(statement, [values])
-        elif statement is self._last:  # _queue's common case, inlined
+            return
+        if statement is self._last:  # _queue's common case, inlined
             self._tail.append(values)
         else:
             self._queue(statement, values)
+        # copies: a caller's list changed later must not match
+        self._call = (
+            named,
+            _copy(key),
+            _copy(increment),
+            _copy(coalesce),
+            frozenset(values),
+            statement,
+        )
 
     @property
     def pending(self) -> int:
@@ -211,3 +237,8 @@ class Context:
         self._by_table.clear()
         self._barrier = -1
         self._last = None
+
+
+def _copy(names: Sequence[str]) -> Sequence[str]:
+    """``names`` as a value equal to it that nobody else can change."""
+    return names if type(names) is tuple else list(names)
