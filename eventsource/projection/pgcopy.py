@@ -22,8 +22,10 @@ UPDATE command cannot affect row a second time", SQLSTATE 21000): the batch is r
 and applied again on the careful path, record by record, with the same result as before.
 Statement-level triggers on the table fire once per flush instead of once per row; row
 triggers see the same rows. Only the upserts ``ctx.upsert`` builds use this path, only for
-groups of at least :data:`MIN_ROWS` rows, and only when no cursor-execute event listener is
-installed (listeners see the ``executemany`` as before).
+groups of at least :data:`MIN_ROWS` rows, only when no cursor-execute event listener is
+installed (listeners see the ``executemany`` as before), and only when the database user may
+create temporary tables (``TEMPORARY`` on the database, which PostgreSQL grants to everyone
+by default; asked once per pooled connection): without it, ``executemany`` as before.
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ from sqlalchemy import table as table_clause
 
 from eventsource.projection.store import upsert_statement
 
-__all__ = ["MIN_ROWS", "CopyUpsert", "Spec", "copy_upsert"]
+__all__ = ["MIN_ROWS", "CopyUpsert", "Spec", "copy_upsert", "may_stage"]
 
 #: (columns, key, increment, coalesce) of one ``ctx.upsert`` call
 Spec = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 
 #: smallest group sent by COPY (three statements); smaller groups go by executemany
 MIN_ROWS: Final = 32
+#: key in SQLAlchemy's per-DBAPI-connection ``info``: may this session create temp tables
+_MAY_STAGE: Final = "eventsource.pgcopy.may_stage"
+_ASK: Final = "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
 
 
 class CopyUpsert:
@@ -89,3 +94,13 @@ def copy_upsert(
     if dialect.name != "postgresql" or dialect.driver != "psycopg":
         return None
     return CopyUpsert(table, dialect, names, spec)
+
+
+def may_stage(connection: Connection) -> bool:
+    """Whether ``connection``'s user may create the staging table (asked once per DBAPI
+    connection: a refused ``CREATE TEMPORARY TABLE`` would abort the batch's transaction)."""
+    info = connection.info
+    allowed = info.get(_MAY_STAGE)
+    if allowed is None:
+        allowed = info[_MAY_STAGE] = bool(connection.exec_driver_sql(_ASK).scalar())
+    return bool(allowed)

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect, Table
 
-from eventsource.projection.pgcopy import MIN_ROWS, CopyUpsert, Spec, copy_upsert
+from eventsource.projection.pgcopy import MIN_ROWS, CopyUpsert, Spec, copy_upsert, may_stage
 from eventsource.projection.store import upsert_statement
 
 __all__ = ["DriverUpsert", "Spec", "run_upsert"]
@@ -166,12 +166,15 @@ def run_upsert(
         rows = upsert.rows(params)
         connection.exec_driver_sql(upsert.sql, rows[0] if len(rows) == 1 else rows)
         return
+    copy = upsert.copy
+    if copy is not None and (not distinct or len(params) < MIN_ROWS or not may_stage(connection)):
+        copy = None
     cursor = connection.connection.cursor()
     sql = upsert.sql
     try:
-        if upsert.copy is not None and distinct and len(params) >= MIN_ROWS:
-            sql = upsert.copy.merge
-            upsert.copy.run(cursor, upsert.tuples(params))
+        if copy is not None:
+            sql = copy.merge
+            copy.run(cursor, upsert.tuples(params))
             return
         rows = upsert.rows(params)
         if len(rows) == 1:

@@ -197,3 +197,34 @@ def test_keys_equal_only_in_the_database_fall_back_to_record_by_record(
     expected = {f"{i:<8}": 1 for i in ids[:MIN_ROWS]}
     expected["k1      "] = expected["k2      "] = 2
     assert stored == expected
+
+
+def test_a_user_who_may_not_create_temporary_tables_gets_executemany(postgres_url: str) -> None:
+    admin = create_read_model_engine(postgres_url)
+    suffix = uuid.uuid4().hex[:8]
+    database, role = f"es_notemp_{suffix}", f"es_notemp_{suffix}"
+    with admin.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.execute(text(f"CREATE DATABASE {database}"))
+        conn.execute(text(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC"))
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+    owner = create_read_model_engine(admin.url.set(database=database))
+    with owner.begin() as conn:
+        conn.execute(text(f"GRANT CREATE ON SCHEMA public TO {role}"))
+    user = create_read_model_engine(admin.url.set(database=database, username=role))
+    try:
+        ensure_schema(user, Tally())
+        rows = [{"id": f"k{i}", "part": 0, "label": "a", "n": 1, "last": i} for i in range(50)]
+        with user.connect() as conn, conn.begin():
+            _apply(conn, rows, immediate=False)
+            stored = _apply(conn, rows, immediate=False)
+            assert conn.execute(text(STAGES)).scalar_one() == 0
+        assert [r.n for r in stored] == [2] * 50
+    finally:
+        user.dispose()
+        owner.dispose()
+        with admin.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(text(f"DROP DATABASE {database} WITH (FORCE)"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        admin.dispose()
