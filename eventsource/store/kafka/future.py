@@ -21,14 +21,14 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures._base import (  # the states Future's own methods compare with
+from concurrent.futures._base import (  # Future's states, and the logger of its callbacks
     CANCELLED,
     CANCELLED_AND_NOTIFIED,
     FINISHED,
+    LOGGER,
     PENDING,
     RUNNING,
 )
-from concurrent.futures._base import LOGGER  # callback errors are logged where Future logs them
 from typing import Any
 
 from eventsource.store.port import AppendResult
