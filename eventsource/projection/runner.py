@@ -40,14 +40,14 @@ from eventsource.kafka.fetch import close_consumer, next_batch
 from eventsource.kafka.names import projection_group
 from eventsource.kafka.reach import client_error, lost_brokers
 from eventsource.kafka.stable import wait_until_readable
-from eventsource.projection.batch import BatchApplier
+from eventsource.projection.batch import BatchApplier, BatchOutcome
 from eventsource.projection.checkpoints import TopicPartition as TP
 from eventsource.projection.checkpoints import ensure_checkpoint_rows, read_checkpoints
 from eventsource.projection.dberrors import (
+    Abandoned,
     is_permanent_db_error,
-    is_transient_db_error,
-    outage_error,
     permanent_error,
+    retry_transient,
 )
 from eventsource.projection.deadletter import dead_letter_hook
 from eventsource.projection.definition import Projection
@@ -59,10 +59,6 @@ from eventsource.projection.types import FailureHook, GuardedListener, NullListe
 __all__ = ["ProjectionRunner", "RunStats", "default_group_id"]
 
 log = logging.getLogger(__name__)
-
-
-class _Abandoned(Exception):
-    """``stop`` was set while a batch waited for the database; it was not applied."""
 
 
 #: Consumer settings the exactly-once argument rests on; overrides may not change them.
@@ -165,7 +161,7 @@ class ProjectionRunner:
             while not stop.is_set():
                 try:
                     got = self._step(stats, stop)
-                except _Abandoned:
+                except Abandoned:
                     break  # stopped while the database was away: the batch was not applied
 
                 if not got and not caught_up_said and self._assigned and self._at_end():
@@ -199,7 +195,7 @@ class ProjectionRunner:
         targets = end_offsets(consumer, self.projection, deadline - time.monotonic())
         while True:
             self._step(stats, None, deadline)
-            done = self._done_offsets(consumer, targets)
+            done = self._done_offsets(consumer, targets, deadline)
             if all(done.get(tp, 0) >= end for tp, end in targets.items()):
                 break
             if time.monotonic() > deadline:
@@ -277,47 +273,32 @@ class ProjectionRunner:
         stop: threading.Event | None,
         deadline: float | None,
     ) -> None:
-        backoff = 0.2
-        first_failure: float | None = None
-        attempts = 0
-        while True:
+        started = time.monotonic()
+
+        def attempt() -> BatchOutcome:
+            nonlocal started
             started = time.monotonic()
-            try:
-                if messages:
-                    outcome = self._applier.apply(messages, positions)
-                else:
-                    outcome = self._applier.advance(positions)
-                break
-            except Exception as exc:
-                self.listener.on_error(exc)
-                attempts += 1
-                first_failure = first_failure or started
-                # On giving up, the consumer's position is past records that were not
-                # committed: drop it, so the next call starts again from the checkpoints.
-                if is_permanent_db_error(exc):
-                    self._close_consumer()
-                    raise permanent_error(self.projection, exc) from exc
-                if not is_transient_db_error(exc) or (
-                    deadline is not None and time.monotonic() > deadline
-                ):
-                    self._close_consumer()
-                    raise
-                if time.monotonic() - first_failure > self.max_db_outage_s:
-                    self._close_consumer()
-                    raise outage_error(
-                        self.projection,
-                        exc,
-                        time.monotonic() - first_failure,
-                        attempts,
-                        self.max_db_outage_s,
-                    ) from exc
-                log.warning("read-model database unavailable, retrying batch: %s", exc)
-                if stop is not None and stop.wait(backoff):
-                    self._close_consumer()
-                    raise _Abandoned from exc
-                if stop is None:
-                    time.sleep(backoff)  # run_until_caught_up: bounded by its deadline
-                backoff = min(backoff * 2, 5.0)
+            if messages:
+                return self._applier.apply(messages, positions)
+            return self._applier.advance(positions)
+
+        try:
+            # On giving up, the consumer's position is past records that were not
+            # committed: drop it, so the next call starts again from the checkpoints.
+            outcome = retry_transient(
+                attempt,
+                self.projection,
+                doing="batch",
+                deadline=deadline,
+                max_outage_s=self.max_db_outage_s,
+                stop=stop,
+                on_error=self.listener.on_error,
+                give_up=self._close_consumer,
+            )
+        except Exception as exc:
+            if is_permanent_db_error(exc):
+                raise permanent_error(self.projection, exc) from exc
+            raise
         assert outcome.next_offsets is not None
         self._applied.update(outcome.next_offsets)
         stats.applied += outcome.applied
@@ -344,12 +325,26 @@ class ProjectionRunner:
     def _positions(self, consumer: Consumer) -> dict[TP, int]:
         return positions(consumer, self._assigned)
 
-    def _done_offsets(self, consumer: Consumer, targets: dict[TP, int]) -> dict[TP, int]:
+    def _done_offsets(
+        self, consumer: Consumer, targets: dict[TP, int], deadline: float
+    ) -> dict[TP, int]:
         done = dict(self._applied)
         for tp, position in self._positions(consumer).items():
             done[tp] = max(done.get(tp, 0), position)
-        with self.engine.connect() as raw, read_only(raw) as conn:
-            stored = read_checkpoints(conn, self.projection.name, self.projection.version, targets)
+        p = self.projection
+
+        def read() -> dict[TP, int]:
+            with self.engine.connect() as raw, read_only(raw) as conn:
+                return read_checkpoints(conn, p.name, p.version, targets)
+
+        stored = retry_transient(
+            read,
+            p,
+            doing="reading checkpoints",
+            deadline=deadline,
+            max_outage_s=self.max_db_outage_s,
+            on_error=self.listener.on_error,
+        )
         for tp, offset in stored.items():  # partitions applied by other group members
             done[tp] = max(done.get(tp, 0), offset)
         return done
@@ -420,19 +415,19 @@ class ProjectionRunner:
         # Runs inside a rebalance callback, where an exception would leave the consumer
         # without its assignment: ride out short database outages here.
         p = self.projection
-        deadline = time.monotonic() + 60
-        backoff = 0.2
-        while True:
-            try:
-                with self.engine.begin() as conn:
-                    ensure_checkpoint_rows(conn, p.name, p.version, tps)
-                    return read_checkpoints(conn, p.name, p.version, tps)
-            except Exception as exc:
-                self.listener.on_error(exc)
-                if not is_transient_db_error(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+
+        def read() -> dict[TP, int]:
+            with self.engine.begin() as conn:
+                ensure_checkpoint_rows(conn, p.name, p.version, tps)
+                return read_checkpoints(conn, p.name, p.version, tps)
+
+        return retry_transient(
+            read,
+            p,
+            doing="reading checkpoints",
+            deadline=time.monotonic() + 60,
+            on_error=self.listener.on_error,
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
