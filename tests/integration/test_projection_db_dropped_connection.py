@@ -10,7 +10,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,7 +25,6 @@ from examples.bank.projections import AccountBalances, sample_history
 from tests.integration.read_model_db import (
     ErrorsSeen,
     balances,
-    dropped_afterwards,
     dropped_while_reading_checkpoints,
     folded_balances,
     named,
@@ -33,12 +32,6 @@ from tests.integration.read_model_db import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
-
-
-@pytest.fixture
-def projection_name(postgres_url: str, unique_name: str) -> Iterator[str]:
-    with dropped_afterwards(postgres_url, "k_" + unique_name[-8:]) as name:
-        yield name
 
 
 def test_an_engine_reconnects_when_its_idle_pooled_connection_was_dropped(
@@ -88,14 +81,14 @@ def test_a_runner_whose_idle_connection_was_dropped_goes_on_applying(
     kafka_settings: KafkaSettings,
     create_topic: Callable[..., str],
     postgres_url: str,
-    projection_name: str,
+    pg_projection_name: str,
 ) -> None:
     def drop_idle(runner: ProjectionRunner, admin: Engine, _: ErrorsSeen) -> None:
-        assert terminate(admin, projection_name) >= 1  # the runner's pooled connection
+        assert terminate(admin, pg_projection_name) >= 1  # the runner's pooled connection
         runner.run_until_caught_up(60)  # nothing new: checks its checkpoints
 
     _applies_all_of_a_history_around(
-        drop_idle, kafka_settings, create_topic(partitions=2), postgres_url, projection_name
+        drop_idle, kafka_settings, create_topic(partitions=2), postgres_url, pg_projection_name
     )
 
 
@@ -103,7 +96,7 @@ def test_checkpoint_reads_ride_out_a_connection_dropped_mid_read(
     kafka_settings: KafkaSettings,
     create_topic: Callable[..., str],
     postgres_url: str,
-    projection_name: str,
+    pg_projection_name: str,
 ) -> None:
     """Catching up, the runner's status, status from a URL and waiting for positions each
     lose their connection while they read checkpoints, and retry."""
@@ -111,7 +104,7 @@ def test_checkpoint_reads_ride_out_a_connection_dropped_mid_read(
 
     def drop_mid_read(runner: ProjectionRunner, admin: Engine, errors: ErrorsSeen) -> None:
         def drop_while(call: Callable[[], Any]) -> Any:
-            return dropped_while_reading_checkpoints(admin, projection_name, call)
+            return dropped_while_reading_checkpoints(admin, pg_projection_name, call)
 
         p, url = runner.projection, runner.database_url
         runner.run_until_caught_up(60)  # settled: the next call only reads checkpoints
@@ -125,7 +118,7 @@ def test_checkpoint_reads_ride_out_a_connection_dropped_mid_read(
         drop_while(lambda: wait_for_positions(p, url, ends, 60))
 
     _applies_all_of_a_history_around(
-        drop_mid_read, kafka_settings, topic, postgres_url, projection_name
+        drop_mid_read, kafka_settings, topic, postgres_url, pg_projection_name
     )
 
 
