@@ -31,6 +31,7 @@ from eventsource.aio.ports import Loader
 from eventsource.domain import Aggregate
 from eventsource.errors import AggregateNotFoundError, ConfigurationError
 from eventsource.store.port import Appender, AppendResult
+from eventsource.store.repository import check_distinct
 
 __all__ = ["AsyncRepository"]
 
@@ -133,12 +134,7 @@ class AsyncRepository(Generic[A]):
         first failure (in the order given) is raised, and each aggregate's
         ``pending_events`` tells whether it was written.
         """
-        ids = [aggregate.id for aggregate in aggregates]
-        if len(set(ids)) != len(ids):
-            raise ValueError(
-                "save_all got the same aggregate more than once; its appends would race "
-                f"each other at one expected version: {sorted(i for i in ids if ids.count(i) > 1)}"
-            )
+        check_distinct(aggregates)
         outcomes = await asyncio.gather(
             *(
                 self.save(a, correlation_id=correlation_id, causation_id=causation_id)

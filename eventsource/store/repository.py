@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 from eventsource.domain import Aggregate
 from eventsource.errors import AggregateNotFoundError
-from eventsource.store.port import AppendResult, EventStore
+from eventsource.store.port import AppendCall, AppendResult, EventStore
 
-__all__ = ["Repository"]
+__all__ = ["Repository", "check_distinct"]
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -69,3 +71,65 @@ class Repository(Generic[A]):
         )
         aggregate.mark_committed()
         return result
+
+    def save_all(
+        self,
+        aggregates: Sequence[A],
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> list[AppendResult]:
+        """Save several aggregates in one call: one append each (not one transaction), all
+        started at once through the store's ``append_many``, so they share group commits.
+
+        Each append succeeds or fails on its own (its expected version is the aggregate's
+        committed version). Once all have ended, the written aggregates' pending events
+        become committed; if any failed, the first failure (in the order given) is raised,
+        and each aggregate's ``pending_events`` tells whether it was written. Results are in
+        the order given (an aggregate with nothing pending: no positions, nothing written).
+        """
+        check_distinct(aggregates)
+        aggregate_type = self.aggregate_cls.aggregate_type
+        saving = [aggregate for aggregate in aggregates if aggregate.pending_events]
+        futures = self.store.append_many(
+            [
+                AppendCall(
+                    aggregate_type,
+                    aggregate.id,
+                    aggregate.pending_events,
+                    aggregate.committed_version,
+                    correlation_id,
+                    causation_id,
+                )
+                for aggregate in saving
+            ]
+        )
+        outcomes: dict[str, Future[AppendResult]] = dict(
+            zip([a.id for a in saving], futures, strict=True)
+        )
+        results: list[AppendResult] = []
+        failure: BaseException | None = None
+        for aggregate in aggregates:
+            future = outcomes.get(aggregate.id)
+            if future is None:
+                results.append(AppendResult(aggregate.id, aggregate.version, ()))
+                continue
+            error = future.exception()  # waits: every append the store started ends
+            if error is None:
+                aggregate.mark_committed()
+                results.append(future.result())
+            elif failure is None:
+                failure = error
+        if failure is not None:
+            raise failure
+        return results
+
+
+def check_distinct(aggregates: Sequence[Aggregate]) -> None:
+    """``save_all`` saves each aggregate once: the same one twice would race itself."""
+    ids = [aggregate.id for aggregate in aggregates]
+    if len(set(ids)) != len(ids):
+        raise ValueError(
+            "save_all got the same aggregate more than once; its appends would race "
+            f"each other at one expected version: {sorted(i for i in ids if ids.count(i) > 1)}"
+        )
