@@ -8,9 +8,9 @@ from typing import Generic, TypeVar
 
 from eventsource.domain import Aggregate
 from eventsource.errors import AggregateNotFoundError
-from eventsource.store.port import AppendCall, AppendResult, EventStore
+from eventsource.store.port import AppendCall, Appender, AppendResult, EventStore
 
-__all__ = ["Repository", "check_distinct"]
+__all__ = ["Repository", "check_distinct", "finish_saves", "start_saves"]
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -88,41 +88,14 @@ class Repository(Generic[A]):
         and each aggregate's ``pending_events`` tells whether it was written. Results are in
         the order given (an aggregate with nothing pending: no positions, nothing written).
         """
-        check_distinct(aggregates)
-        aggregate_type = self.aggregate_cls.aggregate_type
-        saving = [aggregate for aggregate in aggregates if aggregate.pending_events]
-        futures = self.store.append_many(
-            [
-                AppendCall(
-                    aggregate_type,
-                    aggregate.id,
-                    aggregate.pending_events,
-                    aggregate.committed_version,
-                    correlation_id,
-                    causation_id,
-                )
-                for aggregate in saving
-            ]
+        started = start_saves(
+            self.store, self.aggregate_cls.aggregate_type, aggregates, correlation_id, causation_id
         )
-        outcomes: dict[str, Future[AppendResult]] = dict(
-            zip([a.id for a in saving], futures, strict=True)
+        # exception() waits: every append the store started ends (written, refused, or
+        # uncertain), then its result or error is the outcome.
+        return finish_saves(
+            [(a, None if f is None else (f.exception() or f.result())) for a, f in started]
         )
-        results: list[AppendResult] = []
-        failure: BaseException | None = None
-        for aggregate in aggregates:
-            future = outcomes.get(aggregate.id)
-            if future is None:
-                results.append(AppendResult(aggregate.id, aggregate.version, ()))
-                continue
-            error = future.exception()  # waits: every append the store started ends
-            if error is None:
-                aggregate.mark_committed()
-                results.append(future.result())
-            elif failure is None:
-                failure = error
-        if failure is not None:
-            raise failure
-        return results
 
 
 def check_distinct(aggregates: Sequence[Aggregate]) -> None:
@@ -133,3 +106,52 @@ def check_distinct(aggregates: Sequence[Aggregate]) -> None:
             "save_all got the same aggregate more than once; its appends would race "
             f"each other at one expected version: {sorted(i for i in ids if ids.count(i) > 1)}"
         )
+
+
+def start_saves(
+    store: Appender,
+    aggregate_type: str,
+    aggregates: Sequence[A],
+    correlation_id: str | None,
+    causation_id: str | None,
+) -> list[tuple[A, Future[AppendResult] | None]]:
+    """``save_all``'s first half: one ``append_many`` for every aggregate with pending
+    events; each aggregate with its append's future (``None``: nothing to write)."""
+    check_distinct(aggregates)
+    futures = iter(
+        store.append_many(
+            [
+                AppendCall(
+                    aggregate_type,
+                    aggregate.id,
+                    pending,
+                    aggregate.committed_version,
+                    correlation_id,
+                    causation_id,
+                )
+                for aggregate in aggregates
+                if (pending := aggregate.pending_events)
+            ]
+        )
+    )
+    return [(a, next(futures) if a.pending_events else None) for a in aggregates]
+
+
+def finish_saves(
+    outcomes: Sequence[tuple[A, AppendResult | BaseException | None]],
+) -> list[AppendResult]:
+    """``save_all``'s second half, once every append has ended: the written aggregates'
+    pending events become committed; the first failure is raised, else the results."""
+    results: list[AppendResult] = []
+    failure: BaseException | None = None
+    for aggregate, outcome in outcomes:
+        if outcome is None:
+            results.append(AppendResult(aggregate.id, aggregate.version, ()))
+        elif isinstance(outcome, BaseException):
+            failure = failure or outcome
+        else:
+            aggregate.mark_committed()
+            results.append(outcome)
+    if failure is not None:
+        raise failure
+    return results
