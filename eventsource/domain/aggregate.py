@@ -69,7 +69,11 @@ class Aggregate:
             raise DomainError(f"{type(self).__name__} needs a non-empty aggregate id")
         self.id = aggregate_id
         self.version = 0
-        self._pending: list[Event] = []
+        # Nothing pending: the empty tuple, not a list. An aggregate whose attributes are all
+        # plain values (str, int, Decimal, ...) then has a __dict__ the cyclic GC does not
+        # track: the event store keeps one folded copy per aggregate and makes a new one per
+        # append, and a list here made three GC-tracked objects of each instead of one.
+        self._pending: list[Event] | tuple[()] = ()
 
     @classmethod
     def event_types(cls) -> tuple[type[Event], ...]:
@@ -109,7 +113,11 @@ class Aggregate:
     def emit(self, event: Event) -> None:
         """Apply a new event to the state and queue it for the next append."""
         self.apply_event(event)
-        self._pending.append(event)
+        pending = self._pending
+        if isinstance(pending, list):
+            pending.append(event)
+        else:
+            self._pending = [event]
 
     def apply_event(self, event: Event) -> None:
         """Apply an already recorded event; increments :attr:`version`."""
@@ -135,8 +143,8 @@ class Aggregate:
 
     def mark_committed(self) -> list[Event]:
         """Forget the pending events once the store accepted them; returns them."""
-        pending, self._pending = self._pending, []
-        return pending
+        pending, self._pending = self._pending, ()
+        return list(pending) if isinstance(pending, tuple) else pending
 
 
 def _event_type_of(cls: type, name: str, method: Callable[..., object]) -> type[Event]:

@@ -16,13 +16,20 @@ result code (``sqlite_errorname``) and by the message where neither is reported
   too many SQL variables): the record's fault; its handler failed, and the projection's
   dead-letter policy decides (the careful path applies records one by one, so the policy
   sees the record that triggered it, and its batch-mates are applied).
+
+:func:`retry_transient` is the one loop that rides out transient errors, for every use of
+the database by the runner (batches, checkpoints on assignment, catching up) and by the
+read-only callers (status).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
@@ -33,6 +40,7 @@ if TYPE_CHECKING:
     from eventsource.projection.definition import Projection
 
 __all__ = [
+    "Abandoned",
     "database_error",
     "database_of",
     "describe_database",
@@ -41,9 +49,13 @@ __all__ = [
     "outage_error",
     "permanent_error",
     "remember_database",
+    "retry_transient",
     "sqlite_errorname",
     "sqlstate",
 ]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: SQLSTATE classes / codes of errors that go away by themselves.
 _TRANSIENT_CLASSES: Final = ("08", "40", "53")  # connection, transaction rollback, resources
@@ -221,3 +233,61 @@ def outage_error(
         f"last error: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}. Check the "
         "database server and the URL, then restart the runner: it resumes from its checkpoint"
     )
+
+
+class Abandoned(Exception):
+    """``stop`` was set while :func:`retry_transient` waited for the database."""
+
+
+def _ignore(_: BaseException) -> None:
+    pass
+
+
+def _nothing() -> None:
+    pass
+
+
+def retry_transient(
+    call: Callable[[], T],
+    projection: Projection,
+    *,
+    doing: str,
+    deadline: float | None = None,
+    max_outage_s: float | None = None,
+    stop: threading.Event | None = None,
+    on_error: Callable[[BaseException], None] = _ignore,
+    give_up: Callable[[], None] = _nothing,
+) -> T:
+    """``call()``, again after a growing pause (0.2 s doubling to 5 s) while it fails with a
+    transient database error (:func:`is_transient_db_error`), until ``deadline``
+    (``time.monotonic()``), ``max_outage_s`` of failures (then :func:`outage_error`) or
+    ``stop`` is set (then :class:`Abandoned`). Every failure goes to ``on_error``; any
+    other error is raised as it is. ``give_up`` runs before anything is raised.
+    ``call`` must be safe to repeat: one transaction that failed as a whole."""
+    backoff = 0.2
+    first_failure: float | None = None
+    attempts = 0
+    while True:
+        started = time.monotonic()
+        try:
+            return call()
+        except Exception as exc:
+            on_error(exc)
+            attempts += 1
+            first_failure = first_failure or started
+            now = time.monotonic()
+            if not is_transient_db_error(exc) or (deadline is not None and now > deadline):
+                give_up()
+                raise
+            if max_outage_s is not None and now - first_failure > max_outage_s:
+                give_up()
+                raise outage_error(
+                    projection, exc, now - first_failure, attempts, max_outage_s
+                ) from exc
+            log.warning("read-model database unavailable, retrying %s: %s", doing, exc)
+            if stop is not None and stop.wait(backoff):
+                give_up()
+                raise Abandoned from exc
+            if stop is None:
+                time.sleep(backoff)  # bounded by the deadline or max_outage_s
+            backoff = min(backoff * 2, 5.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -14,6 +15,7 @@ from eventsource.kafka.metadata import existing_topics
 from eventsource.kafka.names import reader_group
 from eventsource.kafka.reach import is_unreachable, unreachable_error
 from eventsource.projection.checkpoints import checkpoints_table, read_checkpoints
+from eventsource.projection.dberrors import retry_transient
 from eventsource.projection.definition import Projection
 from eventsource.projection.store import create_read_model_engine, live_version, read_only
 
@@ -58,19 +60,25 @@ def projection_status(
     """Checkpoints from the read-model database against the topics' last stable offsets.
 
     Partitions never applied show checkpoint 0. Works without a running runner. Creates
-    nothing: a SQLite database that does not exist raises DatabaseNotFoundError.
+    nothing: a SQLite database that does not exist raises DatabaseNotFoundError. A
+    connection lost while reading is retried until ``timeout``.
     """
     engine = (
         create_read_model_engine(database, must_exist=True)
         if isinstance(database, str)
         else database
     )
-    try:
+
+    def read() -> dict[tuple[str, int], int]:
         with engine.connect() as raw, read_only(raw) as conn:
             if live_version(conn, projection.name) is None:
-                stored: dict[tuple[str, int], int] = {}
-            else:
-                stored = read_checkpoints(conn, projection.name, projection.version)
+                return {}
+            return read_checkpoints(conn, projection.name, projection.version)
+
+    try:
+        stored = retry_transient(
+            read, projection, doing="reading checkpoints", deadline=time.monotonic() + timeout
+        )
     finally:
         if isinstance(database, str):
             engine.dispose()

@@ -6,10 +6,12 @@ import time
 from collections.abc import Sequence
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from eventsource.domain import Position
 from eventsource.errors import WaitTimeoutError
 from eventsource.projection.checkpoints import read_checkpoints
+from eventsource.projection.dberrors import is_transient_db_error
 from eventsource.projection.definition import Projection, validate_identifier
 from eventsource.projection.store import create_read_model_engine, live_version, read_only
 
@@ -37,17 +39,26 @@ class PositionsWait:
         self.needed = needed
         self.stored: dict[tuple[str, int], int] = {}
         self.missing = dict(needed)
+        self.lost: DBAPIError | None = None  #: the last transient database error seen
 
     def check(self, engine: Engine) -> bool:
         """Read the checkpoints once; True when every position has been passed."""
         if not self.needed:
             return True
-        with engine.connect() as raw, read_only(raw) as conn:
-            live = live_version(conn, self.name)  # None: the projection never ran here
-            if self.version is not None and live is not None:
-                live = self.version
-            stored = None if live is None else read_checkpoints(conn, self.name, live, self.needed)
-            self.stored = stored or {}
+        try:
+            with engine.connect() as raw, read_only(raw) as conn:
+                live = live_version(conn, self.name)  # None: the projection never ran here
+                if self.version is not None and live is not None:
+                    live = self.version
+                stored = (
+                    None if live is None else read_checkpoints(conn, self.name, live, self.needed)
+                )
+                self.stored = stored or {}
+        except DBAPIError as exc:
+            if not is_transient_db_error(exc):
+                raise
+            self.lost = exc  # a dropped connection: the next poll asks again
+            return False
         self.missing = {tp: o for tp, o in self.needed.items() if self.stored.get(tp, 0) < o}
         return not self.missing
 
@@ -56,9 +67,10 @@ class PositionsWait:
             f"{t}[{p}]@{o - 1} (checkpoint {self.stored.get((t, p), 0)})"
             for (t, p), o in sorted(self.missing.items())
         )
+        lost = "" if self.lost is None else f" (the database failed meanwhile: {self.lost.orig})"
         return WaitTimeoutError(
-            f"projection {self.name!r} did not pass {detail} within {timeout}s: is its runner "
-            "running and healthy? (eventsource status shows its lag)"
+            f"projection {self.name!r} did not pass {detail} within {timeout}s{lost}: is its "
+            "runner running and healthy? (eventsource status shows its lag)"
         )
 
 

@@ -1,6 +1,8 @@
 """What the read-model engine does when a connection goes away under it: one dropped while
 idle in the pool is found dead by the next checkout's pre-ping and replaced (for the runner
-as for any reader), and Ctrl-C during a query stays a KeyboardInterrupt."""
+as for any reader); one dropped while it reads checkpoints is retried by whoever reads
+(catching up, status, waiting for positions); Ctrl-C during a query stays a
+KeyboardInterrupt."""
 
 from __future__ import annotations
 
@@ -8,63 +10,39 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, text
 
+from eventsource.domain import Position
 from eventsource.kafka.config import KafkaSettings
-from eventsource.projection import ProjectionRunner
-from eventsource.projection.checkpoints import checkpoints_table
-from eventsource.projection.store import create_read_model_engine, projections_table
-from eventsource.testing.seed import fold, seed_events
-from examples.bank.domain import Account
+from eventsource.projection import ProjectionRunner, projection_status, wait_for_positions
+from eventsource.projection.store import create_read_model_engine
+from eventsource.testing.seed import seed_events
 from examples.bank.projections import AccountBalances, sample_history
+from tests.integration.read_model_db import (
+    ErrorsSeen,
+    balances,
+    dropped_while_reading_checkpoints,
+    folded_balances,
+    named,
+    terminate,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
-
-
-@pytest.fixture
-def projection_name(postgres_url: str, unique_name: str) -> Iterator[str]:
-    name = "k_" + unique_name[-8:]
-    yield name
-    engine = create_read_model_engine(postgres_url)  # the server is shared: leave nothing behind
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'DROP VIEW IF EXISTS "{name}_accounts"')
-        conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}_v1_accounts"')
-        for system in (checkpoints_table, projections_table):
-            conn.execute(system.delete().where(system.c.projection == name))
-    engine.dispose()
-
-
-def _url(postgres_url: str, application_name: str) -> str:
-    separator = "&" if "?" in postgres_url else "?"
-    return f"{postgres_url}{separator}application_name={application_name}"
-
-
-def _terminate(admin: Engine, application_name: str) -> int:
-    """Terminate every backend of ``application_name``; how many there were."""
-    with admin.connect() as conn:
-        return len(
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = :name"
-                ),
-                {"name": application_name},
-            ).all()
-        )
 
 
 def test_an_engine_reconnects_when_its_idle_pooled_connection_was_dropped(
     postgres_url: str, unique_name: str
 ) -> None:
-    engine = create_read_model_engine(_url(postgres_url, unique_name))
+    engine = create_read_model_engine(named(postgres_url, unique_name))
     admin = create_read_model_engine(postgres_url)
     try:
         with engine.connect() as conn:  # the connection goes back to the pool, idle
             assert conn.execute(text("SELECT 1")).scalar_one() == 1
-        assert _terminate(admin, unique_name) == 1
+        assert terminate(admin, unique_name) == 1
         with engine.connect() as conn:
             assert conn.execute(text("SELECT 2")).scalar_one() == 2
     finally:
@@ -72,39 +50,82 @@ def test_an_engine_reconnects_when_its_idle_pooled_connection_was_dropped(
         admin.dispose()
 
 
+Drop = Callable[[ProjectionRunner, Engine, ErrorsSeen], None]
+
+
+def _applies_all_of_a_history_around(
+    drop: Drop, settings: KafkaSettings, topic: str, postgres_url: str, name: str
+) -> None:
+    """Apply half a history, ``drop`` the runner's connections, apply the rest: the read
+    model must be the fold of it all."""
+    history = sample_history(accounts=10, events=400, seed=5)
+    projection = AccountBalances(name=name, topics=[topic])
+    admin = create_read_model_engine(postgres_url)
+    errors = ErrorsSeen()
+    try:
+        with ProjectionRunner(
+            projection, settings, named(postgres_url, name), batch_size=50, listener=errors
+        ) as runner:
+            after = seed_events(settings, topic, history[:200])
+            runner.run_until_caught_up(60, after=after)
+            drop(runner, admin, errors)
+            after = seed_events(settings, topic, history[200:])
+            runner.run_until_caught_up(60, after=after)
+        got = balances(admin, projection)
+    finally:
+        admin.dispose()
+    assert got == folded_balances(history)
+
+
 def test_a_runner_whose_idle_connection_was_dropped_goes_on_applying(
     kafka_settings: KafkaSettings,
     create_topic: Callable[..., str],
     postgres_url: str,
-    projection_name: str,
+    pg_projection_name: str,
 ) -> None:
+    def drop_idle(runner: ProjectionRunner, admin: Engine, _: ErrorsSeen) -> None:
+        assert terminate(admin, pg_projection_name) >= 1  # the runner's pooled connection
+        runner.run_until_caught_up(60)  # nothing new: checks its checkpoints
+
+    _applies_all_of_a_history_around(
+        drop_idle, kafka_settings, create_topic(partitions=2), postgres_url, pg_projection_name
+    )
+
+
+def test_checkpoint_reads_ride_out_a_connection_dropped_mid_read(
+    kafka_settings: KafkaSettings,
+    create_topic: Callable[..., str],
+    postgres_url: str,
+    pg_projection_name: str,
+) -> None:
+    """Catching up, the runner's status, status from a URL and waiting for positions each
+    lose their connection while they read checkpoints, and retry."""
     topic = create_topic(partitions=2)
-    history = sample_history(accounts=10, events=400, seed=5)
-    projection = AccountBalances(name=projection_name, topics=[topic])
-    admin = create_read_model_engine(postgres_url)
-    url = _url(postgres_url, projection_name)
-    try:
-        with ProjectionRunner(projection, kafka_settings, url, batch_size=50) as runner:
-            after = seed_events(kafka_settings, topic, history[:200])
-            runner.run_until_caught_up(60, after=after)
-            assert _terminate(admin, projection_name) >= 1  # the runner's pooled connection
-            runner.run_until_caught_up(60)  # nothing new: checks its checkpoints
-            after = seed_events(kafka_settings, topic, history[200:])
-            runner.run_until_caught_up(60, after=after)
-        with admin.connect() as conn:
-            got = {
-                r.account_id: (r.balance_cents, r.events)
-                for r in conn.execute(select(projection.accounts))
-            }
-    finally:
-        admin.dispose()
-    assert got == {k: (int(a.balance * 100), a.version) for k, a in fold(Account, history).items()}
+
+    def drop_mid_read(runner: ProjectionRunner, admin: Engine, errors: ErrorsSeen) -> None:
+        def drop_while(call: Callable[[], Any]) -> Any:
+            return dropped_while_reading_checkpoints(admin, pg_projection_name, call)
+
+        p, url = runner.projection, runner.database_url
+        runner.run_until_caught_up(60)  # settled: the next call only reads checkpoints
+        drop_while(runner.run_until_caught_up)
+        assert errors.seen, "the runner never felt the dropped connection"
+        status = drop_while(runner.status)
+        assert sum(s.checkpoint for s in status) == sum(s.end_offset for s in status)
+        status = drop_while(lambda: projection_status(p, kafka_settings, url))
+        assert sum(s.lag for s in status) == 0
+        ends = [Position(s.topic, s.partition, s.end_offset - 1) for s in status]
+        drop_while(lambda: wait_for_positions(p, url, ends, 60))
+
+    _applies_all_of_a_history_around(
+        drop_mid_read, kafka_settings, topic, postgres_url, pg_projection_name
+    )
 
 
 def test_ctrl_c_during_a_query_stays_a_keyboard_interrupt(
     postgres_url: str, unique_name: str
 ) -> None:
-    engine = create_read_model_engine(_url(postgres_url, unique_name))
+    engine = create_read_model_engine(named(postgres_url, unique_name))
     admin = create_read_model_engine(postgres_url)
 
     def interrupt_once_the_query_runs() -> None:

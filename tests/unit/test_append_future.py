@@ -144,3 +144,25 @@ def test_a_request_is_the_future_its_caller_holds() -> None:
     assert (request.base_version, request.time, request.key) == (0, None, b"a-1")
     assert request.cancel()  # queued, not taken by the writer yet: cancellable
     assert start_all(condition, [request]) == [False]
+
+
+def test_callbacks_run_in_order_after_an_error_too_and_one_that_raises_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    condition = threading.Condition()
+    future = AppendFuture(condition)
+    calls: list[str] = []
+
+    def broken(f: Future[AppendResult]) -> None:
+        raise RuntimeError("callback bug")
+
+    future.add_done_callback(lambda f: calls.append("first"))  # kept without a list
+    future.add_done_callback(broken)  # the second makes the list
+    future.add_done_callback(lambda f: calls.append(type(f.exception()).__name__))
+    start_all(condition, [future])
+    future.set_exception(ConcurrencyError("a-1", 1, 2))  # Future's own method
+    assert calls == ["first", "ConcurrencyError"]
+    logged = [r for r in caplog.records if r.message.startswith("exception calling callback")]
+    assert len(logged) == 1 and "callback bug" in caplog.text
+    future.add_done_callback(broken)  # already done: called at once, and logged again
+    assert len([r for r in caplog.records if r.message.startswith("exception calling")]) == 2

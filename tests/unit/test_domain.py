@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from decimal import Decimal
 
 import pytest
@@ -9,6 +10,7 @@ from pydantic import ValidationError
 
 from eventsource.domain import Aggregate, Event, apply
 from eventsource.errors import DomainError, MissingHandlerError
+from eventsource.store.kafka.index import scratch_copy
 from examples.bank.domain import Account, AccountOpened, InsufficientFunds, MoneyDeposited
 
 
@@ -42,6 +44,28 @@ def test_emit_applies_and_queues_events_and_counts_versions() -> None:
     account.mark_committed()
     assert account.pending_events == ()
     assert account.committed_version == 2
+
+
+def test_mark_committed_returns_the_pending_events_and_emitting_again_starts_afresh() -> None:
+    account = Account("acc-1")
+    assert account.mark_committed() == []  # nothing pending
+    account.open("ann")
+    emitted = account.mark_committed()
+    assert [type(e) for e in emitted] == [AccountOpened]
+    account.deposit(Decimal("1.00"))
+    account.deposit(Decimal("2.00"))
+    assert emitted == [AccountOpened(owner="ann")]  # the returned list is not reused
+    assert (len(account.pending_events), account.committed_version) == (2, 1)
+
+
+def test_a_plain_aggregate_with_nothing_pending_has_a_dict_the_collector_ignores() -> None:
+    # The store keeps a folded copy of every aggregate and makes a new one per append: an
+    # untracked __dict__ keeps those out of the cyclic collector's generations.
+    account = Account.rehydrate("acc-1", [AccountOpened(owner="ann")])  # as the store folds
+    assert not gc.is_tracked(vars(account))
+    assert not gc.is_tracked(vars(scratch_copy(account)))  # the writer's copy per append
+    account.deposit(Decimal("1.00"))  # pending events: a list, tracked as it must be
+    assert gc.is_tracked(vars(account))
 
 
 def test_rehydrate_folds_history_without_pending_events() -> None:

@@ -106,6 +106,12 @@ def test_wait_for_positions_on_a_fresh_database_times_out_naming_the_position(
     assert caught.value.retriable
 
 
+def test_wait_for_positions_keeps_asking_an_unreachable_database_and_says_so_at_last() -> None:
+    unreachable = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1"
+    with pytest.raises(WaitTimeoutError, match=r"t\[2\]@7 .*the database failed meanwhile"):
+        wait_for_positions("balances", unreachable, [Position("t", 2, 7)], timeout=0.05)
+
+
 def test_wait_for_no_positions_returns_at_once(tmp_path: Path) -> None:
     wait_for_positions(AccountBalances(), str(tmp_path / "rm.db"), [], timeout=0)
 

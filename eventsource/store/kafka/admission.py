@@ -86,6 +86,7 @@ class TrialFold:
         self.committed = {aggregate_id: s.version for aggregate_id, s in self._states.items()}
         """Each aggregate's committed version when the batch began."""
         self._accepted: list[AppendRequest] = []
+        self._events = 0  # of the accepted requests
 
     def version(self, aggregate_id: str) -> int:
         """The aggregate's version after the requests accepted so far."""
@@ -112,13 +113,16 @@ class TrialFold:
             error.__cause__ = exc
             return error
         self._accepted.append(request)
+        self._events += len(request.events)
         return None
 
     def admitted(self) -> Admitted:
         """The accepted requests, in order, and the states they leave their aggregates in."""
         states = self._states
         return Admitted(
-            self._accepted, {r.aggregate_id: states[r.aggregate_id] for r in self._accepted}
+            self._accepted,
+            {r.aggregate_id: states[r.aggregate_id] for r in self._accepted},
+            self._events,
         )
 
     def _rebuilt(self, aggregate_id: str) -> Aggregate:
@@ -137,7 +141,5 @@ class Admitted:
 
     requests: list[AppendRequest]
     states: dict[str, Aggregate]
-
-    @property
-    def events(self) -> int:
-        return sum(len(r.events) for r in self.requests)
+    events: int
+    """How many events the requests hold (counted once, while admitting)."""

@@ -21,10 +21,11 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures._base import (  # the states Future's own methods compare with
+from concurrent.futures._base import (  # Future's states, and the logger of its callbacks
     CANCELLED,
     CANCELLED_AND_NOTIFIED,
     FINISHED,
+    LOGGER,
     PENDING,
     RUNNING,
 )
@@ -35,6 +36,7 @@ from eventsource.store.port import AppendResult
 __all__ = ["AppendFuture", "resolve_all", "start_all"]
 
 _CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
+_Callback = Callable[[Future[AppendResult]], object]
 _DONE = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 
 
@@ -42,7 +44,8 @@ class AppendFuture(Future[AppendResult]):
     """A ``Future[AppendResult]`` guarded by its writer's ``condition`` (shared)."""
 
     _waiting: list[Any] | None = None  # made on first use: waiting with wait() is rare
-    _callbacks: list[Callable[[Future[AppendResult]], object]] | None = None
+    _callbacks: _Callback | list[_Callback] | None = None
+    """No callback, the only one (the usual case: no list kept alive per append), or a list."""
 
     def __init__(self, condition: threading.Condition | None = None) -> None:
         # Future.__init__ is not called: it would build the condition this class shares,
@@ -64,10 +67,31 @@ class AppendFuture(Future[AppendResult]):
         self._waiting = waiters
 
     @property
-    def _done_callbacks(self) -> list[Callable[[Future[AppendResult]], object]]:
-        if self._callbacks is None:
-            self._callbacks = []
-        return self._callbacks
+    def _done_callbacks(self) -> list[_Callback]:  # for Future's own methods, if any use it
+        callbacks = self._callbacks
+        if not isinstance(callbacks, list):
+            callbacks = self._callbacks = [] if callbacks is None else [callbacks]
+        return callbacks
+
+    def add_done_callback(self, fn: _Callback) -> None:
+        with self._condition:
+            if self._state not in _DONE:
+                callbacks = self._callbacks
+                if callbacks is None:
+                    self._callbacks = fn
+                elif isinstance(callbacks, list):
+                    callbacks.append(fn)
+                else:
+                    self._callbacks = [callbacks, fn]
+                return
+        _call(fn, self)
+
+    def _invoke_callbacks(self) -> None:
+        callbacks = self._callbacks
+        if callbacks is None:
+            return
+        for callback in callbacks if isinstance(callbacks, list) else (callbacks,):
+            _call(callback, self)
 
     def result(self, timeout: float | None = None) -> AppendResult:
         with self._condition:
@@ -94,6 +118,14 @@ class AppendFuture(Future[AppendResult]):
             raise CancelledError()
         if self._state != FINISHED:
             raise FutureTimeout()
+
+
+def _call(callback: _Callback, future: AppendFuture) -> None:
+    """Run one done-callback as ``Future`` does: an exception is logged, never raised."""
+    try:
+        callback(future)
+    except Exception:
+        LOGGER.exception("exception calling callback for %r", future)
 
 
 def start_all(condition: threading.Condition, futures: Sequence[AppendFuture]) -> list[bool]:
@@ -131,5 +163,5 @@ def resolve_all(
                     waiter.add_result(future)
         condition.notify_all()
     for future, _ in outcomes:
-        if future._callbacks:
-            future._invoke_callbacks()  # type: ignore[attr-defined]
+        if future._callbacks is not None:
+            future._invoke_callbacks()

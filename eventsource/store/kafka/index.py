@@ -42,8 +42,9 @@ def scratch_copy(state: Aggregate) -> Aggregate:
         return copy.deepcopy(state)
     attributes = state.__dict__.copy()
     for name, value in attributes.items():
-        if type(value) not in _IMMUTABLE:
-            attributes[name] = [] if type(value) is list and not value else copy.deepcopy(value)
+        kind = type(value)
+        if kind not in _IMMUTABLE and not (kind is tuple and not value):  # () is immutable
+            attributes[name] = [] if kind is list and not value else copy.deepcopy(value)
     clone = cls.__new__(cls)
     clone.__dict__ = attributes
     return clone
