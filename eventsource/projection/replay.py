@@ -20,7 +20,9 @@ without that, bump the projection's version and use :mod:`eventsource.projection
 version's runner during an in-place replay: both would write the same tables.
 
 Replay uses its own consumer with explicit partition assignment (no consumer group, no
-rebalances) and ``read_committed``.
+rebalances) and ``read_committed``. Each of its database transactions (the reset, the
+first read of the checkpoints, every batch) is retried while the database is unavailable
+(a dropped connection), like the runner's, until ``timeout``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from eventsource.projection.checkpoints import (
     read_checkpoints,
     write_checkpoints,
 )
+from eventsource.projection.dberrors import retry_transient
 from eventsource.projection.deadletter import SqlParkingLot, dead_letter_hook, dlq_end_offsets
 from eventsource.projection.definition import Projection
 from eventsource.projection.runner import default_group_id
@@ -152,7 +155,12 @@ def replay(
             min(timeout, 30.0),
             after=after,
         )
-        _prepare(engine, projection, settings, bounds, reset=reset)
+        retry_transient(
+            lambda: _prepare(engine, projection, settings, bounds, reset=reset),
+            projection,
+            doing="resetting the replayed version",
+            deadline=time.monotonic() + timeout,
+        )
         return apply_range(
             projection,
             settings,
@@ -259,9 +267,15 @@ def apply_range(
     The building block of replay and rebuild: exactly-once through the runner's batch code.
     """
     p = projection
-    with engine.begin() as conn:
-        ensure_checkpoint_rows(conn, p.name, p.version, stop)
-        begin = read_checkpoints(conn, p.name, p.version, stop)
+    started = time.monotonic()
+    deadline = started + timeout
+
+    def read_begin() -> dict[TP, int]:
+        with engine.begin() as conn:
+            ensure_checkpoint_rows(conn, p.name, p.version, stop)
+            return read_checkpoints(conn, p.name, p.version, stop)
+
+    begin = retry_transient(read_begin, p, doing="reading checkpoints", deadline=deadline)
     result = ReplayResult(start=dict(start or begin), stop=dict(stop), checkpoints=dict(begin))
     total = sum(max(stop[tp] - begin.get(tp, 0), 0) for tp in stop)
     hook = failure_hook or dead_letter_hook(p, settings)
@@ -273,7 +287,6 @@ def apply_range(
             reader_group(settings.application_id, f"replay.{p.name}.v{p.version}")
         )
     )
-    started = time.monotonic()
     try:
         open_parts = [tp for tp in stop if result.checkpoints.get(tp, 0) < stop[tp]]
         if open_parts:
@@ -287,7 +300,7 @@ def apply_range(
                     f"(checkpoint, stop): {_behind(result.checkpoints, stop)}. It resumes "
                     "from the checkpoints: call again with reset=False and the same bounds"
                 )
-            open_parts = _step(consumer, applier, result, stop, open_parts, batch_size)
+            open_parts = _step(consumer, applier, result, stop, open_parts, batch_size, deadline)
             if progress is not None:
                 progress(_progress(result, stop, total, time.monotonic() - started))
     finally:
@@ -305,6 +318,7 @@ def _step(
     stop: Mapping[TP, int],
     open_parts: list[TP],
     batch_size: int,
+    deadline: float,
 ) -> list[TP]:
     good: list[Any] = []
     for message in next_batch(consumer, 0.5, batch_size):
@@ -322,7 +336,12 @@ def _step(
         for tp in consumer.position([TopicPartition(t, n) for t, n in open_parts])
         if tp.offset >= 0
     }
-    outcome = applier.apply(good, positions) if good else applier.advance(positions)
+    outcome = retry_transient(  # one transaction, checkpoints included: safe to repeat
+        lambda: applier.apply(good, positions) if good else applier.advance(positions),
+        applier.projection,
+        doing="batch",
+        deadline=deadline,
+    )
     result.applied += outcome.applied
     result.ignored += outcome.ignored
     result.dead_lettered += outcome.dead_lettered
