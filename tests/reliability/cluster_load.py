@@ -8,12 +8,14 @@ every acknowledged event is on the topic exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
+from eventsource.errors import ConfigurationError
 from eventsource.kafka.client_logs import admin_log_config
 from eventsource.kafka.cluster import LocalKafkaCluster
 from eventsource.kafka.config import KafkaSettings
@@ -29,12 +31,14 @@ __all__ = [  # ACCOUNT and check_exactly_once are shared with the broker-restart
     "cluster_settings",
     "coordinator_of",
     "fenced_after",
+    "group_coordinator_of",
     "new_store",
     "report",
 ]
 
 APPEND_TIMEOUT = 65.0  # the store's default: twice the delivery timeout plus 5 s
 TXN_STATE_PARTITIONS = 50  # transaction.state.log.num.partitions (the broker default)
+OFFSETS_PARTITIONS = 50  # offsets.topic.num.partitions (the broker default)
 
 
 def cluster_settings(cluster: LocalKafkaCluster, application_id: str) -> KafkaSettings:
@@ -54,6 +58,24 @@ def coordinator_of(cluster: LocalKafkaCluster, transactional_id: str) -> int:
     """Node id of the transaction coordinator of ``transactional_id``."""
     partition = (java_hash(transactional_id) & 0x7FFFFFFF) % TXN_STATE_PARTITIONS
     return cluster.leader_of("__transaction_state", partition)
+
+
+def group_coordinator_of(cluster: LocalKafkaCluster, group_id: str) -> int:
+    """Node id of the group coordinator of ``group_id`` (on a fresh cluster, asking for a
+    group makes the brokers create ``__consumer_offsets``: wait for it)."""
+    admin = AdminClient(admin_log_config({"bootstrap.servers": cluster.bootstrap_servers}))
+    partition = (java_hash(group_id) & 0x7FFFFFFF) % OFFSETS_PARTITIONS
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(Exception):
+            admin.describe_consumer_groups([group_id], request_timeout=10)[group_id].result()
+        with contextlib.suppress(ConfigurationError):  # the topic is not there yet
+            leader = cluster.leader_of("__consumer_offsets", partition)
+            if leader >= 0:
+                return leader
+        if time.monotonic() > deadline:
+            raise AssertionError(f"__consumer_offsets[{partition}] has no leader after 60 s")
+        time.sleep(0.2)
 
 
 def fenced_after(cluster: LocalKafkaCluster, node_id: int, killed_at: float) -> float:
