@@ -32,8 +32,10 @@ __all__ = [  # ACCOUNT and check_exactly_once are shared with the broker-restart
     "coordinator_of",
     "fenced_after",
     "group_coordinator_of",
+    "kill",
     "new_store",
     "report",
+    "report_kill",
 ]
 
 APPEND_TIMEOUT = 65.0  # the store's default: twice the delivery timeout plus 5 s
@@ -142,3 +144,30 @@ def report(what: str, cluster: LocalKafkaCluster, **figures: Any) -> None:
     """One line for the test output: the cluster's size and version, then the figures."""
     shown = ", ".join(f"{k}={v}" for k, v in figures.items())
     print(f"\n[{len(cluster.nodes)}-node Apache Kafka {cluster.version}] {what}: {shown}")
+
+
+def kill(cluster: LocalKafkaCluster, node_id: int) -> tuple[float, float]:
+    """``kill -9`` a node: when, and the seconds until the controller fenced it."""
+    killed_at = time.monotonic()
+    cluster.kill(node_id)
+    return killed_at, fenced_after(cluster, node_id, killed_at)
+
+
+def report_kill(
+    what: str,
+    cluster: LocalKafkaCluster,
+    fenced: float,
+    appenders: Appenders,
+    gaps: dict[int, float],
+    **more: Any,
+) -> None:
+    """:func:`report` of a killed node: how long fencing took beside each partition's gap."""
+    report(
+        what,
+        cluster,
+        controller_fenced_it_after=f"{fenced:.1f}s",
+        gap_per_partition={p: f"{g:.1f}s" for p, g in gaps.items()},
+        acknowledged=len(appenders.acked),
+        outcomes=dict(appenders.outcomes),
+        **more,
+    )

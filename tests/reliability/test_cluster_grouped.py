@@ -39,9 +39,9 @@ from tests.reliability.cluster_load import (
     Appenders,
     check_exactly_once,
     cluster_settings,
-    fenced_after,
     group_coordinator_of,
-    report,
+    kill,
+    report_kill,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka_cluster, pytest.mark.slow]
@@ -155,9 +155,7 @@ def test_grouped_writers_behind_a_router_lose_and_double_nothing_when_a_leader_i
             ]
             leads = [p for p in range(PARTITIONS) if kafka_cluster.leader_of(topic, p) == victim]
             released = a.ownership.released + b.ownership.released
-            killed_at = time.monotonic()
-            kafka_cluster.kill(victim)
-            fenced = fenced_after(kafka_cluster, victim, killed_at)
+            killed_at, fenced = kill(kafka_cluster, victim)
             appenders.wait_for(20, timeout=300)
             # The members live: their sessions outlast the coordinator's failover, so the
             # group keeps its assignment (a lost session would release every partition).
@@ -174,14 +172,13 @@ def test_grouped_writers_behind_a_router_lose_and_double_nothing_when_a_leader_i
             account = owner_of(aggregate_id, a, b).load(Account, aggregate_id)
             folded[aggregate_id] = (cents(account.balance), account.version)
 
-    report(
+    report_kill(
         f"kill -9 node {victim} (leader of {topic}{leads}, coordinator of {roles}) "
         "under two grouped writers and a router",
         kafka_cluster,
-        controller_fenced_it_after=f"{fenced:.1f}s",
-        gap_per_partition={p: f"{g:.1f}s" for p, g in gaps.items()},
-        acknowledged=len(appenders.acked),
-        outcomes=dict(appenders.outcomes),
+        fenced,
+        appenders,
+        gaps,
         released_during_failover=released,
     )
     assert sum(versions.values()) >= len(appenders.acked)
