@@ -19,13 +19,26 @@ import enum
 import types
 import typing
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
 import pydantic
 from pydantic import BaseModel
 
+from eventsource.codec.trusted_build import (
+    Builder,
+    Convert,
+    Plan,
+    all_of,
+    build_model,
+    convert_all,
+    every_item,
+    every_value,
+    map_values,
+    nested,
+    optional,
+)
 from eventsource.codec.trusted_checks import (
     Check,
     Untrusted,
@@ -38,12 +51,6 @@ from eventsource.codec.trusted_checks import (
 )
 
 __all__ = ["trusted_builder"]
-
-#: a value's plan: (check, convert), either None. ``check(value)`` is True when pydantic's
-#: constraints hold; ``convert(value)`` is the value as the model holds it, or raises.
-Convert = Callable[[Any], Any]
-Plan = tuple[Check | None, Convert | None]
-Builder = Callable[[dict[str, Any]], Any]
 
 #: model_config keys that do not change what validating an Avro datum produces
 _STRUCTURAL_CONFIG: Final = frozenset(
@@ -73,10 +80,6 @@ _CONTAINERS: Final[dict[Any, Any]] = {
     frozenset: frozenset,
 }
 _NONE: Final[Plan] = (None, None)
-
-
-class _Refused(Exception):
-    """A value does not convert (validation decides)."""
 
 
 def trusted_builder(model: type[BaseModel]) -> Builder | None:
@@ -116,7 +119,7 @@ class _Planner:
                 checks.append((name, check))
             if convert is not None:
                 converts.append((name, convert))
-        builder = _builder(model, tuple(checks), tuple(converts))
+        builder = build_model(model, tuple(checks), tuple(converts))
         cell.append(builder)
         return builder
 
@@ -130,7 +133,7 @@ class _Planner:
             members = [a for a in typing.get_args(annotation) if a is not type(None)]
             if len(members) != 1:
                 raise Untrusted(annotation)
-            return _optional(self.value(members[0], metadata))
+            return optional(self.value(members[0], metadata))
         constraints = flat_constraints(metadata)
         if origin is not None:
             return self.generic(annotation, origin, constraints)
@@ -145,7 +148,7 @@ class _Planner:
             return None, members.__getitem__  # KeyError: not a symbol, validation decides
         if issubclass(cls, BaseModel):
             no_constraints(constraints)
-            return None, _nested(self.model(cls))
+            return None, nested(self.model(cls))
         if cls in _DATETIMES:
             no_constraints(constraints)
             return _NONE
@@ -165,17 +168,17 @@ class _Planner:
         length = length_check(constraints)
         if origin in (dict, Mapping):
             check, convert = self.value(args[1], [])
-            return _all_of(length, _each_value(check)), _map_values(convert)
+            return all_of(length, every_value(check)), map_values(convert)
         container = _CONTAINERS.get(origin)
         if container is None:
             raise Untrusted(annotation)
         check, convert = self.value(args[0], [])
-        each = _each(check)
+        each = every_item(check)
         if container in (set, frozenset):
             # pydantic counts a set's items after dropping duplicates
-            return each, _convert_all(convert, container, length)
+            return each, convert_all(convert, container, length)
         sequence = None if container is list else container
-        return _all_of(length, each), _convert_all(convert, sequence, None)
+        return all_of(length, each), convert_all(convert, sequence, None)
 
 
 def _check_model(model: type[BaseModel]) -> None:
@@ -193,123 +196,3 @@ def _check_model(model: type[BaseModel]) -> None:
         or model.model_config.get("extra") == "allow"
     ):
         raise Untrusted(model)
-
-
-def _builder(
-    model: type[BaseModel],
-    checks: tuple[tuple[str, Check], ...],
-    converts: tuple[tuple[str, Convert], ...],
-) -> Builder:
-    new = object.__new__
-    setattr_ = object.__setattr__
-    size = len(model.model_fields)
-
-    def make(datum: dict[str, Any]) -> Any:
-        instance = new(model)
-        setattr_(instance, "__dict__", datum)
-        setattr_(instance, "__pydantic_fields_set__", set(datum))
-        setattr_(instance, "__pydantic_extra__", None)
-        setattr_(instance, "__pydantic_private__", None)
-        return instance
-
-    if not checks and not converts:
-
-        def build_plain(datum: dict[str, Any]) -> Any:  # make() inlined: the common case
-            if len(datum) != size:
-                return None
-            instance = new(model)
-            setattr_(instance, "__dict__", datum)
-            setattr_(instance, "__pydantic_fields_set__", set(datum))
-            setattr_(instance, "__pydantic_extra__", None)
-            setattr_(instance, "__pydantic_private__", None)
-            return instance
-
-        return build_plain
-
-    if len(checks) == 1 and not converts:
-        ((name, check),) = checks
-
-        def build_checked(datum: dict[str, Any]) -> Any:  # make() inlined: the common case
-            if len(datum) != size or not check(datum[name]):
-                return None
-            instance = new(model)
-            setattr_(instance, "__dict__", datum)
-            setattr_(instance, "__pydantic_fields_set__", set(datum))
-            setattr_(instance, "__pydantic_extra__", None)
-            setattr_(instance, "__pydantic_private__", None)
-            return instance
-
-        return build_checked
-
-    def build(datum: dict[str, Any]) -> Any:
-        if len(datum) != size:
-            return None
-        try:
-            for name, check in checks:
-                if not check(datum[name]):
-                    return None
-            converted = [(name, convert(datum[name])) for name, convert in converts]
-        except Exception:  # a value that does not convert: validation decides
-            return None
-        for name, value in converted:
-            datum[name] = value
-        return make(datum)
-
-    return build
-
-
-# -- composing ------------------------------------------------------------------------
-def _optional(plan: Plan) -> Plan:
-    check, convert = plan
-    return (
-        None if check is None else (lambda v: v is None or check(v)),
-        None if convert is None else (lambda v: None if v is None else convert(v)),
-    )
-
-
-def _all_of(first: Check | None, second: Check | None) -> Check | None:
-    if first is None:
-        return second
-    if second is None:
-        return first
-    return lambda v: first(v) and second(v)
-
-
-def _each(check: Check | None) -> Check | None:
-    return None if check is None else (lambda values: all(map(check, values)))
-
-
-def _each_value(check: Check | None) -> Check | None:
-    return None if check is None else (lambda values: all(map(check, values.values())))
-
-
-def _map_values(convert: Convert | None) -> Convert | None:
-    if convert is None:
-        return None
-    return lambda values: {key: convert(value) for key, value in values.items()}
-
-
-def _convert_all(convert: Convert | None, container: Any, length: Check | None) -> Convert | None:
-    if convert is None and container is None:
-        return None
-
-    def convert_all(values: Any) -> Any:
-        out = list(map(convert, values)) if convert is not None else values
-        if container is not None:
-            out = container(out)
-        if length is not None and not length(out):
-            raise _Refused(len(out))
-        return out
-
-    return convert_all
-
-
-def _nested(build: Builder) -> Convert:
-    def nested(value: dict[str, Any]) -> Any:
-        # a copy: the event's datum is only changed when the whole event could be built
-        built = build(dict(value))
-        if built is None:
-            raise _Refused(value)
-        return built
-
-    return nested

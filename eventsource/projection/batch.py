@@ -168,13 +168,20 @@ class BatchApplier:
         at = ctx.at
         floor = floors.get
         applied = ignored = duplicates = 0
+        # records of one partition come in runs: its floor is looked up, and its next
+        # offset stored, once per run (a failure discards next_offsets with the batch)
+        run_topic, run_partition, low, end = "", -1, 0, -1
         for message in messages:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
-            tp = (topic, partition)
-            if offset < floor(tp, 0):
+            if partition != run_partition or topic != run_topic:
+                if end >= 0:
+                    next_offsets[(run_topic, run_partition)] = end
+                run_topic, run_partition, end = topic, partition, -1
+                low = floor((topic, partition), 0)
+            if offset < low:
                 duplicates += 1
                 continue
-            next_offsets[tp] = offset + 1
+            end = offset + 1
             meta = read_headers(message.headers())
             event_type = meta.event_type
             if event_type not in handlers and not may_handle(event_type):
@@ -192,6 +199,8 @@ class BatchApplier:
             at(meta, topic, partition, offset)
             entry[1](projection, event, ctx)
             applied += 1
+        if end >= 0:
+            next_offsets[(run_topic, run_partition)] = end
         outcome.applied += applied
         outcome.ignored += ignored
         outcome.dead_lettered += len(outcome.dead_letters)

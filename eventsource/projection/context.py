@@ -8,7 +8,8 @@ Two ways to write:
   collect statements for the whole consume batch and run them as ``executemany`` when the
   batch is flushed (before its checkpoint is written, in the same transaction). Several
   times faster per row. Rows of one upsert with the same key are merged into one row with
-  the same effect before they are sent (see ``_DriverUpsert.fold``).
+  the same effect before they are sent (see ``DriverUpsert.fold``); on PostgreSQL a large
+  group of merged rows is sent by ``COPY`` (see :mod:`eventsource.projection.pgcopy`).
 
 Order is kept where it matters: deferred statements are flushed before any immediate
 ``execute``; and two deferred statements touching the same table are never reordered
@@ -20,153 +21,23 @@ Reuse statement objects (module constants or ``ctx.upsert``) so that deferred ro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
-from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Dialect, Executable, Table
+from sqlalchemy import Connection, CursorResult, Executable, Table
 
 from eventsource.domain import EventMetadata, Position
 from eventsource.errors import ConfigurationError
-from eventsource.projection.store import upsert_statement
+from eventsource.projection.upserts import DriverUpsert, run_upsert
 
 __all__ = ["Context"]
-
-#: increment values that add up exactly in any order (floats do not)
-_EXACT = (int, Decimal)
 
 
 @dataclass(slots=True)
 class _Group:
-    statement: Any  # an Executable, or a _DriverUpsert
+    statement: Any  # an Executable, or a DriverUpsert
     params: list[Mapping[str, Any]] = field(default_factory=list)
-
-
-class _DriverUpsert:
-    """An upsert compiled once and executed straight on the DBAPI cursor.
-
-    SQLAlchemy's per-row parameter processing costs more than SQLite's own insert; the
-    upserts ``ctx.upsert`` builds are simple enough to skip it: the SQL is compiled once,
-    and each row only goes through the column types' own bind processors, if any.
-    """
-
-    __slots__ = (
-        "coalesce",
-        "getter",
-        "increment",
-        "key",
-        "names",
-        "others",
-        "positional",
-        "processed",
-        "processors",
-        "sql",
-        "statement",
-        "table",
-    )
-
-    def __init__(
-        self,
-        statement: Any,
-        table: Table,
-        dialect: Dialect,
-        spec: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]],
-    ) -> None:
-        columns, key, increment, coalesce = spec
-        #: what :meth:`fold` needs: key getter, increment and coalesce columns among values
-        self.key: Callable[[Mapping[str, Any]], Any] = itemgetter(*key)
-        self.increment = tuple(c for c in increment if c in columns)
-        self.coalesce = tuple(c for c in coalesce if c in columns and c not in increment)
-        #: the columns that take the last row's value (the key columns among them)
-        self.others = tuple(c for c in columns if c not in increment and c not in self.coalesce)
-        compiled = statement.compile(dialect=dialect)
-        self.statement = statement
-        self.table = table
-        self.sql: str = compiled.string
-        self.positional = bool(compiled.positional)
-        self.names: tuple[str, ...] = tuple(
-            compiled.positiontup if self.positional else compiled.binds
-        )
-        self.processors: dict[str, Any] = {}
-        for name in self.names:
-            processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None:
-                self.processors[name] = processor
-        #: (index, processor) of the positional parameters that need one
-        self.processed = [
-            (i, self.processors[n]) for i, n in enumerate(self.names) if n in self.processors
-        ]
-        names = self.names
-        self.getter: Callable[[Mapping[str, Any]], Any] = (
-            itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
-        )
-
-    def fold(self, params: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        """Rows with the same key merged into one, with the same effect on the table.
-
-        Executing the merged row has the effect of executing the rows one after the other:
-        ``increment`` columns add up (NULL if any is NULL, as in SQL), ``coalesce`` columns
-        keep the last value that is not None, every other column takes the last value. Only
-        exact sums are merged: when an ``increment`` value is neither int nor Decimal
-        (floats do not add associatively), or a key is NULL or unhashable, the rows are
-        returned as they are. Different keys keep the order of their first row, so keys that
-        differ in Python but name one row in the database (a case-insensitive collation,
-        ``'1'`` and ``1`` in an untyped SQLite column) may be applied in another order:
-        use ``ctx.defer`` or ``immediate=True`` for such keys.
-        """
-        key, increment, coalesce, others = self.key, self.increment, self.coalesce, self.others
-        merged: dict[Any, Mapping[str, Any]] = {}
-        owned: set[Any] = set()  # keys whose merged row is a copy this fold may change
-        try:
-            for row in params:
-                k = key(row)
-                previous = merged.get(k)
-                if previous is None:
-                    if k is None or (type(k) is tuple and None in k):
-                        return params
-                    merged[k] = row
-                    continue
-                if k in owned:
-                    acc: dict[str, Any] = previous  # type: ignore[assignment]
-                else:
-                    acc = merged[k] = dict(previous)
-                    owned.add(k)
-                for c in increment:
-                    a, b = acc[c], row[c]
-                    if a is None or b is None:
-                        acc[c] = None
-                    elif type(a) not in _EXACT or type(b) not in _EXACT:
-                        return params
-                    else:
-                        acc[c] = a + b
-                for c in coalesce:
-                    value = row[c]
-                    if value is not None:
-                        acc[c] = value
-                for c in others:
-                    acc[c] = row[c]
-        except TypeError:  # an unhashable key value
-            return params
-        return params if len(merged) == len(params) else list(merged.values())
-
-    def rows(self, params: Sequence[Mapping[str, Any]]) -> list[Any]:
-        if self.positional:
-            rows = list(map(self.getter, params))
-            if self.processed:
-                for index, row in enumerate(rows):
-                    values = list(row)
-                    for i, processor in self.processed:
-                        values[i] = processor(values[i])
-                    rows[index] = tuple(values)
-            return rows
-        processors = self.processors
-        if not processors:
-            return list(params)
-        return [
-            {k: (processors[k](v) if k in processors else v) for k, v in r.items()} for r in params
-        ]
 
 
 class Context:
@@ -176,6 +47,7 @@ class Context:
         "_barrier",
         "_by_statement",
         "_by_table",
+        "_call",
         "_direct",
         "_groups",
         "_last",
@@ -207,6 +79,8 @@ class Context:
         self._direct: bool | None = None  # upserts may skip SQLAlchemy's execution layer
         self._last: Any = None  # the statement of the last group, whose rows are _tail
         self._tail: list[Mapping[str, Any]] = []
+        #: the last deferred upsert: (table, key, increment, coalesce, columns, statement)
+        self._call: tuple[Any, ...] = (None,) * 6
         self._upserts: dict[tuple[Any, ...], Any] = {} if statements is None else statements
 
     def at(self, meta: EventMetadata, topic: str, partition: int, offset: int) -> None:
@@ -282,6 +156,19 @@ class Context:
         in ``coalesce``, which keep the stored value when the new one is None. With
         ``immediate=True`` the statement runs now (the per-event path).
         """
+        call = self._call
+        if (  # the common case: the same upsert as the last one, whose rows are _tail
+            table is call[0]
+            and call[5] is self._last
+            and not immediate
+            and key == call[1]
+            and increment == call[2]
+            and coalesce == call[3]
+            and values.keys() == call[4]
+        ):
+            self._tail.append(values)
+            return
+        named = table
         if isinstance(table, str):
             try:
                 table = self.tables[table]
@@ -293,22 +180,25 @@ class Context:
         cache_key = (table.name, *values, None, *key, None, *increment, None, *coalesce)
         statement = self._upserts.get(cache_key)
         if statement is None:
-            dialect = self.connection.dialect
             spec = (tuple(values), tuple(key), tuple(increment), tuple(coalesce))
-            statement = _DriverUpsert(
-                upsert_statement(dialect.name, table, spec[0], key, increment, coalesce),
-                table,
-                dialect,
-                spec,
-            )
-            self._upserts[cache_key] = statement
+            statement = self._upserts[cache_key] = DriverUpsert(self.connection, table, spec)
         if immediate:
             self.flush()
             self._run(statement, [values])
-        elif statement is self._last:  # _queue's common case, inlined
+            return
+        if statement is self._last:  # _queue's common case, inlined
             self._tail.append(values)
         else:
             self._queue(statement, values)
+        # copies: a caller's list changed later must not match
+        self._call = (
+            named,
+            _copy(key),
+            _copy(increment),
+            _copy(coalesce),
+            frozenset(values),
+            statement,
+        )
 
     @property
     def pending(self) -> int:
@@ -328,17 +218,13 @@ class Context:
             self._run(group.statement, group.params)
 
     def _run(self, statement: Any, params: list[Mapping[str, Any]]) -> None:
-        if isinstance(statement, _DriverUpsert):
-            rows = statement.rows(statement.fold(params) if len(params) > 1 else params)
+        if isinstance(statement, DriverUpsert):
             if self._direct is None:
+                # SQLAlchemy's per-statement machinery costs several times the database's
+                # own work for a one-row upsert: skipped unless someone listens to it
                 dispatch = self.connection.dispatch
                 self._direct = not (dispatch.before_cursor_execute or dispatch.after_cursor_execute)
-            if self._direct:
-                _execute_direct(self.connection, statement.sql, rows)
-            elif len(rows) == 1:
-                self.connection.exec_driver_sql(statement.sql, rows[0])
-            else:
-                self.connection.exec_driver_sql(statement.sql, rows)
+            run_upsert(self.connection, statement, params, self._direct)
         elif len(params) == 1:
             self.connection.execute(statement, params[0])
         else:
@@ -353,21 +239,6 @@ class Context:
         self._last = None
 
 
-def _execute_direct(connection: Connection, sql: str, rows: list[Any]) -> None:
-    """Run a compiled upsert on the DBAPI cursor of ``connection``'s open transaction.
-
-    SQLAlchemy's per-statement machinery costs several times the database's own work for
-    a one-row upsert (the per-event path). Used only when no cursor-execute event listener
-    is installed; a driver error goes through SQLAlchemy's own handling, so it is wrapped
-    (``OperationalError`` ...) and a lost connection is invalidated exactly as usual.
-    """
-    cursor = connection.connection.cursor()
-    try:
-        if len(rows) == 1:
-            cursor.execute(sql, rows[0])
-        else:
-            cursor.executemany(sql, rows)
-    except Exception as exc:
-        connection._handle_dbapi_exception(exc, sql, rows, cursor, None)
-    finally:
-        cursor.close()
+def _copy(names: Sequence[str]) -> Sequence[str]:
+    """``names`` as a value equal to it that nobody else can change."""
+    return names if type(names) is tuple else list(names)

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, Select, Table, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -227,16 +227,21 @@ def upsert_statement(
     key: Sequence[str],
     increment: Sequence[str] = (),
     coalesce: Sequence[str] = (),
+    *,
+    source: Select[Any] | None = None,
 ) -> Insert:
     """``INSERT ... ON CONFLICT (key) DO UPDATE`` for SQLite or PostgreSQL.
 
     Non-key columns are overwritten with the new values; columns in ``increment`` are
-    added to the stored value instead (counters, balances).
+    added to the stored value instead (counters, balances). ``source`` (PostgreSQL): insert
+    the rows of this select, in ``columns`` order, instead of one row of parameters.
     """
     if dialect_name == "sqlite":
         stmt: Any = sqlite.insert(table)
     elif dialect_name == "postgresql":
         stmt = postgresql.insert(table)
+        if source is not None:
+            stmt = stmt.from_select(list(columns), source)
     else:
         raise ConfigurationError(f"upserts are not supported on {dialect_name!r}")
     missing = [c for c in (*columns, *key, *increment, *coalesce) if c not in table.c]

@@ -11,6 +11,7 @@ import pytest
 
 from eventsource.store.kafka.writer import PartitionWriter
 from eventsource.store.port import AppendResult
+from tests.integration.read_model_db import dropped_afterwards
 
 Held = Callable[
     [PartitionWriter, Callable[[], Future[AppendResult]]],
@@ -47,3 +48,11 @@ def hold() -> Held:
     writer inside that append's transaction until ``release()``; appends made meanwhile
     queue up for the next group commit."""
     return held
+
+
+@pytest.fixture
+def pg_projection_name(postgres_url: str, unique_name: str) -> Iterator[str]:
+    """A projection name on the test PostgreSQL; what the projection made there is dropped
+    afterwards (the server is shared)."""
+    with dropped_afterwards(postgres_url, "p_" + unique_name[-8:]) as name:
+        yield name

@@ -10,35 +10,37 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import Engine, text
 
 from eventsource.domain import Position
 from eventsource.kafka.config import KafkaSettings
-from eventsource.projection import ProjectionRunner, projection_status, wait_for_positions
+from eventsource.projection import (
+    Context,
+    ProjectionRunner,
+    on,
+    projection_status,
+    wait_for_positions,
+)
+from eventsource.projection.replay import ReplayResult, replay
 from eventsource.projection.store import create_read_model_engine
 from eventsource.testing.seed import seed_events
+from examples.bank.domain import MoneyDeposited
 from examples.bank.projections import AccountBalances, sample_history
 from tests.integration.read_model_db import (
     ErrorsSeen,
     balances,
-    dropped_afterwards,
     dropped_while_reading_checkpoints,
+    dropped_while_sleeping,
     folded_balances,
     named,
     terminate,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
-
-
-@pytest.fixture
-def projection_name(postgres_url: str, unique_name: str) -> Iterator[str]:
-    with dropped_afterwards(postgres_url, "k_" + unique_name[-8:]) as name:
-        yield name
 
 
 def test_an_engine_reconnects_when_its_idle_pooled_connection_was_dropped(
@@ -88,14 +90,14 @@ def test_a_runner_whose_idle_connection_was_dropped_goes_on_applying(
     kafka_settings: KafkaSettings,
     create_topic: Callable[..., str],
     postgres_url: str,
-    projection_name: str,
+    pg_projection_name: str,
 ) -> None:
     def drop_idle(runner: ProjectionRunner, admin: Engine, _: ErrorsSeen) -> None:
-        assert terminate(admin, projection_name) >= 1  # the runner's pooled connection
+        assert terminate(admin, pg_projection_name) >= 1  # the runner's pooled connection
         runner.run_until_caught_up(60)  # nothing new: checks its checkpoints
 
     _applies_all_of_a_history_around(
-        drop_idle, kafka_settings, create_topic(partitions=2), postgres_url, projection_name
+        drop_idle, kafka_settings, create_topic(partitions=2), postgres_url, pg_projection_name
     )
 
 
@@ -103,7 +105,7 @@ def test_checkpoint_reads_ride_out_a_connection_dropped_mid_read(
     kafka_settings: KafkaSettings,
     create_topic: Callable[..., str],
     postgres_url: str,
-    projection_name: str,
+    pg_projection_name: str,
 ) -> None:
     """Catching up, the runner's status, status from a URL and waiting for positions each
     lose their connection while they read checkpoints, and retry."""
@@ -111,7 +113,7 @@ def test_checkpoint_reads_ride_out_a_connection_dropped_mid_read(
 
     def drop_mid_read(runner: ProjectionRunner, admin: Engine, errors: ErrorsSeen) -> None:
         def drop_while(call: Callable[[], Any]) -> Any:
-            return dropped_while_reading_checkpoints(admin, projection_name, call)
+            return dropped_while_reading_checkpoints(admin, pg_projection_name, call)
 
         p, url = runner.projection, runner.database_url
         runner.run_until_caught_up(60)  # settled: the next call only reads checkpoints
@@ -125,8 +127,49 @@ def test_checkpoint_reads_ride_out_a_connection_dropped_mid_read(
         drop_while(lambda: wait_for_positions(p, url, ends, 60))
 
     _applies_all_of_a_history_around(
-        drop_mid_read, kafka_settings, topic, postgres_url, projection_name
+        drop_mid_read, kafka_settings, topic, postgres_url, pg_projection_name
     )
+
+
+class SleepsOnce(AccountBalances):
+    """The first deposit it applies after ``sleeps`` is set waits in the database."""
+
+    sleeps: ClassVar[list[int]] = []
+
+    @on(MoneyDeposited)
+    def _deposited(self, event: MoneyDeposited, ctx: Context) -> None:
+        if self.sleeps:
+            self.sleeps.pop()
+            ctx.execute(text("SELECT pg_sleep(60)"))
+        super()._deposited(event, ctx)
+
+
+def test_a_replay_rides_out_connections_dropped_while_it_resets_and_applies(
+    kafka_settings: KafkaSettings,
+    create_topic: Callable[..., str],
+    postgres_url: str,
+    pg_projection_name: str,
+) -> None:
+    topic = create_topic(partitions=2)
+    history = sample_history(accounts=10, events=300, seed=7)
+    seed_events(kafka_settings, topic, history)
+    projection = SleepsOnce(name=pg_projection_name, topics=[topic])
+    url = named(postgres_url, pg_projection_name)
+    admin = create_read_model_engine(postgres_url)
+
+    def replay_all() -> ReplayResult:
+        return replay(projection, kafka_settings, url, batch_size=50, timeout=120)
+
+    try:
+        replay_all()  # the tables exist: the next replay's reset reads checkpoints first
+        reset = dropped_while_reading_checkpoints(admin, pg_projection_name, replay_all)
+        SleepsOnce.sleeps[:] = [1]
+        applied = dropped_while_sleeping(admin, pg_projection_name, replay_all)
+        got = balances(admin, projection)
+    finally:
+        admin.dispose()
+    assert reset.events == applied.events == len(history)
+    assert got == folded_balances(history)
 
 
 def test_ctrl_c_during_a_query_stays_a_keyboard_interrupt(

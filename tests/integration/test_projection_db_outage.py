@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -17,7 +17,6 @@ from examples.bank.projections import AccountBalances, sample_history
 from tests.integration.read_model_db import (
     ErrorsSeen,
     balances,
-    dropped_afterwards,
     folded_balances,
     named,
     terminate,
@@ -26,22 +25,16 @@ from tests.integration.read_model_db import (
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 
-@pytest.fixture
-def projection_name(postgres_url: str, unique_name: str) -> Iterator[str]:
-    with dropped_afterwards(postgres_url, "d_" + unique_name[-8:]) as name:
-        yield name
-
-
 def test_dropped_database_connections_are_retried_without_duplicates_or_gaps(
     kafka_settings: KafkaSettings,
     create_topic: Callable[..., str],
     postgres_url: str,
-    projection_name: str,
+    pg_projection_name: str,
 ) -> None:
     topic = create_topic(partitions=3)
     history = sample_history(accounts=40, events=6000, seed=8)
-    runner_url = named(postgres_url, projection_name)
-    projection = AccountBalances(name=projection_name, topics=[topic])
+    runner_url = named(postgres_url, pg_projection_name)
+    projection = AccountBalances(name=pg_projection_name, topics=[topic])
     errors = ErrorsSeen()
     stop = threading.Event()
     runner = ProjectionRunner(
@@ -55,10 +48,10 @@ def test_dropped_database_connections_are_retried_without_duplicates_or_gaps(
         deadline = time.monotonic() + 60
         for start in range(0, len(history), 500):
             positions += seed_events(kafka_settings, topic, history[start : start + 500])
-            terminate(admin, projection_name)  # only this test's connections
+            terminate(admin, pg_projection_name)  # only this test's connections
             time.sleep(0.05)
         while not errors.seen and time.monotonic() < deadline:
-            terminate(admin, projection_name, busy_only=True)  # until a batch has felt it
+            terminate(admin, pg_projection_name, busy_only=True)  # until a batch has felt it
         wait_for_positions(projection, postgres_url, positions, timeout=60)
     finally:
         stop.set()

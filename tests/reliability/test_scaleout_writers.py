@@ -28,21 +28,19 @@ from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import cast
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
-from eventsource.codec import EventCodec, parse_headers
+from eventsource.codec import EventCodec
 from eventsource.domain import Event as DomainEvent
 from eventsource.domain import Position
 from eventsource.errors import ConcurrencyError, StoreError
-from eventsource.kafka.admin import end_offsets
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.scaleout.group_store import GroupedKafkaEventStore
 from eventsource.store.kafka.scaleout.group_store_route import GroupRouter, serve_routing
 from eventsource.testing.seed import wait_readable
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
+from tests.e2e.helpers import read_events
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +61,7 @@ def run_writer(
         member=member,
         partitions=PARTITIONS,
         topic_prefix=f"{app_id}.",
+        session_timeout_ms=6000,  # a pause of 7-10 s outlasts it (single broker: no failover)
     )
     with store.start(), serve_routing(store):
         stop.wait(600)
@@ -132,27 +131,9 @@ def read_topic(
     settings: KafkaSettings, topic: str, codec: EventCodec
 ) -> dict[str, list[tuple[int, DomainEvent]]]:
     """Every committed event of ``topic`` per aggregate: [(ce_sequence, event)] in order."""
-    ends = end_offsets(settings, topic)
-    consumer = Consumer(settings.consumer_config(f"{settings.application_id}.verify"))
     stored: dict[str, list[tuple[int, DomainEvent]]] = defaultdict(list)
-    try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        remaining = {p: end for p, end in ends.items() if end > 0}
-        deadline = time.monotonic() + 60
-        while remaining and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=1000, timeout=0.5):
-                assert message.error() is None, message.error()
-                meta = parse_headers(cast("list[tuple[str, bytes | None]]", message.headers()))
-                event = codec.decode_at(
-                    message.value(), topic, message.partition() or 0, message.offset() or 0
-                )
-                stored[meta.aggregate_id].append((meta.version, event))
-            for tp in consumer.position([TopicPartition(topic, p) for p in list(remaining)]):
-                if tp.offset >= remaining[tp.partition]:
-                    del remaining[tp.partition]
-        assert not remaining, f"could not read {topic} to its end: {remaining}"
-    finally:
-        consumer.close()
+    for aggregate_id, version, _, event in read_events(settings, topic, codec):
+        stored[aggregate_id].append((version, event))
     return stored
 
 

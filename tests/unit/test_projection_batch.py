@@ -205,3 +205,30 @@ def test_undecodable_payloads_reach_the_hook_with_their_stage(
     assert hook.commits >= 1
     assert checkpoint(engine, projection) == 5
     assert balances(engine, projection) == {"a": (400, 4)}
+
+
+class OnPartition(Record):
+    def __init__(self, partition: int, offset: int, aggregate_id: str) -> None:
+        super().__init__(offset, aggregate_id, offset + 1, MoneyDeposited(amount=Decimal("1.00")))
+        self._partition = partition
+
+    def partition(self) -> int:
+        return self._partition
+
+
+def test_interleaved_partitions_each_skip_below_their_floor_and_advance_to_their_last(
+    engine: Engine,
+) -> None:
+    projection = AccountBalances()
+    apply = applier(engine, projection)
+    apply.apply([OnPartition(1, o, "b") for o in range(3)], {})  # partition 1 stored at 3
+    runs = [(0, 0), (0, 1), (1, 2), (1, 3), (0, 2), (1, 4), (2, 0), (0, 3), (1, 5)]
+    outcome = apply.apply([OnPartition(p, o, f"acc{p}") for p, o in runs], {})
+    assert (outcome.applied, outcome.duplicates) == (8, 1)  # 1@2 was applied before
+    assert outcome.next_offsets == {(TOPIC, 0): 4, (TOPIC, 1): 6, (TOPIC, 2): 1}
+    assert balances(engine, projection) == {
+        "b": (300, 3),
+        "acc0": (400, 4),
+        "acc1": (300, 3),
+        "acc2": (100, 1),
+    }

@@ -186,3 +186,38 @@ def test_hostile_values_are_bound_not_spliced(engine: Engine, ledger: Ledger) ->
     with engine.connect() as conn:
         assert rows(conn, ledger) == {v: (v, i) for i, v in enumerate(hostile)}
         assert conn.execute(select(ledger.log.c.note)).scalar_one() == hostile[0]
+
+
+def test_an_upsert_that_differs_from_the_last_one_in_any_part_is_its_own_statement(
+    engine: Engine, ledger: Ledger
+) -> None:
+    key = ["id"]
+    with engine.begin() as conn:
+        ctx = Context(conn, ledger.tables)
+        ctx.upsert("rows", {"id": "a", "label": "x", "n": 1}, key=key, increment=["n"])
+        ctx.upsert("rows", {"id": "a", "label": "y", "n": 2}, key=key, increment=["n"])
+        ctx.upsert("rows", {"id": "a", "label": None, "n": 4}, key=key, coalesce=["label"])
+        ctx.upsert("rows", {"id": "a", "n": 8, "label": None}, key=key, coalesce=["label"])
+        ctx.upsert(ledger.rows, {"id": "b", "label": "z", "n": 1}, key=key)
+        ctx.upsert(ledger.rows, {"id": "b", "label": "z", "n": 1}, key=key, increment=("n",))
+        adding = ["n"]
+        ctx.upsert(ledger.rows, {"id": "c", "label": "v", "n": 1}, key=key, increment=adding)
+        adding.clear()  # changed after the call: the next call overwrites n
+        ctx.upsert(ledger.rows, {"id": "c", "label": "w", "n": 5}, key=key, increment=adding)
+        ctx.flush()
+        # a: 1, +2 (label y), then n overwritten by 4 and 8 with label kept; b: 1 +1
+        assert rows(conn, ledger) == {"a": ("y", 8), "b": ("z", 2), "c": ("w", 5)}
+
+
+def test_deferred_upserts_of_two_tables_in_turn_stay_in_their_groups(
+    engine: Engine, ledger: Ledger
+) -> None:
+    with engine.begin() as conn:
+        ctx = Context(conn, ledger.tables)
+        for i in range(3):
+            ctx.upsert("rows", {"id": "a", "label": None, "n": i}, key=["id"], increment=["n"])
+            ctx.upsert("log", {"seq": i, "note": f"n{i}"}, key=["seq"])
+        ctx.flush()
+        assert rows(conn, ledger) == {"a": (None, 3)}
+        notes = conn.execute(select(ledger.log.c.note).order_by(ledger.log.c.seq)).scalars()
+        assert list(notes) == ["n0", "n1", "n2"]

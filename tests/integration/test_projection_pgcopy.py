@@ -1,0 +1,230 @@
+"""PostgreSQL: a large group of merged deferred upserts goes by COPY into a session
+temporary table and one INSERT ... SELECT ... ON CONFLICT, with the effect of executing its
+rows one by one (real PostgreSQL; no broker needed)."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import confluent_kafka
+import pytest
+from sqlalchemy import CHAR, Column, Connection, Engine, Float, Integer, String, select, text
+
+from eventsource.codec import EventCodec, build_headers
+from eventsource.domain import EventMetadata
+from eventsource.projection import Context, NullListener, Projection, on, table
+from eventsource.projection.batch import BatchApplier
+from eventsource.projection.pgcopy import MIN_ROWS
+from eventsource.projection.store import create_read_model_engine, ensure_schema
+from eventsource.projection.types import StopOnFailure
+from examples.bank.domain import Account, AccountOpened
+
+STAGES = (
+    "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema() "
+    "AND relname LIKE 'eventsource\\_stage\\_%'"
+)
+
+
+class Tally(Projection):
+    name = "pgcopy_tally"
+    aggregates = (Account,)
+    counts = table(
+        "counts",
+        Column("id", String(64), primary_key=True),
+        Column("part", Integer, primary_key=True),
+        Column("label", String(200)),
+        Column("n", Integer),
+        Column("last", Integer, nullable=False),
+    )
+    floats = table("floats", Column("id", String(64), primary_key=True), Column("x", Float))
+
+
+class Padded(Projection):
+    """Keys in a CHAR column: 'k1' and 'k1 ' differ in Python, name one row in PostgreSQL."""
+
+    name = "pgcopy_padded"
+    aggregates = (Account,)
+    owners = table(
+        "owners", Column("id", CHAR(8), primary_key=True), Column("n", Integer, nullable=False)
+    )
+
+    @on(AccountOpened)
+    def _opened(self, event: AccountOpened, ctx: Context) -> None:
+        ctx.upsert(self.owners, {"id": ctx.meta.aggregate_id, "n": 1}, key=["id"], increment=["n"])
+
+
+@pytest.fixture
+def engine(postgres_url: str) -> Iterator[Engine]:
+    engine = create_read_model_engine(postgres_url)
+    ensure_schema(engine, Tally())
+    yield engine
+    with engine.begin() as conn:
+        for t in Tally().tables.values():
+            conn.execute(t.delete())
+    engine.dispose()
+
+
+def _history(seed: int, n: int, keys: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [
+        {
+            "id": f"k{rng.randrange(keys)}",
+            "part": rng.randrange(2),
+            "label": rng.choice([None, None, "a", "b"]),
+            "n": rng.choice([None, *range(-5, 20)]) if rng.random() < 0.05 else rng.randrange(9),
+            "last": i,
+        }
+        for i in range(n)
+    ]
+
+
+def _apply(conn: Connection, rows: list[dict[str, Any]], immediate: bool) -> list[Any]:
+    ctx = Context(conn, Tally().tables)
+    for values in rows:
+        ctx.upsert(
+            "counts",
+            values,
+            key=["id", "part"],
+            increment=["n"],
+            coalesce=["label"],
+            immediate=immediate,
+        )
+    ctx.flush()
+    return sorted(conn.execute(select(Tally().tables["counts"])).all())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_copied_batch_leaves_the_table_the_per_row_execution_leaves(
+    engine: Engine, seed: int
+) -> None:
+    history = _history(seed, 600, keys=60)
+    with engine.connect() as conn, conn.begin():
+        _apply(conn, history[:40], immediate=True)  # stored rows for merged rows to meet
+        one_by_one = _apply(conn, history[40:], immediate=True)
+        conn.rollback()
+    with engine.connect() as conn, conn.begin():
+        _apply(conn, history[:40], immediate=True)
+        copied = _apply(conn, history[40:], immediate=False)
+        assert conn.execute(text(STAGES)).scalar_one() >= 1  # it went by COPY
+    assert copied == one_by_one
+
+
+def test_two_copied_flushes_in_one_transaction_apply_each_row_once(engine: Engine) -> None:
+    rows = [{"id": f"k{i}", "part": 0, "label": None, "n": 1, "last": i} for i in range(50)]
+    with engine.connect() as conn, conn.begin():
+        _apply(conn, rows, immediate=False)
+        twice = _apply(conn, rows, immediate=False)
+    assert {r.n for r in twice} == {2}
+    with engine.connect() as conn, conn.begin():  # the next transaction starts empty too
+        thrice = _apply(conn, rows, immediate=False)
+    assert {r.n for r in thrice} == {3}
+
+
+def test_small_groups_and_unmerged_rows_go_by_executemany(engine: Engine) -> None:
+    small = [
+        {"id": f"k{i}", "part": 0, "label": None, "n": 1, "last": i} for i in range(MIN_ROWS - 1)
+    ]
+    floats = Tally().tables["floats"]
+    with engine.connect() as conn, conn.begin():
+        conn.execute(text("DISCARD TEMP"))
+        _apply(conn, small, immediate=False)
+        ctx = Context(conn, Tally().tables)
+        for i in range(3 * MIN_ROWS):  # float sums are not merged: repeated keys stay
+            ctx.upsert("floats", {"id": f"f{i % 3}", "x": 0.1}, key=["id"], increment=["x"])
+        ctx.flush()
+        assert conn.execute(text(STAGES)).scalar_one() == 0
+        sums = dict(conn.execute(select(floats.c.id, floats.c.x)).all())
+    expected = 0.0
+    for _ in range(MIN_ROWS):
+        expected += 0.1
+    assert sums == {"f0": expected, "f1": expected, "f2": expected}
+
+
+class RolledBack(StopOnFailure):
+    """Counts the batches whose fast path was rolled back."""
+
+    rollbacks = 0
+
+    def after_rollback(self) -> None:
+        self.rollbacks += 1
+
+
+def _opened(offset: int, aggregate_id: str, codec: EventCodec) -> Any:
+    meta = EventMetadata(
+        str(uuid.uuid4()),
+        AccountOpened.event_type(),
+        "bank.account",
+        aggregate_id,
+        1,
+        datetime.now(UTC),
+    )
+    return confluent_kafka.Message(
+        topic="pgcopy",
+        partition=0,
+        offset=offset,
+        key=aggregate_id.encode(),
+        value=codec.encode(AccountOpened(owner="o")),
+        headers=[
+            (k, v.encode() if isinstance(v, str) else v)
+            for k, v in build_headers(meta, source="/test")
+        ],
+    )
+
+
+def test_keys_equal_only_in_the_database_fall_back_to_record_by_record(
+    postgres_url: str,
+) -> None:
+    engine = create_read_model_engine(postgres_url)
+    projection = Padded(name=f"pgcopy_padded_{uuid.uuid4().hex[:6]}", topics=["pgcopy"])
+    ensure_schema(engine, projection)
+    codec = EventCodec.for_events([AccountOpened])
+    ids = [f"k{i}" for i in range(MIN_ROWS)] + ["k1 ", "k2  "]  # CHAR(8): k1 = 'k1 '
+    messages = [_opened(offset, aggregate_id, codec) for offset, aggregate_id in enumerate(ids)]
+    hook = RolledBack()
+    applier = BatchApplier(projection, engine, codec, hook, NullListener())
+    try:
+        outcome = applier.apply(messages, {("pgcopy", 0): len(messages)})
+        with engine.connect() as conn:
+            stored: dict[str, int] = dict(conn.execute(select(*projection.owners.c)).all())
+    finally:
+        engine.dispose()
+    assert hook.rollbacks == 1  # the fast path was refused (SQLSTATE 21000), then careful
+    assert (outcome.applied, outcome.dead_lettered) == (len(ids), 0)
+    expected = {f"{i:<8}": 1 for i in ids[:MIN_ROWS]}
+    expected["k1      "] = expected["k2      "] = 2
+    assert stored == expected
+
+
+def test_a_user_who_may_not_create_temporary_tables_gets_executemany(postgres_url: str) -> None:
+    admin = create_read_model_engine(postgres_url)
+    suffix = uuid.uuid4().hex[:8]
+    database, role = f"es_notemp_{suffix}", f"es_notemp_{suffix}"
+    with admin.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.execute(text(f"CREATE DATABASE {database}"))
+        conn.execute(text(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC"))
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+    owner = create_read_model_engine(admin.url.set(database=database))
+    with owner.begin() as conn:
+        conn.execute(text(f"GRANT CREATE ON SCHEMA public TO {role}"))
+    user = create_read_model_engine(admin.url.set(database=database, username=role))
+    try:
+        ensure_schema(user, Tally())
+        rows = [{"id": f"k{i}", "part": 0, "label": "a", "n": 1, "last": i} for i in range(50)]
+        with user.connect() as conn, conn.begin():
+            _apply(conn, rows, immediate=False)
+            stored = _apply(conn, rows, immediate=False)
+            assert conn.execute(text(STAGES)).scalar_one() == 0
+        assert [r.n for r in stored] == [2] * 50
+    finally:
+        user.dispose()
+        owner.dispose()
+        with admin.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(text(f"DROP DATABASE {database} WITH (FORCE)"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        admin.dispose()
