@@ -14,8 +14,10 @@ Third-party exceptions are wrapped (``raise ... from exc``) so callers catch one
     │   │                               compaction): the store refuses to start on it
     │   ├── AuthenticationError         the brokers refused the login (SASL) or the TLS
     │   │                               handshake; names mechanism and broker, never a secret
-    │   └── AuthorizationError          the principal lacks an ACL: names the resource and
-    │                                   the operation (nothing was written)
+    │   ├── AuthorizationError          the principal lacks an ACL: names the resource and
+    │   │                               the operation (nothing was written)
+    │   └── DuplicateInstanceError      two consumers share a group.instance.id: the broker
+    │                                   fenced this one; names the id and the group
     ├── DomainError                     aggregate misuse (no I/O involved)
     │   ├── MissingHandlerError         an event type without an @apply handler
     │   ├── AggregateNotFoundError      load of an aggregate that has no events
@@ -79,6 +81,7 @@ __all__ = [
     "DeadLetterError",
     "DecodeError",
     "DomainError",
+    "DuplicateInstanceError",
     "EncodeError",
     "EventSourceError",
     "EventTooLargeError",
@@ -170,6 +173,19 @@ class AuthorizationError(ConfigurationError):
         self.resource_type = resource_type
         self.resource = resource
         self.operation = operation
+
+
+class DuplicateInstanceError(ConfigurationError):
+    """Another consumer joined the group with this one's ``group.instance.id`` and the
+    broker fenced this one: two replicas run with the same instance id.
+
+    ``instance_id`` and ``group_id`` name them; give each replica its own instance id.
+    """
+
+    def __init__(self, message: str, *, instance_id: str, group_id: str) -> None:
+        super().__init__(message, retriable=False)
+        self.instance_id = instance_id
+        self.group_id = group_id
 
 
 class DomainError(EventSourceError):

@@ -35,6 +35,7 @@ from eventsource.errors import BrokerError
 from eventsource.kafka.client_logs import admin_log_config
 from eventsource.kafka.names import (
     append_server_group,
+    member_application_id,
     replies_topic,
     requests_topic,
     transactional_id_prefix,
@@ -47,6 +48,8 @@ __all__ = [
     "AclAdmin",
     "Grant",
     "append_server_acls",
+    "group_router_acls",
+    "grouped_member_acls",
     "grouped_store_acls",
     "projector_acls",
     "remote_client_acls",
@@ -101,6 +104,32 @@ def append_server_acls(application_id: str) -> list[Grant]:
         Grant("topic", requests_topic(application_id), ("DESCRIBE", "DESCRIBE_CONFIGS", "READ")),
         Grant("topic", replies_topic(application_id), ("DESCRIBE", "DESCRIBE_CONFIGS", "WRITE")),
         Grant("group", append_server_group(application_id), ("DESCRIBE", "READ")),
+    ]
+
+
+def grouped_member_acls(
+    topic: str, snapshots: str, application_id: str, member: str
+) -> list[Grant]:
+    """What one scale-out writer process needs: :func:`grouped_store_acls` and, for
+    ``serve_routing``, :func:`append_server_acls` of its member application id
+    ``<application_id>.<member>`` with CREATE on its two routing topics (each member makes
+    its own, named after it; leave CREATE out if the operator makes them beforehand)."""
+    routing = member_application_id(application_id, member)
+    return [
+        *grouped_store_acls(topic, snapshots, application_id),
+        *append_server_acls(routing),
+        Grant("topic", requests_topic(routing), ("CREATE",)),
+        Grant("topic", replies_topic(routing), ("CREATE",)),
+    ]
+
+
+def group_router_acls(application_id: str, members: Iterable[str]) -> list[Grant]:
+    """What a :class:`~eventsource.store.kafka.scaleout.GroupRouter` needs: DESCRIBE on the
+    writers group (it looks the owners up there) and :func:`remote_client_acls` of every
+    member it may send to (one client per member, on the member's routing topics)."""
+    return [
+        Grant("group", writers_group(application_id), ("DESCRIBE",)),
+        *(g for m in members for g in remote_client_acls(member_application_id(application_id, m))),
     ]
 
 

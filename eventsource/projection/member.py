@@ -10,8 +10,10 @@
   full revoke costs nothing but the refetch. The new owner resumes from the checkpoint.
 - Offsets are also committed to Kafka (asynchronously, after the database commit) so that
   standard lag tooling works; they are never read back.
-- Consumer errors: a refused login or a missing ACL is raised (retrying cannot help), a
-  fatal error stops the runner, a lost broker is reported until one answers again.
+- Consumer errors: a refused login or a missing ACL is raised (retrying cannot help), as is
+  being fenced by another consumer with the same ``group.instance.id``
+  (``DuplicateInstanceError``: two replicas share an instance id); any other fatal error
+  stops the runner, a lost broker is reported until one answers again.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.fetch import close_consumer, next_batch
 from eventsource.kafka.names import projection_group
 from eventsource.kafka.reach import client_error, lost_brokers
+from eventsource.kafka.static_member import duplicate_instance, fenced_instance, is_fatal
 from eventsource.projection.checkpoints import TopicPartition as TP
 from eventsource.projection.checkpoints import ensure_checkpoint_rows, read_checkpoints
 from eventsource.projection.dberrors import retry_transient
@@ -48,6 +51,9 @@ __all__ = ["GroupMember", "checked_overrides", "default_group_id"]
 log = logging.getLogger(__name__)
 
 _error = methodcaller("error")
+
+#: Where a projector's instance id comes from (named in ``DuplicateInstanceError``).
+_INSTANCE_ID_FROM = "--instance-id, EVENTSOURCE_INSTANCE_ID, -X group.instance.id or the pod name"
 
 #: Consumer settings the exactly-once argument rests on; overrides may not change them.
 _FIXED = {"isolation.level": "read_committed", "enable.auto.commit": False}
@@ -196,11 +202,21 @@ class GroupMember:
                     "READ",
                     f"projection {self.projection.name!r} cannot consume",
                 )
-            if error.fatal():
+            if fenced_instance(error):
+                self.leave()
+                raise duplicate_instance(self.group_id, self._instance_id(), _INSTANCE_ID_FROM)
+            if is_fatal(error):  # the consumer is dead: the supervisor starts a new runner
+                self.leave()
                 raise ProjectionError(f"Kafka consumer failed: {error.str()}")
             if error.code() != KafkaError._PARTITION_EOF:
                 self.listener.on_error(client_error(self.settings, error))
         return good
+
+    def _instance_id(self) -> str:
+        return str(
+            self._overrides.get("group.instance.id")
+            or self.settings.kafka_extra.get("group.instance.id")
+        )
 
     def _on_client_error(self, error: KafkaError) -> None:
         # librdkafka reconnects by itself; meanwhile say why nothing moves (/readyz).

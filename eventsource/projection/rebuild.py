@@ -32,7 +32,8 @@ from eventsource.projection.bounds import find_bounds
 from eventsource.projection.checkpoints import checkpoints_table, read_checkpoints
 from eventsource.projection.deadletter import SqlParkingLot, dlq_end_offsets
 from eventsource.projection.definition import Projection
-from eventsource.projection.replay import ProgressCallback, apply_range, refuse_if_running
+from eventsource.projection.ranges import ProgressCallback, apply_range
+from eventsource.projection.replay import refuse_if_running
 from eventsource.projection.store import (
     create_read_model_engine,
     ensure_schema,

@@ -29,6 +29,8 @@ from eventsource.kafka.acls import (
     AclAdmin,
     Grant,
     append_server_acls,
+    group_router_acls,
+    grouped_member_acls,
     grouped_store_acls,
     projector_acls,
     remote_client_acls,
@@ -47,8 +49,9 @@ from eventsource.kafka.names import (
 )
 from eventsource.projection.runner import ProjectionRunner
 from eventsource.store.kafka import KafkaEventStore
-from eventsource.store.kafka.scaleout import GroupedKafkaEventStore
+from eventsource.store.kafka.scaleout import GroupedKafkaEventStore, GroupRouter, serve_routing
 from eventsource.store.kafka.scaleout.snapshots import SNAPSHOTS_TOPIC_CONFIG
+from eventsource.store.partitioner import partition_for_id
 from eventsource.store.routing import AppendServer, RemoteEventStore
 from examples.bank.domain import Account, AccountOpened
 from examples.bank.projections import AccountBalances
@@ -392,6 +395,68 @@ def test_routed_appends_run_with_the_documented_acls(
         remote.append(aggregate_type, "acc-1", [AccountOpened(owner="routed")], 0)
     records = read_topic(as_admin(kafka_secure_cluster), topic)
     assert [r[1] for rs in records.values() for r in rs] == ["acc-1"]
+
+
+def test_grouped_writers_behind_a_router_run_with_the_documented_acls(
+    kafka_secure_cluster: LocalKafkaCluster,
+    admin: AclAdmin,
+    monkeypatch: pytest.MonkeyPatch,
+    tag: str,
+    tmp_path: Path,
+) -> None:
+    app, prefix, members = f"{APP}-{tag}", f"{tag}.", ("w-a", "w-b")
+    topic = events_topic_made_by_admin(kafka_secure_cluster, tag)
+    snapshots = snapshots_topic(Account.aggregate_type, prefix)
+    ensure_topic(as_admin(kafka_secure_cluster), snapshots, 3, config=SNAPSHOTS_TOPIC_CONFIG)
+    # One login for the writer processes (each its own routing topics), one for the router.
+    writers_password = new_user(
+        kafka_secure_cluster,
+        admin,
+        f"writers-{tag}",
+        [g for m in members for g in grouped_member_acls(topic, snapshots, app, m)],
+    )
+    router_password = new_user(
+        kafka_secure_cluster, admin, f"router-{tag}", group_router_acls(app, members)
+    )
+    monkeypatch.setenv("EVENTSOURCE_BOOTSTRAP_SERVERS", kafka_secure_cluster.bootstrap_servers)
+    writers, router_login = (
+        KafkaSettings(
+            application_id=app,
+            sasl_username=f"{user}-{tag}",
+            sasl_password=SecretStr(password),
+            **security_fields(kafka_secure_cluster),
+        )
+        for user, password in (("writers", writers_password), ("router", router_password))
+    )
+    stores = [
+        GroupedKafkaEventStore(
+            writers, [Account], directory=tmp_path / m, member=m, partitions=3, topic_prefix=prefix
+        )
+        for m in members
+    ]
+    ids = [f"acc-{i}" for i in range(12)]
+    with stores[0].start(timeout=120), stores[1].start(timeout=120):
+        wait_for(
+            lambda: all(s.owned for s in stores) and all(s.wait_serving(5) for s in stores),
+            120,
+            lambda: str([sorted(s.owned) for s in stores]),
+        )
+        with (
+            serve_routing(stores[0], timeout=120),
+            serve_routing(stores[1], timeout=120),
+            GroupRouter(
+                router_login, stores[0].codec, partitions=3, topic_prefix=prefix, timeout=60
+            ) as router,
+        ):
+            for aggregate_id in ids:
+                router.append(Account.aggregate_type, aggregate_id, [AccountOpened(owner="r")], 0)
+            versions = {i: router.version(Account.aggregate_type, i) for i in ids}
+            owners = {router.owner_of(Account.aggregate_type, i) for i in ids}
+    assert versions == dict.fromkeys(ids, 1)
+    assert owners == set(members)  # both members executed routed appends
+    records = read_topic(as_admin(kafka_secure_cluster), topic)
+    assert sorted(r[1] for rs in records.values() for r in rs) == sorted(ids)
+    assert {p for p, rs in records.items() if rs} == {partition_for_id(i, 3) for i in ids}
 
 
 def security_fields(cluster: LocalKafkaCluster) -> dict[str, Any]:

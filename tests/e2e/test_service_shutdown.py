@@ -102,3 +102,25 @@ def test_a_replica_with_an_instance_id_is_a_static_member_and_resumes_after_sigk
     assert again.stop() == 0
     records = read_topic(kafka_settings, topic)
     assert read_balances(db, pname) == expected_balances(records)
+
+
+def test_a_second_replica_with_the_same_instance_id_makes_the_first_exit_2_naming_it(
+    service: Callable[..., Service],
+    kafka_settings: KafkaSettings,
+    pname: str,
+    tmp_path: Path,
+) -> None:
+    topic = f"{pname}.events"
+    seed_bank(kafka_settings, topic, 30)
+    args = [BALANCES, "--name", pname, "-t", topic, "--instance-id", "replica-0"]
+    first = service(*args, "-d", f"sqlite:///{tmp_path / 'first.db'}")
+    wait_for(lambda: first.caught_up(pname), 90, first.describe)
+    second = service(*args, "-d", f"sqlite:///{tmp_path / 'second.db'}")
+    wait_for(lambda: second.caught_up(pname), 90, second.describe)
+    # The broker fences the first at its next heartbeat: a configuration error, not a
+    # restart that would take the place back and fence the second in turn.
+    assert first.proc.wait(timeout=60) == 2, first.describe()
+    failures = [r for r in first.lines() if r.get("event") == "configuration error"]
+    assert failures and "'replica-0'" in failures[0]["error"], first.describe()
+    assert "same instance id" in failures[0]["error"]
+    assert second.stop() == 0

@@ -91,44 +91,72 @@ def folded_balances(history: Sequence[SeedEvent]) -> dict[str, tuple[int, int]]:
 def dropped_while_reading_checkpoints(
     admin: Engine, application_name: str, call: Callable[[], Any], timeout: float = 60
 ) -> Any:
-    """Run ``call`` in a thread while the checkpoints table is locked; once a backend of
+    """Run ``call`` while the checkpoints table is locked; once a backend of
     ``application_name`` waits on the lock to read checkpoints (not to lock them for a
     batch), terminate it, release the lock and return what ``call`` returned (or raise
     what it raised)."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as exc:  # handed to the test's thread
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=run)
     with admin.connect() as locker, locker.begin():
         locker.exec_driver_sql(f"LOCK TABLE {checkpoints_table.name} IN ACCESS EXCLUSIVE MODE")
-        worker.start()
-        deadline = time.monotonic() + timeout
-        while not _terminate_waiting_reader(admin, application_name):
-            assert worker.is_alive(), f"returned without reading checkpoints: {outcome}"
-            assert time.monotonic() < deadline, "never waited to read its checkpoints"
-            time.sleep(0.02)
-    worker.join(timeout)
-    assert not worker.is_alive(), f"did not return within {timeout}s of the lock's release"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+        worker = _Call(call)
+        _terminate_once(
+            admin,
+            application_name,
+            "wait_event_type = 'Lock' "
+            f"AND query LIKE '%{checkpoints_table.name}%' AND query NOT LIKE '%FOR UPDATE%'",
+            worker,
+            timeout,
+        )
+    return worker.result(timeout)
 
 
-def _terminate_waiting_reader(admin: Engine, application_name: str) -> bool:
-    with admin.connect() as conn:
-        return bool(
-            conn.execute(
+def dropped_while_sleeping(
+    admin: Engine, application_name: str, call: Callable[[], Any], timeout: float = 60
+) -> Any:
+    """Run ``call``; once a backend of ``application_name`` runs ``pg_sleep``, terminate
+    it and return what ``call`` returned (or raise what it raised)."""
+    worker = _Call(call)
+    _terminate_once(admin, application_name, "query LIKE '%pg_sleep%'", worker, timeout)
+    return worker.result(timeout)
+
+
+class _Call(threading.Thread):
+    """``call`` in a thread; :meth:`result` hands its return value or error over."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        super().__init__()
+        self.call = call
+        self.outcome: dict[str, Any] = {}
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.outcome["value"] = self.call()
+        except BaseException as exc:  # handed to the test's thread
+            self.outcome["error"] = exc
+
+    def result(self, timeout: float) -> Any:
+        self.join(timeout)
+        assert not self.is_alive(), f"did not return within {timeout}s of the drop"
+        if "error" in self.outcome:
+            raise self.outcome["error"]
+        return self.outcome["value"]
+
+
+def _terminate_once(
+    admin: Engine, application_name: str, where: str, worker: _Call, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with admin.connect() as conn:
+            dropped = conn.execute(
                 text(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = :name AND wait_event_type = 'Lock' "
-                    f"AND query LIKE '%{checkpoints_table.name}%' "
-                    "AND query NOT LIKE '%FOR UPDATE%'"
+                    f"WHERE application_name = :name AND {where}"
                 ),
                 {"name": application_name},
             ).all()
-        )
+        if dropped:
+            return
+        assert worker.is_alive(), f"returned before the drop: {worker.outcome}"
+        assert time.monotonic() < deadline, f"no backend matched {where!r}"
+        time.sleep(0.02)

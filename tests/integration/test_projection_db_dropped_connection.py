@@ -11,21 +11,30 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import Engine, text
 
 from eventsource.domain import Position
 from eventsource.kafka.config import KafkaSettings
-from eventsource.projection import ProjectionRunner, projection_status, wait_for_positions
+from eventsource.projection import (
+    Context,
+    ProjectionRunner,
+    on,
+    projection_status,
+    wait_for_positions,
+)
+from eventsource.projection.replay import ReplayResult, replay
 from eventsource.projection.store import create_read_model_engine
 from eventsource.testing.seed import seed_events
+from examples.bank.domain import MoneyDeposited
 from examples.bank.projections import AccountBalances, sample_history
 from tests.integration.read_model_db import (
     ErrorsSeen,
     balances,
     dropped_while_reading_checkpoints,
+    dropped_while_sleeping,
     folded_balances,
     named,
     terminate,
@@ -120,6 +129,47 @@ def test_checkpoint_reads_ride_out_a_connection_dropped_mid_read(
     _applies_all_of_a_history_around(
         drop_mid_read, kafka_settings, topic, postgres_url, pg_projection_name
     )
+
+
+class SleepsOnce(AccountBalances):
+    """The first deposit it applies after ``sleeps`` is set waits in the database."""
+
+    sleeps: ClassVar[list[int]] = []
+
+    @on(MoneyDeposited)
+    def _deposited(self, event: MoneyDeposited, ctx: Context) -> None:
+        if self.sleeps:
+            self.sleeps.pop()
+            ctx.execute(text("SELECT pg_sleep(60)"))
+        super()._deposited(event, ctx)
+
+
+def test_a_replay_rides_out_connections_dropped_while_it_resets_and_applies(
+    kafka_settings: KafkaSettings,
+    create_topic: Callable[..., str],
+    postgres_url: str,
+    pg_projection_name: str,
+) -> None:
+    topic = create_topic(partitions=2)
+    history = sample_history(accounts=10, events=300, seed=7)
+    seed_events(kafka_settings, topic, history)
+    projection = SleepsOnce(name=pg_projection_name, topics=[topic])
+    url = named(postgres_url, pg_projection_name)
+    admin = create_read_model_engine(postgres_url)
+
+    def replay_all() -> ReplayResult:
+        return replay(projection, kafka_settings, url, batch_size=50, timeout=120)
+
+    try:
+        replay_all()  # the tables exist: the next replay's reset reads checkpoints first
+        reset = dropped_while_reading_checkpoints(admin, pg_projection_name, replay_all)
+        SleepsOnce.sleeps[:] = [1]
+        applied = dropped_while_sleeping(admin, pg_projection_name, replay_all)
+        got = balances(admin, projection)
+    finally:
+        admin.dispose()
+    assert reset.events == applied.events == len(history)
+    assert got == folded_balances(history)
 
 
 def test_ctrl_c_during_a_query_stays_a_keyboard_interrupt(

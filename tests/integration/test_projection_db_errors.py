@@ -15,12 +15,11 @@ from sqlalchemy.exc import DBAPIError
 from eventsource.errors import ProjectionError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.projection import Context, DeadLetterPolicy, ProjectionRunner, on
-from eventsource.projection.checkpoints import checkpoints_table
 from eventsource.projection.deadletter import list_dead_letters
-from eventsource.projection.store import create_read_model_engine, projections_table
 from eventsource.testing.seed import SeedEvent, seed_events
 from examples.bank.domain import AccountOpened, MoneyDeposited
 from examples.bank.projections import AccountBalances, AccountBalancesPerEvent, sample_history
+from tests.integration.read_model_db import dropped_afterwards
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +34,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def projection_name(unique_name: str, database_url: str) -> Iterator[str]:
-    name = "e_" + unique_name[-8:]
-    yield name
-    engine = create_read_model_engine(database_url)  # the server may be shared: clean up
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'DROP VIEW IF EXISTS "{name}_accounts"')
-        conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}_v1_accounts"')
-        for system in (checkpoints_table, projections_table):
-            conn.execute(system.delete().where(system.c.projection == name))
-    engine.dispose()
+    with dropped_afterwards(database_url, "e_" + unique_name[-8:]) as name:  # may be shared
+        yield name
 
 
 @pytest.mark.parametrize("projection_cls", [AccountBalances, AccountBalancesPerEvent])

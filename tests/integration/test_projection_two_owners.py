@@ -8,15 +8,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from eventsource.kafka.config import KafkaSettings
 from eventsource.projection import ProjectionRunner, RunStats
-from eventsource.projection.checkpoints import checkpoints_table
-from eventsource.projection.store import create_read_model_engine, projections_table
-from eventsource.testing.seed import fold, seed_events
-from examples.bank.domain import Account
+from eventsource.testing.seed import seed_events
 from examples.bank.projections import AccountBalances, sample_history
+from tests.integration.read_model_db import balances, drop_projection, folded_balances
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +25,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, unique_name: st
         return
     url: str = request.getfixturevalue("postgres_url")
     yield url
-    name = "o_" + unique_name[-8:]
-    engine = create_read_model_engine(url)  # the server is shared: leave nothing behind
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'DROP VIEW IF EXISTS "{name}_accounts"')
-        conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}_v1_accounts"')
-        for system in (checkpoints_table, projections_table):
-            conn.execute(system.delete().where(system.c.projection == name))
-    engine.dispose()
+    drop_projection(url, "o_" + unique_name[-8:])  # the server is shared: leave nothing behind
 
 
 def test_two_owners_of_the_same_partitions_never_apply_a_record_twice(
@@ -72,14 +62,9 @@ def test_two_owners_of_the_same_partitions_never_apply_a_record_twice(
         for thread in threads:
             thread.join(150)
         assert not errors, errors
-        with runners[0].engine.connect() as conn:
-            got = {
-                r.account_id: (r.balance_cents, r.events)
-                for r in conn.execute(select(projection.accounts))
-            }
+        got = balances(runners[0].engine, projection)
     finally:
         for runner in runners:
             runner.close()
-    expected = {k: (int(a.balance * 100), a.version) for k, a in fold(Account, history).items()}
-    assert got == expected
+    assert got == folded_balances(history)
     assert sum(r.applied for r in results) == len(history)  # every record applied once overall

@@ -18,11 +18,13 @@ from eventsource.errors import (
     AggregateNotFoundError,
     ConcurrencyError,
     ConfigurationError,
+    DuplicateInstanceError,
     FencedError,
     StoreError,
 )
 from eventsource.kafka.admin import ensure_topic
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.names import append_server_instance_id
 from eventsource.store.kafka import KafkaEventStore
 from eventsource.store.partitioner import partition_for_id
 from eventsource.store.port import EventStore
@@ -203,3 +205,23 @@ def test_an_aggregate_type_the_owner_does_not_serve_raises_its_configuration_err
 ) -> None:
     with pytest.raises(ConfigurationError, match=r"'bank\.loan' is not served by this store"):
         remote.append("bank.loan", new_id(), [AccountOpened(owner="ann")], 0)
+
+
+def test_a_second_append_server_with_the_same_member_id_stops_the_first_naming_it(
+    bootstrap_servers: str, unique_name: str
+) -> None:
+    settings = KafkaSettings(bootstrap_servers=bootstrap_servers, application_id=unique_name)
+    store = KafkaEventStore(settings, [Account], partitions=1, topic_prefix=f"{unique_name}.")
+    instance = append_server_instance_id(unique_name, "pod-0")
+    with (
+        store.start(),
+        AppendServer(store, settings, store.codec, member_id="pod-0") as first,
+        AppendServer(store, settings, store.codec, member_id="pod-0") as second,
+    ):
+        deadline = time.monotonic() + 60  # the broker fences the first at its next heartbeat
+        while first.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not first.running and second.running
+        error = first.stopped_by
+        assert isinstance(error, DuplicateInstanceError)
+        assert error.instance_id == instance and repr(instance) in str(error)

@@ -8,12 +8,14 @@ every acknowledged event is on the topic exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
+from eventsource.errors import ConfigurationError
 from eventsource.kafka.client_logs import admin_log_config
 from eventsource.kafka.cluster import LocalKafkaCluster
 from eventsource.kafka.config import KafkaSettings
@@ -29,12 +31,16 @@ __all__ = [  # ACCOUNT and check_exactly_once are shared with the broker-restart
     "cluster_settings",
     "coordinator_of",
     "fenced_after",
+    "group_coordinator_of",
+    "kill",
     "new_store",
     "report",
+    "report_kill",
 ]
 
 APPEND_TIMEOUT = 65.0  # the store's default: twice the delivery timeout plus 5 s
 TXN_STATE_PARTITIONS = 50  # transaction.state.log.num.partitions (the broker default)
+OFFSETS_PARTITIONS = 50  # offsets.topic.num.partitions (the broker default)
 
 
 def cluster_settings(cluster: LocalKafkaCluster, application_id: str) -> KafkaSettings:
@@ -54,6 +60,24 @@ def coordinator_of(cluster: LocalKafkaCluster, transactional_id: str) -> int:
     """Node id of the transaction coordinator of ``transactional_id``."""
     partition = (java_hash(transactional_id) & 0x7FFFFFFF) % TXN_STATE_PARTITIONS
     return cluster.leader_of("__transaction_state", partition)
+
+
+def group_coordinator_of(cluster: LocalKafkaCluster, group_id: str) -> int:
+    """Node id of the group coordinator of ``group_id`` (on a fresh cluster, asking for a
+    group makes the brokers create ``__consumer_offsets``: wait for it)."""
+    admin = AdminClient(admin_log_config({"bootstrap.servers": cluster.bootstrap_servers}))
+    partition = (java_hash(group_id) & 0x7FFFFFFF) % OFFSETS_PARTITIONS
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(Exception):
+            admin.describe_consumer_groups([group_id], request_timeout=10)[group_id].result()
+        with contextlib.suppress(ConfigurationError):  # the topic is not there yet
+            leader = cluster.leader_of("__consumer_offsets", partition)
+            if leader >= 0:
+                return leader
+        if time.monotonic() > deadline:
+            raise AssertionError(f"__consumer_offsets[{partition}] has no leader after 60 s")
+        time.sleep(0.2)
 
 
 def fenced_after(cluster: LocalKafkaCluster, node_id: int, killed_at: float) -> float:
@@ -120,3 +144,30 @@ def report(what: str, cluster: LocalKafkaCluster, **figures: Any) -> None:
     """One line for the test output: the cluster's size and version, then the figures."""
     shown = ", ".join(f"{k}={v}" for k, v in figures.items())
     print(f"\n[{len(cluster.nodes)}-node Apache Kafka {cluster.version}] {what}: {shown}")
+
+
+def kill(cluster: LocalKafkaCluster, node_id: int) -> tuple[float, float]:
+    """``kill -9`` a node: when, and the seconds until the controller fenced it."""
+    killed_at = time.monotonic()
+    cluster.kill(node_id)
+    return killed_at, fenced_after(cluster, node_id, killed_at)
+
+
+def report_kill(
+    what: str,
+    cluster: LocalKafkaCluster,
+    fenced: float,
+    appenders: Appenders,
+    gaps: dict[int, float],
+    **more: Any,
+) -> None:
+    """:func:`report` of a killed node: how long fencing took beside each partition's gap."""
+    report(
+        what,
+        cluster,
+        controller_fenced_it_after=f"{fenced:.1f}s",
+        gap_per_partition={p: f"{g:.1f}s" for p, g in gaps.items()},
+        acknowledged=len(appenders.acked),
+        outcomes=dict(appenders.outcomes),
+        **more,
+    )

@@ -30,9 +30,10 @@ from tests.reliability.cluster_load import (
     check_exactly_once,
     cluster_settings,
     coordinator_of,
-    fenced_after,
+    kill,
     new_store,
     report,
+    report_kill,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka_cluster, pytest.mark.slow]
@@ -50,21 +51,18 @@ def test_killing_the_leader_of_appended_partitions_loses_nothing_and_appends_res
         with Appenders(store, PARTITIONS) as appenders:
             appenders.wait_for(60)
             victim = kafka_cluster.leader_of(topic, 0)
-            killed_at = time.monotonic()
-            kafka_cluster.kill(victim)
-            fenced = fenced_after(kafka_cluster, victim, killed_at)
+            killed_at, fenced = kill(kafka_cluster, victim)
             appenders.wait_for(300)
             gaps = appenders.gaps(killed_at)
         versions = check_exactly_once(settings, store, appenders)
     finally:
         store.close()
-    report(
+    report_kill(
         f"kill -9 node {victim} (leader of {topic}[0])",
         kafka_cluster,
-        controller_fenced_it_after=f"{fenced:.1f}s",
-        gap_per_partition={p: f"{g:.1f}s" for p, g in gaps.items()},
-        acknowledged=len(appenders.acked),
-        outcomes=dict(appenders.outcomes),
+        fenced,
+        appenders,
+        gaps,
     )
     assert sum(versions.values()) >= len(appenders.acked)
 
@@ -81,22 +79,19 @@ def test_killing_the_transaction_coordinator_of_a_writer_loses_nothing(
             appenders.wait_for(60)
             victim = coordinator_of(kafka_cluster, transactional_id)
             leader = kafka_cluster.leader_of(topic, 0)
-            killed_at = time.monotonic()
-            kafka_cluster.kill(victim)
-            fenced = fenced_after(kafka_cluster, victim, killed_at)
+            killed_at, fenced = kill(kafka_cluster, victim)
             appenders.wait_for(300)
             gaps = appenders.gaps(killed_at)
         check_exactly_once(settings, store, appenders)
     finally:
         store.close()
-    report(
+    report_kill(
         f"kill -9 node {victim} (transaction coordinator of {transactional_id}; "
         f"leader of {topic}[0] was node {leader})",
         kafka_cluster,
-        controller_fenced_it_after=f"{fenced:.1f}s",
-        gap_per_partition={p: f"{g:.1f}s" for p, g in gaps.items()},
-        acknowledged=len(appenders.acked),
-        outcomes=dict(appenders.outcomes),
+        fenced,
+        appenders,
+        gaps,
     )
 
 

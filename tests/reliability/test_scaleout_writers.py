@@ -61,6 +61,7 @@ def run_writer(
         member=member,
         partitions=PARTITIONS,
         topic_prefix=f"{app_id}.",
+        session_timeout_ms=6000,  # a pause of 7-10 s outlasts it (single broker: no failover)
     )
     with store.start(), serve_routing(store):
         stop.wait(600)

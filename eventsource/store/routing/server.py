@@ -21,6 +21,7 @@ from eventsource.errors import (
 )
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import append_server_group, append_server_instance_id
+from eventsource.kafka.static_member import duplicate_instance, fenced_instance, is_fatal
 from eventsource.lifecycle import ServiceThread, ThreadState
 from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
@@ -61,7 +62,8 @@ class AppendServer(ServiceThread):
     (``group.instance.id = <application_id>.append-server.<member_id>``): a restarted owner
     with the same id takes the partitions over at once, instead of waiting for the crashed
     one's session to time out (45 s), and an older server with that id still running is
-    fenced by the broker and stops. The default ``"owner"`` fits the default of one owner
+    fenced by the broker and stops (:attr:`stopped_by` is then a ``DuplicateInstanceError``
+    naming the id, also logged). The default ``"owner"`` fits the default of one owner
     per application; give each process its own id when several own partitions, or pass
     ``None`` for dynamic membership.
     """
@@ -98,6 +100,9 @@ class AppendServer(ServiceThread):
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self.backlog = Backlog(max_pending)
+        self.stopped_by: Exception | None = None
+        """Why the server stopped on its own: ``DuplicateInstanceError`` when another
+        server joined with its ``member_id``, or the consumer's fatal error."""
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> AppendServer:
@@ -235,8 +240,16 @@ class AppendServer(ServiceThread):
         self.backlog.track(future, request.expires_at_ms)
 
     def _on_consumer_error(self, error: object) -> None:
-        if isinstance(error, KafkaError) and error.fatal():
-            # e.g. FENCED_INSTANCE_ID: a newer server with our group.instance.id took over.
+        if isinstance(error, KafkaError) and fenced_instance(error):
+            # A newer server with our group.instance.id took over (a restart of this
+            # owner, or a second process given the same member_id).
+            self.stopped_by = duplicate_instance(
+                self.group_id, self.group_instance_id or "", "AppendServer(member_id=...)"
+            )
+            log.error("append server %s stops: %s", self.server_id, self.stopped_by)
+            self.stop()
+        elif isinstance(error, KafkaError) and is_fatal(error):
+            self.stopped_by = KafkaException(error)
             log.error("append server %s stops on a fatal consumer error: %s", self.server_id, error)
             self.stop()
         elif not (isinstance(error, KafkaError) and error.code() == KafkaError._PARTITION_EOF):

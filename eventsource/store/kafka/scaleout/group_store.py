@@ -35,7 +35,11 @@ from eventsource.kafka.admin import ensure_topic
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.options import WriterOptions, WriterState
 from eventsource.store.kafka.scaleout.group_store_futures import fenced_as_not_owner
-from eventsource.store.kafka.scaleout.ownership import OwnerDirectory, PartitionOwnership
+from eventsource.store.kafka.scaleout.ownership import (
+    SESSION_TIMEOUT_MS,
+    OwnerDirectory,
+    PartitionOwnership,
+)
 from eventsource.store.kafka.scaleout.snapshots import SNAPSHOTS_TOPIC_CONFIG, snapshots_topic
 from eventsource.store.kafka.scaleout.snapshots_writer import SnapshotPartitionWriter
 from eventsource.store.kafka.scaleout.supervision import PartitionSupervisor, RestartPolicy
@@ -61,6 +65,9 @@ class GroupedKafkaEventStore(ServedByWriters):
     ``local_catchup_limit``. ``restarts`` (:class:`RestartPolicy`): how a writer that
     stops fenced or failed on a partition this member still owns is started again, and
     when the partition is given up to the group (:mod:`.supervision`).
+    ``session_timeout_ms`` (20 s): how long a crashed member's partitions wait for a new
+    owner; keep it longer than the cluster's failover of a group coordinator
+    (:data:`~.ownership.SESSION_TIMEOUT_MS` says why).
     """
 
     def __init__(
@@ -75,7 +82,7 @@ class GroupedKafkaEventStore(ServedByWriters):
         topic_prefix: str = "",
         topic_config: Mapping[str, str] | None = None,
         options: WriterOptions | None = None,
-        session_timeout_ms: int = 6000,
+        session_timeout_ms: int = SESSION_TIMEOUT_MS,
         restarts: RestartPolicy | None = None,
     ) -> None:
         super().__init__(

@@ -43,6 +43,14 @@ T = TypeVar("T")
 
 RETRY_PAUSE_S: Final = 0.2
 
+ROUTED_TIMEOUT_S: Final = 30.0
+"""The router's default wait for a reply: longer than a cluster's failover. A request or
+reply whose partition leader died waits in the producer until the controller fences the
+dead broker (``broker.session.timeout.ms``, 9 s by default; 8-14 s measured on a loaded
+machine); with the former 10 s such a request reached the owner after its client had given
+up, was skipped, and its caller got ``UncertainCommitError`` instead of the answer. The
+cost: an owner process that dies with requests in flight leaves them uncertain this long."""
+
 
 def member_settings(settings: KafkaSettings, member: str) -> KafkaSettings:
     """The settings whose application id names one member's routing topics."""
@@ -67,6 +75,10 @@ class GroupRouter(AppenderBase):
     an answer, so the appends in flight are bounded by the owners' backlogs
     (``AppendServer(max_pending=...)``), not by the router. Appends waiting to be sent again
     wait on one timer thread. ``version`` waits in the caller's thread.
+
+    ``timeout``: how long a sent request waits for its reply before it is uncertain
+    (:data:`ROUTED_TIMEOUT_S`); ``retry_for``: how long an append is sent again while the
+    answer says nothing was written.
     """
 
     def __init__(
@@ -76,7 +88,7 @@ class GroupRouter(AppenderBase):
         *,
         partitions: int,
         topic_prefix: str = "",
-        timeout: float = 10.0,
+        timeout: float = ROUTED_TIMEOUT_S,
         retry_for: float = 30.0,
         max_clients: int = 16,
     ) -> None:

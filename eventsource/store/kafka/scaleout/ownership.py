@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -30,9 +31,27 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import writers_group
 from eventsource.lifecycle import ServiceThread
 
-__all__ = ["Owner", "OwnerDirectory", "PartitionOwnership", "writers_group"]
+__all__ = [
+    "SESSION_TIMEOUT_MS",
+    "Owner",
+    "OwnerDirectory",
+    "PartitionOwnership",
+    "writers_group",
+]
 
 log = logging.getLogger(__name__)
+
+SESSION_TIMEOUT_MS: Final = 20_000
+"""The writers group's default ``session.timeout.ms``: longer than a group coordinator's
+failover. librdkafka also counts the session on the client side: after that long without a
+successful heartbeat it drops the member's whole assignment (``on_lost``) and rejoins under
+a new member id, which the new coordinator holds back until the old ids expire. A
+coordinator killed with ``kill -9`` answers nobody until the controller fences it
+(``broker.session.timeout.ms``, 9 s by default; 8-14 s measured on a loaded machine) and
+its successor loads the group: with the former 6 s every member then released every
+partition and took it over again (fencing, restoring, catching up), pausing all appends
+about 7 s beyond the cluster's failover. The cost: a crashed member's partitions wait this
+long for a new owner (a member that closes leaves at once)."""
 
 Partitions = list[tuple[str, int]]
 Listener = Callable[[Partitions], None]
@@ -56,7 +75,8 @@ class PartitionOwnership(ServiceThread):
     ``on_assign`` / ``on_revoke`` run on the membership thread, inside the rebalance: a
     revocation is complete (the partitions may go to another member) when ``on_revoke``
     returns, so it must stop serving them first. ``session_timeout_ms`` bounds how long the
-    partitions of a crashed member stay unowned (the broker's minimum is 6 s by default).
+    partitions of a crashed member stay unowned (the broker's minimum is 6 s by default);
+    it must outlast a group coordinator's failover (see :data:`SESSION_TIMEOUT_MS`).
     """
 
     def __init__(
@@ -67,7 +87,7 @@ class PartitionOwnership(ServiceThread):
         member: str,
         on_assign: Listener,
         on_revoke: Listener,
-        session_timeout_ms: int = 6000,
+        session_timeout_ms: int = SESSION_TIMEOUT_MS,
     ) -> None:
         if not topics:
             raise ValueError("PartitionOwnership needs at least one events topic")
@@ -84,11 +104,14 @@ class PartitionOwnership(ServiceThread):
                 "client.id": member,
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": session_timeout_ms,
-                "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
+                # Rebalances are told through heartbeats: at most a second apart.
+                "heartbeat.interval.ms": max(500, min(1000, session_timeout_ms // 6)),
                 "auto.offset.reset": "latest",
             },
         )
         self._owned: set[tuple[str, int]] = set()
+        self.released = 0
+        """Partitions released so far: revoked, lost with the session, or left."""
         self._rejoin = threading.Event()
         self._rejoin_after = 0.0
         self._joined = threading.Event()
@@ -173,6 +196,7 @@ class PartitionOwnership(ServiceThread):
                     "writer %s could not leave group %s cleanly", self.member, self.group_id
                 )
         if self._owned:
+            self.released += len(self._owned)
             self._safe(self._on_revoke, sorted(self._owned))
             self._owned.clear()
 
@@ -190,6 +214,7 @@ class PartitionOwnership(ServiceThread):
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         removed = [(tp.topic, tp.partition) for tp in partitions]
         log.info("writer %s releases %s", self.member, removed)
+        self.released += len(removed)
         if removed:
             self._safe(self._on_revoke, removed)
         self._owned.difference_update(removed)
