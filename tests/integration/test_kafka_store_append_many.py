@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ from eventsource.errors import (
 )
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store import AppendCall, Repository
-from eventsource.store.kafka import KafkaEventStore
+from eventsource.store.kafka import GroupedKafkaEventStore, KafkaEventStore
 from eventsource.store.partitioner import partition_for_id
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 from tests.integration.partition_records import read_partition
@@ -111,3 +112,34 @@ def test_save_all_shares_group_commits_and_marks_only_the_written_aggregates_com
         assert [accounts.get(a.id).version for a in opened[1:]] == [2] * 19
         assert len(stale.pending_events) == 1
         assert accounts.get("s-0").balance == Decimal("5")
+
+
+def test_the_grouped_store_answers_each_command_of_append_many_alone(
+    kafka_settings: KafkaSettings, unique_name: str, tmp_path: Path
+) -> None:
+    settings = kafka_settings.model_copy(update={"application_id": unique_name})
+    store = GroupedKafkaEventStore(
+        settings,
+        [Fragile],
+        directory=tmp_path,
+        member="solo",
+        partitions=1,
+        topic_prefix=f"{unique_name}.",
+    ).start()
+    try:
+        assert store.wait_serving(60) and len(store.owned) == 1
+        store.append(FRAGILE, "f-1", [Poked()], 0)
+        good, stale, bad, new = store.append_many(
+            [
+                AppendCall(FRAGILE, "f-1", [Poked()], 1),
+                AppendCall(FRAGILE, "f-1", [Poked()], 1),  # lost to the one before
+                AppendCall(FRAGILE, "f-2", [Poked(), Poked(explode=True)], 0),
+                AppendCall(FRAGILE, "f-3", [Poked(), Poked()], 0),
+            ]
+        )
+        assert (good.result(30).version, new.result(30).version) == (2, 2)
+        assert isinstance(stale.exception(30), ConcurrencyError)
+        assert isinstance(bad.exception(30), ApplyError)
+        assert [store.version(FRAGILE, i) for i in ("f-1", "f-2", "f-3")] == [2, 0, 2]
+    finally:
+        store.close()
