@@ -14,7 +14,9 @@ never asserted. Prints a markdown table.
    denominator is the faster of it and P1 in the same run;
 2. eventsource: ``append_async`` closed loop (N appends outstanding, one per aggregate, each
    with its expected version) through the 6 partition writers' group commits: 1-event
-   commands (the headline) and ``--per-command``-event commands (N / 10 outstanding);
+   commands (the headline) and ``--per-command``-event commands (N / 10 outstanding); and
+   the 1-event commands sent through ``append_many`` (every completion that arrived sends
+   its aggregate's next command in one call);
 3. single-append latency (one caller, sequential appends) against one raw one-record
    transaction (begin, produce, commit with a transactional producer, sequential);
 4. aggregate load time with 10k vs 200k (``--full``: 1M) events in the topic, plus the
@@ -58,7 +60,7 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
 from eventsource.store.kafka.ids import new_event_id
 from eventsource.store.partitioner import partition_for_id
-from eventsource.store.port import AppendResult
+from eventsource.store.port import AppendCall, AppendResult
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 
 ACCOUNT = Account.aggregate_type
@@ -238,6 +240,35 @@ def store_loop(
     return commands * per_command / (time.perf_counter() - started)
 
 
+def store_many_loop(store: KafkaEventStore, events: int, outstanding: int) -> float:
+    """Events/s of :func:`store_loop`'s 1-event commands sent through ``append_many``: the
+    caller collects every completion that arrived and sends those aggregates' next
+    commands in one call (as a service handling a batch of requests would)."""
+    ids = [f"acc-{uuid.uuid4().hex[:12]}" for _ in range(outstanding)]
+    for f in [store.append_async(ACCOUNT, i, [AccountOpened(owner=i)], 0) for i in ids]:
+        f.result(60)
+    completions: queue.SimpleQueue[Future[AppendResult]] = queue.SimpleQueue()
+    arrived, command = completions.put, [DEPOSIT]
+
+    def send(commands: list[AppendCall]) -> None:
+        for future in store.append_many(commands):
+            future.add_done_callback(arrived)
+
+    started = time.perf_counter()
+    send([AppendCall(ACCOUNT, aggregate_id, command, 1) for aggregate_id in ids])
+    sent, done = len(ids), 0
+    while done < events:
+        finished = [completions.get(timeout=60)]
+        while not completions.empty():
+            finished.append(completions.get())
+        done += len(finished)
+        following = [f.result() for f in finished[: max(0, events - sent)]]
+        sent += len(following)
+        if following:
+            send([AppendCall(ACCOUNT, r.aggregate_id, command, r.version) for r in following])
+    return events / (time.perf_counter() - started)
+
+
 def latency(store: KafkaEventStore, appends: int) -> tuple[float, float]:
     """p50 and p99 in ms of one caller's sequential appends."""
     aggregate_id = f"lat-{uuid.uuid4().hex[:8]}"
@@ -364,6 +395,7 @@ def main() -> None:
             )
             keep("ours", lambda: store_loop(store, events, outstanding))
             keep("multi", lambda: store_loop(store, events, outstanding // 10, per))
+            keep("many", lambda: store_many_loop(store, events, outstanding))
             if round_ == 0:
                 keep(
                     "strong_headers",
@@ -427,6 +459,11 @@ def main() -> None:
     print(f"| ratio eventsource / raw with template headers | {ours / templated:.2f} |")
     print(f"| ratio eventsource / raw with headers built per record | {ours / built:.2f} |")
     print(
+        f"| eventsource 1-event commands through append_many, {args.outstanding:,} "
+        f"outstanding (events/s) | {best['many']:,.0f} |"
+    )
+    print(f"| ratio 1-event commands through append_many / raw | {best['many'] / strong:.2f} |")
+    print(
         f"| eventsource append, {args.per_command}-event commands, "
         f"{args.outstanding // 10:,} outstanding (events/s) | {multi:,.0f} |"
     )
@@ -436,6 +473,7 @@ def main() -> None:
         f"/ {per}-event | {cpu['raw']:.1f} / {cpu['strong']:.1f} / {cpu['ours']:.1f} "
         f"/ {cpu['multi']:.1f} |"
     )
+    print(f"| CPU µs per event: 1-event commands through append_many | {cpu['many']:.1f} |")
     print(
         "| CPU µs per event: strongest raw loop with template headers "
         f"| {cpu['strong_headers']:.1f} |"

@@ -31,6 +31,7 @@ from eventsource.aio.ports import Loader
 from eventsource.domain import Aggregate
 from eventsource.errors import AggregateNotFoundError, ConfigurationError
 from eventsource.store.port import Appender, AppendResult
+from eventsource.store.repository import finish_saves, start_saves
 
 __all__ = ["AsyncRepository"]
 
@@ -128,30 +129,21 @@ class AsyncRepository(Generic[A]):
     ) -> list[AppendResult]:
         """Save several aggregates at once (one append each, not one transaction).
 
-        Every append is queued before any is awaited, so they share group commits. Once all
+        Every append is started by one ``append_many`` call before any is awaited, so they
+        share group commits (an argument error of any starts none). Once all
         have ended, the written ones are committed on their aggregates; if any failed, the
         first failure (in the order given) is raised, and each aggregate's
         ``pending_events`` tells whether it was written.
         """
-        ids = [aggregate.id for aggregate in aggregates]
-        if len(set(ids)) != len(ids):
-            raise ValueError(
-                "save_all got the same aggregate more than once; its appends would race "
-                f"each other at one expected version: {sorted(i for i in ids if ids.count(i) > 1)}"
-            )
-        outcomes = await asyncio.gather(
-            *(
-                self.save(a, correlation_id=correlation_id, causation_id=causation_id)
-                for a in aggregates
-            ),
-            return_exceptions=True,
+        started = start_saves(
+            self.store, self.aggregate_cls.aggregate_type, aggregates, correlation_id, causation_id
         )
-        results: list[AppendResult] = []
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-            results.append(outcome)
-        return results
+        outcomes = iter(
+            await asyncio.gather(
+                *(await_future(f) for _, f in started if f is not None), return_exceptions=True
+            )
+        )
+        return finish_saves([(a, None if f is None else next(outcomes)) for a, f in started])
 
     async def _off_loop(self, call: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, call)

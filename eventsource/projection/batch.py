@@ -32,7 +32,7 @@ from eventsource.projection.checkpoints import (
 from eventsource.projection.context import Context
 from eventsource.projection.dberrors import is_permanent_db_error, is_transient_db_error
 from eventsource.projection.definition import Projection
-from eventsource.projection.gcpause import gc_paused
+from eventsource.projection.gcpause import gc_paused, gc_resumed
 from eventsource.projection.types import (
     FailureHook,
     RunnerListener,
@@ -94,7 +94,8 @@ class BatchApplier:
             if is_transient_db_error(exc) or is_permanent_db_error(exc):
                 raise  # not the records' fault: the runner retries or stops
         try:
-            return self._run(messages, positions, careful=True)
+            with gc_resumed():  # record by record, retries sleeping, the hook producing
+                return self._run(messages, positions, careful=True)
         except RecordStopped as stop:
             raise stopped_error(stop.failure) from stop.failure.error
         except Exception:

@@ -35,6 +35,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from eventsource.errors import ConfigurationError, EventSourceError, ProjectionError
+from eventsource.projection.gcpause import gc_resumed
 
 if TYPE_CHECKING:
     from eventsource.projection.definition import Projection
@@ -285,9 +286,10 @@ def retry_transient(
                     projection, exc, now - first_failure, attempts, max_outage_s
                 ) from exc
             log.warning("read-model database unavailable, retrying %s: %s", doing, exc)
-            if stop is not None and stop.wait(backoff):
-                give_up()
-                raise Abandoned from exc
-            if stop is None:
-                time.sleep(backoff)  # bounded by the deadline or max_outage_s
+            with gc_resumed():  # a batch's pause of the collector never lasts a backoff
+                if stop is not None and stop.wait(backoff):
+                    give_up()
+                    raise Abandoned from exc
+                if stop is None:
+                    time.sleep(backoff)  # bounded by the deadline or max_outage_s
             backoff = min(backoff * 2, 5.0)

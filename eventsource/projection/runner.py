@@ -31,6 +31,7 @@ from eventsource.projection.dberrors import (
 )
 from eventsource.projection.deadletter import dead_letter_hook
 from eventsource.projection.definition import Projection
+from eventsource.projection.gcpause import gc_paused
 from eventsource.projection.member import GroupMember, checked_overrides, default_group_id
 from eventsource.projection.offsets import end_offsets
 from eventsource.projection.status import PartitionStatus, RunStats, projection_status
@@ -176,6 +177,14 @@ class ProjectionRunner:
     # internals ------------------------------------------------------------------------
     def _step(
         self, stats: RunStats, stop: threading.Event | None, deadline: float | None = None
+    ) -> bool:
+        # paused from the consume until the batch's records are released: they are never
+        # traversed by the collector, nor promoted to the generations full collections scan
+        with gc_paused():
+            return self._consume_and_apply(stats, stop, deadline)
+
+    def _consume_and_apply(
+        self, stats: RunStats, stop: threading.Event | None, deadline: float | None
     ) -> bool:
         good, positions = self._member.poll(self.poll_timeout, self.batch_size)
         if not good:

@@ -4,7 +4,15 @@ The Kafka adapter lives in :mod:`eventsource.store.kafka` (it imports confluent-
 """
 
 from eventsource.store.memory import InMemoryEventStore
-from eventsource.store.port import ANY, Appender, AppendResult, EventStore
+from eventsource.store.port import ANY, AppendCall, Appender, AppendResult, EventStore
 from eventsource.store.repository import Repository
 
-__all__ = ["ANY", "AppendResult", "Appender", "EventStore", "InMemoryEventStore", "Repository"]
+__all__ = [
+    "ANY",
+    "AppendCall",
+    "AppendResult",
+    "Appender",
+    "EventStore",
+    "InMemoryEventStore",
+    "Repository",
+]

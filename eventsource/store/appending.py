@@ -10,30 +10,13 @@ the checks live here, once.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from typing import NamedTuple
 
 from eventsource.domain import Event
-from eventsource.store.port import AppendResult, check_append_arguments
+from eventsource.store.port import AppendCall, AppendResult, check_append_arguments
 
-__all__ = ["AppendCall", "AppenderBase", "completed"]
-
-
-class AppendCall(NamedTuple):
-    """One append's arguments, already checked: what a store queues, sends or sends again.
-
-    Immutable; a named tuple rather than a frozen dataclass because one is made per append:
-    0.3 µs instead of 1.5 µs (a frozen dataclass sets each field through
-    ``object.__setattr__``), of the 18 µs of CPU a one-event append costs a Kafka store.
-    """
-
-    aggregate_type: str
-    aggregate_id: str
-    events: Sequence[Event]
-    expected_version: int
-    correlation_id: str | None = None
-    causation_id: str | None = None
+__all__ = ["AppendCall", "AppenderBase", "completed", "failed"]
 
 
 class AppenderBase(ABC):
@@ -85,9 +68,46 @@ class AppenderBase(ABC):
         check_append_arguments(aggregate_id, events, expected_version)
         return self._start_append(call)
 
+    def append_many(self, calls: Iterable[AppendCall]) -> list[Future[AppendResult]]:
+        """Start several appends (commands) at once: one future per command, in order.
+
+        Each command is an append of its own, as if by :meth:`append_async`: its expected
+        version is checked on its own, its events are written all or none, and it succeeds
+        or fails alone (a ``ConcurrencyError`` of one leaves the others untouched). Argument
+        errors (``ValueError``, ``TypeError``) of any command raise before any command
+        starts; every other refusal (a missing ``@apply`` handler, a closed store, ...) is
+        that command's future's error. Commands to one aggregate are appended in the order
+        given. Cheaper per command than as many ``append_async`` calls where a store can
+        queue them together (the Kafka stores take each partition writer's lock once).
+        """
+        checked = []
+        for call in calls:
+            if type(call) is not AppendCall:
+                raise TypeError(
+                    f"append_many takes AppendCall tuples, got {type(call).__name__}: build "
+                    "each command with AppendCall(aggregate_type, aggregate_id, events, "
+                    "expected_version)"
+                )
+            check_append_arguments(call.aggregate_id, call.events, call.expected_version)
+            checked.append(call)
+        return self._start_many(checked)
+
     @abstractmethod
     def _start_append(self, call: AppendCall) -> Future[AppendResult]:
         """Queue, send or execute one checked append; its future tells the outcome."""
+
+    def _start_many(self, calls: list[AppendCall]) -> list[Future[AppendResult]]:
+        """Start checked appends in order (by default one by one); a refusal other than an
+        argument error becomes that command's future's error."""
+        futures: list[Future[AppendResult]] = []
+        for call in calls:
+            try:
+                futures.append(self._start_append(call))
+            except (ValueError, TypeError):
+                raise
+            except Exception as exc:
+                futures.append(failed(exc))
+        return futures
 
     def _outcome(
         self, future: Future[AppendResult], call: AppendCall, timeout: float | None
@@ -113,4 +133,11 @@ def completed(
         raise
     except Exception as exc:
         future.set_exception(exc)
+    return future
+
+
+def failed(error: BaseException) -> Future[AppendResult]:
+    """A future that already holds ``error``."""
+    future: Future[AppendResult] = Future()
+    future.set_exception(error)
     return future

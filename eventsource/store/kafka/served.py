@@ -26,7 +26,7 @@ from eventsource.errors import (
 )
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG
 from eventsource.kafka.config import KafkaSettings
-from eventsource.store.appending import AppendCall, AppenderBase
+from eventsource.store.appending import AppendCall, AppenderBase, failed
 from eventsource.store.kafka.admission import check_record_sizes
 from eventsource.store.kafka.ids import new_event_id
 from eventsource.store.kafka.options import WriterOptions
@@ -157,8 +157,37 @@ class ServedByWriters(AppenderBase):
         """The future a caller gets for a queued request (a store may translate errors)."""
         return future
 
+    def _start_many(self, calls: list[AppendCall]) -> list[Future[AppendResult]]:
+        """Encode every command first, then queue each writer's share under one acquisition
+        of its lock (a refused command fails its own future; the others go on)."""
+        futures: list[Future[AppendResult]] = []
+        queues: dict[PartitionWriter, list[AppendRequest]] = {}
+        for call in calls:
+            try:
+                writer = self.writer_for(call.aggregate_type, call.aggregate_id)
+                request = self._request(writer, call)
+            except (ValueError, TypeError):
+                raise  # nothing is queued yet
+            except Exception as exc:
+                futures.append(failed(exc))
+                continue
+            queue = queues.get(writer)
+            if queue is None:
+                queue = queues[writer] = []
+            queue.append(request)
+            futures.append(self._answer(writer, request))
+        for writer, requests in queues.items():
+            writer.submit_all(requests)
+        return futures
+
     def _submit(self, writer: PartitionWriter, call: AppendCall) -> AppendRequest:
         """Check the event types, encode and queue one append (the request is its future)."""
+        request = self._request(writer, call)
+        writer.submit(request)
+        return request
+
+    def _request(self, writer: PartitionWriter, call: AppendCall) -> AppendRequest:
+        """Check the event types and sizes, and encode one append (not queued yet)."""
         aggregate_type, aggregate_id, events = call.aggregate_type, call.aggregate_id, call.events
         handled = self._handled[aggregate_type]
         encode = self.codec.encode
@@ -187,7 +216,6 @@ class ServedByWriters(AppenderBase):
         )
         limit = self._record_limits.get(writer.topic)
         check_record_sizes(request, limit, writer.topic, self.source)
-        writer.submit(request)
         return request
 
     def load(self, aggregate_cls: type[A], aggregate_id: str) -> A:

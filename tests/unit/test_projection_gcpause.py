@@ -1,0 +1,97 @@
+"""The collector pause of a batch: counted across nesting and threads, and lifted while the
+pausing thread waits (``gc_resumed``)."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from eventsource.projection import Projection
+from eventsource.projection.dberrors import retry_transient
+from eventsource.projection.gcpause import gc_paused, gc_resumed
+from examples.bank.domain import Account
+
+
+class Balances(Projection):
+    name = "gcpause"
+    aggregates = (Account,)
+
+
+@pytest.fixture(autouse=True)
+def collector_on() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    if not was:
+        gc.disable()
+
+
+def test_a_pause_is_lifted_when_the_last_nested_pause_ends() -> None:
+    with gc_paused():
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_resumed_lifts_every_pause_of_this_thread_and_restores_them() -> None:
+    with gc_paused(), gc_paused():
+        with gc_resumed():
+            assert gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_resumed_outside_a_pause_changes_nothing() -> None:
+    with gc_resumed():
+        assert gc.isenabled()
+    gc.disable()
+    with gc_resumed():  # a collector the application turned off stays off
+        assert not gc.isenabled()
+    gc.enable()
+
+
+def test_resumed_keeps_another_threads_pause() -> None:
+    paused, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with gc_paused():
+            paused.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        assert paused.wait(10)
+        with gc_paused(), gc_resumed():  # this thread's pause lifted, the other's holds
+            assert not gc.isenabled()
+    finally:
+        release.set()
+        thread.join(10)
+    assert gc.isenabled()
+
+
+def test_a_database_retry_waits_with_the_collector_running() -> None:
+    seen: list[bool] = []
+    failures = iter([OperationalError("SELECT 1", {}, Exception("connection refused"))])
+
+    def call() -> str:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return "done"
+
+    class Watched(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            seen.append(gc.isenabled())
+            return False
+
+    stop = Watched()
+    with gc_paused():
+        assert retry_transient(call, Balances(), doing="batch", stop=stop) == "done"
+        assert not gc.isenabled()
+    assert seen == [True]
