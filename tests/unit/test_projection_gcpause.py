@@ -11,9 +11,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from eventsource.projection import Projection
+from eventsource.projection import Projection, gcpause
 from eventsource.projection.dberrors import retry_transient
-from eventsource.projection import gcpause
 from eventsource.projection.gcpause import gc_paused, gc_resumed
 from examples.bank.domain import Account
 
@@ -99,7 +98,6 @@ def test_a_database_retry_waits_with_the_collector_running() -> None:
     assert seen == [True]
 
 
-
 def test_overlapping_pauses_of_several_threads_do_not_hold_the_collector_off_forever(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -116,15 +114,14 @@ def test_overlapping_pauses_of_several_threads_do_not_hold_the_collector_off_for
     def runner(me: int) -> None:
         other = 1 - me
         while not stop.is_set():
-            with gc_paused():
-                with cond:
-                    holding[me] = True
-                    cond.notify_all()
-                    while not holding[other] and not stop.is_set():
-                        cond.wait(0.01)
-                    holding[me] = False  # the other is inside its pause now
-                    handovers[0] += 1
-                    cond.notify_all()
+            with gc_paused(), cond:
+                holding[me] = True
+                cond.notify_all()
+                while not holding[other] and not stop.is_set():
+                    cond.wait(0.01)
+                holding[me] = False  # the other is inside its pause now
+                handovers[0] += 1
+                cond.notify_all()
 
     threads = [threading.Thread(target=runner, args=(i,)) for i in (0, 1)]
     for thread in threads:
