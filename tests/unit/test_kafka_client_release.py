@@ -15,7 +15,6 @@ from __future__ import annotations
 import gc
 import os
 import weakref
-from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -25,6 +24,7 @@ from eventsource.kafka.access import login_failure
 from eventsource.kafka.admin import topic_partitions
 from eventsource.kafka.broker_process import free_port
 from eventsource.kafka.config import KafkaSettings
+from eventsource.service.shutdown import librdkafka_threads
 
 
 def secured_nowhere() -> KafkaSettings:
@@ -35,17 +35,6 @@ def secured_nowhere() -> KafkaSettings:
         sasl_username="app",
         sasl_password=SecretStr("not-checked"),
     )
-
-
-def librdkafka_threads() -> int:
-    """Threads of live librdkafka clients in this process (they are named ``rdk:...``)."""
-    count = 0
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            count += (task / "comm").read_text().startswith("rdk:")
-        except OSError:  # the thread ended meanwhile
-            continue
-    return count
 
 
 class _Marker:
@@ -69,9 +58,7 @@ def test_the_login_probe_asked_while_handling_an_exception_lets_that_exception_g
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
-def test_a_failed_topic_listing_destroys_its_client_before_the_error_reaches_the_caller() -> (
-    None
-):
+def test_a_failed_topic_listing_destroys_its_client_before_the_error_reaches_the_caller() -> None:
     settings = secured_nowhere()
     before = librdkafka_threads()
     with pytest.raises(BrokerUnreachableError):
