@@ -26,7 +26,9 @@ For each size N the same topic (6 partitions, bank events from
   into a temporary table and one ``INSERT ... SELECT ... ON CONFLICT``; the faster is the
   denominator) and **pg batch** (the runner's batch path on PostgreSQL).
 
-Every reader's final table is checksummed; the run fails if two readers of one database
+Every plain loop pauses the cyclic garbage collector from each consume until its batch is
+written and released, as the runner does (it almost halves their CPU). Every reader's
+final table is checksummed; the run fails if two readers of one database
 produced different tables. Readers run alternately round by round (``--repeat``), so that
 a noisy moment on a shared machine hits all of them.
 

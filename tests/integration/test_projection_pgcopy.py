@@ -4,15 +4,40 @@ rows one by one (real PostgreSQL; no broker needed)."""
 
 from __future__ import annotations
 
+import enum
 import random
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import confluent_kafka
 import pytest
-from sqlalchemy import CHAR, Column, Connection, Engine, Float, Integer, String, select, text
+from sqlalchemy import (
+    ARRAY,
+    CHAR,
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    Enum,
+    Float,
+    Integer,
+    Interval,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+    Uuid,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from eventsource.codec import EventCodec, build_headers
 from eventsource.domain import EventMetadata
@@ -41,6 +66,34 @@ class Tally(Projection):
         Column("last", Integer, nullable=False),
     )
     floats = table("floats", Column("id", String(64), primary_key=True), Column("x", Float))
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Typed(Projection):
+    name = "pgcopy_typed"
+    aggregates = (Account,)
+    values = table(
+        "values",
+        Column("id", String(64), primary_key=True),
+        Column("amount", Numeric(18, 2)),
+        Column("at", DateTime(timezone=True)),
+        Column("day", Date),
+        Column("flag", Boolean),
+        Column("ratio", Float),
+        Column("blob", LargeBinary),
+        Column("color", Enum(Color, name="pgcopy_color")),
+        Column("doc", JSON),
+        Column("docb", JSONB),
+        Column("ref", Uuid),
+        Column("wait", Interval),
+        Column("note", Text),
+        Column("numbers", ARRAY(Integer)),
+        Column("seen", BigInteger),
+    )
 
 
 class Padded(Projection):
@@ -208,10 +261,12 @@ def test_a_user_who_may_not_create_temporary_tables_gets_executemany(postgres_ur
         conn.execute(text(f"CREATE DATABASE {database}"))
         conn.execute(text(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC"))
         conn.execute(text(f"CREATE ROLE {role} LOGIN"))
-    owner = create_read_model_engine(admin.url.set(database=database))
+    owner = create_read_model_engine(admin.url.set(database=database).render_as_string(False))
     with owner.begin() as conn:
         conn.execute(text(f"GRANT CREATE ON SCHEMA public TO {role}"))
-    user = create_read_model_engine(admin.url.set(database=database, username=role))
+    user = create_read_model_engine(
+        admin.url.set(database=database, username=role).render_as_string(False)
+    )
     try:
         ensure_schema(user, Tally())
         rows = [{"id": f"k{i}", "part": 0, "label": "a", "n": 1, "last": i} for i in range(50)]
@@ -228,3 +283,51 @@ def test_a_user_who_may_not_create_temporary_tables_gets_executemany(postgres_ur
             conn.execute(text(f"DROP DATABASE {database} WITH (FORCE)"))
             conn.execute(text(f"DROP ROLE {role}"))
         admin.dispose()
+
+
+def test_values_of_common_column_types_read_back_as_executemany_wrote_them(
+    postgres_url: str,
+) -> None:
+    engine = create_read_model_engine(postgres_url)
+    projection = Typed(name=f"pgcopy_typed_{uuid.uuid4().hex[:6]}")
+    ensure_schema(engine, projection)
+    rows = [
+        {
+            "id": f"k{i}",
+            "amount": Decimal("1.25") * i,
+            "at": datetime(2026, 1, 1, 12, i % 60, tzinfo=UTC),
+            "day": date(2026, 1, 1 + i % 28),
+            "flag": i % 2 == 0,
+            "ratio": float("nan") if i == 3 else i / 3,
+            "blob": bytes([0, 1, 92, i % 256]) + b"\\x",
+            "color": Color.RED if i % 2 else Color.BLUE,
+            "doc": {"a": [1, "tab\there\nnewline \\"], "b": None},
+            "docb": {"quote": 'it\'s "quoted"'},
+            "ref": uuid.UUID(int=i),
+            "wait": timedelta(seconds=i),
+            "note": "tab\there\nnewline \\ back 'q' \"dq\" ünï" if i % 5 else None,
+            "numbers": [i, None, 3],
+            "seen": 1,
+        }
+        for i in range(2 * MIN_ROWS)
+    ]
+    stored: dict[bool, list[str]] = {}
+    try:
+        for immediate in (True, False):
+            with engine.connect() as conn, conn.begin():
+                conn.execute(projection.values.delete())
+                ctx = Context(conn, projection.tables)
+                for values in rows + rows:  # every key twice: merged, then one row each
+                    ctx.upsert(
+                        projection.values,
+                        values,
+                        key=["id"],
+                        increment=["seen"],
+                        immediate=immediate,
+                    )
+                ctx.flush()
+                stored[immediate] = sorted(map(repr, conn.execute(select(projection.values))))
+    finally:
+        engine.dispose()
+    assert stored[False] == stored[True]
+    assert "2)" in stored[False][0]  # seen: 1 + 1
