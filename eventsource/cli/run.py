@@ -16,7 +16,9 @@ from eventsource.cli.common import (
     load_settings,
 )
 from eventsource.cli.projecting import NameOpt, TopicsOpt, load_projections
+from eventsource.service.logs import get_logger
 from eventsource.service.runtime import serve
+from eventsource.service.shutdown import leave, report_crashes
 from eventsource.service.signals import stop_signals
 
 
@@ -114,6 +116,7 @@ def run(
       app.read:Balances app.read:Statements --http-port 9464
     """
     signals = stop_signals()  # before anything slow: see eventsource.service.signals
+    report_crashes()  # a crash prints every thread's stack: see eventsource.service.shutdown
     with exit_codes():
         settings = load_settings(
             bootstrap_servers,
@@ -143,4 +146,6 @@ def run(
             signals=signals,
             pinned=version is not None,
         )
+        # No Kafka client left running under interpreter shutdown (it could crash the exit).
+        leave(int(code), get_logger("eventsource.service"))
     raise typer.Exit(int(code))

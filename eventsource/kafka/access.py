@@ -14,6 +14,7 @@ name and mechanism and the broker's address, not from configuration dictionaries
 from __future__ import annotations
 
 import re
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +93,33 @@ def login_failure(settings: KafkaSettings, timeout: float = _PROBE_S) -> Authent
 
 def login_outcome(settings: KafkaSettings, timeout: float) -> AuthenticationError | bool:
     """What happens within ``timeout`` seconds when a client with ``settings`` connects:
-    its refused login, True (a broker answered), or False (none did)."""
+    its refused login, True (a broker answered), or False (none did).
+
+    Asked on a thread of its own: callers ask from an ``except`` block, and a
+    ``KafkaException`` raised there takes the handled exception as its context inside a
+    ``KafkaError``, where the garbage collector cannot see it. The handled exception, its
+    frames and the clients they hold then lived until the process exited, their librdkafka
+    threads racing the interpreter's shutdown (``eventsource run`` died of SIGSEGV after
+    a refused login). A new thread handles no exception, so nothing is chained.
+    """
+    result: list[AuthenticationError | bool] = []
+    failure: list[BaseException] = []
+
+    def probe() -> None:
+        try:
+            result.append(_login_outcome(settings, timeout))
+        except BaseException as exc:  # raised again on the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=probe, name="login-probe", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def _login_outcome(settings: KafkaSettings, timeout: float) -> AuthenticationError | bool:
     seen: list[KafkaError] = []
 
     def record(error: KafkaError) -> None:

@@ -16,7 +16,7 @@ import threading
 
 from confluent_kafka import Consumer, Message
 
-__all__ = ["CONSUMER_CLOSE_TIMEOUT_S", "close_consumer", "next_batch"]
+__all__ = ["CONSUMER_CLOSE_TIMEOUT_S", "abandoned_closes", "close_consumer", "next_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,18 @@ def next_batch(consumer: Consumer, wait: float, max_messages: int = 500) -> list
 
 CONSUMER_CLOSE_TIMEOUT_S = 30.0
 """How long closing a consumer may take before it is abandoned (see ``close_consumer``)."""
+
+_abandoned: list[threading.Thread] = []
+_abandoned_lock = threading.Lock()
+
+
+def abandoned_closes() -> list[str]:
+    """Names of the close threads ``close_consumer`` gave up on that are still inside
+    ``close()``: a process must not shut its interpreter down under them (see
+    :func:`eventsource.service.shutdown.leave`)."""
+    with _abandoned_lock:
+        _abandoned[:] = [t for t in _abandoned if t.is_alive()]
+        return [t.name for t in _abandoned]
 
 
 def close_consumer(
@@ -55,9 +67,12 @@ def close_consumer(
         finally:
             done.set()
 
-    threading.Thread(target=close, name=f"close-{what}", daemon=True).start()
+    thread = threading.Thread(target=close, name=f"close-{what}", daemon=True)
+    thread.start()
     if done.wait(timeout):
         return True
+    with _abandoned_lock:
+        _abandoned.append(thread)
     log.warning(
         "closing the %s did not finish within %.0f s (a librdkafka hang during a "
         "rebalance); abandoned it: the group drops the member after its session timeout",

@@ -27,6 +27,8 @@ from eventsource.service.signals import StopSignals
 
 #: A runner that failed after running this long starts its backoff from the beginning.
 _HEALTHY_RUN_S = 60.0
+#: Names of the runner threads start with it (see eventsource.service.shutdown).
+RUNNER_THREAD_PREFIX = "runner-"
 
 
 class ExitCode(IntEnum):
@@ -96,7 +98,10 @@ class Supervisor:
     def start(self) -> None:
         for unit in self._units:
             thread = threading.Thread(
-                target=self._loop, args=(unit,), name=f"runner-{unit.name}", daemon=True
+                target=self._loop,
+                args=(unit,),
+                name=f"{RUNNER_THREAD_PREFIX}{unit.name}",
+                daemon=True,
             )
             thread.start()
             self._threads.append(thread)

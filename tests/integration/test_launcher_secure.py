@@ -25,6 +25,8 @@ from eventsource.kafka.security import LocalSecurity
 
 pytestmark = pytest.mark.integration
 
+BALANCES = "examples.bank.projections:AccountBalances"
+
 
 def dev_kafka(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "eventsource.cli.app", "dev", "kafka", *args]
@@ -70,6 +72,9 @@ def test_a_secure_single_broker_takes_users_and_acls_from_the_cli(tmp_path: Path
 
         with pytest.raises(AuthenticationError, match=f"broker {address} refused the login"):
             check_reachable(as_dev("not-the-password"))
+        assert_a_service_with_a_wrong_password_exits_2_leaving_no_client(
+            address, security, tmp_path
+        )
         other_ca = LocalSecurity(tmp_path / "other-ca")
         other_ca.ensure()
         with pytest.raises(AuthenticationError, match="TLS handshake") as untrusted:
@@ -95,3 +100,35 @@ def test_a_secure_single_broker_takes_users_and_acls_from_the_cli(tmp_path: Path
     finally:
         stopped = dev_kafka("stop", *where)
         assert stopped.returncode == 0, stopped.stderr
+
+
+def assert_a_service_with_a_wrong_password_exits_2_leaving_no_client(
+    address: str, security: LocalSecurity, tmp_path: Path
+) -> None:
+    """``eventsource run`` refused at login exits 2, every client it made destroyed first.
+
+    The failed topic listing's client once outlived the service (a KafkaError kept the
+    handled exception and its frames alive), its threads retrying the login while the
+    interpreter shut down: one run in many died of SIGSEGV after logging exit code 2.
+    The service now exits at once, saying so, when any client thread is still there.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTSOURCE_")}
+    env.update(
+        EVENTSOURCE_BOOTSTRAP_SERVERS=address,
+        EVENTSOURCE_SECURITY_PROTOCOL="SASL_SSL",
+        EVENTSOURCE_SASL_MECHANISM="SCRAM-SHA-512",
+        EVENTSOURCE_SASL_USERNAME="dev",
+        EVENTSOURCE_SASL_PASSWORD="not-the-password",
+        EVENTSOURCE_SSL_CA_LOCATION=str(security.ca_location),
+        EVENTSOURCE_CONNECT_TIMEOUT_S="1",
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+    )
+    db = f"sqlite:///{tmp_path / 'rm.db'}"
+    command = [sys.executable, "-m", "eventsource.cli.app", "run", BALANCES, "-d", db]
+    ran = subprocess.run(
+        [*command, "--no-http"], capture_output=True, text=True, timeout=180, env=env, check=False
+    )
+    assert ran.returncode == 2, ran.stderr[-3000:]
+    assert "refused the login" in ran.stderr
+    assert "inside the Kafka client" not in ran.stderr, ran.stderr[-3000:]
+    assert "Fatal Python error" not in ran.stderr
