@@ -11,6 +11,7 @@ from confluent_kafka import Message
 
 from eventsource.domain import Position
 from eventsource.errors import ConcurrencyError, StoreUnavailableError, UncertainCommitError
+from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
 from eventsource.store.routing.replies import PendingReplies
 
@@ -46,8 +47,27 @@ def test_a_success_reply_completes_its_future_and_names_the_owner() -> None:
     future = table.add("r-1", "append", "acc-1", 10)
     reply = wire.AppendReply("r-1", "owner:1:a", 3, (Position("t", 0, 9),))
     table.on_reply(record("r-1", reply))
-    assert future.result(0) == reply
+    assert future.result(0) == AppendResult("acc-1", 3, (Position("t", 0, 9),))
     assert table.last_owner == "owner:1:a"
+
+
+def test_a_reply_to_a_future_its_caller_cancelled_is_dropped_and_the_table_goes_on() -> None:
+    table = PendingReplies("bank")
+    cancelled = table.add("r-1", "append", "acc-1", 10)
+    other = table.add("r-2", "append", "acc-2", 10)
+    assert cancelled.cancel()
+    table.on_reply(record("r-1", wire.AppendReply("r-1", "owner", 1)))
+    table.on_reply(record("r-2", wire.AppendReply("r-2", "owner", 4)))
+    assert cancelled.cancelled()
+    assert other.result(0) == AppendResult("acc-2", 4, ())
+
+
+def test_an_expired_future_its_caller_cancelled_stays_cancelled() -> None:
+    table = PendingReplies("bank")
+    future = table.add("r-1", "append", "acc-1", 0.1)
+    assert future.cancel()
+    table.expire(time.monotonic() + 1)
+    assert future.cancelled()
 
 
 def test_an_error_reply_raises_the_typed_error() -> None:

@@ -23,6 +23,9 @@ from eventsource.store.port import AppendResult
 
 __all__ = ["Backlog", "expired_error"]
 
+_SPARE = 64
+"""Done entries the deadline heap may hold beyond twice the requests in flight."""
+
 
 def expired_error(request_id: str, aggregate_id: str) -> StoreUnavailableError:
     """What an expired request is answered with (its client has stopped listening)."""
@@ -58,11 +61,27 @@ class Backlog:
         )
 
     def track(self, future: Future[AppendResult], expires_at_ms: int) -> None:
-        """Count ``future`` in flight until it is done; cancel it at ``expires_at_ms``."""
+        """Count ``future`` in flight until it is done; cancel it at ``expires_at_ms``.
+
+        Done requests leave the deadline heap once they outnumber those in flight (a
+        rebuild, amortised over as many requests): under steady load the heap never empties,
+        and would otherwise keep every answered request, result and all, until its client's
+        deadline (seconds of traffic, which the garbage collector walks again and again).
+        """
         with self._lock:
             self.in_flight += 1
-            heapq.heappush(self._deadlines, (expires_at_ms, next(self._order), future))
+            deadlines = self._deadlines
+            heapq.heappush(deadlines, (expires_at_ms, next(self._order), future))
+            if len(deadlines) > 2 * self.in_flight + _SPARE:
+                deadlines[:] = [entry for entry in deadlines if not entry[2].done()]
+                heapq.heapify(deadlines)
         future.add_done_callback(self._done)
+
+    @property
+    def tracked(self) -> int:
+        """Entries in the deadline heap (in flight, and answered ones not yet dropped)."""
+        with self._lock:
+            return len(self._deadlines)
 
     def expire(self, now_ms: float) -> None:
         """Cancel every waiting request whose deadline has passed (cheap when none has)."""

@@ -16,9 +16,12 @@ __all__ = ["ClientCodec", "EventDecoder", "EventEncoder", "EventReader", "OwnedS
 
 
 class EventDecoder(Protocol):
-    """The part of the codec the owner needs."""
+    """The part of the codec the owner needs: decoding with the record's coordinates (the
+    codec's fast path for current schemas; errors name the request record)."""
 
-    def decode(self, payload: bytes) -> Event: ...
+    def decode_at(
+        self, payload: bytes | None, topic: str, partition: int, offset: int
+    ) -> Event: ...
 
 
 class EventReader(Protocol):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
+from contextlib import suppress
 
 from confluent_kafka import Message
 
 from eventsource.errors import DecodeError, StoreUnavailableError, UncertainCommitError
+from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
 
 __all__ = ["PendingReplies"]
@@ -22,7 +24,7 @@ class _Pending:
         self.aggregate_id = aggregate_id
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
-        self.future: Future[wire.AppendReply] = Future()
+        self.future: Future[AppendResult] = Future()
 
 
 class PendingReplies:
@@ -31,6 +33,8 @@ class PendingReplies:
     Each future ends exactly once: with the owner's reply (result or typed error), or, when
     no reply can come any more (deadline passed, request not delivered, client closed), with
     ``UncertainCommitError`` for appends and ``StoreUnavailableError`` for version queries.
+    A reply completes the future with the caller's :class:`AppendResult` itself (for a
+    version query: the version, no positions), so a request costs one future, not a chain.
     """
 
     def __init__(self, application_id: str) -> None:
@@ -41,7 +45,7 @@ class PendingReplies:
 
     def add(
         self, request_id: str, kind: wire.RequestKind, aggregate_id: str, timeout: float
-    ) -> Future[wire.AppendReply]:
+    ) -> Future[AppendResult]:
         entry = _Pending(kind, aggregate_id, timeout)
         with self._lock:
             self._pending[request_id] = entry
@@ -65,10 +69,14 @@ class PendingReplies:
             self._give_up(request_id, entry, f"its reply is unreadable: {exc}")
             return
         self.last_owner = reply.server
-        if isinstance(reply, wire.ErrorReply):
-            entry.future.set_exception(wire.error_from_reply(reply))
-        else:
-            entry.future.set_result(reply)
+        try:  # the caller may have cancelled the future it was given: nothing to tell then
+            if isinstance(reply, wire.ErrorReply):
+                entry.future.set_exception(wire.error_from_reply(reply))
+            else:
+                result = AppendResult(entry.aggregate_id, reply.version, reply.positions)
+                entry.future.set_result(result)
+        except InvalidStateError:
+            pass
 
     def fail(self, request_id: str, why: str) -> None:
         """No reply can come for ``request_id`` (e.g. the request was not delivered)."""
@@ -104,5 +112,5 @@ class PendingReplies:
                 f"uncertain: {why}. The owner may still have executed it: reload the "
                 f"aggregate (or ask version()) before retrying; {hint}"
             )
-        if not entry.future.done():
+        with suppress(InvalidStateError):  # done only if its caller cancelled it
             entry.future.set_exception(error)

@@ -111,7 +111,10 @@ class AppendServer(ServiceThread):
             return self
         ensure_topic(self.settings, self.requests_topic, self._request_partitions)
         ensure_topic(self.settings, self.replies_topic)
-        self._producer = Producer(self.settings.producer_config(**{"linger.ms": 1}))
+        # Delivery reports only for failures: a delivered reply needs no Python callback.
+        self._producer = Producer(
+            self.settings.producer_config(**{"linger.ms": 1, "delivery.report.only.error": True})
+        )
         overrides: dict[str, object] = {"fetch.wait.max.ms": 10, "auto.offset.reset": "latest"}
         if self.group_instance_id is not None:
             overrides["group.instance.id"] = self.group_instance_id
@@ -232,7 +235,7 @@ class AppendServer(ServiceThread):
             self._reply(request, wire.error_reply(request.request_id, self.server_id, refused))
             return
         try:
-            future = self._execute(request)
+            future = self._execute(request, message)
         except Exception as exc:  # decode / argument errors: nothing was written
             self._reply(request, wire.error_reply(request.request_id, self.server_id, exc))
             return
@@ -255,10 +258,12 @@ class AppendServer(ServiceThread):
         elif not (isinstance(error, KafkaError) and error.code() == KafkaError._PARTITION_EOF):
             log.warning("append server %s: %s", self.server_id, error)
 
-    def _execute(self, request: wire.Request) -> Future[AppendResult]:
+    def _execute(self, request: wire.Request, message: Message) -> Future[AppendResult]:
         if request.kind == "version":
             return self._executor.submit(self._version, request)
-        events = [self.codec.decode(e.payload) for e in request.events]
+        decode, topic = self.codec.decode_at, message.topic() or ""
+        partition, offset = message.partition() or 0, message.offset() or 0
+        events = [decode(e.payload, topic, partition, offset) for e in request.events]
         return self.store.append_async(
             request.aggregate_type,
             request.aggregate_id,

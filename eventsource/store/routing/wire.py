@@ -40,6 +40,9 @@ __all__ = [
 PROTOCOL_VERSION: Final = 1
 REQUEST_ID_HEADER: Final = "es-request-id"
 
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
+"""One compact encoder for every record (``json.dumps`` with options builds one per call)."""
+
 RequestKind = Literal["append", "version"]
 
 
@@ -112,7 +115,7 @@ def encode_request(request: Request) -> bytes:
         "correlation_id": request.correlation_id,
         "causation_id": request.causation_id,
     }
-    return json.dumps(body, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(body).encode("utf-8")
 
 
 def decode_request(value: bytes | None) -> Request:
@@ -166,7 +169,7 @@ def encode_reply(reply: Reply) -> bytes:
             "retriable": reply.retriable,
             **reply.fields,
         }
-    return json.dumps(body, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(body).encode("utf-8")
 
 
 def decode_reply(value: bytes | None) -> Reply:
