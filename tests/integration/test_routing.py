@@ -389,3 +389,49 @@ def test_a_request_asking_for_replies_on_another_topic_is_refused(
     assert reply.error_type == "ConfigurationError"
     assert "replies only on" in reply.message
     assert owner_store.version(TYPE, "acc-hijack") == 0
+
+
+class ManyRefusingStore(InMemoryEventStore):
+    """An owner whose ``append_many`` refuses every batch with a check of its own."""
+
+    def _start_many(self, calls: list[AppendCall]) -> list[Future[AppendResult]]:
+        raise TypeError("this store checks batches its own way")
+
+
+class ManyBrokenStore(InMemoryEventStore):
+    """An owner whose ``append_many`` fails with a bug, after queuing who knows what."""
+
+    def _start_many(self, calls: list[AppendCall]) -> list[Future[AppendResult]]:
+        raise RuntimeError("queue out of sync")
+
+
+def test_a_batch_the_store_refuses_whole_is_started_one_by_one_each_once(
+    bootstrap_servers: str, codec: EventCodec
+) -> None:
+    settings = KafkaSettings(bootstrap_servers=bootstrap_servers, application_id=_app_id())
+    accounts = [new_id() for _ in range(10)]
+    with (
+        ManyRefusingStore() as store,
+        AppendServer(store, settings, codec),
+        RemoteEventStore(settings, codec, timeout=15) as client,
+    ):
+        futures = [client.append_async(TYPE, a, [OPENED], 0) for a in accounts]
+        assert [f.result(30).version for f in futures] == [1] * len(accounts)
+        assert all(len(store.recorded_events(TYPE, a)) == 1 for a in accounts)
+
+
+def test_a_batch_the_store_fails_to_start_is_uncertain_for_each_append(
+    bootstrap_servers: str, codec: EventCodec
+) -> None:
+    settings = KafkaSettings(bootstrap_servers=bootstrap_servers, application_id=_app_id())
+    with (
+        ManyBrokenStore() as store,
+        AppendServer(store, settings, codec),
+        RemoteEventStore(settings, codec, timeout=15) as client,
+    ):
+        futures = [client.append_async(TYPE, new_id(), [OPENED], 0) for _ in range(5)]
+        for future in futures:
+            error = future.exception(30)
+            assert isinstance(error, UncertainCommitError)
+            assert "RuntimeError: queue out of sync" in str(error)
+            assert "reload the aggregate" in str(error)

@@ -38,3 +38,10 @@ def test_a_full_backlog_refuses_and_one_answer_makes_room() -> None:
     assert isinstance(refused, OverloadedError) and "'acc-9'" in str(refused)
     first.set_result(AppendResult("acc-1", 1, ()))
     assert backlog.refusal("acc-9") is None
+
+
+def test_appends_let_in_but_not_tracked_yet_count_against_the_bound() -> None:
+    backlog = Backlog(3)
+    backlog.track(Future(), expires_at_ms=60_000)
+    assert backlog.refusal("acc-1", admitted=1) is None
+    assert isinstance(backlog.refusal("acc-1", admitted=2), OverloadedError)

@@ -50,10 +50,14 @@ class Backlog:
         self._lock = threading.Lock()
         self.idle = threading.Condition(self._lock)
 
-    def refusal(self, aggregate_id: str) -> OverloadedError | None:
-        """``OverloadedError`` if the backlog is full; else the request may be executed."""
+    def refusal(self, aggregate_id: str, admitted: int = 0) -> OverloadedError | None:
+        """``OverloadedError`` if the backlog is full; else the request may be executed.
+
+        ``admitted``: requests already let in but not tracked yet (the server starts a
+        batch's appends together), counted as in flight.
+        """
         with self._lock:
-            if self.in_flight < self.max_pending:
+            if self.in_flight + admitted < self.max_pending:
                 return None
         return OverloadedError(
             f"the owner has {self.max_pending} appends in flight (its max_pending); the "

@@ -18,12 +18,13 @@ from eventsource.errors import (
     DecodeError,
     FencedError,
     StoreUnavailableError,
+    UncertainCommitError,
 )
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import append_server_group, append_server_instance_id
 from eventsource.kafka.static_member import duplicate_instance, fenced_instance, is_fatal
 from eventsource.lifecycle import ServiceThread, ThreadState
-from eventsource.store.port import AppendResult
+from eventsource.store.port import AppendCall, AppendResult, check_append_arguments
 from eventsource.store.routing import wire
 from eventsource.store.routing.backlog import Backlog, expired_error
 from eventsource.store.routing.ports import EventDecoder, OwnedStore
@@ -36,6 +37,9 @@ from eventsource.store.routing.topics import (
 
 __all__ = ["AppendServer"]
 
+_Admitted = tuple[wire.Request, AppendCall]
+"""An append request let in, and the call it asks for."""
+
 log = logging.getLogger(__name__)
 
 
@@ -46,9 +50,10 @@ class AppendServer(ServiceThread):
     positioned at their end: requests sent before that are never executed (their clients
     time out with ``UncertainCommitError``, which is honest: nothing can tell them more).
     The request consumer is a consumer group (``<application_id>.append-server``), so each
-    request is executed by one server even when several run. Appends go through the store's
-    ``append_async`` (no thread per request, so the store can group-commit them); ``version``
-    requests run on up to ``workers`` threads.
+    request is executed by one server even when several run. The appends of one consumed
+    batch go through one ``append_many`` of the store (no thread per request, each writer's
+    share queued at once, so the store group-commits them; each request is still checked,
+    started and answered on its own); ``version`` requests run on up to ``workers`` threads.
 
     When the store reports ``FencedError`` the server answers that request (nothing was
     written) and stops, so the requests partitions go to the new owner's server (at once if
@@ -182,8 +187,13 @@ class AppendServer(ServiceThread):
         except KafkaException as exc:
             self._on_consumer_error(exc.args[0])
             return
+        appends: list[_Admitted] = []
         for message in messages:
-            self._on_message(message)
+            admitted = self._on_message(message, len(appends))
+            if admitted is not None:
+                appends.append(admitted)
+        if appends:
+            self._start_appends(appends)
         self.backlog.expire(time.time() * 1000)
 
     def _cleanup(self) -> None:
@@ -201,16 +211,19 @@ class AppendServer(ServiceThread):
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.unassign()
 
-    def _on_message(self, message: Message) -> None:
+    def _on_message(self, message: Message, admitted: int) -> _Admitted | None:
+        """Answer what can be answered at once; an append to start is returned instead (the
+        batch's appends start together, :meth:`_start_appends`). ``admitted``: appends of
+        this batch let in so far (they count against the backlog's bound)."""
         error = message.error()
         if error is not None:
             self._on_consumer_error(error)
-            return
+            return None
         try:
             request = wire.decode_request(message.value())
         except DecodeError as exc:
             self._reject_unreadable(message, exc)
-            return
+            return None
         if request.reply_topic != self.replies_topic:
             # Replies go only to the application's replies topic: a request must not make
             # the owner write into another topic (an events topic, say).
@@ -221,7 +234,7 @@ class AppendServer(ServiceThread):
             )
             stub = replace(request, reply_topic=self.replies_topic)
             self._reply(stub, wire.error_reply(request.request_id, self.server_id, wrong))
-            return
+            return None
         if request.expires_at_ms < time.time() * 1000:
             log.warning(
                 "append server %s skips request %s for %r: its client gave up before it arrived",
@@ -229,16 +242,64 @@ class AppendServer(ServiceThread):
                 request.request_id,
                 request.aggregate_id,
             )
-            return
-        refused = self.backlog.refusal(request.aggregate_id)
+            return None
+        refused = self.backlog.refusal(request.aggregate_id, admitted)
         if refused is not None:
             self._reply(request, wire.error_reply(request.request_id, self.server_id, refused))
-            return
+            return None
         try:
-            future = self._execute(request, message)
+            if request.kind == "version":
+                self._follow(request, self._executor.submit(self._version, request))
+                return None
+            call = self._call(request, message)
         except Exception as exc:  # decode / argument errors: nothing was written
             self._reply(request, wire.error_reply(request.request_id, self.server_id, exc))
+            return None
+        return request, call
+
+    def _start_appends(self, appends: list[_Admitted]) -> None:
+        """Start a batch's appends with one ``append_many`` (each writer's share queued at
+        once); each gets its own answer, as if started alone."""
+        try:
+            futures = self.store.append_many([call for _, call in appends])
+        except (ValueError, TypeError):
+            # Refused before anything started (arguments are checked one by one first,
+            # so this is a store's own check): start them one by one, each answered alone.
+            for request, call in appends:
+                self._start_one(request, call)
             return
+        except Exception as exc:  # a store's bug: some of them may have been queued
+            for request, _ in appends:
+                uncertain = UncertainCommitError(
+                    f"the owner's store failed while starting a batch of appends "
+                    f"({type(exc).__name__}: {exc}); the append to {request.aggregate_id!r} "
+                    "may or may not be committed: reload the aggregate before retrying"
+                )
+                self._reply(
+                    request, wire.error_reply(request.request_id, self.server_id, uncertain)
+                )
+            log.error("append server %s: append_many failed: %s", self.server_id, exc)
+            return
+        for (request, _), future in zip(appends, futures, strict=True):
+            self._follow(request, future)
+
+    def _start_one(self, request: wire.Request, call: AppendCall) -> None:
+        try:
+            future = self.store.append_async(
+                call.aggregate_type,
+                call.aggregate_id,
+                call.events,
+                call.expected_version,
+                correlation_id=call.correlation_id,
+                causation_id=call.causation_id,
+            )
+        except Exception as exc:  # refused before anything was written
+            self._reply(request, wire.error_reply(request.request_id, self.server_id, exc))
+            return
+        self._follow(request, future)
+
+    def _follow(self, request: wire.Request, future: Future[AppendResult]) -> None:
+        """Answer ``request`` when ``future`` completes; bound and expire it meanwhile."""
         future.add_done_callback(lambda f: self._complete(request, f))
         self.backlog.track(future, request.expires_at_ms)
 
@@ -258,19 +319,19 @@ class AppendServer(ServiceThread):
         elif not (isinstance(error, KafkaError) and error.code() == KafkaError._PARTITION_EOF):
             log.warning("append server %s: %s", self.server_id, error)
 
-    def _execute(self, request: wire.Request, message: Message) -> Future[AppendResult]:
-        if request.kind == "version":
-            return self._executor.submit(self._version, request)
+    def _call(self, request: wire.Request, message: Message) -> AppendCall:
+        """The append a request asks for, its events decoded and its arguments checked."""
         decode, topic = self.codec.decode_at, message.topic() or ""
         partition, offset = message.partition() or 0, message.offset() or 0
         events = [decode(e.payload, topic, partition, offset) for e in request.events]
-        return self.store.append_async(
+        check_append_arguments(request.aggregate_id, events, request.expected_version)
+        return AppendCall(
             request.aggregate_type,
             request.aggregate_id,
             events,
             request.expected_version,
-            correlation_id=request.correlation_id,
-            causation_id=request.causation_id,
+            request.correlation_id,
+            request.causation_id,
         )
 
     def _version(self, request: wire.Request) -> AppendResult:
