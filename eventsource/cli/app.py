@@ -86,7 +86,19 @@ def main() -> None:
 
         stop_signals()
     _register()
-    app()
+    try:
+        app()
+    except SystemExit as exc:  # how click ends every command, with its exit code
+        done = exc
+    else:
+        done = SystemExit(0)
+    if done.code is None or isinstance(done.code, int):
+        from eventsource.service.shutdown import leave
+
+        # No Kafka client left running under interpreter shutdown (it could crash the
+        # exit): the exit code stays the command's.
+        leave(done.code or 0)
+    raise done
 
 
 def _command(args: list[str]) -> str | None:
