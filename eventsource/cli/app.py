@@ -86,19 +86,18 @@ def main() -> None:
 
         stop_signals()
     _register()
+    code: int | str | None = 0
     try:
         app()
     except SystemExit as exc:  # how click ends every command, with its exit code
-        done = exc
-    else:
-        done = SystemExit(0)
-    if done.code is None or isinstance(done.code, int):
+        code = exc.code  # only the code: the exception's chain may hold a client's frames
+    if code is None or isinstance(code, int):
         from eventsource.service.shutdown import leave
 
         # No Kafka client left running under interpreter shutdown (it could crash the
         # exit): the exit code stays the command's.
-        leave(done.code or 0)
-    raise done
+        leave(code or 0)
+    raise SystemExit(code)
 
 
 def _command(args: list[str]) -> str | None:

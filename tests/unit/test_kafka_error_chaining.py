@@ -43,7 +43,7 @@ def nowhere() -> str:
 
 
 def failing_listing(address: str) -> Callable[[], object]:
-    admin = AdminClient({"bootstrap.servers": address, "log_level": 0})
+    admin = AdminClient(KafkaSettings(bootstrap_servers=address).admin_config())
     return lambda: admin.list_topics(timeout=0.05)
 
 
@@ -90,7 +90,7 @@ def test_a_failed_group_commit_is_recovered_outside_its_except_block() -> None:
     options = WriterOptions().resolved(settings)
     codec = EventCodec.for_events([AccountOpened])
     writer = PartitionWriter(settings, "t", 0, Account, codec, options)
-    writer.producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    writer.producer = Producer(settings.producer_config())  # not transactional
     writer.state = WriterState.SERVING
     writer.stop()  # closing: the recovery gives up instead of reconnecting
 
