@@ -1,35 +1,75 @@
-"""Pausing the cyclic garbage collector while a batch is consumed and applied."""
+"""Pausing the cyclic garbage collector while a batch is consumed and applied.
+
+The pause is process-wide and counted: the first pauser disables the collector, the last
+one to leave enables it again. Runner threads of several projections overlap their pauses
+(each spends nearly all its time inside one step), so the count may never reach zero: the
+collector is then never held off longer than :data:`MAX_PAUSE_S`. Once it has been
+continuously paused that long, the next pause or resume by any thread runs one full
+collection (``gc.collect()``) and the clock starts again. A single runner never pays it
+(its count reaches zero between steps); a collector the application disabled stays
+disabled and is never run.
+"""
 
 from __future__ import annotations
 
 import gc
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["gc_paused", "gc_resumed"]
+__all__ = ["MAX_PAUSE_S", "gc_paused", "gc_resumed"]
+
+MAX_PAUSE_S = 5.0
+"""The longest the collector stays continuously paused (seconds) before the next pause or
+resume runs a full collection: cyclic garbage lives at most about this long."""
 
 _gc_lock = threading.Lock()
 _gc_pausers = 0
 _gc_was_enabled = False
+_paused_since = 0.0  # time.monotonic() of the pause's start or of its last collection
 _held = threading.local()  # .depth: the pauses the current thread holds
 
 
 def _pause() -> None:
-    global _gc_pausers, _gc_was_enabled
+    global _gc_pausers, _gc_was_enabled, _paused_since
     with _gc_lock:
         if _gc_pausers == 0:
             _gc_was_enabled = gc.isenabled()
+            _paused_since = time.monotonic()
             gc.disable()
+            overdue = False
+        else:
+            overdue = _overdue()
         _gc_pausers += 1
+    if overdue:
+        gc.collect()
 
 
 def _resume() -> None:
     global _gc_pausers
     with _gc_lock:
         _gc_pausers -= 1
-        if _gc_pausers == 0 and _gc_was_enabled:
-            gc.enable()
+        if _gc_pausers == 0:
+            if _gc_was_enabled:
+                gc.enable()
+            return
+        overdue = _overdue()
+    if overdue:
+        gc.collect()
+
+
+def _overdue() -> bool:
+    """Whether the pause has lasted :data:`MAX_PAUSE_S`; if so the caller collects (outside
+    the lock) and the clock starts again (caller holds ``_gc_lock``)."""
+    global _paused_since
+    if not _gc_was_enabled:
+        return False
+    now = time.monotonic()
+    if now - _paused_since < MAX_PAUSE_S:
+        return False
+    _paused_since = now
+    return True
 
 
 @contextmanager
@@ -42,7 +82,8 @@ def gc_paused() -> Iterator[None]:
     headers, deferred rows): the collections that their allocations set off would traverse
     them again and again, and promote them to the old generations that full collections
     traverse (an eighth of the batch path's time, and more). Reference counting still
-    frees everything at once; cycles wait for the next collection. Waits inside a pause
+    frees everything at once; cycles wait for the next collection, at most about
+    :data:`MAX_PAUSE_S` when the pauses of several threads overlap. Waits inside a pause
     (a database retry's backoff, the careful path) resume it: :func:`gc_resumed`.
     """
     _pause()

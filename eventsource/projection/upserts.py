@@ -42,6 +42,7 @@ class DriverUpsert:
         "sql",
         "statement",
         "table",
+        "via_sqlalchemy",
     )
 
     def __init__(self, connection: Connection, table: Table, spec: Spec) -> None:
@@ -54,7 +55,12 @@ class DriverUpsert:
         self.coalesce = tuple(c for c in coalesce if c in columns and c not in increment)
         #: the columns that take the last row's value (the key columns among them)
         self.others = tuple(c for c in columns if c not in increment and c not in self.coalesce)
-        compiled = statement.compile(dialect=dialect)
+        # only the columns given are bound: the others keep their stored values on conflict
+        # and take their defaults on insert (compiled without column_keys, every column is)
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+        #: a column left out has a Python-side default (``Column(default=...)``): only
+        #: SQLAlchemy's execution computes it, so the rows go through it
+        self.via_sqlalchemy = any(c.default is not None for c in table.c if c.name not in columns)
         self.statement = statement
         self.table = table
         self.sql: str = compiled.string
@@ -75,7 +81,9 @@ class DriverUpsert:
         self.getter: Callable[[Mapping[str, Any]], Any] = (
             itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
         )
-        self.copy: CopyUpsert | None = copy_upsert(connection, table, names, spec)
+        self.copy: CopyUpsert | None = (
+            None if self.via_sqlalchemy else copy_upsert(connection, table, names, spec)
+        )
 
     def fold(self, params: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """Rows with the same key merged into one, with the same effect on the table.
@@ -162,6 +170,9 @@ def run_upsert(
     distinct = True
     if len(params) > 1:
         params, distinct = upsert.merged(params)
+    if upsert.via_sqlalchemy:
+        connection.execute(upsert.statement, params[0] if len(params) == 1 else params)
+        return
     if not direct:
         rows = upsert.rows(params)
         connection.exec_driver_sql(upsert.sql, rows[0] if len(rows) == 1 else rows)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import gc
 import threading
+import weakref
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from eventsource.projection import Projection
+from eventsource.projection import Projection, gcpause
 from eventsource.projection.dberrors import retry_transient
 from eventsource.projection.gcpause import gc_paused, gc_resumed
 from examples.bank.domain import Account
@@ -95,3 +96,55 @@ def test_a_database_retry_waits_with_the_collector_running() -> None:
         assert retry_transient(call, Balances(), doing="batch", stop=stop) == "done"
         assert not gc.isenabled()
     assert seen == [True]
+
+
+def test_overlapping_pauses_of_several_threads_do_not_hold_the_collector_off_forever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two runner threads whose steps overlap: each leaves its pause only while the other
+    # holds one, so the count never reaches zero; cyclic garbage is still collected within
+    # the bound. The bound is shortened for the test (before it existed, the attribute was
+    # set and ignored: the garbage waited forever).
+    monkeypatch.setattr(gcpause, "MAX_PAUSE_S", 0.05, raising=False)
+    holding = [False, False]
+    handovers = [0]
+    cond = threading.Condition()
+    stop = threading.Event()
+
+    def runner(me: int) -> None:
+        other = 1 - me
+        while not stop.is_set():
+            with gc_paused(), cond:
+                holding[me] = True
+                cond.notify_all()
+                while not holding[other] and not stop.is_set():
+                    cond.wait(0.01)
+                holding[me] = False  # the other is inside its pause now
+                handovers[0] += 1
+                cond.notify_all()
+
+    threads = [threading.Thread(target=runner, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    try:
+        with cond:
+            assert cond.wait_for(lambda: handovers[0] > 0, 10)  # the count is above zero
+        assert not gc.isenabled()
+
+        class Node:
+            peer: object = None
+
+        node = Node()
+        node.peer = node
+        collected = threading.Event()
+        weakref.finalize(node, collected.set)
+        del node
+        # waits for the condition; the deadline is only a cap against waiting forever
+        found = collected.wait(20)
+        assert not gc.isenabled()  # collected with the pauses still overlapping
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert found, f"a reference cycle was not collected in {handovers[0]} handovers"
+    assert gc.isenabled()
