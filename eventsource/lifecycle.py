@@ -8,7 +8,9 @@ them the same life, and one :class:`ThreadState`:
 (``wait_ready`` returns true; ``_loop`` runs until ``stopping``) --> ``STOPPED``; a
 ``_prepare`` that raises makes ``FAILED`` with ``start_error`` set (``wait_ready`` returns
 too: check ``start_error``); a ``_loop`` that raises makes ``FAILED`` with ``error`` set.
-``_cleanup`` always runs last, on the thread. ``close(timeout)`` asks the loop to stop,
+``_cleanup`` always runs last, on the thread, with no exception being handled (a Kafka
+call failing there must not keep the start error's frames alive: see
+:mod:`eventsource.kafka.unchained`). ``close(timeout)`` asks the loop to stop,
 then joins the thread for at most ``timeout`` seconds (``join`` says whether it ended).
 """
 
@@ -94,11 +96,14 @@ class ServiceThread:
 
     # -- the thread ---------------------------------------------------------------------
     def _main(self) -> None:
+        failed = False
         try:
             self._prepare()
         except BaseException as exc:  # reported through start_error; the thread ends
             self.start_error = exc
             self.thread_state = ThreadState.FAILED
+            failed = True
+        if failed:  # cleaned up outside the except block (eventsource.kafka.unchained)
             self._ready.set()
             self._cleanup()
             return

@@ -86,7 +86,18 @@ def main() -> None:
 
         stop_signals()
     _register()
-    app()
+    code: int | str | None = 0
+    try:
+        app()
+    except SystemExit as exc:  # how click ends every command, with its exit code
+        code = exc.code  # only the code: the exception's chain may hold a client's frames
+    if code is None or isinstance(code, int):
+        from eventsource.service.shutdown import leave
+
+        # No Kafka client left running under interpreter shutdown (it could crash the
+        # exit): the exit code stays the command's.
+        leave(code or 0)
+    raise SystemExit(code)
 
 
 def _command(args: list[str]) -> str | None:

@@ -14,7 +14,6 @@ name and mechanism and the broker's address, not from configuration dictionaries
 from __future__ import annotations
 
 import re
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
 
 from eventsource.errors import AuthenticationError, AuthorizationError
+from eventsource.kafka.unchained import unchained
 
 if TYPE_CHECKING:
     from eventsource.kafka.config import KafkaSettings
@@ -95,28 +95,13 @@ def login_outcome(settings: KafkaSettings, timeout: float) -> AuthenticationErro
     """What happens within ``timeout`` seconds when a client with ``settings`` connects:
     its refused login, True (a broker answered), or False (none did).
 
-    Asked on a thread of its own: callers ask from an ``except`` block, and a
-    ``KafkaException`` raised there takes the handled exception as its context inside a
-    ``KafkaError``, where the garbage collector cannot see it. The handled exception, its
-    frames and the clients they hold then lived until the process exited, their librdkafka
-    threads racing the interpreter's shutdown (``eventsource run`` died of SIGSEGV after
-    a refused login). A new thread handles no exception, so nothing is chained.
+    Callers ask from an ``except`` block, so the probe runs through
+    :func:`~eventsource.kafka.unchained.unchained`: its failed listings keep nothing of
+    the caller's exception alive (``eventsource run`` once died of SIGSEGV after a refused
+    login, the client of the failed topic listing still logging in while the interpreter
+    shut down).
     """
-    result: list[AuthenticationError | bool] = []
-    failure: list[BaseException] = []
-
-    def probe() -> None:
-        try:
-            result.append(_login_outcome(settings, timeout))
-        except BaseException as exc:  # raised again on the caller's thread
-            failure.append(exc)
-
-    thread = threading.Thread(target=probe, name="login-probe", daemon=True)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return result[0]
+    return unchained(_login_outcome, settings, timeout)
 
 
 def _login_outcome(settings: KafkaSettings, timeout: float) -> AuthenticationError | bool:

@@ -5,9 +5,9 @@ one to leave enables it again. Runner threads of several projections overlap the
 (each spends nearly all its time inside one step), so the count may never reach zero: the
 collector is then never held off longer than :data:`MAX_PAUSE_S`. Once it has been
 continuously paused that long, the next pause or resume by any thread runs one full
-collection (``gc.collect()``) and the clock starts again. A single runner never pays it
-(its count reaches zero between steps); a collector the application disabled stays
-disabled and is never run.
+collection (``gc.collect()``) and the clock starts again. A single runner pays it only
+inside a step longer than that (its count reaches zero between steps); a collector the
+application disabled stays disabled and is never run.
 """
 
 from __future__ import annotations

@@ -61,18 +61,25 @@ def busy_in_kafka() -> list[str]:
     return [*abandoned_closes(), *runners, *alive]
 
 
-def leave(code: int, log: Any) -> None:
+def leave(code: int, log: Any | None = None) -> None:
     """Return when the interpreter may shut down normally; otherwise end the process now
-    with ``code``."""
+    with ``code``, saying why through ``log`` (a structlog logger), or without one (the
+    one-shot commands, whose stdout may be JSON) in a line on stderr."""
     gc.collect()  # clients in unreachable cycles are destroyed here, not during shutdown
     busy = busy_in_kafka()
     if not busy:
         return
-    log.warning(
-        "exiting at once: threads are still inside the Kafka client",
-        threads=busy,
-        exit_code=code,
-    )
+    if log is not None:
+        log.warning(
+            "exiting at once: threads are still inside the Kafka client",
+            threads=busy,
+            exit_code=code,
+        )
+    else:
+        sys.stderr.write(
+            f"eventsource: exiting at once with code {code}: threads are still inside the "
+            f"Kafka client ({', '.join(busy)})\n"
+        )
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

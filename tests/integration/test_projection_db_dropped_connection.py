@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from eventsource.domain import Position
 from eventsource.kafka.config import KafkaSettings
@@ -172,35 +174,70 @@ def test_a_replay_rides_out_connections_dropped_while_it_resets_and_applies(
     assert got == folded_balances(history)
 
 
+class _InterruptTheQuery(threading.Thread):
+    """Sends SIGINT once the main thread's query runs: PostgreSQL shows it active and the
+    main thread is inside psycopg's wait for its result. Polls until then (or until told
+    to stop); a failed look (a busy server refusing a connection) is retried, not fatal."""
+
+    def __init__(self, admin: Engine, application_name: str) -> None:
+        super().__init__(name="interrupt-the-query", daemon=True)
+        self.admin, self.application_name = admin, application_name
+        self.main = threading.main_thread().ident
+        self.sent, self.stop = threading.Event(), threading.Event()
+        self.errors: list[BaseException] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            if self._query_runs() and self._main_waits_for_it():
+                os.kill(os.getpid(), signal.SIGINT)
+                self.sent.set()
+                return
+            self.stop.wait(0.02)
+
+    def _query_runs(self) -> bool:
+        try:
+            with self.admin.connect() as conn:
+                return bool(
+                    conn.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                            ":name AND state = 'active' AND query LIKE '%pg_sleep%'"
+                        ),
+                        {"name": self.application_name},
+                    ).scalar_one()
+                )
+        except DBAPIError as exc:
+            self.errors[:] = [exc]  # the last one, reported if the signal was never sent
+            return False
+
+    def _main_waits_for_it(self) -> bool:
+        frame = sys._current_frames().get(self.main or 0)
+        while frame is not None:
+            if frame.f_code is _PSYCOPG_WAIT:
+                return True
+            frame = frame.f_back
+        return False
+
+
+_PSYCOPG_WAIT = psycopg.Connection.wait.__code__
+
+
 def test_ctrl_c_during_a_query_stays_a_keyboard_interrupt(
     postgres_url: str, unique_name: str
 ) -> None:
     engine = create_read_model_engine(named(postgres_url, unique_name))
     admin = create_read_model_engine(postgres_url)
-
-    def interrupt_once_the_query_runs() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with admin.connect() as conn:
-                running = conn.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name "
-                        "AND state = 'active' AND query LIKE '%pg_sleep%'"
-                    ),
-                    {"name": unique_name},
-                ).scalar_one()
-            if running:
-                os.kill(os.getpid(), signal.SIGINT)
-                return
-            time.sleep(0.05)
-
-    interrupter = threading.Thread(target=interrupt_once_the_query_runs)
+    interrupter = _InterruptTheQuery(admin, unique_name)
     try:
         with engine.connect() as conn:
             interrupter.start()
-            with pytest.raises(KeyboardInterrupt):
-                conn.execute(text("SELECT pg_sleep(60)"))
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    conn.execute(text("SELECT pg_sleep(60)"))
+            finally:
+                interrupter.stop.set()
     finally:
         interrupter.join(60)
         engine.dispose()
         admin.dispose()
+    assert interrupter.sent.is_set(), f"the query was never seen running: {interrupter.errors}"

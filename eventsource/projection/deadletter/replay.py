@@ -114,21 +114,26 @@ def replay_dead_letters(
         result = DlqReplayResult(other_version=len(records) - len(mine))
         codec = codec or EventCodec.for_events(p.event_types())
         replayer = _Replayer(p, RecordApplier(p, codec, hook, sleep), result)
+        stopped: _Stop | None = None
         with engine.connect() as conn:
             txn = conn.begin()
             try:
-                replayer.apply_all(conn, mine)
-                write_dlq_checkpoints(conn, p.name, p.version, ends)
+                try:
+                    replayer.apply_all(conn, mine)
+                    write_dlq_checkpoints(conn, p.name, p.version, ends)
+                except _Stop as stop:
+                    # Committed after this block: before_commit produces the dead letters,
+                    # and a Kafka call failing while the stop is handled would keep it (and
+                    # its frames) alive for good (see eventsource.kafka.unchained).
+                    stopped = stop
                 hook.before_commit(conn)
-                txn.commit()
-            except _Stop as stop:
-                hook.before_commit(conn)
-                txn.commit()  # what was applied before the poison record stays applied
-                raise _stopped(p, stop) from stop.stop.failure.error
+                txn.commit()  # on a stop, what was applied before the poison record stays
             except BaseException:
                 txn.rollback()
                 hook.after_rollback()
                 raise
+        if stopped is not None:
+            raise _stopped(p, stopped) from stopped.stop.failure.error
         return result
     finally:
         if failure_hook is None:

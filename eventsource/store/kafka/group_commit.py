@@ -174,6 +174,10 @@ class GroupCommits(ServiceThread):
         assert producer is not None  # serving implies a producer
         first, last = DeliveryMark(), DeliveryMark()
         accepted = batch.requests
+        # Failures are recovered after the except block: the recovery calls the client
+        # again, and a KafkaException raised while one is handled would keep this frame
+        # (and the producer) alive for good (see eventsource.kafka.unchained).
+        failure: Exception | None = None
         try:
             producer.begin_transaction()
             self._produce(producer, batch, first, last)
@@ -181,7 +185,9 @@ class GroupCommits(ServiceThread):
                 producer.flush(self.op_timeout)  # let the records reach the log first
                 self.fault("before_commit")
         except Exception as exc:
-            self.recovery.fail_uncommitted(accepted, exc)
+            failure = exc
+        if failure is not None:
+            self.recovery.fail_uncommitted(accepted, failure)
             return
         try:
             self.fault("commit")
@@ -189,7 +195,9 @@ class GroupCommits(ServiceThread):
             producer.commit_transaction(self.op_timeout)
             self.fault("after_commit")
         except Exception as exc:
-            self.recovery.commit_failed(accepted, exc)
+            failure = exc
+        if failure is not None:
+            self.recovery.commit_failed(accepted, failure)
             return
         self._settle(producer, batch, first, last)
 

@@ -8,6 +8,11 @@ is re-read ``read_committed`` from the last known end and every caller is told t
 matched by event id (``ce_id``): success with the positions found, or
 ``StoreUnavailableError`` (nothing written). If that cannot be established in time the
 caller gets ``UncertainCommitError`` and the writer keeps recovering on its own.
+
+Every step here calls the Kafka client again, so none runs inside an ``except`` block: a
+failure is kept, the block is left, then it is handled (a ``KafkaException`` raised while
+another is handled would keep that one, its frames and the old producer alive for good;
+see :mod:`eventsource.kafka.unchained`).
 """
 
 from __future__ import annotations
@@ -137,18 +142,22 @@ class CommitRecovery:
             )
         producer = self.writer.producer
         assert producer is not None
+        abort_exc: Exception | None = None
         try:
             producer.abort_transaction(self.writer.op_timeout)
-        except Exception as abort_exc:
-            if is_fenced(abort_exc):
-                self.become_fenced([], abort_exc, during_commit=False)
-                return
-            log.warning(
-                "abort on %s failed (%s): replacing the producer",
-                self.writer.where,
-                describe(abort_exc),
-            )
-            self.resolve_uncertain([], abort_exc)
+        except Exception as exc:
+            abort_exc = exc  # handled below, outside the except block (module docstring)
+        if abort_exc is None:
+            return
+        if is_fenced(abort_exc):
+            self.become_fenced([], abort_exc, during_commit=False)
+            return
+        log.warning(
+            "abort on %s failed (%s): replacing the producer",
+            self.writer.where,
+            describe(abort_exc),
+        )
+        self.resolve_uncertain([], abort_exc)
 
     def commit_failed(self, accepted: list[AppendRequest], exc: BaseException) -> None:
         if is_fenced(exc):
@@ -332,13 +341,14 @@ class CommitRecovery:
                 )
                 return "ready"
             except Exception as exc:
-                if is_fenced(exc):
-                    self.become_fenced([], exc, during_commit=False)
-                    return "fenced"
-                log.warning(
-                    "reconnecting %s failed (%s): retrying", self.writer.where, describe(exc)
-                )
-                self.diagnose(exc)  # refusals meanwhile say why, when replicas are short
+                failure = exc  # handled below, outside the except block (module docstring)
+            if is_fenced(failure):
+                self.become_fenced([], failure, during_commit=False)
+                return "fenced"
+            log.warning(
+                "reconnecting %s failed (%s): retrying", self.writer.where, describe(failure)
+            )
+            self.diagnose(failure)  # refusals meanwhile say why, when replicas are short
             threading.Event().wait(pause)
             pause = min(pause * 2, 2.0)
 

@@ -23,6 +23,7 @@ from eventsource.errors import (
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import append_server_group, append_server_instance_id
 from eventsource.kafka.static_member import duplicate_instance, fenced_instance, is_fatal
+from eventsource.kafka.unchained import unchained
 from eventsource.lifecycle import ServiceThread, ThreadState
 from eventsource.store.port import AppendCall, AppendResult, check_append_arguments
 from eventsource.store.routing import wire
@@ -363,7 +364,10 @@ class AppendServer(ServiceThread):
         producer = self._producer
         assert producer is not None
         try:
-            producer.produce(
+            # Called from except blocks and from done callbacks that run anywhere: a failed
+            # produce must not keep the exception being handled alive (unchained's docstring).
+            unchained(
+                producer.produce,
                 request.reply_topic,
                 key=request.request_id.encode("utf-8"),
                 value=wire.encode_reply(reply),

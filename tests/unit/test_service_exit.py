@@ -96,3 +96,38 @@ def test_a_crash_of_the_service_prints_every_threads_stack() -> None:
     assert "Fatal Python error: Segmentation fault" in crashed.stderr
     assert "Current thread 0x" in crashed.stderr  # the one that crashed
     assert "\nThread 0x" in crashed.stderr  # and the other one
+
+
+CLI = """
+    import sys, threading
+    from eventsource.cli.app import main
+    from eventsource.kafka.fetch import close_consumer
+
+    class Hanging:
+        def close(self):
+            threading.Event().wait()
+
+    if {hang}:
+        close_consumer(Hanging(), timeout=0.01, what="consumer of p")
+    sys.argv = ["eventsource", {args}]
+    try:
+        main()
+    finally:
+        print("interpreter shutdown")
+"""
+
+
+@pytest.mark.parametrize("hang", [True, False])
+@pytest.mark.parametrize(("args", "code"), [('"--help"', 0), ('"topics", "nope"', 2)])
+def test_a_one_shot_command_exits_with_its_code_whether_or_not_a_close_still_hangs(
+    hang: bool, args: str, code: int
+) -> None:
+    done = run_python(CLI.format(hang=hang, args=args))
+    assert done.returncode == code, done.stderr
+    if hang:
+        assert f"exiting at once with code {code}" in done.stderr
+        assert "close-consumer of p" in done.stderr
+        assert "interpreter shutdown" not in done.stdout
+    else:
+        assert "interpreter shutdown" in done.stdout
+        assert "exiting at once" not in done.stderr
