@@ -20,23 +20,40 @@ def test_answered_requests_leave_the_deadline_heap_under_steady_load() -> None:
     waiting: Future[AppendResult] = Future()
     backlog.track(waiting, expires_at_ms=1_000)  # keeps the backlog from ever emptying
     for n in range(1_000):
-        backlog.track(answered(f"acc-{n}"), expires_at_ms=60_000)
+        backlog.finished(backlog.track(answered(f"acc-{n}"), expires_at_ms=60_000))
     assert backlog.in_flight == 1
     assert backlog.tracked <= 2 * backlog.in_flight + 64 + 1
     # the request still waiting kept its deadline through the rebuilds
     backlog.expire(now_ms=2_000)
     assert waiting.cancelled() and backlog.expired == 1
+
+
+def test_a_request_is_in_flight_until_finished_and_counted_once() -> None:
+    backlog = Backlog(10)
+    tracked = backlog.track(answered("acc-1"), expires_at_ms=60_000)
+    assert backlog.in_flight == 1  # answered by the store, but its reply is not sent yet
+    backlog.finished(tracked)
+    backlog.finished(tracked)
     assert backlog.in_flight == 0
+    assert backlog.wait_idle(0)
+
+
+def test_a_finished_request_is_not_cancelled_at_its_deadline() -> None:
+    backlog = Backlog(10)
+    backlog.track(Future(), expires_at_ms=60_000)  # keeps the heap from being cleared
+    pending: Future[AppendResult] = Future()
+    backlog.finished(backlog.track(pending, expires_at_ms=1_000))
+    backlog.expire(now_ms=2_000)
+    assert not pending.cancelled() and backlog.expired == 0
 
 
 def test_a_full_backlog_refuses_and_one_answer_makes_room() -> None:
     backlog = Backlog(2)
-    first: Future[AppendResult] = Future()
-    backlog.track(first, expires_at_ms=60_000)
+    first = backlog.track(Future(), expires_at_ms=60_000)
     backlog.track(Future(), expires_at_ms=60_000)
     refused = backlog.refusal("acc-9")
     assert isinstance(refused, OverloadedError) and "'acc-9'" in str(refused)
-    first.set_result(AppendResult("acc-1", 1, ()))
+    backlog.finished(first)
     assert backlog.refusal("acc-9") is None
 
 

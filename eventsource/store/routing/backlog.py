@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from eventsource.errors import OverloadedError, StoreUnavailableError
 from eventsource.store.port import AppendResult
 
-__all__ = ["Backlog", "expired_error"]
+__all__ = ["Backlog", "Tracked", "expired_error"]
 
 _SPARE = 64
 """Done entries the deadline heap may hold beyond twice the requests in flight."""
@@ -35,6 +35,15 @@ def expired_error(request_id: str, aggregate_id: str) -> StoreUnavailableError:
     )
 
 
+class Tracked:
+    """A request in the backlog: its future until it is finished, then ``None``."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: Future[AppendResult]) -> None:
+        self.future: Future[AppendResult] | None = future
+
+
 class Backlog:
     """Requests in flight at the owner, bounded, each with its client's deadline."""
 
@@ -45,7 +54,7 @@ class Backlog:
         self.in_flight = 0
         self.expired = 0
         """Requests dropped at their deadline before they reached the writer (a counter)."""
-        self._deadlines: list[tuple[int, int, Future[AppendResult]]] = []
+        self._deadlines: list[tuple[int, int, Tracked]] = []
         self._order = itertools.count()
         self._lock = threading.Lock()
         self.idle = threading.Condition(self._lock)
@@ -64,22 +73,36 @@ class Backlog:
             f"request for {aggregate_id!r} was refused, nothing was written: retry shortly"
         )
 
-    def track(self, future: Future[AppendResult], expires_at_ms: int) -> None:
-        """Count ``future`` in flight until it is done; cancel it at ``expires_at_ms``.
+    def track(self, future: Future[AppendResult], expires_at_ms: int) -> Tracked:
+        """Count ``future`` in flight until :meth:`finished`; cancel it at ``expires_at_ms``.
 
-        Done requests leave the deadline heap once they outnumber those in flight (a
+        The caller says when the request is finished (its answer sent): the backlog adds no
+        callback of its own to the future (one lock of the store's per request, not two).
+        Finished requests leave the deadline heap once they outnumber those in flight (a
         rebuild, amortised over as many requests): under steady load the heap never empties,
         and would otherwise keep every answered request, result and all, until its client's
         deadline (seconds of traffic, which the garbage collector walks again and again).
         """
+        tracked = Tracked(future)
         with self._lock:
             self.in_flight += 1
             deadlines = self._deadlines
-            heapq.heappush(deadlines, (expires_at_ms, next(self._order), future))
+            heapq.heappush(deadlines, (expires_at_ms, next(self._order), tracked))
             if len(deadlines) > 2 * self.in_flight + _SPARE:
-                deadlines[:] = [entry for entry in deadlines if not entry[2].done()]
+                deadlines[:] = [entry for entry in deadlines if entry[2].future is not None]
                 heapq.heapify(deadlines)
-        future.add_done_callback(self._done)
+        return tracked
+
+    def finished(self, tracked: Tracked) -> None:
+        """The request ``tracked`` names is answered: no longer in flight."""
+        with self.idle:
+            if tracked.future is None:
+                return  # said twice: counted once
+            tracked.future = None
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._deadlines.clear()
+            self.idle.notify_all()
 
     @property
     def tracked(self) -> int:
@@ -92,7 +115,9 @@ class Backlog:
         expired: list[Future[AppendResult]] = []
         with self._lock:
             while self._deadlines and self._deadlines[0][0] < now_ms:
-                expired.append(heapq.heappop(self._deadlines)[2])
+                future = heapq.heappop(self._deadlines)[2].future
+                if future is not None:
+                    expired.append(future)
         for future in expired:
             if future.cancel():  # only a request no writer has started: nothing written
                 with self._lock:
@@ -101,10 +126,3 @@ class Backlog:
     def wait_idle(self, timeout: float) -> bool:
         with self.idle:
             return self.idle.wait_for(lambda: self.in_flight == 0, timeout=timeout)
-
-    def _done(self, _: Future[AppendResult]) -> None:
-        with self.idle:
-            self.in_flight -= 1
-            if not self.in_flight:
-                self._deadlines.clear()
-            self.idle.notify_all()

@@ -27,7 +27,7 @@ from eventsource.kafka.unchained import unchained
 from eventsource.lifecycle import ServiceThread, ThreadState
 from eventsource.store.port import AppendCall, AppendResult, check_append_arguments
 from eventsource.store.routing import wire
-from eventsource.store.routing.backlog import Backlog, expired_error
+from eventsource.store.routing.backlog import Backlog, Tracked, expired_error
 from eventsource.store.routing.ports import EventDecoder, OwnedStore
 from eventsource.store.routing.topics import (
     ensure_topic,
@@ -301,8 +301,8 @@ class AppendServer(ServiceThread):
 
     def _follow(self, request: wire.Request, future: Future[AppendResult]) -> None:
         """Answer ``request`` when ``future`` completes; bound and expire it meanwhile."""
-        future.add_done_callback(lambda f: self._complete(request, f))
-        self.backlog.track(future, request.expires_at_ms)
+        tracked = self.backlog.track(future, request.expires_at_ms)
+        future.add_done_callback(lambda f: self._complete(request, f, tracked))
 
     def _on_consumer_error(self, error: object) -> None:
         if isinstance(error, KafkaError) and fenced_instance(error):
@@ -339,7 +339,15 @@ class AppendServer(ServiceThread):
         version = self.store.version(request.aggregate_type, request.aggregate_id)
         return AppendResult(request.aggregate_id, version, ())
 
-    def _complete(self, request: wire.Request, future: Future[AppendResult]) -> None:
+    def _complete(
+        self, request: wire.Request, future: Future[AppendResult], tracked: Tracked
+    ) -> None:
+        try:
+            self._answer(request, future)
+        finally:
+            self.backlog.finished(tracked)
+
+    def _answer(self, request: wire.Request, future: Future[AppendResult]) -> None:
         if future.cancelled():  # expired while it waited: never executed
             error: BaseException | None = expired_error(request.request_id, request.aggregate_id)
         else:
