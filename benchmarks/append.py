@@ -344,7 +344,7 @@ def load_time(settings: KafkaSettings, prefix: str, events: int) -> tuple[float,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=40_000, help="events per throughput run")
+    parser.add_argument("--events", type=int, default=100_000, help="events per throughput run")
     parser.add_argument("--outstanding", type=int, default=2_000, help="appends in flight")
     parser.add_argument(
         "--per-command", type=int, default=10, help="events per command in the second run"
