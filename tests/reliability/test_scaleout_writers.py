@@ -264,9 +264,8 @@ def chaos_run(
 def test_three_writers_killed_or_paused_at_random_lose_no_ack_and_keep_versions_contiguous(
     bootstrap_servers: str, unique_name: str
 ) -> None:
-    chaos_run(
-        bootstrap_servers, unique_name, seconds=40, steps=["kill", "pause", "kill"], aggregates=60
-    )
+    # One kill and one pause keep `make test` short; `make chaos` runs ten of them (below).
+    chaos_run(bootstrap_servers, unique_name, seconds=24, steps=["kill", "pause"], aggregates=60)
 
 
 @pytest.mark.slow
