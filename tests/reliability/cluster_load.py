@@ -13,6 +13,7 @@ import itertools
 import time
 from typing import Any
 
+from confluent_kafka import ElectionType, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from eventsource.errors import ConfigurationError
@@ -30,6 +31,7 @@ __all__ = [  # ACCOUNT and check_exactly_once are shared with the broker-restart
     "check_exactly_once",
     "cluster_settings",
     "coordinator_of",
+    "elect_preferred_offsets_leaders",
     "fenced_after",
     "group_coordinator_of",
     "kill",
@@ -78,6 +80,18 @@ def group_coordinator_of(cluster: LocalKafkaCluster, group_id: str) -> int:
         if time.monotonic() > deadline:
             raise AssertionError(f"__consumer_offsets[{partition}] has no leader after 60 s")
         time.sleep(0.2)
+
+
+def elect_preferred_offsets_leaders(cluster: LocalKafkaCluster) -> None:
+    """Give every ``__consumer_offsets`` partition back to its preferred leader.
+
+    A node restarted by an earlier test leads none of them until a preferred-leader election
+    (the brokers run one every 300 s), so it coordinates no consumer group until then.
+    """
+    admin = AdminClient(admin_log_config({"bootstrap.servers": cluster.bootstrap_servers}))
+    partitions = [TopicPartition("__consumer_offsets", p) for p in range(OFFSETS_PARTITIONS)]
+    # Per partition: None, or "election not needed" for those already at their preferred one.
+    admin.elect_leaders(ElectionType.PREFERRED, partitions).result()
 
 
 def fenced_after(cluster: LocalKafkaCluster, node_id: int, killed_at: float) -> float:
