@@ -5,7 +5,6 @@ rows one by one (real PostgreSQL; no broker needed)."""
 from __future__ import annotations
 
 import enum
-import random
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -47,6 +46,7 @@ from eventsource.projection.pgcopy import MIN_ROWS
 from eventsource.projection.store import create_read_model_engine, ensure_schema
 from eventsource.projection.types import StopOnFailure
 from examples.bank.domain import Account, AccountOpened
+from tests.upsert_history import apply_upserts, upsert_history
 
 STAGES = (
     "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema() "
@@ -121,40 +121,15 @@ def engine(postgres_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _history(seed: int, n: int, keys: int) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    return [
-        {
-            "id": f"k{rng.randrange(keys)}",
-            "part": rng.randrange(2),
-            "label": rng.choice([None, None, "a", "b"]),
-            "n": rng.choice([None, *range(-5, 20)]) if rng.random() < 0.05 else rng.randrange(9),
-            "last": i,
-        }
-        for i in range(n)
-    ]
-
-
 def _apply(conn: Connection, rows: list[dict[str, Any]], immediate: bool) -> list[Any]:
-    ctx = Context(conn, Tally().tables)
-    for values in rows:
-        ctx.upsert(
-            "counts",
-            values,
-            key=["id", "part"],
-            increment=["n"],
-            coalesce=["label"],
-            immediate=immediate,
-        )
-    ctx.flush()
-    return sorted(conn.execute(select(Tally().tables["counts"])).all())
+    return apply_upserts(conn, Tally().tables, rows, immediate)
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_copied_batch_leaves_the_table_the_per_row_execution_leaves(
     engine: Engine, seed: int
 ) -> None:
-    history = _history(seed, 600, keys=60)
+    history = upsert_history(seed, 600, keys=60)
     with engine.connect() as conn, conn.begin():
         _apply(conn, history[:40], immediate=True)  # stored rows for merged rows to meet
         one_by_one = _apply(conn, history[40:], immediate=True)

@@ -3,7 +3,6 @@ table ends as if every row had been executed in order, with fewer rows sent."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from sqlalchemy import Column, Connection, Engine, Float, Integer, String, event
 from eventsource.projection import Context, Projection, table
 from eventsource.projection.store import create_read_model_engine, ensure_schema
 from examples.bank.domain import Account
+from tests.upsert_history import apply_upserts, upsert_history
 
 
 class Tally(Projection):
@@ -38,33 +38,8 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _history(seed: int, n: int) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    return [
-        {
-            "id": f"k{rng.randrange(7)}",
-            "part": rng.randrange(2),
-            "label": rng.choice([None, None, "a", "b"]),
-            "n": rng.choice([None, *range(-5, 20)]) if rng.random() < 0.05 else rng.randrange(9),
-            "last": i,
-        }
-        for i in range(n)
-    ]
-
-
 def _apply(conn: Connection, rows: list[dict[str, Any]], immediate: bool) -> list[Any]:
-    ctx = Context(conn, Tally().tables)
-    for values in rows:
-        ctx.upsert(
-            "counts",
-            values,
-            key=["id", "part"],
-            increment=["n"],
-            coalesce=["label"],
-            immediate=immediate,
-        )
-    ctx.flush()
-    return sorted(conn.execute(select(Tally().tables["counts"])).all())
+    return apply_upserts(conn, Tally().tables, rows, immediate)
 
 
 def _sent_rows(engine: Engine) -> list[int]:
@@ -83,7 +58,7 @@ def _sent_rows(engine: Engine) -> list[int]:
 def test_folded_batch_leaves_the_table_the_per_row_execution_leaves(
     engine: Engine, seed: int
 ) -> None:
-    history = _history(seed, 300)
+    history = upsert_history(seed, 300)
     with engine.begin() as conn:
         # a stored row first, so that merged rows also meet existing values
         _apply(conn, history[:20], immediate=True)
