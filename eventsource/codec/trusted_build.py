@@ -8,6 +8,7 @@ more call per event shows in ``benchmarks/replay.py``.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -49,15 +50,20 @@ def build_model(
     """Build ``model`` from a datum: None when a check fails, a value does not convert or
     the datum has not exactly the model's fields."""
     new = object.__new__
-    setattr_ = object.__setattr__
+    # the instance's four slots set through their own descriptors: a third of the
+    # instructions of object.__setattr__ by name (which looks each name up in the MRO)
+    set_dict = _setter(model, "__dict__")
+    set_fields = _setter(model, "__pydantic_fields_set__")
+    set_extra = _setter(model, "__pydantic_extra__")
+    set_private = _setter(model, "__pydantic_private__")
     size = len(model.model_fields)
 
     def make(datum: dict[str, Any]) -> Any:
         instance = new(model)
-        setattr_(instance, "__dict__", datum)
-        setattr_(instance, "__pydantic_fields_set__", set(datum))
-        setattr_(instance, "__pydantic_extra__", None)
-        setattr_(instance, "__pydantic_private__", None)
+        set_dict(instance, datum)
+        set_fields(instance, set(datum))
+        set_extra(instance, None)
+        set_private(instance, None)
         return instance
 
     if not checks and not converts:
@@ -66,10 +72,10 @@ def build_model(
             if len(datum) != size:
                 return None
             instance = new(model)
-            setattr_(instance, "__dict__", datum)
-            setattr_(instance, "__pydantic_fields_set__", set(datum))
-            setattr_(instance, "__pydantic_extra__", None)
-            setattr_(instance, "__pydantic_private__", None)
+            set_dict(instance, datum)
+            set_fields(instance, set(datum))
+            set_extra(instance, None)
+            set_private(instance, None)
             return instance
 
         return build_plain
@@ -81,10 +87,10 @@ def build_model(
             if len(datum) != size or not check(datum[name]):
                 return None
             instance = new(model)
-            setattr_(instance, "__dict__", datum)
-            setattr_(instance, "__pydantic_fields_set__", set(datum))
-            setattr_(instance, "__pydantic_extra__", None)
-            setattr_(instance, "__pydantic_private__", None)
+            set_dict(instance, datum)
+            set_fields(instance, set(datum))
+            set_extra(instance, None)
+            set_private(instance, None)
             return instance
 
         return build_checked
@@ -104,6 +110,19 @@ def build_model(
         return make(datum)
 
     return build
+
+
+def _setter(model: type[BaseModel], name: str) -> Callable[[Any, Any], None]:
+    """The setter of the instance attribute ``name`` of ``model``: its slot's (or instance
+    dict's) own descriptor, as ``object.__setattr__`` would find it first in the MRO."""
+    for klass in model.__mro__:
+        descriptor = vars(klass).get(name)
+        if descriptor is not None:
+            if isinstance(descriptor, (types.MemberDescriptorType, types.GetSetDescriptorType)):
+                setter: Callable[[Any, Any], None] = descriptor.__set__
+                return setter
+            break
+    return lambda instance, value: object.__setattr__(instance, name, value)
 
 
 # -- composing checks and conversions ------------------------------------------------

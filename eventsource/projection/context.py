@@ -159,11 +159,12 @@ class Context:
         call = self._call
         if (  # the common case: the same upsert as the last one, whose rows are _tail
             table is call[0]
-            and call[5] is self._last
             and not immediate
-            and key == call[1]
-            and increment == call[2]
-            and coalesce == call[3]
+            and call[5] is self._last
+            # the same constant (a tuple) each call is found by identity, no comparison
+            and (key is call[1] or key == call[1])
+            and (increment is call[2] or increment == call[2])
+            and (coalesce is call[3] or coalesce == call[3])
             and values.keys() == call[4]
         ):
             self._tail.append(values)

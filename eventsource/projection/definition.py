@@ -88,7 +88,9 @@ class TableSpec:
     """A table declared on a projection class; each projection instance gets its own copy.
 
     On an instance, the attribute returns that instance's bound :class:`sqlalchemy.Table`
-    (physical name ``<projection>_v<version>_<table>``); on the class, this spec.
+    (physical name ``<projection>_v<version>_<table>``); on the class, this spec. The
+    projection's ``__init__`` stores each bound table in the instance's ``__dict__``, so a
+    handler's ``self.accounts`` is a plain attribute read (no descriptor call per event).
     """
 
     def __init__(self, name: str, *elements: Column[Any] | Constraint | Index) -> None:
@@ -199,6 +201,15 @@ class Projection:
             logical: spec.template.to_metadata(self.metadata, name=self.physical_name(logical))
             for logical, spec in cls._table_specs.items()
         }
+        # handlers read their tables once per event: found in the instance's __dict__,
+        # they skip TableSpec.__get__ (a non-data descriptor, so the instance wins)
+        seen: set[str] = set()
+        for klass in cls.__mro__:
+            for attr, member in vars(klass).items():
+                if attr not in seen:
+                    seen.add(attr)
+                    if isinstance(member, TableSpec):
+                        self.__dict__[attr] = self.tables[member.name]
         self.handlers_by_type: dict[str, tuple[type[Event], Handler]] = {
             event_type.event_type(): (event_type, handler)
             for event_type, handler in cls._handlers.items()

@@ -24,6 +24,12 @@ from examples.bank.domain import (
 __all__ = ["AccountBalances", "AccountBalancesPerEvent", "cents", "sample_history"]
 
 
+#: the upsert's key, summed and coalesced columns (see ``AccountBalances._write``)
+_KEY = ("account_id",)
+_INCREMENT = ("balance_cents", "events")
+_COALESCE = ("owner",)
+
+
 def cents(amount: Decimal) -> int:
     """Decimal money with two places -> integer cents."""
     return int(amount * 100)
@@ -57,19 +63,21 @@ class AccountBalances(Projection):
     def _write(
         self, ctx: Context, delta_cents: int, owner: str | None = None, closed: bool = False
     ) -> None:
+        meta = ctx.meta
         ctx.upsert(
             self.accounts,
             {
-                "account_id": ctx.meta.aggregate_id,
+                "account_id": meta.aggregate_id,
                 "owner": owner,
                 "balance_cents": delta_cents,
                 "events": 1,
-                "version": ctx.meta.version,
+                "version": meta.version,
                 "closed": closed,
             },
-            key=["account_id"],
-            increment=["balance_cents", "events"],
-            coalesce=["owner"],
+            # tuple constants: the context recognises a repeated upsert by identity
+            key=_KEY,
+            increment=_INCREMENT,
+            coalesce=_COALESCE,
             immediate=not self.batched,
         )
 

@@ -22,6 +22,7 @@ from pydantic import AwareDatetime, BaseModel, Field, PastDatetime, field_valida
 
 from eventsource.codec import EventCodec
 from eventsource.codec.trusted import trusted_builder
+from eventsource.codec.trusted_build import _setter
 from eventsource.domain import Event
 from eventsource.errors import DecodeError, PayloadValidationError
 
@@ -406,3 +407,14 @@ def test_a_model_the_planner_cannot_inspect_is_validated_not_an_error() -> None:
         model_fields: dict[str, Any] = {}
 
     assert trusted_builder(Odd) is None  # type: ignore[arg-type]
+
+
+def test_the_builder_sets_each_slot_through_its_descriptor_or_else_by_name() -> None:
+    class Plain:  # no slot and no instance dict descriptor named "seen": set by name
+        seen: Any = None
+
+    instance = Plain()
+    _setter(Plain, "seen")(instance, 1)  # type: ignore[arg-type]
+    assert vars(instance) == {"seen": 1}
+    setter = _setter(Leaf, "__pydantic_extra__")
+    assert setter == vars(BaseModel)["__pydantic_extra__"].__set__

@@ -221,3 +221,18 @@ def test_deferred_upserts_of_two_tables_in_turn_stay_in_their_groups(
         assert rows(conn, ledger) == {"a": (None, 3)}
         notes = conn.execute(select(ledger.log.c.note).order_by(ledger.log.c.seq)).scalars()
         assert list(notes) == ["n0", "n1", "n2"]
+
+
+def test_a_repeated_upsert_given_tuple_constants_joins_the_last_group_as_one_given_equal_lists(
+    engine: Engine, ledger: Ledger
+) -> None:
+    key, adding = ("id",), ("n",)  # constants: recognised by identity
+    with engine.begin() as conn:
+        ctx = Context(conn, ledger.tables)
+        for i in range(3):
+            ctx.upsert(ledger.rows, {"id": "a", "label": None, "n": i}, key=key, increment=adding)
+            ctx.upsert(ledger.rows, {"id": "b", "label": "x", "n": i}, key=["id"], increment=["n"])
+        ctx.upsert(ledger.rows, {"id": "a", "label": "y", "n": 5}, key=key, coalesce=("label",))
+        assert [len(group.params) for group in ctx._groups] == [6, 1]
+        ctx.flush()
+        assert rows(conn, ledger) == {"a": ("y", 5), "b": ("x", 3)}

@@ -75,6 +75,17 @@ def test_physical_tables_carry_projection_name_and_version() -> None:
     assert isinstance(Counts.totals, TableSpec)
 
 
+def test_bound_tables_are_plain_instance_attributes_unless_a_subclass_overrides_them() -> None:
+    class Renamed(Counts):
+        totals = "not a table"  # type: ignore[assignment]
+
+    counts = Counts()
+    assert vars(counts)["totals"] is counts.tables["totals"]  # no descriptor call per read
+    renamed = Renamed()
+    assert renamed.totals == "not a table" and "totals" not in vars(renamed)
+    assert renamed.tables["totals"].name == "counts_v1_totals"
+
+
 def test_versions_are_independent_copies_of_the_declared_columns() -> None:
     v1, v2 = Counts(), Counts(version=2)
     assert v1.totals is not v2.totals
