@@ -15,6 +15,7 @@ import logging
 import queue
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED
 from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -33,6 +34,7 @@ MAX_BATCH: Final = 500
 """Replies per record at most (about 60 bytes each, far below a record's 1 MB limit; an
 error's message can be longer)."""
 _STOP: Final = object()
+_CANCELLED: Final = (CANCELLED, CANCELLED_AND_NOTIFIED)
 
 # (request, the future it waits on or the error it is answered with, its backlog entry)
 _Item = tuple[wire.Request, "Future[AppendResult] | BaseException", Tracked | None]
@@ -106,25 +108,28 @@ class ReplyOutbox(ServiceThread):
         for request, outcome, tracked in items:
             if tracked is not None:
                 finished.append(tracked)
+            result: AppendResult | None = None
             if isinstance(outcome, BaseException):
                 error: BaseException | None = outcome
-            elif outcome.cancelled():  # expired while it waited: never executed
+            elif outcome._state in _CANCELLED:  # expired while it waited: never executed
                 error = expired_error(request.request_id, request.aggregate_id)
             else:
-                error = outcome.exception()
+                # Done (its callback queued it), so read without its lock: the writer's,
+                # shared by every future of the partition (three acquisitions otherwise).
+                error, result = outcome._exception, outcome._result
             if request.version == 1:  # an older client: one record per request
                 reply: wire.Reply = (
-                    wire.error_reply(request.request_id, server, error)
-                    if error is not None
-                    else _append_reply(request, server, outcome)
+                    wire.AppendReply(request.request_id, server, result.version, result.positions)
+                    if result is not None and error is None
+                    else wire.error_reply(request.request_id, server, _error(error))
                 )
                 self._produce(request.reply_topic, request.request_id, wire.encode_reply(reply))
             else:
-                if error is None:
-                    assert not isinstance(outcome, BaseException)
-                    entry = wire.result_entry(request.request_id, outcome.result())
+                if result is not None and error is None:
+                    entry = wire.result_entry(request.request_id, result)
                 else:
-                    entry = wire.error_entry(wire.error_reply(request.request_id, server, error))
+                    reply = wire.error_reply(request.request_id, server, _error(error))
+                    entry = wire.error_entry(reply)
                 key = (request.reply_topic, request.client)
                 batch = batches.get(key)
                 if batch is None:
@@ -168,12 +173,9 @@ class ReplyOutbox(ServiceThread):
         log.error("append server %s cannot reply (%s): producer queue full", self.server_id, key)
 
 
-def _append_reply(
-    request: wire.Request, server: str, outcome: Future[AppendResult] | BaseException
-) -> wire.AppendReply:
-    assert not isinstance(outcome, BaseException)
-    result = outcome.result()
-    return wire.AppendReply(request.request_id, server, result.version, result.positions)
+def _error(error: BaseException | None) -> BaseException:
+    """The error to answer with (a future done with neither result nor error is a bug)."""
+    return error if error is not None else RuntimeError("the append ended without a result")
 
 
 def _log_failed_reply(err: KafkaError | None, msg: Message) -> None:
