@@ -79,9 +79,12 @@ class Watch(NullListener):
         if self.slow.is_set():
             time.sleep(PAUSE_S)
 
-    def since(self, moment: float) -> list[tuple[float, str, int]]:
+    def since(self, moment: float) -> list[str]:
+        """Assignment changes after ``moment``: ``"revoked 2 at +11.2s"``."""
         with self.lock:
-            return [c for c in self.changes if c[0] > moment]
+            return [
+                f"{what} {n} at +{t - moment:.1f}s" for t, what, n in self.changes if t > moment
+            ]
 
 
 def create_topic_off(cluster: LocalKafkaCluster, topic: str, victim: int) -> None:
