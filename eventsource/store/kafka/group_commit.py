@@ -35,6 +35,7 @@ from confluent_kafka import Producer
 from eventsource.codec.envelope import HeaderTemplate, utc_stamp
 from eventsource.domain import Aggregate, Event, Position
 from eventsource.errors import ConcurrencyError
+from eventsource.gcpause import gc_resumed
 from eventsource.lifecycle import ServiceThread
 from eventsource.store.kafka.admission import Admitted, TrialFold
 from eventsource.store.kafka.future import AppendFuture, resolve_all, start_all
@@ -187,7 +188,8 @@ class GroupCommits(ServiceThread):
         except Exception as exc:
             failure = exc
         if failure is not None:
-            self.recovery.fail_uncommitted(accepted, failure)
+            with gc_resumed():  # recovery waits for the broker: the collector may run
+                self.recovery.fail_uncommitted(accepted, failure)
             return
         try:
             self.fault("commit")
@@ -197,7 +199,8 @@ class GroupCommits(ServiceThread):
         except Exception as exc:
             failure = exc
         if failure is not None:
-            self.recovery.commit_failed(accepted, failure)
+            with gc_resumed():
+                self.recovery.commit_failed(accepted, failure)
             return
         self._settle(producer, batch, first, last)
 
@@ -261,13 +264,14 @@ class GroupCommits(ServiceThread):
                 break
         total = batch.events
         if first.offset is None or last.offset is None or last.offset - first.offset + 1 != total:
-            self.recovery.resolve_uncertain(
-                batch.requests,
-                RuntimeError(
-                    f"committed batch of {total} events has delivery offsets "
-                    f"{first.offset}..{last.offset}: positions established by re-reading"
-                ),
-            )
+            with gc_resumed():
+                self.recovery.resolve_uncertain(
+                    batch.requests,
+                    RuntimeError(
+                        f"committed batch of {total} events has delivery offsets "
+                        f"{first.offset}..{last.offset}: positions established by re-reading"
+                    ),
+                )
             return
         self.complete(batch, first.offset)
 
