@@ -44,6 +44,7 @@ from eventsource.store.kafka.options import WriterState
 from eventsource.store.kafka.producer import DeliveryMark
 from eventsource.store.kafka.recovery import CommitRecovery
 from eventsource.store.kafka.request import AppendRequest
+from eventsource.store.kafka.results import new_position, new_result
 from eventsource.store.port import ANY, AppendResult
 
 __all__ = ["FaultHook", "GroupCommits"]
@@ -284,13 +285,13 @@ class GroupCommits(ServiceThread):
         for request in batch.requests:
             count = len(request.events)
             if count == 1:
-                positions: tuple[Position, ...] = (Position(topic, partition, offset),)
+                positions: tuple[Position, ...] = (new_position(topic, partition, offset),)
             else:
                 positions = tuple(
-                    [Position(topic, partition, o) for o in range(offset, offset + count)]
+                    [new_position(topic, partition, o) for o in range(offset, offset + count)]
                 )
             offset += count
-            result = AppendResult(request.aggregate_id, request.base_version + count, positions)
+            result = new_result(request.aggregate_id, request.base_version + count, positions)
             outcomes.append((request, result))
         self.end_offset = max(self.end_offset, offset)
         resolve_all(self._cond, outcomes)
