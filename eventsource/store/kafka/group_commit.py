@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from itertools import compress
+from operator import attrgetter
 
 from confluent_kafka import Producer
 
@@ -55,6 +56,7 @@ FaultHook = Callable[[str], None]
 ``"after_commit"``; an exception it raises is handled like a Kafka failure."""
 
 _Headers = list[tuple[str, str | bytes | None]]  # what produce() takes (list is invariant)
+_events = attrgetter("events")
 
 
 class GroupCommits(ServiceThread):
@@ -122,14 +124,17 @@ class GroupCommits(ServiceThread):
                     self._cond.wait(0.5)
                 finally:
                     self._idle = False
-            batch: list[AppendRequest] = []
-            events = 0
-            while self._queue and (
-                not batch or events + len(self._queue[0].events) <= self.max_batch_events
-            ):
-                request = self._queue.popleft()
-                batch.append(request)
-                events += len(request.events)
+            queue, limit = self._queue, self.max_batch_events
+            if len(queue) <= limit and sum(map(len, map(_events, queue))) <= limit:
+                batch = list(queue)  # the usual case: everything queued fits one commit
+                queue.clear()
+            else:
+                batch = []
+                events = 0
+                while queue and (not batch or events + len(queue[0].events) <= limit):
+                    request = queue.popleft()
+                    batch.append(request)
+                    events += len(request.events)
             # A caller that gave up while its request was queued cancelled it: skip it.
             return list(compress(batch, start_all(self._cond, batch)))
 
