@@ -207,10 +207,8 @@ def test_a_pause_never_collects_for_a_collector_the_application_disabled(
 
 
 def test_a_pause_ends_when_its_block_raises() -> None:
-    with pytest.raises(RuntimeError, match="in the batch"):
-        with gc_paused():
-            with gc_paused():
-                raise RuntimeError("in the batch")
+    with pytest.raises(RuntimeError, match="in the batch"), gc_paused(), gc_paused():
+        raise RuntimeError("in the batch")
     assert gc.isenabled()
     with gc_paused():  # the count went back to zero: a new pause starts afresh
         assert not gc.isenabled()
