@@ -42,8 +42,10 @@ class _Inbox:
     either emptied by it or finds ``_scheduled`` false and wakes the loop again.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
+        # No reference to the loop (the waiters have it): ``_inboxes`` holds inboxes by
+        # weak key, and a value holding its key would keep every loop that ever awaited a
+        # store future alive.
         self._items: deque[_Completion] = deque()
         self._scheduled = False
 
@@ -54,7 +56,7 @@ class _Inbox:
             return
         self._scheduled = True
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is left to tell
-            self._loop.call_soon_threadsafe(self._drain)
+            waiter.get_loop().call_soon_threadsafe(self._drain)
 
     def _drain(self) -> None:
         self._scheduled = False
@@ -87,7 +89,7 @@ def _inbox(loop: asyncio.AbstractEventLoop) -> _Inbox:
         with _inboxes_lock:
             inbox = _inboxes.get(loop)
             if inbox is None:
-                inbox = _inboxes[loop] = _Inbox(loop)
+                inbox = _inboxes[loop] = _Inbox()
     return inbox
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import threading
+import weakref
 from concurrent.futures import Future
 from decimal import Decimal
 from pathlib import Path
@@ -210,3 +213,31 @@ def test_async_wait_for_positions_times_out_naming_the_position(tmp_path: Path) 
 
 def test_async_wait_for_no_positions_returns_at_once(tmp_path: Path) -> None:
     asyncio.run(wait_for_positions(AccountBalances(), str(tmp_path / "rm.db"), [], timeout=0))
+
+
+def test_a_loop_that_awaited_a_store_future_is_freed_once_closed() -> None:
+    async def scenario() -> weakref.ref[asyncio.AbstractEventLoop]:
+        future: Future[int] = Future()
+        threading.Timer(0.01, future.set_result, (1,)).start()
+        assert await await_future(future) == 1
+        return weakref.ref(asyncio.get_running_loop())
+
+    loop = asyncio.run(scenario())
+    gc.collect()
+    assert loop() is None, "the bridge keeps a closed event loop alive"
+
+
+def test_a_store_future_ending_after_its_loop_closed_is_dropped_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    future: Future[int] = Future()
+
+    async def scenario() -> asyncio.Task[int]:
+        task = asyncio.create_task(await_future(future))  # still waiting when the loop closes
+        await asyncio.sleep(0)
+        return task
+
+    assert asyncio.run(scenario()).cancelled()  # asyncio.run cancels what is left
+    with caplog.at_level(logging.DEBUG):
+        future.set_result(1)  # the writer's thread, after the service's loop ended
+    assert future.result() == 1 and caplog.records == []
