@@ -197,9 +197,13 @@ class ServedByWriters(AppenderBase):
                     f"{writer.index.aggregate_cls.__name__} has no @apply handler for "
                     f"{type(event).__name__}; nothing was written to {aggregate_id!r}"
                 )
-        if len(events) == 1:  # the usual command
-            payloads: tuple[bytes, ...] = (encode(events[0]),)
-            event_ids: tuple[str, ...] = (new_event_id(),)
+        given = call.payloads
+        if given is not None and len(given) == len(events):  # routed: the client's bytes
+            payloads: tuple[bytes, ...] = tuple(map(self.codec.reuse_or_encode, events, given))
+            event_ids: tuple[str, ...] = tuple([new_event_id() for _ in events])
+        elif len(events) == 1:  # the usual command
+            payloads = (encode(events[0]),)
+            event_ids = (new_event_id(),)
         else:
             payloads = tuple([encode(event) for event in events])
             event_ids = tuple([new_event_id() for _ in events])

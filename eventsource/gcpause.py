@@ -1,7 +1,8 @@
-"""Pausing the cyclic garbage collector while a batch is consumed and applied.
+"""Pausing the cyclic garbage collector while a batch is in flight (shared by every layer).
 
-The pause is process-wide and counted: the first pauser disables the collector, the last
-one to leave enables it again. Runner threads of several projections overlap their pauses
+Projection runners pause it while a consume batch is applied. The pause is process-wide
+and counted: the first pauser disables the collector, the last one to leave enables it
+again. Runner threads of several projections overlap their pauses
 (each spends nearly all its time inside one step), so the count may never reach zero: the
 collector is then never held off longer than :data:`MAX_PAUSE_S`. Once it has been
 continuously paused that long, the next pause or resume by any thread runs one full

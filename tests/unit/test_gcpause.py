@@ -11,9 +11,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from eventsource.projection import Projection, gcpause
+from eventsource import gcpause
+from eventsource.gcpause import gc_paused, gc_resumed
+from eventsource.projection import Projection
 from eventsource.projection.dberrors import retry_transient
-from eventsource.projection.gcpause import gc_paused, gc_resumed
 from examples.bank.domain import Account
 
 
