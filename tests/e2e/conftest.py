@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,22 +138,32 @@ class Service:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
-@pytest.fixture
-def service(bootstrap_servers: str, tmp_path: Path) -> Iterator[Callable[..., Service]]:
+@contextmanager
+def services(bootstrap_servers: str, directory: Path) -> Iterator[Callable[..., Service]]:
+    """``start(*args, **env) -> Service`` in ``directory``; whatever still runs is killed
+    when the block ends."""
     started: list[Service] = []
 
     def start(*args: str, **env: str) -> Service:
-        log = tmp_path / f"service-{len(started)}.log"
-        svc = Service(list(args), cli_env(bootstrap_servers, **env), tmp_path, log)
+        log = directory / f"service-{len(started)}.log"
+        svc = Service(list(args), cli_env(bootstrap_servers, **env), directory, log)
         started.append(svc)
         return svc
 
-    yield start
-    for svc in started:
-        if svc.proc.poll() is None:
-            svc.proc.kill()
-            svc.proc.wait(timeout=30)
-        svc._log.close()
+    try:
+        yield start
+    finally:
+        for svc in started:
+            if svc.proc.poll() is None:
+                svc.proc.kill()
+                svc.proc.wait(timeout=30)
+            svc._log.close()
+
+
+@pytest.fixture
+def service(bootstrap_servers: str, tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    with services(bootstrap_servers, tmp_path) as start:
+        yield start
 
 
 def wait_for(
