@@ -1,14 +1,22 @@
 """Pausing the cyclic garbage collector while a batch is in flight (shared by every layer).
 
-Projection runners pause it while a consume batch is applied. The pause is process-wide
-and counted: the first pauser disables the collector, the last one to leave enables it
-again. Runner threads of several projections overlap their pauses
-(each spends nearly all its time inside one step), so the count may never reach zero: the
-collector is then never held off longer than :data:`MAX_PAUSE_S`. Once it has been
-continuously paused that long, the next pause or resume by any thread runs one full
-collection (``gc.collect()``) and the clock starts again. A single runner pays it only
-inside a step longer than that (its count reaches zero between steps); a collector the
-application disabled stays disabled and is never run.
+Projection runners pause it while a consume batch is applied; partition writers while a
+group commit is admitted, produced, committed and answered. The pause is process-wide and
+counted: the first pauser disables the collector, the last one to leave enables it again.
+Threads that overlap their pauses (runners of several projections, the writers of several
+partitions: each spends nearly all its time inside one step while busy) may keep the count
+from ever reaching zero. Two bounds hold the collector off no longer than that:
+
+* time: once it has been continuously paused for :data:`MAX_PAUSE_S`, the next pause or
+  resume by any thread runs one full collection (``gc.collect()``) and the clock starts
+  again;
+* allocations: once the objects the collector tracks grew by :data:`MAX_PAUSE_ALLOCATIONS`
+  (allocations minus deallocations, ``gc.get_count()[0]``) since its last collection, the
+  next pause or resume runs a collection of the young generations (``gc.collect(1)``):
+  a busy process cannot pile up cyclic garbage faster than that, whatever its rate.
+
+A single pauser pays them only inside a step longer than that (its count reaches zero
+between steps); a collector the application disabled stays disabled and is never run.
 """
 
 from __future__ import annotations
@@ -19,11 +27,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["MAX_PAUSE_S", "gc_paused", "gc_resumed"]
+__all__ = ["MAX_PAUSE_ALLOCATIONS", "MAX_PAUSE_S", "gc_paused", "gc_resumed"]
 
 MAX_PAUSE_S = 5.0
 """The longest the collector stays continuously paused (seconds) before the next pause or
 resume runs a full collection: cyclic garbage lives at most about this long."""
+
+MAX_PAUSE_ALLOCATIONS = 100_000
+"""The most the collector's young generation may grow (tracked objects allocated minus
+deallocated, ``gc.get_count()[0]``) during a pause before the next pause or resume collects
+the young generations: cyclic garbage made during a pause stays under about this many
+objects (a few tens of MB), however fast a busy process makes it."""
 
 _gc_lock = threading.Lock()
 _gc_pausers = 0
@@ -39,12 +53,12 @@ def _pause() -> None:
             _gc_was_enabled = gc.isenabled()
             _paused_since = time.monotonic()
             gc.disable()
-            overdue = False
+            overdue = None
         else:
             overdue = _overdue()
         _gc_pausers += 1
-    if overdue:
-        gc.collect()
+    if overdue is not None:
+        gc.collect(overdue)
 
 
 def _resume() -> None:
@@ -56,36 +70,41 @@ def _resume() -> None:
                 gc.enable()
             return
         overdue = _overdue()
-    if overdue:
-        gc.collect()
+    if overdue is not None:
+        gc.collect(overdue)
 
 
-def _overdue() -> bool:
-    """Whether the pause has lasted :data:`MAX_PAUSE_S`; if so the caller collects (outside
-    the lock) and the clock starts again (caller holds ``_gc_lock``)."""
+def _overdue() -> int | None:
+    """The generation the caller must collect (outside the lock) because a bound was
+    reached, or ``None``: 2 once the pause has lasted :data:`MAX_PAUSE_S` (the clock starts
+    again), 1 once the young generation grew by :data:`MAX_PAUSE_ALLOCATIONS` (caller holds
+    ``_gc_lock``)."""
     global _paused_since
     if not _gc_was_enabled:
-        return False
+        return None
     now = time.monotonic()
-    if now - _paused_since < MAX_PAUSE_S:
-        return False
-    _paused_since = now
-    return True
+    if now - _paused_since >= MAX_PAUSE_S:
+        _paused_since = now
+        return 2
+    if gc.get_count()[0] >= MAX_PAUSE_ALLOCATIONS:
+        return 1
+    return None
 
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a batch is consumed and applied
-    (process-wide; nested and concurrent uses are counted, the collector is resumed when
-    the last one ends).
+    """Pause the cyclic garbage collector while a batch is in flight (process-wide; nested
+    and concurrent uses are counted, the collector is resumed when the last one ends).
 
     A consume batch keeps tens of thousands of container objects alive (records, their
-    headers, deferred rows): the collections that their allocations set off would traverse
-    them again and again, and promote them to the old generations that full collections
-    traverse (an eighth of the batch path's time, and more). Reference counting still
+    headers, deferred rows), a group commit thousands (requests, events, folded states):
+    the collections that their allocations set off would traverse them again and again,
+    and promote them to the old generations that full collections traverse (an eighth of
+    the batch path's time, and more). Reference counting still
     frees everything at once; cycles wait for the next collection, at most about
-    :data:`MAX_PAUSE_S` when the pauses of several threads overlap. Waits inside a pause
-    (a database retry's backoff, the careful path) resume it: :func:`gc_resumed`.
+    :data:`MAX_PAUSE_S` (and :data:`MAX_PAUSE_ALLOCATIONS` new objects) when the pauses of
+    several threads overlap. Waits inside a pause (a database retry's backoff, the careful
+    path, a writer's recovery) resume it: :func:`gc_resumed`.
     """
     _pause()
     _held.depth = getattr(_held, "depth", 0) + 1

@@ -207,16 +207,17 @@ class ServedByWriters(AppenderBase):
         else:
             payloads = tuple([encode(event) for event in events])
             event_ids = tuple([new_event_id() for _ in events])
-        request = AppendRequest(
-            aggregate_type=aggregate_type,
-            aggregate_id=aggregate_id,
-            events=tuple(events),
-            payloads=payloads,
-            event_ids=event_ids,
-            expected_version=call.expected_version,
-            correlation_id=call.correlation_id,
-            causation_id=call.causation_id,
-            condition=writer.lock,
+        request = AppendRequest(  # positional: one per append
+            aggregate_type,
+            aggregate_id,
+            tuple(events),
+            payloads,
+            event_ids,
+            call.expected_version,
+            call.correlation_id,
+            call.causation_id,
+            None,
+            writer.lock,
         )
         limit = self._record_limits.get(writer.topic)
         check_record_sizes(request, limit, writer.topic, self.source)
