@@ -12,7 +12,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,12 @@ class Cli:
             timeout=timeout,
             check=False,
         )
+
+    def all(self, *commands: Sequence[str], **env: str) -> list[subprocess.CompletedProcess[str]]:
+        """Several independent commands side by side (each spends most of its time starting
+        up or waiting on a broker or a timeout); their results in order."""
+        with ThreadPoolExecutor(len(commands)) as pool:
+            return list(pool.map(lambda args: self(*args, **env), commands))
 
     def json(self, *args: str, **env: str) -> Any:
         result = self(*args, "--json", **env)

@@ -12,6 +12,7 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
 from eventsource.store.port import AppendResult
 from eventsource.store.repository import Repository
+from eventsource.testing.plugin import unique_name_for
 from eventsource.testing.seed import wait_readable
 from examples.bank.domain import Account
 from tests.e2e.conftest import ACCOUNT, EVENTSOURCE, Cli, cli_env
@@ -37,10 +38,16 @@ def append_history(settings: KafkaSettings, prefix: str) -> tuple[str, list[Appe
     return topic, results
 
 
+@pytest.fixture(scope="module")
+def history(kafka_settings: KafkaSettings) -> tuple[str, list[AppendResult]]:
+    """One history for the tests that only read it (the follow test appends: its own)."""
+    return append_history(kafka_settings, f"{unique_name_for('cli_events')}.")
+
+
 def test_tail_json_lines_parse_and_match_what_was_appended(
-    cli: Cli, kafka_settings: KafkaSettings, unique_name: str
+    cli: Cli, history: tuple[str, list[AppendResult]]
 ) -> None:
-    topic, results = append_history(kafka_settings, f"{unique_name}.")
+    topic, results = history
     out = cli(
         "events", "tail", "-t", topic, "-a", ACCOUNT, "--from", "beginning", "--no-follow", "--json"
     )
@@ -61,9 +68,9 @@ def test_tail_json_lines_parse_and_match_what_was_appended(
 
 
 def test_tail_from_an_offset_or_a_later_time_skips_earlier_records(
-    cli: Cli, kafka_settings: KafkaSettings, unique_name: str
+    cli: Cli, history: tuple[str, list[AppendResult]]
 ) -> None:
-    topic, _ = append_history(kafka_settings, f"{unique_name}.")
+    topic, _ = history
 
     def positions(start: str) -> set[tuple[int, int]]:
         out = cli("events", "tail", "-t", topic, "--from", start, "--no-follow", "--json")
@@ -122,9 +129,9 @@ def test_tail_follows_new_events_until_the_limit(
 
 
 def test_show_prints_one_aggregate_in_version_order(
-    cli: Cli, kafka_settings: KafkaSettings, unique_name: str
+    cli: Cli, history: tuple[str, list[AppendResult]]
 ) -> None:
-    topic, _ = append_history(kafka_settings, f"{unique_name}.")
+    topic, _ = history
     out = cli("events", "show", "acc-2", "-t", topic, "-a", ACCOUNT, "--json")
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
