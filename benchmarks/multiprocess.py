@@ -102,7 +102,9 @@ def remote_client(app_id: str, ids: list[str], events: int, go: MpEvent, out: An
         out.put(closed_loop(lambda i, e, v: client.append_async(ACCOUNT, i, e, v), ids, events))
 
 
-def grouped_writer(app_id: str, member: str, directory: str, ready: Any, stop: MpEvent) -> None:
+def grouped_writer(
+    app_id: str, member: str, directory: str, backlog: int, ready: Any, stop: MpEvent
+) -> None:
     """A writer process: ``GroupedKafkaEventStore`` + ``serve_routing`` until stopped."""
     from eventsource.store.kafka.scaleout.group_store import GroupedKafkaEventStore
     from eventsource.store.kafka.scaleout.group_store_route import serve_routing
@@ -117,7 +119,7 @@ def grouped_writer(app_id: str, member: str, directory: str, ready: Any, stop: M
         partitions=PARTITIONS,
         topic_prefix=f"{app_id}.",
     )
-    with store.start(), serve_routing(store):
+    with store.start(), serve_routing(store, max_pending=backlog):
         ready.put(member)
         stop.wait(3600)
 
@@ -181,10 +183,13 @@ def grouped_writers(args: argparse.Namespace, ctx: Any, writers: int) -> dict[st
 
     app_id = f"bench_gw_{uuid.uuid4().hex[:6]}"
     ready, stop = ctx.Queue(), ctx.Event()
+    # as in (a): one writer may hold every aggregate's append (else OverloadedError, retried)
+    backlog = max(1000, 2 * args.aggregates)
     with tempfile.TemporaryDirectory() as tmp:
         procs = [
             ctx.Process(
-                target=grouped_writer, args=(app_id, f"w{k}", str(Path(tmp) / f"w{k}"), ready, stop)
+                target=grouped_writer,
+                args=(app_id, f"w{k}", str(Path(tmp) / f"w{k}"), backlog, ready, stop),
             )
             for k in range(writers)
         ]
@@ -206,11 +211,13 @@ def grouped_writers(args: argparse.Namespace, ctx: Any, writers: int) -> dict[st
                 run = closed_loop(
                     lambda i, e, v: router.append_async(ACCOUNT, i, e, v), ids, args.events
                 )
+                retried = router.retried
         finally:
             stop.set()
             for p in procs:
                 p.join(120)
     row = summary(f"{writers} grouped writer(s), GroupRouter", [run], run["seconds"])
+    row["retried"] = retried  # appends sent again (owner moved, busy or not yet known)
     print(f"  {row}", file=sys.stderr)
     return row
 

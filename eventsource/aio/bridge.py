@@ -14,7 +14,10 @@ needs (measured in docs/benchmarks.md, "Async facade"):
   and its done callback (which queued it) ran after it finished;
 - the awaiting task is woken in the drain itself, in its own context, instead of through
   one more ``call_soon`` handle and loop pass per completion (not with the loop in debug
-  mode, whose slow-callback report would then name the drain). A drain serves only the
+  mode, whose slow-callback report would then name the drain). The task's wake-up is the
+  one callback on the waiter, read from asyncio's ``Future._callbacks`` (the C and the
+  Python futures both have it; without it, or with any other number of callbacks, the
+  waiter is simply given its outcome). A drain serves only the
   completions queued when it began: a task whose next future is done at once (the
   in-memory store) waits for the next drain like everyone else.
 

@@ -11,6 +11,7 @@ import weakref
 from concurrent.futures import Future
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -348,3 +349,25 @@ def test_a_task_raising_system_exit_when_woken_leaves_the_others_woken_later() -
             first.result()
     finally:
         loop.close()
+
+
+class PythonFutureLoop(asyncio.SelectorEventLoop):
+    """A loop whose futures are asyncio's pure-Python ones (a loop may bring its own)."""
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return asyncio.futures._PyFuture(loop=self)  # type: ignore[attr-defined,no-any-return]
+
+
+def test_tasks_waiting_on_pure_python_futures_are_woken_with_their_outcomes() -> None:
+    async def scenario() -> list[int]:
+        futures: list[Future[int]] = [Future() for _ in range(50)]
+        waits = asyncio.gather(*(await_future(f) for f in futures))
+        await asyncio.sleep(0)
+        thread = completed_in_one_burst(futures)
+        thread.start()
+        results = await waits
+        thread.join()
+        return results
+
+    with asyncio.Runner(loop_factory=PythonFutureLoop) as runner:
+        assert runner.run(scenario()) == list(range(50))

@@ -21,6 +21,7 @@ from typing import Any, Final
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from eventsource.errors import FencedError
+from eventsource.gcpause import gc_paused
 from eventsource.lifecycle import ServiceThread
 from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
@@ -93,7 +94,8 @@ class ReplyOutbox(ServiceThread):
                     items.append(item)
             if items:
                 try:
-                    self._send(items)
+                    with gc_paused():  # one flush's replies (eventsource.gcpause)
+                        self._send(items)
                 except Exception:  # a bug: log it, keep answering the others
                     log.exception("append server %s: replies not sent", self.server_id)
                     self.backlog.finished_all([t for _, _, t in items if t is not None])

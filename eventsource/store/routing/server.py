@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from eventsource.errors import StoreUnavailableError, UncertainCommitError
+from eventsource.gcpause import gc_paused
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import append_server_group, append_server_instance_id
 from eventsource.kafka.static_member import duplicate_instance, fenced_instance, is_fatal
@@ -189,12 +190,15 @@ class AppendServer(ServiceThread):
             self._on_consumer_error(exc.args[0])
             return
         if messages:
-            assert self._intake is not None
-            appends, queries = self._intake.read(messages, self._on_consumer_error)
-            for request in queries:
-                self._follow([request], [self._executor.submit(self._version, request)])
-            if appends:
-                self._start_appends(appends)
+            # The batch's requests stay alive until answered: collections set off while
+            # they are made would traverse and promote them (eventsource.gcpause).
+            with gc_paused():
+                assert self._intake is not None
+                appends, queries = self._intake.read(messages, self._on_consumer_error)
+                for request in queries:
+                    self._follow([request], [self._executor.submit(self._version, request)])
+                if appends:
+                    self._start_appends(appends)
         self.backlog.expire(time.time() * 1000)
 
     def _cleanup(self) -> None:
