@@ -47,6 +47,8 @@ class AppendServer(ServiceThread):
     batch go through one ``append_many`` of the store (no thread per request, each writer's
     share queued at once, so the store group-commits them; each request is still checked,
     started and answered on its own); ``version`` requests run on up to ``workers`` threads.
+    Requests are read and admitted by :class:`~.intake.Intake`; answers are sent by a
+    :class:`~.outbox.ReplyOutbox` thread, one reply record per client per flush.
 
     When the store reports ``FencedError`` the server answers that request (nothing was
     written) and stops, so the requests partitions go to the new owner's server (at once if
