@@ -61,9 +61,13 @@ class Cli:
             return list(pool.map(lambda args: self(*args, **env), commands))
 
     def json(self, *args: str, **env: str) -> Any:
-        result = self(*args, "--json", **env)
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
+        return parsed(self(*args, "--json", **env))
+
+
+def parsed(result: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON a ``--json`` command printed, once it succeeded."""
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 @pytest.fixture
