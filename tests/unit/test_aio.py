@@ -47,6 +47,7 @@ class AppendOnly:
         self.inner = InMemoryEventStore()
         self.append = self.inner.append
         self.append_async = self.inner.append_async
+        self.append_many = self.inner.append_many
         self.version = self.inner.version
 
 
