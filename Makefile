@@ -37,8 +37,8 @@ test: $(STAMP) ## The one test command: lint, types, then the whole suite on a r
 test-unit: $(STAMP) ## Unit tests only (no I/O, seconds)
 	$(BIN)/pytest tests/unit -q
 
-chaos: $(STAMP) ## Long reliability run: 20 SIGKILLs over 100k events
-	EVENTSOURCE_CHAOS=1 $(BIN)/python -m eventsource.testing.services run -- $(BIN)/pytest tests/reliability tests/integration/test_cluster.py -m slow -q
+chaos: $(STAMP) ## Every test marked slow: long reliability runs (20 SIGKILLs over 100k events), cluster failovers
+	EVENTSOURCE_CHAOS=1 $(BIN)/python -m eventsource.testing.services run -- $(BIN)/pytest tests -m slow -q
 
 demo: $(STAMP) ## The bank demo: broker, appends, projection into SQLite, balances, replay
 	$(BIN)/python -m examples.bank.demo

@@ -1,6 +1,7 @@
-"""Random upsert histories for the ``counts`` table the upsert-folding tests declare, and
-their application through a projection ``Context`` (shared by the SQLite unit test of the
-fold and the PostgreSQL ``COPY`` flush test, so both check the same histories)."""
+"""The ``Tally`` projection the upsert-folding tests write to, random upsert histories for
+its ``counts`` table, and their application through a projection ``Context`` (shared by the
+SQLite unit test of the fold and the PostgreSQL ``COPY`` flush test, so both check the same
+histories on the same tables)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,28 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Column, Connection, Float, Integer, String, Table, select
 
-from eventsource.projection import Context
+from eventsource.projection import Context, Projection, table
+from examples.bank.domain import Account
 
-__all__ = ["apply_upserts", "upsert_history"]
+__all__ = ["Tally", "apply_upserts", "upsert_history"]
+
+
+class Tally(Projection):
+    """``counts`` (key ``id, part``) and ``floats``; subclasses give it another name."""
+
+    name = "tally"
+    aggregates = (Account,)
+    counts = table(
+        "counts",
+        Column("id", String(64), primary_key=True),
+        Column("part", Integer, primary_key=True),
+        Column("label", String(200)),
+        Column("n", Integer),
+        Column("last", Integer, nullable=False),
+    )
+    floats = table("floats", Column("id", String(64), primary_key=True), Column("x", Float))
 
 
 def upsert_history(seed: int, n: int, keys: int = 7) -> list[dict[str, Any]]:

@@ -78,7 +78,7 @@ def run(
         typer.Option(
             help="Stable identity of this replica (group.instance.id): restarted after a "
             "crash, it takes its partitions back at once [default: $EVENTSOURCE_INSTANCE_ID, "
-            "else the pod name in Kubernetes, else none (a 10 s session timeout bounds the "
+            "else the pod name in Kubernetes, else none (a 20 s session timeout bounds the "
             "wait)]. Never give two live replicas the same one.",
             show_default=False,
         ),

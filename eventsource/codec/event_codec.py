@@ -87,6 +87,20 @@ class EventCodec:
             ) from exc
         return out.getvalue()
 
+    def reuse_or_encode(self, event: Event, payload: bytes) -> bytes:
+        """``payload`` if it is ``event`` as this codec writes it, else ``encode(event)``.
+
+        For a payload that ``event`` was decoded from (a routed append: the client encoded
+        it, the owner decoded it for the ``@apply`` trial): its 10-byte header names the
+        writer schema, so when that is the event type's current schema the bytes are what
+        :meth:`encode` would write (same schema, same datum) and need not be made again.
+        Another header (an older schema, another framing) is encoded afresh, so what is
+        written is always in the current schema.
+        """
+        if payload[:_SINGLE_OBJECT_HEADER] == self.catalog.writer_plan(type(event)).header:
+            return payload
+        return self.encode(event)
+
     def decode(self, payload: bytes | None) -> Event:
         """The event in ``payload``; raises a :class:`DecodeError` subclass if it has none."""
         if payload is None:

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine
 from eventsource.codec import EventCodec
 from eventsource.codec.envelope import read_headers
 from eventsource.errors import ProjectionError
+from eventsource.gcpause import gc_paused, gc_resumed
 from eventsource.projection.apply import Applied, RecordApplier, RecordStopped, raw_record
 from eventsource.projection.checkpoints import (
     TopicPartition,
@@ -32,7 +33,6 @@ from eventsource.projection.checkpoints import (
 from eventsource.projection.context import Context
 from eventsource.projection.dberrors import is_permanent_db_error, is_transient_db_error
 from eventsource.projection.definition import Projection
-from eventsource.projection.gcpause import gc_paused, gc_resumed
 from eventsource.projection.types import (
     FailureHook,
     RunnerListener,

@@ -35,7 +35,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from eventsource.errors import ConfigurationError, EventSourceError, ProjectionError
-from eventsource.projection.gcpause import gc_resumed
+from eventsource.gcpause import gc_resumed
 
 if TYPE_CHECKING:
     from eventsource.projection.definition import Projection

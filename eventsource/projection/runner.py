@@ -18,6 +18,7 @@ from typing import Any
 from eventsource.codec import EventCodec
 from eventsource.domain import Position
 from eventsource.errors import ProjectionError, WaitTimeoutError
+from eventsource.gcpause import gc_paused
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.stable import wait_until_readable
 from eventsource.projection.batch import BatchApplier, BatchOutcome
@@ -31,7 +32,6 @@ from eventsource.projection.dberrors import (
 )
 from eventsource.projection.deadletter import dead_letter_hook
 from eventsource.projection.definition import Projection
-from eventsource.projection.gcpause import gc_paused
 from eventsource.projection.member import GroupMember, checked_overrides, default_group_id
 from eventsource.projection.offsets import end_offsets
 from eventsource.projection.status import PartitionStatus, RunStats, projection_status

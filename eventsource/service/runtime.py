@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from eventsource.errors import ConfigurationError
 from eventsource.kafka.admin import topic_not_found, topic_partitions
 from eventsource.kafka.config import KafkaSettings, redact
+from eventsource.kafka.group_session import session_settings
 from eventsource.projection import Projection, ProjectionRunner
 from eventsource.service.follow import VersionFollower
 from eventsource.service.health import HealthServer
@@ -72,10 +74,20 @@ def serve(
 
 
 def membership(kafka: KafkaSettings, service: ServiceSettings) -> dict[str, Any]:
-    """Consumer settings for a fast takeover after a crash (measured in the production
-    how-to): static membership when the replica has a stable identity, and a 10 s session
-    timeout otherwise. A ``-X`` setting of the same key wins."""
-    overrides: dict[str, Any] = {"session.timeout.ms": service.session_timeout_ms}
+    """Consumer settings for a takeover after a crash (measured in the production how-to):
+    static membership when the replica has a stable identity, and a 20 s session timeout
+    with heartbeats at most 1 s apart, so that a group coordinator's failover does not
+    revoke every partition (see :mod:`eventsource.kafka.group_session`). A ``-X`` setting
+    of the same key wins; the heartbeat follows a ``-X session.timeout.ms``."""
+    given = kafka.kafka_extra.get("session.timeout.ms", service.session_timeout_ms)
+    try:
+        session = int(given)
+    except ValueError:
+        raise ConfigurationError(
+            f"-X session.timeout.ms={given!r} is not a whole number of milliseconds: "
+            "give one such as 20000 (or set EVENTSOURCE_SESSION_TIMEOUT_MS instead)"
+        ) from None
+    overrides: dict[str, Any] = session_settings(session)
     identity = service.member_identity()
     if identity:
         overrides["group.instance.id"] = identity

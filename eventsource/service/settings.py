@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eventsource.errors import ConfigurationError
 from eventsource.kafka.config import REDACTED, KafkaSettings, is_secret_key
+from eventsource.kafka.group_session import FAILOVER_SESSION_TIMEOUT_MS
 from eventsource.projection.store import read_model_url
 
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)@")
@@ -73,10 +74,11 @@ class ServiceSettings(BaseSettings):
         "when running in Kubernetes, else none.",
     )
     session_timeout_ms: int = Field(
-        default=10_000,
+        default=FAILOVER_SESSION_TIMEOUT_MS,
         ge=1_000,
         description="Consumer session timeout: how long a crashed replica without a stable "
-        "identity keeps its partitions (librdkafka's default is 45 s).",
+        "identity keeps its partitions; keep it above a group coordinator's failover (about "
+        "15 s at most on a three-broker cluster), or that failover revokes every partition.",
     )
 
     def member_identity(self) -> str | None:

@@ -61,6 +61,10 @@ class AppendCall(NamedTuple):
     expected_version: int
     correlation_id: str | None = None
     causation_id: str | None = None
+    payloads: Sequence[bytes] | None = None
+    """The events as they were decoded from, one per event (a routed append): a store may
+    write them instead of encoding the events again (:meth:`EventCodec.reuse_or_encode`
+    decides); ``None``: encode the events."""
 
 
 @runtime_checkable

@@ -12,7 +12,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,10 +54,20 @@ class Cli:
             check=False,
         )
 
+    def all(self, *commands: Sequence[str], **env: str) -> list[subprocess.CompletedProcess[str]]:
+        """Several independent commands side by side (each spends most of its time starting
+        up or waiting on a broker or a timeout); their results in order."""
+        with ThreadPoolExecutor(len(commands)) as pool:
+            return list(pool.map(lambda args: self(*args, **env), commands))
+
     def json(self, *args: str, **env: str) -> Any:
-        result = self(*args, "--json", **env)
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
+        return parsed(self(*args, "--json", **env))
+
+
+def parsed(result: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON a ``--json`` command printed, once it succeeded."""
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 @pytest.fixture
@@ -137,22 +149,32 @@ class Service:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
-@pytest.fixture
-def service(bootstrap_servers: str, tmp_path: Path) -> Iterator[Callable[..., Service]]:
+@contextmanager
+def services(bootstrap_servers: str, directory: Path) -> Iterator[Callable[..., Service]]:
+    """``start(*args, **env) -> Service`` in ``directory``; whatever still runs is killed
+    when the block ends."""
     started: list[Service] = []
 
     def start(*args: str, **env: str) -> Service:
-        log = tmp_path / f"service-{len(started)}.log"
-        svc = Service(list(args), cli_env(bootstrap_servers, **env), tmp_path, log)
+        log = directory / f"service-{len(started)}.log"
+        svc = Service(list(args), cli_env(bootstrap_servers, **env), directory, log)
         started.append(svc)
         return svc
 
-    yield start
-    for svc in started:
-        if svc.proc.poll() is None:
-            svc.proc.kill()
-            svc.proc.wait(timeout=30)
-        svc._log.close()
+    try:
+        yield start
+    finally:
+        for svc in started:
+            if svc.proc.poll() is None:
+                svc.proc.kill()
+                svc.proc.wait(timeout=30)
+            svc._log.close()
+
+
+@pytest.fixture
+def service(bootstrap_servers: str, tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    with services(bootstrap_servers, tmp_path) as start:
+        yield start
 
 
 def wait_for(

@@ -10,14 +10,14 @@ import asyncio
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from eventsource.kafka.broker_process import free_port
-from tests.e2e.conftest import BALANCES, Service, cli_env, wait_for
+from tests.e2e.conftest import BALANCES, cli_env, services, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -67,25 +67,28 @@ class Api:
         self._log.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def bank(
-    bootstrap_servers: str, tmp_path: Path, service: Callable[..., Service]
+    bootstrap_servers: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[httpx.Client]:
+    """One app and one projector for the module: each test opens accounts of its own."""
+    tmp_path = tmp_path_factory.mktemp("bank")
     name = f"api{uuid.uuid4().hex[:10]}"
     db = f"sqlite:///{tmp_path / 'rm.db'}"
     env = {"EVENTSOURCE_APPLICATION_ID": name, "EVENTSOURCE_DATABASE_URL": db}
-    api = Api(
-        cli_env(bootstrap_servers, BANK_TOPIC_PREFIX=f"{name}.", **env),
-        tmp_path,
-        tmp_path / "api.log",
-    )
-    try:
-        # The app created the topic on start; the projector reads it into the read model.
-        projector = service(BALANCES, "-t", f"{name}.bank.account.events", "-d", db, **env)
-        wait_for(lambda: projector.caught_up("balances"), 120, projector.describe)
-        yield api.client
-    finally:
-        api.close()
+    with services(bootstrap_servers, tmp_path) as service:
+        api = Api(
+            cli_env(bootstrap_servers, BANK_TOPIC_PREFIX=f"{name}.", **env),
+            tmp_path,
+            tmp_path / "api.log",
+        )
+        try:
+            # The app created the topic on start; the projector reads it into the read model.
+            projector = service(BALANCES, "-t", f"{name}.bank.account.events", "-d", db, **env)
+            wait_for(lambda: projector.caught_up("balances"), 120, projector.describe)
+            yield api.client
+        finally:
+            api.close()
 
 
 def open_account(client: httpx.Client, owner: str = "Ada") -> httpx.Response:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from eventsource.kafka.config import KafkaSettings
-from tests.e2e.conftest import Cli, read_balances
+from tests.e2e.conftest import Cli, parsed, read_balances
 from tests.e2e.helpers import expected_balances, read_topic, seed_bank
 
 pytestmark = pytest.mark.integration
@@ -48,12 +48,16 @@ def test_dlq_replay_reapplies_fixed_records_exactly_once(
     assert broken["dead_lettered"] > 0
     assert read_balances(db, pname) != expected
 
-    letters = cli.json("dlq", "list", "flaky_bank:FlakyBalances", "--name", pname)
+    listed, human = cli.all(
+        ["dlq", "list", "flaky_bank:FlakyBalances", "--name", pname, "--json"],
+        ["dlq", "list", "flaky_bank:FlakyBalances", "--name", pname],
+        COLUMNS="250",
+    )
+    letters = parsed(listed)
     assert len(letters) == broken["dead_lettered"]
     assert {r["stage"] for r in letters} == {"handler"}
     assert all(r["type"] == "bank.account.MoneyWithdrawn" for r in letters)
     assert all("bug: cannot withdraw" in r["message"] for r in letters)
-    human = cli("dlq", "list", "flaky_bank:FlakyBalances", "--name", pname, COLUMNS="250")
     assert "RuntimeError" in human.stdout
 
     fixed = cli.json("dlq", "replay", "flaky_bank:FlakyBalances", *["--name", pname, "-d", db])

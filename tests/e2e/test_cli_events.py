@@ -12,9 +12,10 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
 from eventsource.store.port import AppendResult
 from eventsource.store.repository import Repository
+from eventsource.testing.plugin import unique_name_for
 from eventsource.testing.seed import wait_readable
 from examples.bank.domain import Account
-from tests.e2e.conftest import ACCOUNT, EVENTSOURCE, Cli, cli_env
+from tests.e2e.conftest import ACCOUNT, EVENTSOURCE, Cli, cli_env, parsed
 
 pytestmark = pytest.mark.integration
 
@@ -37,10 +38,16 @@ def append_history(settings: KafkaSettings, prefix: str) -> tuple[str, list[Appe
     return topic, results
 
 
+@pytest.fixture(scope="module")
+def history(kafka_settings: KafkaSettings) -> tuple[str, list[AppendResult]]:
+    """One history for the tests that only read it (the follow test appends: its own)."""
+    return append_history(kafka_settings, f"{unique_name_for('cli_events')}.")
+
+
 def test_tail_json_lines_parse_and_match_what_was_appended(
-    cli: Cli, kafka_settings: KafkaSettings, unique_name: str
+    cli: Cli, history: tuple[str, list[AppendResult]]
 ) -> None:
-    topic, results = append_history(kafka_settings, f"{unique_name}.")
+    topic, results = history
     out = cli(
         "events", "tail", "-t", topic, "-a", ACCOUNT, "--from", "beginning", "--no-follow", "--json"
     )
@@ -61,9 +68,9 @@ def test_tail_json_lines_parse_and_match_what_was_appended(
 
 
 def test_tail_from_an_offset_or_a_later_time_skips_earlier_records(
-    cli: Cli, kafka_settings: KafkaSettings, unique_name: str
+    cli: Cli, history: tuple[str, list[AppendResult]]
 ) -> None:
-    topic, _ = append_history(kafka_settings, f"{unique_name}.")
+    topic, _ = history
 
     def positions(start: str) -> set[tuple[int, int]]:
         out = cli("events", "tail", "-t", topic, "--from", start, "--no-follow", "--json")
@@ -122,16 +129,18 @@ def test_tail_follows_new_events_until_the_limit(
 
 
 def test_show_prints_one_aggregate_in_version_order(
-    cli: Cli, kafka_settings: KafkaSettings, unique_name: str
+    cli: Cli, history: tuple[str, list[AppendResult]]
 ) -> None:
-    topic, _ = append_history(kafka_settings, f"{unique_name}.")
-    out = cli("events", "show", "acc-2", "-t", topic, "-a", ACCOUNT, "--json")
+    topic, _ = history
+    out, human, missing = cli.all(
+        ["events", "show", "acc-2", "-t", topic, "-a", ACCOUNT, "--json"],
+        ["events", "show", "acc-2", "-t", topic, "-a", ACCOUNT],
+        ["events", "show", "nobody", "-t", topic, "-a", ACCOUNT],
+    )
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [(r["key"], r["version"]) for r in rows] == [("acc-2", 1), ("acc-2", 2), ("acc-2", 3)]
-    human = cli("events", "show", "acc-2", "-t", topic, "-a", ACCOUNT)
     assert "MoneyWithdrawn" in human.stdout and '"amount":"25.50"' in human.stdout
-    missing = cli("events", "show", "nobody", "-t", topic, "-a", ACCOUNT)
     assert missing.returncode == 1
     assert "has no events" in missing.stderr
 
@@ -140,12 +149,15 @@ def test_topics_create_then_describe(cli: Cli, unique_name: str) -> None:
     topic = f"{unique_name}.orders.events"
     created = cli.json("topics", "create", topic, "--partitions", "4")
     assert created == [{"topic": topic, "created": True, "partitions": 4}]
-    again = cli.json("topics", "create", topic, "--partitions", "4")
-    assert again[0]["created"] is False
-    other_count = cli("topics", "create", topic, "--partitions", "5")
+    again, other_count, described = cli.all(
+        ["topics", "create", topic, "--partitions", "4", "--json"],
+        ["topics", "create", topic, "--partitions", "5"],
+        ["topics", "describe", topic, "--json"],
+    )
+    assert parsed(again)[0]["created"] is False
     assert other_count.returncode == 2
     assert "exists with 4 partitions" in other_count.stderr
-    info = cli.json("topics", "describe", topic)
+    info = parsed(described)
     assert info["partitions"] == 4
     assert info["config"]["retention.ms"] == "-1"
     assert info["end_offsets"] == {"0": 0, "1": 0, "2": 0, "3": 0}

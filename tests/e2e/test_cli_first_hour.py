@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from eventsource.kafka.config import KafkaSettings
-from tests.e2e.conftest import BALANCES, EVENTSOURCE, Cli, Service, cli_env, wait_for
+from tests.e2e.conftest import BALANCES, EVENTSOURCE, Cli, Service, cli_env, parsed, wait_for
 from tests.e2e.helpers import seed_bank
 
 pytestmark = pytest.mark.integration
@@ -37,16 +37,18 @@ def test_a_missing_topic_exits_2_with_the_same_words_in_every_command(
     cli: Cli, pname: str, tmp_path: Path
 ) -> None:
     missing = f"{pname}.nope.events"
-    (tmp_path / "rm.db").touch()  # status never creates a database
-    db = f"sqlite:///{tmp_path / 'rm.db'}"
-    for args in (
+    # status never creates a database; replay (side by side with it) gets one of its own
+    (tmp_path / "rm.db").touch()
+    (tmp_path / "replay.db").touch()
+    db, replay_db = f"sqlite:///{tmp_path / 'rm.db'}", f"sqlite:///{tmp_path / 'replay.db'}"
+    commands = (
         ["topics", "describe", missing],
         ["events", "tail", "-t", missing, "--no-follow"],
         ["events", "show", "acc-1", "-t", missing],
         ["status", BALANCES, "--name", pname, "-t", missing, "-d", db],
-        ["replay", BALANCES, "--name", pname, "-t", missing, "-d", db],
-    ):
-        result = cli(*args)
+        ["replay", BALANCES, "--name", pname, "-t", missing, "-d", replay_db],
+    )
+    for args, result in zip(commands, cli.all(*commands), strict=True):
         assert result.returncode == 2, (args, result.stderr)
         line = one_error_line(result)
         assert f"topic '{missing}'" in line and "does not exist" in line, args
@@ -56,10 +58,10 @@ def test_a_missing_topic_exits_2_with_the_same_words_in_every_command(
 def test_topics_list_shows_created_topics_with_a_header(cli: Cli, pname: str) -> None:
     topic = f"{pname}.orders.events"
     cli.json("topics", "create", topic, "--partitions", "2")
-    listed = cli.json("topics", "list")
+    as_json, human = cli.all(["topics", "list", "--json"], ["topics", "list"], COLUMNS="200")
+    listed = parsed(as_json)
     assert {"topic": topic, "partitions": 2} in listed
     assert not any(row["topic"].startswith("__") for row in listed)
-    human = cli("topics", "list", COLUMNS="200")
     assert human.returncode == 0
     assert "topic" in human.stdout.splitlines()[1] and "partitions" in human.stdout
     assert topic in human.stdout
@@ -192,19 +194,21 @@ def test_database_errors_name_the_database_and_the_fix(
     seed_bank(kafka_settings, topic, 20)
     where = ["--name", pname, "-t", topic]
     down = make_url(postgres_url).set(host="127.0.0.1", port=closed_port(), query={})
-    result = cli("status", BALANCES, *where, "-d", down.render_as_string(hide_password=False))
+    stranger = make_url(postgres_url).set(username="nobody_e2e", password="wrong-pw")
+    plain = postgres_url.replace("postgresql+psycopg://", "postgres://", 1)
+    result, refused, accepted = cli.all(
+        ["status", BALANCES, *where, "-d", down.render_as_string(hide_password=False)],
+        ["replay", BALANCES, *where, "-d", stranger.render_as_string(hide_password=False)],
+        ["replay", BALANCES, *where, "-d", plain],
+    )
     assert result.returncode == 1
     line = one_error_line(result)
     assert f"PostgreSQL {down.render_as_string(hide_password=True)} is unavailable" in line
     assert "EVENTSOURCE_DATABASE_URL" in line and "sqlalche.me" not in line
 
-    stranger = make_url(postgres_url).set(username="nobody_e2e", password="wrong-pw")
-    refused = cli("replay", BALANCES, *where, "-d", stranger.render_as_string(hide_password=False))
     assert refused.returncode == 2
     line = one_error_line(refused)
     assert "refused the login" in line and "check the user and password" in line
     assert "wrong-pw" not in refused.stderr
 
-    plain = postgres_url.replace("postgresql+psycopg://", "postgres://", 1)
-    accepted = cli("replay", BALANCES, *where, "-d", plain)
     assert accepted.returncode == 0, accepted.stderr

@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     Cli,
     Service,
     cli_env,
+    parsed,
     read_balances,
     read_checkpoints,
     wait_for,
@@ -131,9 +132,12 @@ def test_a_running_service_follows_a_blue_green_swap_and_status_shows_every_vers
     status, body = svc.get("/readyz")
     assert status == 200, body
 
-    rows = cli.json("status", BALANCES, *where)
+    every, one = cli.all(
+        ["status", BALANCES, *where, "--json"],
+        ["status", BALANCES, *where, "--projection-version", "2", "--json"],
+    )
+    rows, only = parsed(every), parsed(one)
     assert {(r["version"], r["live"]) for r in rows} == {(1, False), (2, True)}
-    only = cli.json("status", BALANCES, *where, "--projection-version", "2")
     assert {r["version"] for r in only} == {2}
     assert svc.stop() == 0
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 
 import pytest
 
@@ -41,39 +41,78 @@ finally:
 """
 
 
-@pytest.fixture
-def closed_port() -> Iterator[str]:
-    with socket.socket() as sock:
+OUTAGE_S = 10
+"""How long the service runs into the outage; its lines are counted over this stretch."""
+
+
+def popen(command: list[str], address: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=cli_env(address),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@dataclass
+class Outage:
+    """This module's processes, all started at once against one closed port: each spends
+    seconds in the outage, side by side they take the time of the longest."""
+
+    plain: subprocess.Popen[str]  #: a library user's store start, logging not configured
+    configured: subprocess.Popen[str]  #: the same in an application that shows its logs
+    service: subprocess.Popen[str]  #: ``eventsource run``
+    service_started: float
+    one_shot: subprocess.Popen[str]  #: ``eventsource topics describe``
+
+
+def finished(proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+@pytest.fixture(scope="module")
+def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
+    database = tmp_path_factory.mktemp("outage") / "rm.db"
+    with socket.socket() as sock:  # bound, never listening: every connection is refused
         sock.bind(("127.0.0.1", 0))
-        yield f"127.0.0.1:{sock.getsockname()[1]}"
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+        store = [sys.executable, "-c", STORE_SCRIPT, address]
+        run = [str(EVENTSOURCE), "run", "examples.bank.projections:AccountBalances", "--no-http"]
+        describe = [str(EVENTSOURCE), "topics", "describe", "bank.account.events"]
+        started = Outage(
+            plain=popen([*store, "plain"], address),
+            configured=popen([*store, "configured"], address),
+            service=popen([*run, "-d", f"sqlite:///{database}"], address),
+            service_started=time.monotonic(),
+            one_shot=popen(describe, address),
+        )
+        try:
+            yield started
+        finally:
+            for proc in (started.plain, started.configured, started.service, started.one_shot):
+                if proc.poll() is None:
+                    proc.kill()
+                proc.communicate(timeout=60)
 
 
 def is_librdkafka_raw(line: str) -> bool:
     return line.startswith("%") or ("rdkafka#" in line and not line.startswith(("{", "WARNING:")))
 
 
-def run_store(address: str, mode: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", STORE_SCRIPT, address, mode],
-        cwd=REPO,
-        env=cli_env(address),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def test_a_library_user_sees_the_typed_error_and_nothing_on_stderr(closed_port: str) -> None:
-    result = run_store(closed_port, "plain")
+def test_a_library_user_sees_the_typed_error_and_nothing_on_stderr(outage: Outage) -> None:
+    result = finished(outage.plain)
 
     assert result.stdout.startswith("StoreUnavailableError"), result.stdout + result.stderr
     assert result.stderr == ""
 
 
 def test_an_application_that_shows_its_logs_gets_at_most_a_warning_per_kind(
-    closed_port: str,
+    outage: Outage,
 ) -> None:
-    result = run_store(closed_port, "configured")
+    result = finished(outage.configured)
 
     assert result.stdout.startswith("StoreUnavailableError"), result.stdout + result.stderr
     lines = result.stderr.splitlines()
@@ -87,29 +126,11 @@ def test_an_application_that_shows_its_logs_gets_at_most_a_warning_per_kind(
     assert len(client) <= 2, result.stderr
 
 
-def test_the_service_logs_an_outage_as_a_few_json_warnings(
-    closed_port: str, tmp_path: Path
-) -> None:
-    proc = subprocess.Popen(
-        [
-            str(EVENTSOURCE),
-            "run",
-            "examples.bank.projections:AccountBalances",
-            "--no-http",
-            "-d",
-            f"sqlite:///{tmp_path / 'rm.db'}",
-        ],
-        cwd=REPO,
-        env=cli_env(closed_port),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        time.sleep(10)  # a bounded stretch of outage; the lines are counted over it
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=60)
+def test_the_service_logs_an_outage_as_a_few_json_warnings(outage: Outage) -> None:
+    # A bounded stretch of outage from the service's start; the lines are counted over it.
+    time.sleep(max(0.0, outage.service_started + OUTAGE_S - time.monotonic()))
+    outage.service.send_signal(signal.SIGTERM)
+    stderr = finished(outage.service).stderr
 
     lines = stderr.splitlines()
     records = [json.loads(line) for line in lines]  # every line is the service's JSON
@@ -122,15 +143,8 @@ def test_the_service_logs_an_outage_as_a_few_json_warnings(
     assert len(records) <= 12, stderr
 
 
-def test_a_one_shot_command_prints_only_its_own_error(closed_port: str) -> None:
-    result = subprocess.run(
-        [str(EVENTSOURCE), "topics", "describe", "bank.account.events"],
-        cwd=REPO,
-        env=cli_env(closed_port),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_a_one_shot_command_prints_only_its_own_error(outage: Outage) -> None:
+    result = finished(outage.one_shot)
 
     assert result.returncode != 0
     lines = result.stderr.splitlines()

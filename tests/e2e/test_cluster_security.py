@@ -55,7 +55,7 @@ from eventsource.store.partitioner import partition_for_id
 from eventsource.store.routing import AppendServer, RemoteEventStore
 from examples.bank.domain import Account, AccountOpened
 from examples.bank.projections import AccountBalances
-from tests.e2e.conftest import BALANCES, Cli, Service, cli_env, wait_for
+from tests.e2e.conftest import BALANCES, Cli, Service, cli_env, services, wait_for
 from tests.e2e.helpers import read_topic
 
 pytestmark = pytest.mark.integration
@@ -224,46 +224,43 @@ def test_a_wrong_password_fails_fast_in_one_line_naming_mechanism_and_broker(
     user = f"app-{tag}"
     new_user(kafka_secure_cluster, admin, user, [])
     wrong = f"wrong-{secrets.token_hex(8)}"
-    settings = login_as(user, wrong)
-    caplog.set_level(logging.DEBUG)
-
-    began = time.monotonic()
-    with pytest.raises(AuthenticationError) as caught:
-        KafkaEventStore(settings, [Account], topic_prefix=f"{tag}.", partitions=3).start(
-            timeout=120
-        )
-    took = time.monotonic() - began
-    message = str(caught.value)
-    print(f"store.start() with a wrong password failed after {took:.1f} s: {message}")
-
-    assert not isinstance(caught.value, BrokerUnreachableError)
-    assert caught.value.retriable is False
-    assert "\n" not in message
-    assert "SCRAM-SHA-512" in message and repr(user) in message
-    brokers = kafka_secure_cluster.bootstrap_servers.split(",")
-    assert any(broker in message for broker in brokers)
-
     env: dict[str, Any] = environment(kafka_secure_cluster, user, wrong)
-    listed = Cli(kafka_secure_cluster.bootstrap_servers, tmp_path)("topics", "list", **env)
-    assert listed.returncode == 2  # a configuration error
-    assert listed.stderr.strip().count("\n") == 0
-    assert "refused the login" in listed.stderr and "SCRAM-SHA-512" in listed.stderr
+    # The service tries its login while the store and the CLI try theirs.
+    with services(kafka_secure_cluster.bootstrap_servers, tmp_path) as service:
+        svc = service(BALANCES, "-d", f"sqlite:///{tmp_path / 'rm.db'}", **env)
+        settings = login_as(user, wrong)
+        caplog.set_level(logging.DEBUG)
 
-    svc = Service(
-        [BALANCES, "-d", f"sqlite:///{tmp_path / 'rm.db'}"],
-        cli_env(kafka_secure_cluster.bootstrap_servers, **env),
-        tmp_path,
-        tmp_path / "service.log",
-    )
-    code = exit_code(svc)
-    service_log = svc.log_path.read_text()
-    assert code == 2, service_log
-    assert "refused the login" in service_log
+        began = time.monotonic()
+        with pytest.raises(AuthenticationError) as caught:
+            KafkaEventStore(settings, [Account], topic_prefix=f"{tag}.", partitions=3).start(
+                timeout=120
+            )
+        took = time.monotonic() - began
+        message = str(caught.value)
+        print(f"store.start() with a wrong password failed after {took:.1f} s: {message}")
 
-    shown = [message, repr(settings), str(settings), caplog.text, listed.stdout, listed.stderr]
-    shown += [service_log, generate_latest(REGISTRY).decode()]
-    for text in shown:
-        assert wrong not in text
+        assert not isinstance(caught.value, BrokerUnreachableError)
+        assert caught.value.retriable is False
+        assert "\n" not in message
+        assert "SCRAM-SHA-512" in message and repr(user) in message
+        brokers = kafka_secure_cluster.bootstrap_servers.split(",")
+        assert any(broker in message for broker in brokers)
+
+        listed = Cli(kafka_secure_cluster.bootstrap_servers, tmp_path)("topics", "list", **env)
+        assert listed.returncode == 2  # a configuration error
+        assert listed.stderr.strip().count("\n") == 0
+        assert "refused the login" in listed.stderr and "SCRAM-SHA-512" in listed.stderr
+
+        code = exit_code(svc)
+        service_log = svc.log_path.read_text()
+        assert code == 2, service_log
+        assert "refused the login" in service_log
+
+        shown = [message, repr(settings), str(settings), caplog.text, listed.stdout, listed.stderr]
+        shown += [service_log, generate_latest(REGISTRY).decode()]
+        for text in shown:
+            assert wrong not in text
 
 
 def test_a_writer_without_write_permission_gets_a_typed_error_and_writes_nothing(

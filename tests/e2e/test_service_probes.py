@@ -74,12 +74,12 @@ def test_passwords_in_settings_never_reach_logs_or_error_output(
     wait_for(lambda: svc.caught_up(pname), 90, svc.describe)
     assert svc.stop() == 0
     where = ["--name", pname, "-t", topic, *secrets]
-    failing = [
-        cli("topics", "describe", topic, "--timeout", "1", *secrets, "-b", "127.0.0.1:1"),
-        cli("status", BALANCES, *where, "-d", unreachable_database(db)),
-        cli("topics", "describe", "x", "--timeout", "1", *secrets, "-X", "no-equals-sign"),
-        cli("run", BALANCES, "-d", db, *secrets, "--log-level", "loud"),
-    ]
+    failing = cli.all(
+        ["topics", "describe", topic, "--timeout", "1", *secrets, "-b", "127.0.0.1:1"],
+        ["status", BALANCES, *where, "-d", unreachable_database(db)],
+        ["topics", "describe", "x", "--timeout", "1", *secrets, "-X", "no-equals-sign"],
+        ["run", BALANCES, "-d", db, *secrets, "--log-level", "loud"],
+    )
     assert [r.returncode for r in failing] == [1, 1, 2, 2]
     output = svc.log_path.read_text() + "".join(r.stdout + r.stderr for r in failing)
     starting = next(r for r in svc.lines() if r.get("event") == "service starting")

@@ -6,11 +6,14 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 
 import pytest
 
+from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka.writer import PartitionWriter
 from eventsource.store.port import AppendResult
+from eventsource.testing import seed
 from tests.integration.read_model_db import dropped_afterwards
 
 Held = Callable[
@@ -48,6 +51,24 @@ def hold() -> Held:
     writer inside that append's transaction until ``release()``; appends made meanwhile
     queue up for the next group commit."""
     return held
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A read model's database: a SQLite file of this test's, then the test PostgreSQL (the
+    server is shared: use unique projection names, or drop what the test made)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'read.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def topic(kafka_settings: KafkaSettings, unique_name: str) -> str:
+    """``<unique name>.events``, a fresh topic of three partitions."""
+    name = f"{unique_name}.events"
+    seed.create_topic(kafka_settings, name, partitions=3)
+    return name
 
 
 @pytest.fixture

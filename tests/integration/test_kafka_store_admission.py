@@ -14,35 +14,19 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from eventsource.domain import Aggregate, Event, apply
+from eventsource.domain import Aggregate
 from eventsource.errors import ApplyError, EventTooLargeError
 from eventsource.kafka.admin import EVENTS_TOPIC_CONFIG, ensure_topic
 from eventsource.kafka.config import KafkaSettings
-from eventsource.store.kafka import GroupedKafkaEventStore, KafkaEventStore
+from eventsource.store.kafka import KafkaEventStore
 from examples.bank.domain import Account, AccountOpened
+from tests.integration.fragile import FRAGILE, Fragile, Poked, solo_grouped_store
 
 pytestmark = pytest.mark.integration
 
 Hold = Callable[..., Any]  # the ``hold`` fixture of conftest.py
 
 ACCOUNT = "bank.account"
-FRAGILE = "tests.fragile"
-
-
-class Poked(Event):
-    __namespace__ = "tests.fragile"
-    explode: bool = False
-
-
-class Fragile(Aggregate):
-    """An aggregate whose state change raises for some events (a buggy handler)."""
-
-    aggregate_type = FRAGILE
-
-    @apply
-    def _poked(self, event: Poked) -> None:
-        if event.explode:
-            raise RuntimeError("handler failed")
 
 
 def single(settings: KafkaSettings, name: str, cls: type[Aggregate]) -> KafkaEventStore:
@@ -135,17 +119,7 @@ def test_an_apply_that_raises_refuses_that_append_alone_and_writes_nothing(
 def test_the_grouped_store_refuses_an_apply_that_raises_without_failing_the_batch(
     kafka_settings: KafkaSettings, unique_name: str, tmp_path: Path, hold: Hold
 ) -> None:
-    settings = kafka_settings.model_copy(update={"application_id": unique_name})
-    store = GroupedKafkaEventStore(
-        settings,
-        [Fragile],
-        directory=tmp_path,
-        member="solo",
-        partitions=1,
-        topic_prefix=f"{unique_name}.",
-    ).start()
-    try:
-        assert store.wait_serving(60) and len(store.owned) == 1
+    with solo_grouped_store(kafka_settings, unique_name, tmp_path) as store:
         writer = store.writer_for(FRAGILE, "f-1")
         poke = [Poked()]
         with hold(writer, lambda: store.append_async(FRAGILE, "f-0", poke, 0)) as (
@@ -160,8 +134,6 @@ def test_the_grouped_store_refuses_an_apply_that_raises_without_failing_the_batc
         with pytest.raises(ApplyError, match="nothing was written"):
             bad.result(30)
         assert store.version(FRAGILE, "f-2") == 0
-    finally:
-        store.close()
 
 
 def test_a_group_commit_larger_than_the_topics_record_batch_limit_still_commits(

@@ -16,11 +16,11 @@ from eventsource.errors import (
 )
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store import AppendCall, Repository
-from eventsource.store.kafka import GroupedKafkaEventStore, KafkaEventStore
+from eventsource.store.kafka import KafkaEventStore
 from eventsource.store.partitioner import partition_for_id
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
+from tests.integration.fragile import FRAGILE, Fragile, Poked, solo_grouped_store
 from tests.integration.partition_records import read_partition
-from tests.integration.test_kafka_store_admission import FRAGILE, Fragile, Poked
 
 pytestmark = pytest.mark.integration
 
@@ -117,17 +117,7 @@ def test_save_all_shares_group_commits_and_marks_only_the_written_aggregates_com
 def test_the_grouped_store_answers_each_command_of_append_many_alone(
     kafka_settings: KafkaSettings, unique_name: str, tmp_path: Path
 ) -> None:
-    settings = kafka_settings.model_copy(update={"application_id": unique_name})
-    store = GroupedKafkaEventStore(
-        settings,
-        [Fragile],
-        directory=tmp_path,
-        member="solo",
-        partitions=1,
-        topic_prefix=f"{unique_name}.",
-    ).start()
-    try:
-        assert store.wait_serving(60) and len(store.owned) == 1
+    with solo_grouped_store(kafka_settings, unique_name, tmp_path) as store:
         store.append(FRAGILE, "f-1", [Poked()], 0)
         good, stale, bad, new = store.append_many(
             [
@@ -141,5 +131,3 @@ def test_the_grouped_store_answers_each_command_of_append_many_alone(
         assert isinstance(stale.exception(30), ConcurrencyError)
         assert isinstance(bad.exception(30), ApplyError)
         assert [store.version(FRAGILE, i) for i in ("f-1", "f-2", "f-3")] == [2, 0, 2]
-    finally:
-        store.close()

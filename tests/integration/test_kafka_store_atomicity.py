@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from eventsource.codec import parse_headers
 from eventsource.errors import StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import KafkaEventStore
+from eventsource.store.kafka.options import WriterOptions
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
 from tests.integration.partition_records import read_partition
 
@@ -156,3 +158,52 @@ def test_a_request_that_lost_only_to_an_aborted_request_of_its_batch_is_judged_a
         winner.result(30)
     assert loser.result(30).version == 1
     assert store.load(Account, "acc-2").owner == "second"
+
+
+def collector_seen(seen: list[tuple[str, bool]], fail_after_commit: bool) -> Callable[[str], None]:
+    """A fault hook that records whether the collector runs at each stage (and loses the
+    first commit's reply if asked)."""
+
+    def hook(stage: str) -> None:
+        seen.append((stage, gc.isenabled()))
+        if fail_after_commit and stage == "after_commit" and len(seen) <= 3:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True))
+
+    return hook
+
+
+def test_the_collector_is_paused_during_a_group_commit_and_runs_while_its_recovery_waits(
+    store: KafkaEventStore,
+) -> None:
+    assert gc.isenabled()
+    seen: list[tuple[str, bool]] = []
+    writer = store.writer_for(ACCOUNT, "acc-1")
+    writer.fault_hook = collector_seen(seen, fail_after_commit=True)
+    try:
+        assert store.append(ACCOUNT, "acc-1", COMMAND, 0).version == 3  # the lost reply
+    finally:
+        writer.fault_hook = None
+    # paused from admission to the commit's end; resumed while the recovery makes a new
+    # producer and re-reads the tail (it waits for the broker)
+    assert seen[:3] == [("before_commit", False), ("commit", False), ("after_commit", False)]
+    assert ("before_init", True) in seen[3:], seen
+    assert gc.isenabled()
+    assert store.append(ACCOUNT, "acc-1", [MoneyDeposited(amount=Decimal(1))], 3).version == 4
+    assert gc.isenabled()
+
+
+def test_a_store_told_not_to_pause_the_collector_leaves_it_running(
+    kafka_settings: KafkaSettings, unique_name: str
+) -> None:
+    settings = kafka_settings.model_copy(update={"application_id": unique_name})
+    seen: list[tuple[str, bool]] = []
+    with KafkaEventStore(
+        settings,
+        [Account],
+        partitions=1,
+        topic_prefix=f"{unique_name}.",
+        options=WriterOptions(pause_collector=False),
+    ) as store:
+        store.writer_for(ACCOUNT, "acc-1").fault_hook = collector_seen(seen, False)
+        assert store.append(ACCOUNT, "acc-1", COMMAND, 0).version == 3
+    assert seen == [("before_commit", True), ("commit", True), ("after_commit", True)]

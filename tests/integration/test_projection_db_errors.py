@@ -24,14 +24,6 @@ from tests.integration.read_model_db import dropped_afterwards
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "read_model.db")
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
 def projection_name(unique_name: str, database_url: str) -> Iterator[str]:
     with dropped_afterwards(database_url, "e_" + unique_name[-8:]) as name:  # may be shared

@@ -207,21 +207,6 @@ def header_versions(stream: Stream) -> list[int]:
     return stream.sequence
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'read.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def topic(kafka_settings: KafkaSettings, unique_name: str) -> str:
-    name = f"{unique_name}.events"
-    create_topic(kafka_settings, name, partitions=3)
-    return name
-
-
 def projection_name() -> str:
     return f"d{uuid.uuid4().hex[:12]}"
 

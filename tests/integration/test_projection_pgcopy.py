@@ -46,7 +46,7 @@ from eventsource.projection.pgcopy import MIN_ROWS
 from eventsource.projection.store import create_read_model_engine, ensure_schema
 from eventsource.projection.types import StopOnFailure
 from examples.bank.domain import Account, AccountOpened
-from tests.upsert_history import apply_upserts, upsert_history
+from tests.upsert_history import Tally, apply_upserts, upsert_history
 
 STAGES = (
     "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema() "
@@ -54,18 +54,8 @@ STAGES = (
 )
 
 
-class Tally(Projection):
+class PgTally(Tally):
     name = "pgcopy_tally"
-    aggregates = (Account,)
-    counts = table(
-        "counts",
-        Column("id", String(64), primary_key=True),
-        Column("part", Integer, primary_key=True),
-        Column("label", String(200)),
-        Column("n", Integer),
-        Column("last", Integer, nullable=False),
-    )
-    floats = table("floats", Column("id", String(64), primary_key=True), Column("x", Float))
 
 
 class Color(enum.Enum):
@@ -113,16 +103,16 @@ class Padded(Projection):
 @pytest.fixture
 def engine(postgres_url: str) -> Iterator[Engine]:
     engine = create_read_model_engine(postgres_url)
-    ensure_schema(engine, Tally())
+    ensure_schema(engine, PgTally())
     yield engine
     with engine.begin() as conn:
-        for t in Tally().tables.values():
+        for t in PgTally().tables.values():
             conn.execute(t.delete())
     engine.dispose()
 
 
 def _apply(conn: Connection, rows: list[dict[str, Any]], immediate: bool) -> list[Any]:
-    return apply_upserts(conn, Tally().tables, rows, immediate)
+    return apply_upserts(conn, PgTally().tables, rows, immediate)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -156,11 +146,11 @@ def test_small_groups_and_unmerged_rows_go_by_executemany(engine: Engine) -> Non
     small = [
         {"id": f"k{i}", "part": 0, "label": None, "n": 1, "last": i} for i in range(MIN_ROWS - 1)
     ]
-    floats = Tally().tables["floats"]
+    floats = PgTally().tables["floats"]
     with engine.connect() as conn, conn.begin():
         conn.execute(text("DISCARD TEMP"))
         _apply(conn, small, immediate=False)
-        ctx = Context(conn, Tally().tables)
+        ctx = Context(conn, PgTally().tables)
         for i in range(3 * MIN_ROWS):  # float sums are not merged: repeated keys stay
             ctx.upsert("floats", {"id": f"f{i % 3}", "x": 0.1}, key=["id"], increment=["x"])
         ctx.flush()
@@ -243,7 +233,7 @@ def test_a_user_who_may_not_create_temporary_tables_gets_executemany(postgres_ur
         admin.url.set(database=database, username=role).render_as_string(False)
     )
     try:
-        ensure_schema(user, Tally())
+        ensure_schema(user, PgTally())
         rows = [{"id": f"k{i}", "part": 0, "label": "a", "n": 1, "last": i} for i in range(50)]
         with user.connect() as conn, conn.begin():
             _apply(conn, rows, immediate=False)

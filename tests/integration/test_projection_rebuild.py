@@ -25,7 +25,7 @@ from eventsource.projection import (
 from eventsource.projection.rebuild import drop_version, rebuild, swap_version
 from eventsource.projection.replay import replay
 from eventsource.projection.store import live_version
-from eventsource.testing.seed import SeedEvent, create_topic, seed_events
+from eventsource.testing.seed import SeedEvent, seed_events
 from examples.bank.domain import MoneyDeposited
 from examples.bank.projections import AccountBalances, sample_history
 
@@ -64,27 +64,12 @@ class BalancesV2(AccountBalances):
         )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'read.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
 def reader(database_url: str) -> Iterator[Engine]:
     """A plain engine, as a query service would have (no write lock on SQLite reads)."""
     eng = create_engine(database_url)
     yield eng
     eng.dispose()
-
-
-@pytest.fixture
-def topic(kafka_settings: KafkaSettings, unique_name: str) -> str:
-    name = f"{unique_name}.events"
-    create_topic(kafka_settings, name, partitions=3)
-    return name
 
 
 def query(engine: Engine, relation: str) -> Rows:

@@ -7,7 +7,6 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from eventsource.kafka.config import KafkaSettings
 from eventsource.projection import ProjectionRunner, create_read_model_engine
 from eventsource.projection.checkpoints import read_checkpoints
 from eventsource.projection.replay import ReplayProgress, replay
-from eventsource.testing.seed import SeedEvent, create_topic, seed_events
+from eventsource.testing.seed import SeedEvent, seed_events
 from examples.bank.domain import AccountClosed, AccountOpened, MoneyDeposited, MoneyWithdrawn
 from examples.bank.projections import AccountBalances, cents, sample_history
 
@@ -28,26 +27,11 @@ pytestmark = pytest.mark.integration
 Row = tuple[Any, ...]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'read.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     eng = create_read_model_engine(database_url)
     yield eng
     eng.dispose()
-
-
-@pytest.fixture
-def topic(kafka_settings: KafkaSettings, unique_name: str) -> str:
-    name = f"{unique_name}.events"
-    create_topic(kafka_settings, name, partitions=3)
-    return name
 
 
 def balances(topic: str) -> AccountBalances:

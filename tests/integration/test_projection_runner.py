@@ -32,14 +32,6 @@ from examples.bank.projections import AccountBalances, AccountBalancesPerEvent, 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "read_model.db")
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
 def projection_name(unique_name: str) -> str:
     return "p_" + unique_name[-8:]

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer
@@ -24,6 +25,7 @@ from eventsource.domain import Event
 from eventsource.errors import (
     ConcurrencyError,
     ConfigurationError,
+    DecodeError,
     FencedError,
     StoreError,
     StoreUnavailableError,
@@ -340,13 +342,97 @@ def _app_id() -> str:
     return f"t_routing_{uuid.uuid4().hex[:8]}"
 
 
-def _wait_for_reply(consumer: Consumer, request_id: str) -> wire.Reply:
+def _wait_for_reply(consumer: Consumer, request_id: str, *, version: int = 0) -> wire.Reply:
+    """The reply to ``request_id``, alone in its record (version 1) or in a client's batch
+    (version 2); ``version`` given: it must have come in that one."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         for message in consumer.consume(num_messages=100, timeout=0.2):
-            if message.error() is None and wire.request_id_of(message.headers()) == request_id:
+            if message.error() is not None:
+                continue
+            if wire.request_id_of(message.headers()) == request_id:
+                assert version in (0, 1), "a version-1 reply to a version-2 request"
                 return wire.decode_reply(message.value())
+            if wire.header_of(message.headers(), wire.CLIENT_HEADER) is not None:
+                for reply in wire.decode_batch(message.value())[1]:
+                    if reply.request_id == request_id:
+                        assert version in (0, 2), "a batched reply to a version-1 request"
+                        return reply
     raise AssertionError(f"no reply for {request_id} within 15s")
+
+
+def _request(request_id: str, aggregate_id: str, codec: EventCodec, **fields: Any) -> bytes:
+    return wire.encode_request(
+        wire.Request(
+            **{
+                "kind": "append",
+                "request_id": request_id,
+                "reply_topic": "",
+                "client": "test",
+                "expires_at_ms": int((time.time() + 60) * 1000),
+                "aggregate_type": TYPE,
+                "aggregate_id": aggregate_id,
+                "expected_version": 0,
+                "events": (wire.EncodedEvent(OPENED.event_type(), codec.encode(OPENED)),),
+                **fields,
+            }
+        )
+    )
+
+
+def test_an_older_client_speaking_version_1_is_served_and_answered_in_version_1(
+    remote: RemoteEventStore, owner_store: InMemoryEventStore, codec: EventCodec
+) -> None:
+    """Mixed versions during an upgrade (owners first): a version-1 request is executed
+    and its reply is one record with the ``es-request-id`` header, as an old client reads."""
+    settings = remote.settings
+    spy = Consumer(settings.consumer_config(f"{settings.application_id}.spy-v1"))
+    account = new_id()
+    try:
+        spy.assign(partitions_at_end(spy, remote.replies_topic))
+        producer = Producer(settings.producer_config())
+        value = _request("old-1", account, codec, reply_topic=remote.replies_topic, version=1)
+        assert b'"v":1' in value
+        producer.produce(
+            remote.requests_topic,
+            key=account.encode(),
+            value=value,
+            headers=[(wire.REQUEST_ID_HEADER, b"old-1")],
+        )
+        producer.flush(10)
+        reply = _wait_for_reply(spy, "old-1", version=1)
+    finally:
+        spy.close()
+    assert isinstance(reply, wire.AppendReply) and reply.version == 1
+    assert owner_store.version(TYPE, account) == 1
+
+
+def test_a_request_of_an_unknown_protocol_version_gets_a_decode_error_naming_both(
+    remote: RemoteEventStore, owner_store: InMemoryEventStore, codec: EventCodec
+) -> None:
+    """A client newer than the owner: nothing is executed, and the refusal comes in
+    version 1, which every client reads."""
+    settings = remote.settings
+    spy = Consumer(settings.consumer_config(f"{settings.application_id}.spy-v3"))
+    account = new_id()
+    try:
+        spy.assign(partitions_at_end(spy, remote.replies_topic))
+        producer = Producer(settings.producer_config())
+        value = _request("new-1", account, codec, reply_topic=remote.replies_topic, version=3)
+        producer.produce(
+            remote.requests_topic,
+            key=account.encode(),
+            value=value,
+            headers=[(wire.REQUEST_ID_HEADER, b"new-1")],
+        )
+        producer.flush(10)
+        reply = _wait_for_reply(spy, "new-1", version=1)
+    finally:
+        spy.close()
+    assert isinstance(reply, wire.ErrorReply) and reply.error_type == "DecodeError"
+    assert "protocol version 3, this process speaks 1 and 2" in reply.message
+    assert isinstance(wire.error_from_reply(reply), DecodeError)
+    assert remote.append(TYPE, account, [OPENED], 0).version == 1  # still serving
 
 
 def test_a_request_too_large_for_kafka_is_refused_before_sending(

@@ -245,6 +245,8 @@ def run_with_kills(
     assert_exact(projection, database_url, history, kafka_settings)
 
 
+@pytest.mark.slow  # make test: test_projection_rebalance SIGKILLs runners to the exact fold,
+# test_projection_runner skips aborted transactions; make chaos runs this one too
 def test_sigkilled_runner_restarts_to_the_exact_fold(
     kafka_settings: KafkaSettings,
     create_topic: Callable[..., str],

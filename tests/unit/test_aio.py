@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import gc
+import logging
 import threading
+import weakref
 from concurrent.futures import Future
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +47,7 @@ class AppendOnly:
         self.inner = InMemoryEventStore()
         self.append = self.inner.append
         self.append_async = self.inner.append_async
+        self.append_many = self.inner.append_many
         self.version = self.inner.version
 
 
@@ -210,3 +216,159 @@ def test_async_wait_for_positions_times_out_naming_the_position(tmp_path: Path) 
 
 def test_async_wait_for_no_positions_returns_at_once(tmp_path: Path) -> None:
     asyncio.run(wait_for_positions(AccountBalances(), str(tmp_path / "rm.db"), [], timeout=0))
+
+
+def test_a_loop_that_awaited_a_store_future_is_freed_once_closed() -> None:
+    async def scenario() -> weakref.ref[asyncio.AbstractEventLoop]:
+        future: Future[int] = Future()
+        threading.Timer(0.01, future.set_result, (1,)).start()
+        assert await await_future(future) == 1
+        return weakref.ref(asyncio.get_running_loop())
+
+    loop = asyncio.run(scenario())
+    gc.collect()
+    assert loop() is None, "the bridge keeps a closed event loop alive"
+
+
+def test_a_store_future_ending_after_its_loop_closed_is_dropped_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    future: Future[int] = Future()
+
+    async def scenario() -> asyncio.Task[int]:
+        task = asyncio.create_task(await_future(future))  # still waiting when the loop closes
+        await asyncio.sleep(0)
+        return task
+
+    assert asyncio.run(scenario()).cancelled()  # asyncio.run cancels what is left
+    with caplog.at_level(logging.DEBUG):
+        future.set_result(1)  # the writer's thread, after the service's loop ended
+    assert future.result() == 1 and caplog.records == []
+
+
+def completed_in_one_burst(futures: list[Future[int]]) -> threading.Thread:
+    """A thread that completes ``futures`` in order, as a group commit does."""
+
+    def complete() -> None:
+        for n, future in enumerate(futures):
+            future.set_result(n)
+
+    return threading.Thread(target=complete)
+
+
+def test_a_woken_task_runs_in_its_own_context() -> None:
+    request: contextvars.ContextVar[int] = contextvars.ContextVar("request")
+
+    async def scenario() -> list[tuple[int, int, bool]]:
+        futures: list[Future[int]] = [Future() for _ in range(50)]
+
+        async def handler(n: int) -> tuple[int, int, bool]:
+            request.set(n)
+            me = asyncio.current_task()
+            result = await await_future(futures[n])
+            return result, request.get(), asyncio.current_task() is me
+
+        waits = asyncio.gather(*(handler(n) for n in range(50)))
+        await asyncio.sleep(0)  # every handler is waiting
+        thread = completed_in_one_burst(futures)
+        thread.start()
+        results = await waits
+        thread.join()
+        return results
+
+    assert asyncio.run(scenario()) == [(n, n, True) for n in range(50)]
+
+
+def test_in_debug_mode_tasks_are_woken_through_the_loop_with_the_same_outcomes() -> None:
+    async def scenario() -> list[int]:
+        futures: list[Future[int]] = [Future() for _ in range(50)]
+        waits = asyncio.gather(*(await_future(f) for f in futures))
+        thread = completed_in_one_burst(futures)
+        thread.start()
+        results = await waits
+        thread.join()
+        return results
+
+    assert asyncio.run(scenario(), debug=True) == list(range(50))
+
+
+def test_a_task_whose_futures_are_done_at_once_does_not_starve_the_others() -> None:
+    async def scenario() -> list[str]:
+        order: list[str] = []
+
+        async def busy() -> None:
+            for n in range(50):  # the in-memory store's futures are done when returned
+                future: Future[int] = Future()
+                future.set_result(n)
+                assert await await_future(future) == n
+            order.append("busy")
+
+        async def other() -> None:
+            await asyncio.sleep(0)
+            order.append("other")
+
+        await asyncio.gather(busy(), other())
+        return order
+
+    assert asyncio.run(scenario()) == ["other", "busy"]
+
+
+def test_a_store_future_cancelled_by_its_caller_cancels_the_await() -> None:
+    async def scenario() -> None:
+        future: Future[int] = Future()
+        task = asyncio.create_task(await_future(future))
+        await asyncio.sleep(0)
+        assert future.cancel()  # queued, cancelled by whoever holds it
+        await task
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(scenario())
+
+
+def test_a_task_raising_system_exit_when_woken_leaves_the_others_woken_later() -> None:
+    loop = asyncio.new_event_loop()
+    futures: list[Future[int]] = [Future(), Future()]
+
+    async def leaving() -> None:
+        await await_future(futures[0])
+        raise SystemExit(3)
+
+    async def staying() -> int:
+        return await await_future(futures[1])
+
+    try:
+        first, second = loop.create_task(leaving()), loop.create_task(staying())
+        loop.run_until_complete(asyncio.sleep(0))  # both wait
+        thread = completed_in_one_burst(futures)
+        thread.start()
+        thread.join()  # one burst: both completions are in one drain
+        with pytest.raises(SystemExit):
+            loop.run_until_complete(second)
+        assert not second.done()
+        assert loop.run_until_complete(asyncio.wait_for(second, 10)) == 1
+        with pytest.raises(SystemExit):
+            first.result()
+    finally:
+        loop.close()
+
+
+class PythonFutureLoop(asyncio.SelectorEventLoop):
+    """A loop whose futures are asyncio's pure-Python ones (a loop may bring its own)."""
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return asyncio.futures._PyFuture(loop=self)  # type: ignore[attr-defined,no-any-return]
+
+
+def test_tasks_waiting_on_pure_python_futures_are_woken_with_their_outcomes() -> None:
+    async def scenario() -> list[int]:
+        futures: list[Future[int]] = [Future() for _ in range(50)]
+        waits = asyncio.gather(*(await_future(f) for f in futures))
+        await asyncio.sleep(0)
+        thread = completed_in_one_burst(futures)
+        thread.start()
+        results = await waits
+        thread.join()
+        return results
+
+    with asyncio.Runner(loop_factory=PythonFutureLoop) as runner:
+        assert runner.run(scenario()) == list(range(50))

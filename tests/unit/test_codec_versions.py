@@ -72,3 +72,20 @@ def test_check_refuses_two_versions_that_share_a_fingerprint(tmp_path: Path) -> 
     assert len(problems) == 1, problems
     assert "help.notes.NoteAdded.v1.avsc and help.notes.NoteAdded.v2.avsc" in problems[0]
     assert "same fingerprint" in problems[0]
+
+
+def test_a_payload_in_the_current_schema_is_reused_and_an_older_one_encoded_again(
+    tmp_path: Path,
+) -> None:
+    """A routed append's payloads (the client encoded them, the owner decoded them) are
+    written as they are only when they are in the owner's current schema."""
+    _release(tmp_path, 1, avro_schema(NoteV1))
+    _release(tmp_path, 2, avro_schema(NoteAdded))
+    codec = EventCodec.for_events([NoteAdded], tmp_path, Upcasters())
+    current = codec.encode(NoteAdded(title="t", text="x"))
+    assert codec.reuse_or_encode(codec.decode(current), current) is current
+    old = EventCodec.for_events([NoteV1]).encode(NoteV1(text="x"))
+    event = codec.decode(old)
+    again = codec.reuse_or_encode(event, old)
+    assert again != old
+    assert again == codec.encode(event)

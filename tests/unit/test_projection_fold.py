@@ -8,26 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Connection, Engine, Float, Integer, String, event, select
+from sqlalchemy import Connection, Engine, event, select
 
-from eventsource.projection import Context, Projection, table
+from eventsource.projection import Context
 from eventsource.projection.store import create_read_model_engine, ensure_schema
-from examples.bank.domain import Account
-from tests.upsert_history import apply_upserts, upsert_history
-
-
-class Tally(Projection):
-    name = "tally"
-    aggregates = (Account,)
-    counts = table(
-        "counts",
-        Column("id", String(64), primary_key=True),
-        Column("part", Integer, primary_key=True),
-        Column("label", String(200)),
-        Column("n", Integer),
-        Column("last", Integer, nullable=False),
-    )
-    floats = table("floats", Column("id", String(64), primary_key=True), Column("x", Float))
+from tests.upsert_history import Tally, apply_upserts, upsert_history
 
 
 @pytest.fixture

@@ -62,3 +62,15 @@ def test_appends_let_in_but_not_tracked_yet_count_against_the_bound() -> None:
     backlog.track(Future(), expires_at_ms=60_000)
     assert backlog.refusal("acc-1", admitted=1) is None
     assert isinstance(backlog.refusal("acc-1", admitted=2), OverloadedError)
+
+
+def test_a_batch_is_tracked_and_finished_under_one_lock_each_and_counted_once() -> None:
+    backlog = Backlog(max_pending=3)
+    futures: list[Future[AppendResult]] = [Future() for _ in range(2)]
+    tracked = backlog.track_all([(f, 10**13) for f in futures])
+    assert (backlog.in_flight, backlog.room()) == (2, 1)
+    backlog.finished_all([tracked[0], tracked[0]])  # said twice: counted once
+    assert (backlog.in_flight, backlog.room()) == (1, 2)
+    backlog.finished_all(tracked)
+    assert (backlog.in_flight, backlog.tracked) == (0, 0)
+    assert backlog.wait_idle(0)

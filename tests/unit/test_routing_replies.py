@@ -10,7 +10,12 @@ import pytest
 from confluent_kafka import Message
 
 from eventsource.domain import Position
-from eventsource.errors import ConcurrencyError, StoreUnavailableError, UncertainCommitError
+from eventsource.errors import (
+    ConcurrencyError,
+    DecodeError,
+    StoreUnavailableError,
+    UncertainCommitError,
+)
 from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
 from eventsource.store.routing.replies import PendingReplies
@@ -19,10 +24,10 @@ from eventsource.store.routing.replies import PendingReplies
 class FakeRecord:
     """The two methods of a consumed Kafka record that the table reads."""
 
-    def __init__(self, request_id: str | None, value: bytes | None) -> None:
-        self._headers = (
-            [] if request_id is None else [(wire.REQUEST_ID_HEADER, request_id.encode())]
-        )
+    def __init__(
+        self, request_id: str | None, value: bytes | None, header: str = wire.REQUEST_ID_HEADER
+    ) -> None:
+        self._headers = [] if request_id is None else [(header, request_id.encode())]
         self._value = value
 
     def headers(self) -> list[tuple[str, bytes]]:
@@ -155,3 +160,57 @@ def test_closing_fails_every_waiting_call(kind: wire.RequestKind) -> None:
     futures = [table.add(f"r-{n}", kind, "acc-1", 10) for n in range(3)]
     table.fail_all("the client was closed before the reply")
     assert all("closed before the reply" in str(error_of(f)) for f in futures)
+
+
+def batch(client: str, *entries: list[Any]) -> Message:
+    value = wire.encode_batch("owner:2:b", list(entries))
+    return cast(Message, FakeRecord(client, value, wire.CLIENT_HEADER))
+
+
+def test_a_batch_for_this_client_completes_each_of_its_futures() -> None:
+    table = PendingReplies("bank", "me:1:a")
+    first = table.add("r-1", "append", "acc-1", 10)
+    second = table.add("r-2", "append", "acc-2", 10)
+    conflict = wire.error_reply("r-2", "owner:2:b", ConcurrencyError("acc-2", 0, 1))
+    done = AppendResult("acc-1", 1, (Position("t", 0, 3),))
+    table.on_reply(batch("me:1:a", wire.result_entry("r-1", done), wire.error_entry(conflict)))
+    assert first.result(0) == done
+    assert isinstance(error_of(second), ConcurrencyError)
+    assert table.last_owner == "owner:2:b"
+
+
+def test_a_batch_for_another_client_is_skipped_unread() -> None:
+    table = PendingReplies("bank", "me:1:a")
+    mine = table.add("r-1", "append", "acc-1", 10)
+    table.on_reply(cast(Message, FakeRecord("you:2:b", b"not even json", wire.CLIENT_HEADER)))
+    done = AppendResult("acc-1", 1, ())
+    table.on_reply(batch("you:2:b", wire.result_entry("r-1", done)))  # same id, not ours
+    assert not mine.done()
+
+
+def test_an_unreadable_batch_leaves_its_requests_to_time_out_as_uncertain() -> None:
+    table = PendingReplies("bank", "me:1:a")
+    mine = table.add("r-1", "append", "acc-1", 0.01)
+    table.on_reply(cast(Message, FakeRecord("me:1:a", b"{broken", wire.CLIENT_HEADER)))
+    assert not mine.done()
+    table.expire(time.monotonic() + 1)
+    assert isinstance(error_of(mine), UncertainCommitError)
+
+
+def test_an_older_owner_refusing_the_protocol_version_raises_its_decode_error() -> None:
+    """A version-1 owner cannot read a version-2 request: it answers with a version-1
+    ``DecodeError`` reply (``es-request-id`` header) naming both versions, which this
+    client raises as it is."""
+    table = PendingReplies("bank", "me:1:a")
+    future = table.add("r-1", "append", "acc-1", 10)
+    refusal = wire.ErrorReply(
+        "r-1",
+        "old-owner",
+        "DecodeError",
+        "append request has protocol version 2, this process speaks 1: run the same "
+        "eventsource version on clients and owner",
+    )
+    table.on_reply(record("r-1", refusal))
+    error = error_of(future)
+    assert isinstance(error, DecodeError)
+    assert "protocol version 2, this process speaks 1" in str(error)

@@ -9,6 +9,7 @@ import pytest
 
 from eventsource import errors
 from eventsource.domain import Position
+from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
 
 
@@ -42,7 +43,13 @@ def test_a_request_round_trips_with_binary_payloads_intact() -> None:
 
 
 def test_a_request_carries_the_protocol_version() -> None:
-    assert json.loads(wire.encode_request(make_request()))["v"] == 1
+    assert json.loads(wire.encode_request(make_request()))["v"] == 2
+
+
+def test_a_version_1_request_of_an_older_client_is_read_and_remembers_its_version() -> None:
+    request = wire.decode_request(request_body(v=1))
+    assert request.version == 1
+    assert request == make_request(version=1)
 
 
 def test_a_version_query_round_trips() -> None:
@@ -57,7 +64,8 @@ def test_a_version_query_round_trips() -> None:
         (b"\xff\xfe", "is not JSON"),
         (b"{not json", "is not JSON"),
         (b"[1, 2]", "is not a JSON object"),
-        (b'{"v": 2}', "protocol version 2, this process speaks 1"),
+        (b'{"v": 3}', "protocol version 3, this process speaks 1 and 2: run the same"),
+        (b'{"v": true}', "protocol version True"),
         (b'{"kind": "append"}', "protocol version None"),
     ],
 )
@@ -180,3 +188,34 @@ def _round_trip_error(reply: wire.ErrorReply) -> wire.ErrorReply:
     assert isinstance(decoded, wire.ErrorReply)
     assert decoded == reply
     return decoded
+
+
+def test_a_reply_batch_round_trips_results_and_typed_errors() -> None:
+    result = AppendResult("acc-1", 5, (Position("bank.account.events", 2, 40),))
+    conflict = wire.error_reply("r-2", "owner:7:x", errors.ConcurrencyError("acc-2", 3, 4))
+    value = wire.encode_batch(
+        "owner:7:x", [wire.result_entry("r-1", result), wire.error_entry(conflict)]
+    )
+    assert json.loads(value)["v"] == 2
+    server, replies = wire.decode_batch(value)
+    assert server == "owner:7:x"
+    assert replies == [
+        wire.AppendReply("r-1", "owner:7:x", 5, (Position("bank.account.events", 2, 40),)),
+        conflict,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"v": 1, "server": "s", "replies": []}, "reply batch has protocol version 1"),
+        ({"v": 2, "server": "s", "replies": {}}, "field 'replies' must be a list"),
+        ({"v": 2, "server": "s", "replies": [[1, 2, []]]}, "is not \\[request_id, ...\\]"),
+        ({"v": 2, "server": "s", "replies": [["r", True, []]]}, "is neither"),
+        ({"v": 2, "server": "s", "replies": [["r", 1, [2]]]}, "position 2 is not"),
+        ({"v": 2, "server": "s", "replies": [["r", {"message": "m"}]]}, "field 'type'"),
+    ],
+)
+def test_unreadable_reply_batches_raise_decode_error(body: dict[str, Any], message: str) -> None:
+    with pytest.raises(errors.DecodeError, match=message):
+        wire.decode_batch(json.dumps(body).encode())

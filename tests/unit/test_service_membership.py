@@ -1,10 +1,13 @@
 """A crashed projector gets its partitions back fast: static membership from a stable
-identity where there is one, a 10 s session timeout otherwise (see docs/how-to/production.md)."""
+identity where there is one, a session timeout otherwise that still outlasts a group
+coordinator's failover, with heartbeats at most a second apart (see
+docs/how-to/production.md)."""
 
 from __future__ import annotations
 
 import pytest
 
+from eventsource.errors import ConfigurationError
 from eventsource.kafka.config import KafkaSettings
 from eventsource.service.runtime import membership
 from eventsource.service.settings import ServiceSettings
@@ -16,8 +19,29 @@ def _outside_kubernetes(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_without_an_identity_the_session_timeout_is_ten_seconds() -> None:
-    assert membership(KafkaSettings(), ServiceSettings()) == {"session.timeout.ms": 10_000}
+def test_without_an_identity_the_session_outlasts_a_coordinator_failover() -> None:
+    # 20 s: a 10 s session lost every partition when the group's coordinator was killed
+    # on a three-broker cluster (tests/reliability/test_cluster_projectors.py).
+    assert membership(KafkaSettings(), ServiceSettings()) == {
+        "session.timeout.ms": 20_000,
+        "heartbeat.interval.ms": 1_000,
+    }
+
+
+def test_the_heartbeat_follows_a_configured_session_timeout() -> None:
+    short = membership(KafkaSettings(), ServiceSettings(session_timeout_ms=3_000))
+    assert short == {"session.timeout.ms": 3_000, "heartbeat.interval.ms": 500}
+
+
+def test_the_heartbeat_follows_a_session_timeout_given_with_x() -> None:
+    kafka = KafkaSettings(kafka_extra={"session.timeout.ms": "4800"})
+    assert membership(kafka, ServiceSettings()) == {"heartbeat.interval.ms": 800}
+
+
+def test_a_session_timeout_given_with_x_that_is_no_number_is_a_configuration_error() -> None:
+    kafka = KafkaSettings(kafka_extra={"session.timeout.ms": "20s"})
+    with pytest.raises(ConfigurationError, match=r"-X session.timeout.ms='20s' .* 20000"):
+        membership(kafka, ServiceSettings())
 
 
 def test_an_instance_id_makes_the_member_static() -> None:
@@ -39,5 +63,11 @@ def test_outside_kubernetes_the_host_name_is_not_used(monkeypatch: pytest.Monkey
 
 
 def test_librdkafka_properties_given_with_x_win() -> None:
-    kafka = KafkaSettings(kafka_extra={"session.timeout.ms": "45000", "group.instance.id": "mine"})
+    kafka = KafkaSettings(
+        kafka_extra={
+            "session.timeout.ms": "45000",
+            "heartbeat.interval.ms": "3000",
+            "group.instance.id": "mine",
+        }
+    )
     assert membership(kafka, ServiceSettings(instance_id="projector-0")) == {}

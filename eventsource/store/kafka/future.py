@@ -46,15 +46,17 @@ class AppendFuture(Future[AppendResult]):
     _waiting: list[Any] | None = None  # made on first use: waiting with wait() is rare
     _callbacks: _Callback | list[_Callback] | None = None
     """No callback, the only one (the usual case: no list kept alive per append), or a list."""
+    # Future's state starts from these class-level values (set per instance once it changes):
+    # nothing to store per append before the writer starts it.
+    _state = PENDING
+    _result: AppendResult | None = None
+    _exception: BaseException | None = None
 
     def __init__(self, condition: threading.Condition | None = None) -> None:
         # Future.__init__ is not called: it would build the condition this class shares,
         # and two lists most appends never use (they stay alive, and are collected, with
         # every append in flight).
         self._condition = threading.Condition() if condition is None else condition
-        self._state = PENDING
-        self._result = None
-        self._exception = None
 
     @property
     def _waiters(self) -> list[Any]:  # Future's methods, wait() and as_completed() use it
@@ -94,6 +96,12 @@ class AppendFuture(Future[AppendResult]):
             _call(callback, self)
 
     def result(self, timeout: float | None = None) -> AppendResult:
+        if self._state == FINISHED and self._exception is None:
+            # Resolved (the usual case once a callback ran): resolve_all stores the result
+            # before the state, under the GIL, so the result is there without the lock.
+            result = self._result
+            assert result is not None
+            return result
         with self._condition:
             self._await(timeout)
             error = self._exception

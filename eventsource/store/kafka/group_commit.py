@@ -29,12 +29,14 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from itertools import compress
+from operator import attrgetter
 
 from confluent_kafka import Producer
 
 from eventsource.codec.envelope import HeaderTemplate, utc_stamp
 from eventsource.domain import Aggregate, Event, Position
 from eventsource.errors import ConcurrencyError
+from eventsource.gcpause import gc_resumed
 from eventsource.lifecycle import ServiceThread
 from eventsource.store.kafka.admission import Admitted, TrialFold
 from eventsource.store.kafka.future import AppendFuture, resolve_all, start_all
@@ -43,6 +45,7 @@ from eventsource.store.kafka.options import WriterState
 from eventsource.store.kafka.producer import DeliveryMark
 from eventsource.store.kafka.recovery import CommitRecovery
 from eventsource.store.kafka.request import AppendRequest
+from eventsource.store.kafka.results import new_position, new_result
 from eventsource.store.port import ANY, AppendResult
 
 __all__ = ["FaultHook", "GroupCommits"]
@@ -53,6 +56,7 @@ FaultHook = Callable[[str], None]
 ``"after_commit"``; an exception it raises is handled like a Kafka failure."""
 
 _Headers = list[tuple[str, str | bytes | None]]  # what produce() takes (list is invariant)
+_events = attrgetter("events")
 
 
 class GroupCommits(ServiceThread):
@@ -120,14 +124,17 @@ class GroupCommits(ServiceThread):
                     self._cond.wait(0.5)
                 finally:
                     self._idle = False
-            batch: list[AppendRequest] = []
-            events = 0
-            while self._queue and (
-                not batch or events + len(self._queue[0].events) <= self.max_batch_events
-            ):
-                request = self._queue.popleft()
-                batch.append(request)
-                events += len(request.events)
+            queue, limit = self._queue, self.max_batch_events
+            if len(queue) <= limit and sum(map(len, map(_events, queue))) <= limit:
+                batch = list(queue)  # the usual case: everything queued fits one commit
+                queue.clear()
+            else:
+                batch = []
+                events = 0
+                while queue and (not batch or events + len(queue[0].events) <= limit):
+                    request = queue.popleft()
+                    batch.append(request)
+                    events += len(request.events)
             # A caller that gave up while its request was queued cancelled it: skip it.
             return list(compress(batch, start_all(self._cond, batch)))
 
@@ -187,7 +194,8 @@ class GroupCommits(ServiceThread):
         except Exception as exc:
             failure = exc
         if failure is not None:
-            self.recovery.fail_uncommitted(accepted, failure)
+            with gc_resumed():  # recovery waits for the broker: the collector may run
+                self.recovery.fail_uncommitted(accepted, failure)
             return
         try:
             self.fault("commit")
@@ -197,7 +205,8 @@ class GroupCommits(ServiceThread):
         except Exception as exc:
             failure = exc
         if failure is not None:
-            self.recovery.commit_failed(accepted, failure)
+            with gc_resumed():
+                self.recovery.commit_failed(accepted, failure)
             return
         self._settle(producer, batch, first, last)
 
@@ -261,13 +270,14 @@ class GroupCommits(ServiceThread):
                 break
         total = batch.events
         if first.offset is None or last.offset is None or last.offset - first.offset + 1 != total:
-            self.recovery.resolve_uncertain(
-                batch.requests,
-                RuntimeError(
-                    f"committed batch of {total} events has delivery offsets "
-                    f"{first.offset}..{last.offset}: positions established by re-reading"
-                ),
-            )
+            with gc_resumed():
+                self.recovery.resolve_uncertain(
+                    batch.requests,
+                    RuntimeError(
+                        f"committed batch of {total} events has delivery offsets "
+                        f"{first.offset}..{last.offset}: positions established by re-reading"
+                    ),
+                )
             return
         self.complete(batch, first.offset)
 
@@ -280,13 +290,13 @@ class GroupCommits(ServiceThread):
         for request in batch.requests:
             count = len(request.events)
             if count == 1:
-                positions: tuple[Position, ...] = (Position(topic, partition, offset),)
+                positions: tuple[Position, ...] = (new_position(topic, partition, offset),)
             else:
                 positions = tuple(
-                    [Position(topic, partition, o) for o in range(offset, offset + count)]
+                    [new_position(topic, partition, o) for o in range(offset, offset + count)]
                 )
             offset += count
-            result = AppendResult(request.aggregate_id, request.base_version + count, positions)
+            result = new_result(request.aggregate_id, request.base_version + count, positions)
             outcomes.append((request, result))
         self.end_offset = max(self.end_offset, offset)
         resolve_all(self._cond, outcomes)

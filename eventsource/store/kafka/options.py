@@ -28,7 +28,10 @@ class WriterOptions:
     the snapshot topic is used instead) concern only the grouped store's writers.
     ``read_wait`` (seconds) bounds how long a ``load`` or ``version`` waits for a partition
     whose writer is establishing a commit's outcome (or catching up) before it fails with
-    the retriable ``StoreUnavailableError``.
+    the retriable ``StoreUnavailableError``. ``pause_collector``: each writer pauses the
+    cyclic garbage collector while a group commit is in flight (:mod:`eventsource.gcpause`,
+    shared with the projection runners, bounded in time and allocations); ``False`` leaves
+    the collector alone.
     """
 
     source: str | None = None
@@ -37,6 +40,7 @@ class WriterOptions:
     cache_size: int = 10_000
     local_catchup_limit: int = 100_000
     read_wait: float = 5.0
+    pause_collector: bool = True
 
     def __post_init__(self) -> None:
         if self.read_wait < 0:

@@ -34,7 +34,6 @@ class AppendRequest(AppendFuture):
 
     def __init__(
         self,
-        *,
         aggregate_type: str,
         aggregate_id: str,
         events: tuple[Event, ...],
@@ -46,7 +45,9 @@ class AppendRequest(AppendFuture):
         time: datetime | None = None,
         condition: threading.Condition | None = None,
     ) -> None:
-        super().__init__(condition)
+        # AppendFuture.__init__ inlined (its state starts from class-level defaults): one
+        # is made per append, in the caller's thread (positional arguments: cheaper too).
+        self._condition = threading.Condition() if condition is None else condition
         self.aggregate_type = aggregate_type
         self.aggregate_id = aggregate_id
         self.events = events

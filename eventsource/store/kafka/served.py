@@ -197,22 +197,27 @@ class ServedByWriters(AppenderBase):
                     f"{writer.index.aggregate_cls.__name__} has no @apply handler for "
                     f"{type(event).__name__}; nothing was written to {aggregate_id!r}"
                 )
-        if len(events) == 1:  # the usual command
-            payloads: tuple[bytes, ...] = (encode(events[0]),)
-            event_ids: tuple[str, ...] = (new_event_id(),)
+        given = call.payloads
+        if given is not None and len(given) == len(events):  # routed: the client's bytes
+            payloads: tuple[bytes, ...] = tuple(map(self.codec.reuse_or_encode, events, given))
+            event_ids: tuple[str, ...] = tuple([new_event_id() for _ in events])
+        elif len(events) == 1:  # the usual command
+            payloads = (encode(events[0]),)
+            event_ids = (new_event_id(),)
         else:
             payloads = tuple([encode(event) for event in events])
             event_ids = tuple([new_event_id() for _ in events])
-        request = AppendRequest(
-            aggregate_type=aggregate_type,
-            aggregate_id=aggregate_id,
-            events=tuple(events),
-            payloads=payloads,
-            event_ids=event_ids,
-            expected_version=call.expected_version,
-            correlation_id=call.correlation_id,
-            causation_id=call.causation_id,
-            condition=writer.lock,
+        request = AppendRequest(  # positional: one per append
+            aggregate_type,
+            aggregate_id,
+            tuple(events),
+            payloads,
+            event_ids,
+            call.expected_version,
+            call.correlation_id,
+            call.causation_id,
+            None,
+            writer.lock,
         )
         limit = self._record_limits.get(writer.topic)
         check_record_sizes(request, limit, writer.topic, self.source)

@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -38,6 +39,7 @@ from eventsource.errors import (
     StoreUnavailableError,
     UncertainCommitError,
 )
+from eventsource.gcpause import gc_paused
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import writer_transactional_id
 from eventsource.store.kafka.catchup import TailRead, read_partition
@@ -204,9 +206,16 @@ class PartitionWriter(GroupCommits):
             pause = min(pause * 2, 2.0)
 
     def _loop(self) -> None:
+        # The collector is paused while a group commit is in flight: its requests, events
+        # and folded states are never traversed nor promoted by the collections their
+        # neighbours' allocations set off (eventsource.gcpause bounds the pause).
+        pause: Callable[[], AbstractContextManager[None]] = (
+            gc_paused if self.options.pause_collector else nullcontext
+        )
         while (batch := self._take_batch()) is not None:
             try:
-                self._process(batch)
+                with pause():
+                    self._process(batch)
             except Exception as exc:  # a bug, or an @apply handler that raised
                 self._crash(batch, exc)
                 return

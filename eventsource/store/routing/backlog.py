@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+from collections.abc import Iterable
 from concurrent.futures import Future
 
 from eventsource.errors import OverloadedError, StoreUnavailableError
@@ -65,9 +66,15 @@ class Backlog:
         ``admitted``: requests already let in but not tracked yet (the server starts a
         batch's appends together), counted as in flight.
         """
+        return None if admitted < self.room() else self.overloaded(aggregate_id)
+
+    def room(self) -> int:
+        """How many more requests may be let in now (a batch asks once, not per request)."""
         with self._lock:
-            if self.in_flight + admitted < self.max_pending:
-                return None
+            return self.max_pending - self.in_flight
+
+    def overloaded(self, aggregate_id: str) -> OverloadedError:
+        """The answer to a request beyond :attr:`max_pending`."""
         return OverloadedError(
             f"the owner has {self.max_pending} appends in flight (its max_pending); the "
             f"request for {aggregate_id!r} was refused, nothing was written: retry shortly"
@@ -83,26 +90,38 @@ class Backlog:
         and would otherwise keep every answered request, result and all, until its client's
         deadline (seconds of traffic, which the garbage collector walks again and again).
         """
-        tracked = Tracked(future)
+        return self.track_all(((future, expires_at_ms),))[0]
+
+    def finished(self, tracked: Tracked) -> None:
+        """The request ``tracked`` names is answered: no longer in flight."""
+        self.finished_all((tracked,))
+
+    def finished_all(self, tracked: Iterable[Tracked]) -> None:
+        """The requests named are answered (a batch of replies: one acquisition)."""
+        with self.idle:
+            for entry in tracked:
+                if entry.future is None:
+                    continue  # said twice: counted once
+                entry.future = None
+                self.in_flight -= 1
+            if not self.in_flight:
+                self._deadlines.clear()
+            self.idle.notify_all()
+
+    def track_all(self, entries: Iterable[tuple[Future[AppendResult], int]]) -> list[Tracked]:
+        """:meth:`track` for several requests (futures and deadlines) under one lock."""
+        tracked = []
         with self._lock:
-            self.in_flight += 1
-            deadlines = self._deadlines
-            heapq.heappush(deadlines, (expires_at_ms, next(self._order), tracked))
+            deadlines, order = self._deadlines, self._order
+            for future, expires_at_ms in entries:
+                entry = Tracked(future)
+                tracked.append(entry)
+                heapq.heappush(deadlines, (expires_at_ms, next(order), entry))
+            self.in_flight += len(tracked)
             if len(deadlines) > 2 * self.in_flight + _SPARE:
                 deadlines[:] = [entry for entry in deadlines if entry[2].future is not None]
                 heapq.heapify(deadlines)
         return tracked
-
-    def finished(self, tracked: Tracked) -> None:
-        """The request ``tracked`` names is answered: no longer in flight."""
-        with self.idle:
-            if tracked.future is None:
-                return  # said twice: counted once
-            tracked.future = None
-            self.in_flight -= 1
-            if not self.in_flight:
-                self._deadlines.clear()
-            self.idle.notify_all()
 
     @property
     def tracked(self) -> int:

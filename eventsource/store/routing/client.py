@@ -75,7 +75,7 @@ class RemoteEventStore(AppenderBase, ServiceThread):
         super().__init__(f"remote-store-{self.client_id}")
         self.requests_topic = requests_topic(settings.application_id)
         self.replies_topic = replies_topic(settings.application_id)
-        self._replies = PendingReplies(settings.application_id)
+        self._replies = PendingReplies(settings.application_id, self.client_id)
         self._producer: Producer | None = None
         self._consumer: Consumer | None = None
 

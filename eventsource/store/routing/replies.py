@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import Future, InvalidStateError
@@ -14,6 +15,8 @@ from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
 
 __all__ = ["PendingReplies"]
+
+log = logging.getLogger(__name__)
 
 
 class _Pending:
@@ -37,8 +40,10 @@ class PendingReplies:
     version query: the version, no positions), so a request costs one future, not a chain.
     """
 
-    def __init__(self, application_id: str) -> None:
+    def __init__(self, application_id: str, client_id: str = "") -> None:
         self.application_id = application_id
+        self.client_id = client_id
+        """Whose batched replies (``es-client`` header) this table takes."""
         self.last_owner: str | None = None
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
@@ -57,8 +62,19 @@ class PendingReplies:
             self._pending.pop(request_id, None)
 
     def on_reply(self, message: Message) -> None:
-        """Complete the future a reply record answers; other clients' replies are skipped."""
-        request_id = wire.request_id_of(message.headers())
+        """Complete the futures a reply record answers; other clients' replies are skipped.
+
+        A record is a batch of replies for one client (``es-client`` header, version 2), or
+        one reply (``es-request-id`` header, version 1: an owner's answer to a request it
+        could not read, or an older owner's).
+        """
+        headers = message.headers()
+        client = wire.header_of(headers, wire.CLIENT_HEADER)
+        if client is not None:
+            if client == self.client_id:
+                self._on_batch(message.value())
+            return
+        request_id = wire.request_id_of(headers)
         with self._lock:
             entry = self._pending.pop(request_id, None) if request_id else None
         if entry is None or request_id is None:
@@ -69,6 +85,24 @@ class PendingReplies:
             self._give_up(request_id, entry, f"its reply is unreadable: {exc}")
             return
         self.last_owner = reply.server
+        self._complete(entry, reply)
+
+    def _on_batch(self, value: bytes | None) -> None:
+        try:
+            server, replies = wire.decode_batch(value)
+        except DecodeError as exc:
+            # Whose replies it held is unknown: they time out as uncertain, which is true.
+            log.error("client %s: unreadable reply batch: %s", self.client_id, exc)
+            return
+        self.last_owner = server
+        pending, lock = self._pending, self._lock
+        for reply in replies:
+            with lock:
+                entry = pending.pop(reply.request_id, None)
+            if entry is not None:  # else: answered already, or past its deadline
+                self._complete(entry, reply)
+
+    def _complete(self, entry: _Pending, reply: wire.Reply) -> None:
         try:  # the caller may have cancelled the future it was given: nothing to tell then
             if isinstance(reply, wire.ErrorReply):
                 entry.future.set_exception(wire.error_from_reply(reply))

@@ -9,25 +9,20 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from eventsource.errors import (
-    ConfigurationError,
-    DecodeError,
-    FencedError,
-    StoreUnavailableError,
-    UncertainCommitError,
-)
+from eventsource.errors import StoreUnavailableError, UncertainCommitError
+from eventsource.gcpause import gc_paused
 from eventsource.kafka.config import KafkaSettings
 from eventsource.kafka.names import append_server_group, append_server_instance_id
 from eventsource.kafka.static_member import duplicate_instance, fenced_instance, is_fatal
-from eventsource.kafka.unchained import unchained
 from eventsource.lifecycle import ServiceThread, ThreadState
-from eventsource.store.port import AppendCall, AppendResult, check_append_arguments
+from eventsource.store.port import AppendResult
 from eventsource.store.routing import wire
-from eventsource.store.routing.backlog import Backlog, Tracked, expired_error
+from eventsource.store.routing.backlog import Backlog
+from eventsource.store.routing.intake import Admitted, Intake
+from eventsource.store.routing.outbox import ReplyOutbox
 from eventsource.store.routing.ports import EventDecoder, OwnedStore
 from eventsource.store.routing.topics import (
     ensure_topic,
@@ -37,9 +32,6 @@ from eventsource.store.routing.topics import (
 )
 
 __all__ = ["AppendServer"]
-
-_Admitted = tuple[wire.Request, AppendCall]
-"""An append request let in, and the call it asks for."""
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +47,8 @@ class AppendServer(ServiceThread):
     batch go through one ``append_many`` of the store (no thread per request, each writer's
     share queued at once, so the store group-commits them; each request is still checked,
     started and answered on its own); ``version`` requests run on up to ``workers`` threads.
+    Requests are read and admitted by :class:`~.intake.Intake`; answers are sent by a
+    :class:`~.outbox.ReplyOutbox` thread, one reply record per client per flush.
 
     When the store reports ``FencedError`` the server answers that request (nothing was
     written) and stops, so the requests partitions go to the new owner's server (at once if
@@ -105,6 +99,8 @@ class AppendServer(ServiceThread):
         self._assigned = threading.Event()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self._outbox: ReplyOutbox | None = None
+        self._intake: Intake | None = None
         self.backlog = Backlog(max_pending)
         self.stopped_by: Exception | None = None
         """Why the server stopped on its own: ``DuplicateInstanceError`` when another
@@ -125,6 +121,11 @@ class AppendServer(ServiceThread):
         if self.group_instance_id is not None:
             overrides["group.instance.id"] = self.group_instance_id
         self._consumer = Consumer(self.settings.consumer_config(self.group_id, **overrides))
+        self._outbox = ReplyOutbox(self._producer, self.server_id, self.backlog, self.stop)
+        self._outbox.start_thread()
+        self._intake = Intake(
+            self.codec, self.replies_topic, self.server_id, self.backlog, self._outbox
+        )
         self.start_thread()
         if not self.wait_ready(timeout):
             self.close()
@@ -156,6 +157,8 @@ class AppendServer(ServiceThread):
         # append_async futures are not the executor's: wait for their replies too.
         self.backlog.wait_idle(drain)
         self._executor.shutdown(wait=True)
+        if self._outbox is not None:  # sends what is queued (refusals too), then ends
+            self._outbox.close(drain)
         if self._producer is not None:
             self._producer.flush(drain)
 
@@ -188,13 +191,16 @@ class AppendServer(ServiceThread):
         except KafkaException as exc:
             self._on_consumer_error(exc.args[0])
             return
-        appends: list[_Admitted] = []
-        for message in messages:
-            admitted = self._on_message(message, len(appends))
-            if admitted is not None:
-                appends.append(admitted)
-        if appends:
-            self._start_appends(appends)
+        if messages:
+            # The batch's requests stay alive until answered: collections set off while
+            # they are made would traverse and promote them (eventsource.gcpause).
+            with gc_paused():
+                assert self._intake is not None
+                appends, queries = self._intake.read(messages, self._on_consumer_error)
+                for request in queries:
+                    self._follow([request], [self._executor.submit(self._version, request)])
+                if appends:
+                    self._start_appends(appends)
         self.backlog.expire(time.time() * 1000)
 
     def _cleanup(self) -> None:
@@ -212,97 +218,57 @@ class AppendServer(ServiceThread):
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.unassign()
 
-    def _on_message(self, message: Message, admitted: int) -> _Admitted | None:
-        """Answer what can be answered at once; an append to start is returned instead (the
-        batch's appends start together, :meth:`_start_appends`). ``admitted``: appends of
-        this batch let in so far (they count against the backlog's bound)."""
-        error = message.error()
-        if error is not None:
-            self._on_consumer_error(error)
-            return None
-        try:
-            request = wire.decode_request(message.value())
-        except DecodeError as exc:
-            self._reject_unreadable(message, exc)
-            return None
-        if request.reply_topic != self.replies_topic:
-            # Replies go only to the application's replies topic: a request must not make
-            # the owner write into another topic (an events topic, say).
-            wrong = ConfigurationError(
-                f"request {request.request_id} asks for replies on {request.reply_topic!r}; "
-                f"this server replies only on {self.replies_topic!r}: use the same "
-                "application_id on clients and owner"
-            )
-            stub = replace(request, reply_topic=self.replies_topic)
-            self._reply(stub, wire.error_reply(request.request_id, self.server_id, wrong))
-            return None
-        if request.expires_at_ms < time.time() * 1000:
-            log.warning(
-                "append server %s skips request %s for %r: its client gave up before it arrived",
-                self.server_id,
-                request.request_id,
-                request.aggregate_id,
-            )
-            return None
-        refused = self.backlog.refusal(request.aggregate_id, admitted)
-        if refused is not None:
-            self._reply(request, wire.error_reply(request.request_id, self.server_id, refused))
-            return None
-        try:
-            if request.kind == "version":
-                self._follow(request, self._executor.submit(self._version, request))
-                return None
-            call = self._call(request, message)
-        except Exception as exc:  # decode / argument errors: nothing was written
-            self._reply(request, wire.error_reply(request.request_id, self.server_id, exc))
-            return None
-        return request, call
-
-    def _start_appends(self, appends: list[_Admitted]) -> None:
+    def _start_appends(self, appends: list[Admitted]) -> None:
         """Start a batch's appends with one ``append_many`` (each writer's share queued at
         once); each gets its own answer, as if started alone."""
+        refuse = self._outbox_or_fail().refuse
         try:
             futures = self.store.append_many([call for _, call in appends])
         except (ValueError, TypeError):
             # Refused before anything started (arguments are checked one by one first,
             # so this is a store's own check): start them one by one, each answered alone.
             for request, call in appends:
-                self._start_one(request, call)
+                try:
+                    future = self.store.append_async(
+                        call.aggregate_type,
+                        call.aggregate_id,
+                        call.events,
+                        call.expected_version,
+                        correlation_id=call.correlation_id,
+                        causation_id=call.causation_id,
+                    )
+                except Exception as exc:  # refused before anything was written
+                    refuse(request, exc)
+                    continue
+                self._follow([request], [future])
             return
         except Exception as exc:  # a store's bug: some of them may have been queued
             for request, _ in appends:
-                uncertain = UncertainCommitError(
-                    f"the owner's store failed while starting a batch of appends "
-                    f"({type(exc).__name__}: {exc}); the append to {request.aggregate_id!r} "
-                    "may or may not be committed: reload the aggregate before retrying"
-                )
-                self._reply(
-                    request, wire.error_reply(request.request_id, self.server_id, uncertain)
+                refuse(
+                    request,
+                    UncertainCommitError(
+                        f"the owner's store failed while starting a batch of appends "
+                        f"({type(exc).__name__}: {exc}); the append to "
+                        f"{request.aggregate_id!r} may or may not be committed: reload the "
+                        "aggregate before retrying"
+                    ),
                 )
             log.error("append server %s: append_many failed: %s", self.server_id, exc)
             return
-        for (request, _), future in zip(appends, futures, strict=True):
-            self._follow(request, future)
+        self._follow([request for request, _ in appends], futures)
 
-    def _start_one(self, request: wire.Request, call: AppendCall) -> None:
-        try:
-            future = self.store.append_async(
-                call.aggregate_type,
-                call.aggregate_id,
-                call.events,
-                call.expected_version,
-                correlation_id=call.correlation_id,
-                causation_id=call.causation_id,
-            )
-        except Exception as exc:  # refused before anything was written
-            self._reply(request, wire.error_reply(request.request_id, self.server_id, exc))
-            return
-        self._follow(request, future)
+    def _follow(self, requests: list[wire.Request], futures: list[Future[AppendResult]]) -> None:
+        """Answer each request when its future completes; bound and expire it meanwhile."""
+        follow = self._outbox_or_fail().follow
+        tracked = self.backlog.track_all(
+            zip(futures, [request.expires_at_ms for request in requests], strict=True)
+        )
+        for request, future, entry in zip(requests, futures, tracked, strict=True):
+            follow(request, future, entry)
 
-    def _follow(self, request: wire.Request, future: Future[AppendResult]) -> None:
-        """Answer ``request`` when ``future`` completes; bound and expire it meanwhile."""
-        tracked = self.backlog.track(future, request.expires_at_ms)
-        future.add_done_callback(lambda f: self._complete(request, f, tracked))
+    def _outbox_or_fail(self) -> ReplyOutbox:
+        assert self._outbox is not None  # made by start()
+        return self._outbox
 
     def _on_consumer_error(self, error: object) -> None:
         if isinstance(error, KafkaError) and fenced_instance(error):
@@ -320,89 +286,6 @@ class AppendServer(ServiceThread):
         elif not (isinstance(error, KafkaError) and error.code() == KafkaError._PARTITION_EOF):
             log.warning("append server %s: %s", self.server_id, error)
 
-    def _call(self, request: wire.Request, message: Message) -> AppendCall:
-        """The append a request asks for, its events decoded and its arguments checked."""
-        decode, topic = self.codec.decode_at, message.topic() or ""
-        partition, offset = message.partition() or 0, message.offset() or 0
-        events = [decode(e.payload, topic, partition, offset) for e in request.events]
-        check_append_arguments(request.aggregate_id, events, request.expected_version)
-        return AppendCall(
-            request.aggregate_type,
-            request.aggregate_id,
-            events,
-            request.expected_version,
-            request.correlation_id,
-            request.causation_id,
-        )
-
     def _version(self, request: wire.Request) -> AppendResult:
         version = self.store.version(request.aggregate_type, request.aggregate_id)
         return AppendResult(request.aggregate_id, version, ())
-
-    def _complete(
-        self, request: wire.Request, future: Future[AppendResult], tracked: Tracked
-    ) -> None:
-        try:
-            self._answer(request, future)
-        finally:
-            self.backlog.finished(tracked)
-
-    def _answer(self, request: wire.Request, future: Future[AppendResult]) -> None:
-        if future.cancelled():  # expired while it waited: never executed
-            error: BaseException | None = expired_error(request.request_id, request.aggregate_id)
-        else:
-            error = future.exception()
-        if error is None:
-            result = future.result()
-            reply: wire.Reply = wire.AppendReply(
-                request.request_id, self.server_id, result.version, result.positions
-            )
-        else:
-            reply = wire.error_reply(request.request_id, self.server_id, error)
-        self._reply(request, reply)
-        if isinstance(error, FencedError):
-            log.error(
-                "append server %s: the store is fenced by a newer owner; stopping so the "
-                "requests go to the new owner's server",
-                self.server_id,
-            )
-            self.stop()
-
-    def _reply(self, request: wire.Request, reply: wire.Reply) -> None:
-        producer = self._producer
-        assert producer is not None
-        try:
-            # Called from except blocks and from done callbacks that run anywhere: a failed
-            # produce must not keep the exception being handled alive (unchained's docstring).
-            unchained(
-                producer.produce,
-                request.reply_topic,
-                key=request.request_id.encode("utf-8"),
-                value=wire.encode_reply(reply),
-                headers=[(wire.REQUEST_ID_HEADER, request.request_id.encode("utf-8"))],
-                on_delivery=_log_failed_reply,
-            )
-        except (BufferError, KafkaException) as exc:
-            # The client will time out with UncertainCommitError, which stays true.
-            log.error(
-                "append server %s cannot reply to request %s: %s",
-                self.server_id,
-                request.request_id,
-                exc,
-            )
-
-    def _reject_unreadable(self, message: Message, exc: DecodeError) -> None:
-        located = exc.at(message.topic() or "", message.partition() or 0, message.offset() or 0)
-        request_id = wire.request_id_of(message.headers())
-        log.error("append server %s: unreadable request: %s", self.server_id, located)
-        if request_id is None:
-            return
-        # Without a readable body the reply topic is unknown; the shared one is the default.
-        reply = wire.error_reply(request_id, self.server_id, located)
-        stub = wire.Request("append", request_id, self.replies_topic, "", 0, "", "")
-        self._reply(stub, reply)
-
-
-def _log_failed_reply(err: KafkaError | None, msg: Message) -> None:
-    if err is not None:
-        log.error("reply to %s not delivered: %s", msg.key(), err)

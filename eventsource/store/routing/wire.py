@@ -1,11 +1,17 @@
 """Wire format of append requests and replies: versioned JSON, documented in
 ``docs/reference/routing.md``.
 
-A request or reply is one Kafka record whose value is a UTF-8 JSON object with ``"v": 1``
-and whose ``es-request-id`` header repeats the request id, so a client can skip the replies
-of other clients without parsing them. Event payloads travel as the codec's bytes
-(Avro single-object encoding), base64-encoded, so the owner decodes them with the same
-schema catalog it uses for the events topic.
+A request is one Kafka record whose value is a UTF-8 JSON object with ``"v"`` (the
+protocol version its client speaks) and whose ``es-request-id`` header repeats the request
+id. Event payloads travel as the codec's bytes (Avro single-object encoding),
+base64-encoded, so the owner decodes them with the same schema catalog it uses for the
+events topic, and may write them as they are (:meth:`EventCodec.reuse_or_encode`).
+
+Replies to version-2 requests are batched: one record per client per flush of the owner's
+replies, its ``es-client`` header naming the client (others skip it unread), its value
+``{"v": 2, "server": ..., "replies": [...]}``. Replies to version-1 requests, and to
+requests the owner cannot read, are one record each, version 1, with the ``es-request-id``
+header: every client reads those.
 """
 
 from __future__ import annotations
@@ -14,92 +20,62 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from eventsource import errors
 from eventsource.domain import Position
+from eventsource.store.port import AppendResult
+from eventsource.store.routing.wire_errors import error_from_reply, error_reply
+from eventsource.store.routing.wire_types import (
+    CLIENT_HEADER,
+    PROTOCOL_VERSION,
+    REQUEST_ID_HEADER,
+    SUPPORTED_VERSIONS,
+    AppendReply,
+    EncodedEvent,
+    ErrorReply,
+    Reply,
+    Request,
+    RequestKind,
+)
 
 __all__ = [
+    "CLIENT_HEADER",
     "PROTOCOL_VERSION",
     "REQUEST_ID_HEADER",
+    "SUPPORTED_VERSIONS",
     "AppendReply",
     "EncodedEvent",
     "ErrorReply",
     "Reply",
     "Request",
+    "RequestKind",
+    "decode_batch",
     "decode_reply",
     "decode_request",
+    "encode_batch",
     "encode_reply",
     "encode_request",
+    "error_entry",
     "error_from_reply",
     "error_reply",
+    "header_of",
     "request_id_of",
+    "result_entry",
 ]
-
-PROTOCOL_VERSION: Final = 1
-REQUEST_ID_HEADER: Final = "es-request-id"
 
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
 """One compact encoder for every record (``json.dumps`` with options builds one per call)."""
-
-RequestKind = Literal["append", "version"]
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedEvent:
-    """One event as the codec encoded it, with its type name for logs and checks."""
-
-    event_type: str
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """An append (or version query) sent to the owner of the aggregate's partition."""
-
-    kind: RequestKind
-    request_id: str
-    reply_topic: str
-    client: str
-    expires_at_ms: int
-    aggregate_type: str
-    aggregate_id: str
-    expected_version: int = 0
-    events: tuple[EncodedEvent, ...] = ()
-    correlation_id: str | None = None
-    causation_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AppendReply:
-    """Success: the aggregate's new version (for ``version`` requests: its current one)."""
-
-    request_id: str
-    server: str
-    version: int
-    positions: tuple[Position, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorReply:
-    """Failure: the typed error the owner raised, by class name, with its fields."""
-
-    request_id: str
-    server: str
-    error_type: str
-    message: str
-    retriable: bool = False
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-Reply = AppendReply | ErrorReply
+_UPGRADE: Final = (
+    "run the same eventsource version on clients and owner (an owner also serves clients "
+    "of the previous version: upgrade owners first)"
+)
 
 
 # requests ------------------------------------------------------------------------------
 def encode_request(request: Request) -> bytes:
     body: dict[str, Any] = {
-        "v": PROTOCOL_VERSION,
+        "v": request.version,
         "kind": request.kind,
         "request_id": request.request_id,
         "reply_topic": request.reply_topic,
@@ -119,8 +95,72 @@ def encode_request(request: Request) -> bytes:
 
 
 def decode_request(value: bytes | None) -> Request:
-    """Parse a request; ``DecodeError`` says which field is wrong."""
-    body = _load(value, "append request")
+    """Parse a request of a version this owner serves; ``DecodeError`` says what is wrong.
+
+    The owner parses one per routed append: a well-formed request is read in one pass
+    (types compared at once, payloads through ``binascii``); anything else goes through
+    the field-by-field checks, which name what is wrong.
+    """
+    try:
+        body = json.loads(value)  # type: ignore[arg-type]  # None: the checks say so
+        request = _well_formed(body)
+    except Exception:  # _checked_request raises the exact DecodeError
+        request = None
+    return _checked_request(value) if request is None else request
+
+
+def _well_formed(body: Any) -> Request | None:
+    """The request in ``body`` if every field has its type, else ``None``."""
+    get = body.get
+    version, kind, request_id, reply_topic = (
+        get("v"),
+        get("kind"),
+        get("request_id"),
+        get("reply_topic"),
+    )
+    client, expires, aggregate_type = get("client"), get("expires_at_ms"), get("aggregate_type")
+    aggregate_id, expected, raws = get("aggregate_id"), get("expected_version"), get("events")
+    correlation_id, causation_id = get("correlation_id"), get("causation_id")
+    if not (
+        (version == 2 or version == 1)
+        and type(version) is int
+        and (kind == "append" or kind == "version")
+        and type(request_id) is str
+        and type(reply_topic) is str
+        and type(client) is str
+        and type(expires) is int
+        and type(aggregate_type) is str
+        and type(aggregate_id) is str
+        and type(expected) is int
+        and type(raws) is list
+        and (correlation_id is None or type(correlation_id) is str)
+        and (causation_id is None or type(causation_id) is str)
+    ):
+        return None
+    events = []
+    for raw in raws:
+        event_type, payload = raw["type"], raw["payload"]
+        if type(event_type) is not str or type(payload) is not str:
+            return None
+        events.append(EncodedEvent(event_type, binascii.a2b_base64(payload, strict_mode=True)))
+    return Request(
+        kind,
+        request_id,
+        reply_topic,
+        client,
+        expires,
+        aggregate_type,
+        aggregate_id,
+        expected,
+        tuple(events),
+        correlation_id,
+        causation_id,
+        version,
+    )
+
+
+def _checked_request(value: bytes | None) -> Request:
+    body = _load(value, "append request", SUPPORTED_VERSIONS)
     kind = _get(body, "kind", str)
     if kind not in ("append", "version"):
         raise errors.DecodeError(f"append request has unknown kind {kind!r}")
@@ -136,60 +176,119 @@ def decode_request(value: bytes | None) -> Request:
             ) from exc
         events.append(EncodedEvent(_get(raw, "type", str), payload))
     return Request(
-        kind="append" if kind == "append" else "version",
-        request_id=_get(body, "request_id", str),
-        reply_topic=_get(body, "reply_topic", str),
-        client=_get(body, "client", str),
-        expires_at_ms=_get(body, "expires_at_ms", int),
-        aggregate_type=_get(body, "aggregate_type", str),
-        aggregate_id=_get(body, "aggregate_id", str),
-        expected_version=_get(body, "expected_version", int),
-        events=tuple(events),
-        correlation_id=_get_optional(body, "correlation_id"),
-        causation_id=_get_optional(body, "causation_id"),
+        "append" if kind == "append" else "version",
+        _get(body, "request_id", str),
+        _get(body, "reply_topic", str),
+        _get(body, "client", str),
+        _get(body, "expires_at_ms", int),
+        _get(body, "aggregate_type", str),
+        _get(body, "aggregate_id", str),
+        _get(body, "expected_version", int),
+        tuple(events),
+        _get_optional(body, "correlation_id"),
+        _get_optional(body, "causation_id"),
+        body["v"],
     )
 
 
-# replies -------------------------------------------------------------------------------
+# version-1 replies: one record per request -------------------------------------------
 def encode_reply(reply: Reply) -> bytes:
-    body: dict[str, Any] = {
-        "v": PROTOCOL_VERSION,
-        "request_id": reply.request_id,
-        "server": reply.server,
-    }
+    body: dict[str, Any] = {"v": 1, "request_id": reply.request_id, "server": reply.server}
     if isinstance(reply, AppendReply):
         body["ok"] = True
         body["version"] = reply.version
         body["positions"] = [[p.topic, p.partition, p.offset] for p in reply.positions]
     else:
         body["ok"] = False
-        body["error"] = {
-            "type": reply.error_type,
-            "message": reply.message,
-            "retriable": reply.retriable,
-            **reply.fields,
-        }
+        body["error"] = _error_body(reply)
     return _ENCODER.encode(body).encode("utf-8")
 
 
 def decode_reply(value: bytes | None) -> Reply:
-    """Parse a reply; ``DecodeError`` says which field is wrong."""
-    body = _load(value, "append reply")
+    """Parse a version-1 reply; ``DecodeError`` says which field is wrong."""
+    body = _load(value, "append reply", (1,))
     request_id = _get(body, "request_id", str)
     server = _get(body, "server", str)
     if _get(body, "ok", bool):
-        positions = []
-        for raw in _get(body, "positions", list):
-            if not (
-                isinstance(raw, list)
-                and len(raw) == 3
-                and isinstance(raw[0], str)
-                and all(isinstance(n, int) for n in raw[1:])
-            ):
-                raise errors.DecodeError(f"append reply position {raw!r} is not [topic, p, o]")
-            positions.append(Position(raw[0], raw[1], raw[2]))
-        return AppendReply(request_id, server, _get(body, "version", int), tuple(positions))
-    error = _get(body, "error", dict)
+        positions = _positions(_get(body, "positions", list))
+        return AppendReply(request_id, server, _get(body, "version", int), positions)
+    return _error(request_id, server, _get(body, "error", dict))
+
+
+# version-2 replies: one record per client per flush -----------------------------------
+def result_entry(request_id: str, result: AppendResult) -> list[Any]:
+    """A success in a batch: ``[request_id, version, [[topic, partition, offset], ...]]``."""
+    return [
+        request_id,
+        result.version,
+        [[p.topic, p.partition, p.offset] for p in result.positions],
+    ]
+
+
+def error_entry(reply: ErrorReply) -> list[Any]:
+    """A failure in a batch: ``[request_id, {"type", "message", "retriable", ...fields}]``."""
+    return [reply.request_id, _error_body(reply)]
+
+
+def encode_batch(server: str, entries: list[list[Any]]) -> bytes:
+    return _ENCODER.encode({"v": 2, "server": server, "replies": entries}).encode("utf-8")
+
+
+def decode_batch(value: bytes | None) -> tuple[str, list[Reply]]:
+    """The owner and the replies of a version-2 reply record; ``DecodeError`` says why not."""
+    body = _load(value, "reply batch", (2,))
+    server = _get(body, "server", str)
+    replies: list[Reply] = []
+    for raw in _get(body, "replies", list):
+        if not (isinstance(raw, list) and len(raw) in (2, 3) and isinstance(raw[0], str)):
+            raise errors.DecodeError(f"reply batch entry {raw!r} is not [request_id, ...]")
+        if len(raw) == 2 and isinstance(raw[1], dict):
+            replies.append(_error(raw[0], server, raw[1]))
+        elif (
+            len(raw) == 3
+            and isinstance(raw[1], int)
+            and not isinstance(raw[1], bool)
+            and isinstance(raw[2], list)
+        ):
+            replies.append(AppendReply(raw[0], server, raw[1], _positions(raw[2])))
+        else:
+            raise errors.DecodeError(
+                f"reply batch entry {raw!r} is neither [request_id, version, positions] "
+                "nor [request_id, error]"
+            )
+    return server, replies
+
+
+def header_of(
+    headers: Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None,
+    name: str,
+) -> str | None:
+    """A header of a record as text, without parsing its value."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for key, value in pairs:
+        if key == name and value is not None:
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return None
+
+
+def request_id_of(
+    headers: Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None,
+) -> str | None:
+    """The request id header of a record, without parsing its value."""
+    return header_of(headers, REQUEST_ID_HEADER)
+
+
+# helpers -------------------------------------------------------------------------------
+def _error_body(reply: ErrorReply) -> dict[str, Any]:
+    return {
+        "type": reply.error_type,
+        "message": reply.message,
+        "retriable": reply.retriable,
+        **reply.fields,
+    }
+
+
+def _error(request_id: str, server: str, error: dict[str, Any]) -> ErrorReply:
     fields = {k: v for k, v in error.items() if k not in ("type", "message", "retriable")}
     return ErrorReply(
         request_id,
@@ -201,74 +300,22 @@ def decode_reply(value: bytes | None) -> Reply:
     )
 
 
-def error_reply(request_id: str, server: str, error: BaseException) -> ErrorReply:
-    """The reply for an error the owner raised while executing a request."""
-    if isinstance(error, errors.ConcurrencyError):
-        fields: dict[str, Any] = {
-            "aggregate_id": error.aggregate_id,
-            "expected": error.expected,
-            "actual": error.actual,
-        }
-        return ErrorReply(request_id, server, "ConcurrencyError", str(error), False, fields)
-    if isinstance(error, errors.EventSourceError):
-        return ErrorReply(request_id, server, type(error).__name__, str(error), error.retriable)
-    if isinstance(error, ValueError | TypeError):
-        return ErrorReply(request_id, server, type(error).__name__, str(error))
-    # Anything else is a bug at the owner, raised at an unknown point of the append.
-    return ErrorReply(
-        request_id,
-        server,
-        "UncertainCommitError",
-        f"the owner {server} failed with {type(error).__name__}: {error}; the append may "
-        "or may not be committed: reload the aggregate before retrying",
-    )
-
-
-def error_from_reply(reply: ErrorReply) -> Exception:
-    """The exception a client raises for an error reply: the same typed error."""
-    if reply.error_type == "ConcurrencyError":
-        f = reply.fields
-        if (
-            isinstance(f.get("aggregate_id"), str)
-            and isinstance(f.get("expected"), int)
-            and isinstance(f.get("actual"), int)
+def _positions(raws: list[Any]) -> tuple[Position, ...]:
+    positions = []
+    for raw in raws:
+        if not (
+            type(raw) is list
+            and len(raw) == 3
+            and type(raw[0]) is str
+            and type(raw[1]) is int
+            and type(raw[2]) is int
         ):
-            return errors.ConcurrencyError(f["aggregate_id"], f["expected"], f["actual"])
-    if reply.error_type in ("ValueError", "TypeError"):
-        return (
-            ValueError(reply.message)
-            if reply.error_type == "ValueError"
-            else TypeError(reply.message)
-        )
-    cls = getattr(errors, reply.error_type, None)
-    if (
-        reply.error_type in errors.__all__
-        and isinstance(cls, type)
-        and issubclass(cls, errors.EventSourceError)
-        and cls is not errors.ConcurrencyError
-    ):
-        if issubclass(cls, errors.DecodeError):
-            return cls(reply.message)
-        return cls(reply.message, retriable=reply.retriable)
-    return errors.StoreError(
-        f"the owner {reply.server} answered with {reply.error_type}: {reply.message}",
-        retriable=reply.retriable,
-    )
+            raise errors.DecodeError(f"append reply position {raw!r} is not [topic, p, o]")
+        positions.append(Position(raw[0], raw[1], raw[2]))
+    return tuple(positions)
 
 
-def request_id_of(
-    headers: Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None,
-) -> str | None:
-    """The request id header of a record, without parsing its value."""
-    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
-    for key, value in pairs:
-        if key == REQUEST_ID_HEADER and value is not None:
-            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    return None
-
-
-# helpers -------------------------------------------------------------------------------
-def _load(value: bytes | None, what: str) -> dict[str, Any]:
+def _load(value: bytes | None, what: str, versions: tuple[int, ...]) -> dict[str, Any]:
     if value is None:
         raise errors.DecodeError(f"{what} has no value")
     try:
@@ -278,10 +325,10 @@ def _load(value: bytes | None, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise errors.DecodeError(f"{what} is not a JSON object")
     version = body.get("v")
-    if version != PROTOCOL_VERSION:
+    if version not in versions or isinstance(version, bool):
+        speaks = " and ".join(map(str, versions))
         raise errors.DecodeError(
-            f"{what} has protocol version {version!r}, this process speaks "
-            f"{PROTOCOL_VERSION}: run the same eventsource version on clients and owner"
+            f"{what} has protocol version {version!r}, this process speaks {speaks}: {_UPGRADE}"
         )
     return body
 

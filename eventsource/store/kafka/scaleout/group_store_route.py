@@ -59,10 +59,17 @@ def member_settings(settings: KafkaSettings, member: str) -> KafkaSettings:
     )
 
 
-def serve_routing(store: GroupedKafkaEventStore, *, timeout: float = 30.0) -> AppendServer:
-    """Start serving other processes' commands for the partitions ``store`` owns."""
+def serve_routing(
+    store: GroupedKafkaEventStore, *, timeout: float = 30.0, max_pending: int = 1000
+) -> AppendServer:
+    """Start serving other processes' commands for the partitions ``store`` owns
+    (``max_pending``: the server's backlog bound, :class:`AppendServer`)."""
     server = AppendServer(
-        store, member_settings(store.settings, store.member), store.codec, member_id=store.member
+        store,
+        member_settings(store.settings, store.member),
+        store.codec,
+        member_id=store.member,
+        max_pending=max_pending,
     )
     return server.start(timeout)
 

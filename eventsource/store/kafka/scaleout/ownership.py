@@ -28,6 +28,7 @@ from confluent_kafka.admin import AdminClient
 
 from eventsource.errors import StoreUnavailableError
 from eventsource.kafka.config import KafkaSettings
+from eventsource.kafka.group_session import heartbeat_interval_ms
 from eventsource.kafka.names import writers_group
 from eventsource.lifecycle import ServiceThread
 
@@ -105,7 +106,7 @@ class PartitionOwnership(ServiceThread):
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": session_timeout_ms,
                 # Rebalances are told through heartbeats: at most a second apart.
-                "heartbeat.interval.ms": max(500, min(1000, session_timeout_ms // 6)),
+                "heartbeat.interval.ms": heartbeat_interval_ms(session_timeout_ms),
                 "auto.offset.reset": "latest",
             },
         )

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from eventsource.projection import Projection, gcpause
+from eventsource import gcpause
+from eventsource.gcpause import gc_paused, gc_resumed
+from eventsource.projection import Projection
 from eventsource.projection.dberrors import retry_transient
-from eventsource.projection.gcpause import gc_paused, gc_resumed
 from examples.bank.domain import Account
 
 
@@ -147,4 +148,77 @@ def test_overlapping_pauses_of_several_threads_do_not_hold_the_collector_off_for
         for thread in threads:
             thread.join(10)
     assert found, f"a reference cycle was not collected in {handovers[0]} handovers"
+    assert gc.isenabled()
+
+
+class Node:
+    peer: object = None
+
+
+def cycle() -> threading.Event:
+    """A reference cycle dropped at once: the event is set once the collector freed it."""
+    node = Node()
+    node.peer = node
+    collected = threading.Event()
+    weakref.finalize(node, collected.set)
+    return collected
+
+
+def test_a_pause_that_allocates_past_the_bound_collects_the_young_generations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A busy writer process: pauses nest and overlap, the count never reaches zero, and
+    # MAX_PAUSE_S is far away; the allocation bound still collects the garbage cycles.
+    monkeypatch.setattr(gcpause, "MAX_PAUSE_ALLOCATIONS", 2_000)
+    with gc_paused():
+        collected = cycle()
+        kept = [[] for _ in range(1_000)]  # half the bound: not yet
+        with gc_paused():
+            pass
+        assert not collected.is_set()
+        kept += [[] for _ in range(1_500)]  # past the bound: the next pause or resume collects
+        with gc_paused():
+            assert collected.is_set()
+            assert gc.get_count()[0] < 100
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    assert len(kept) == 2_500
+
+
+def test_a_pause_never_collects_for_a_collector_the_application_disabled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gcpause, "MAX_PAUSE_ALLOCATIONS", 100)
+    monkeypatch.setattr(gcpause, "MAX_PAUSE_S", 0.0)
+    gc.disable()
+    try:
+        with gc_paused():
+            collected = cycle()
+            kept = [[] for _ in range(500)]
+            with gc_paused():
+                pass
+            assert not collected.is_set()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.collect()
+    assert collected.is_set()
+    assert len(kept) == 500
+
+
+def test_a_pause_ends_when_its_block_raises() -> None:
+    with pytest.raises(RuntimeError, match="in the batch"), gc_paused(), gc_paused():
+        raise RuntimeError("in the batch")
+    assert gc.isenabled()
+    with gc_paused():  # the count went back to zero: a new pause starts afresh
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_a_pause_resumed_for_a_wait_that_raises_is_held_again() -> None:
+    with gc_paused():
+        with pytest.raises(TimeoutError), gc_resumed():
+            assert gc.isenabled()
+            raise TimeoutError("the backoff was cut short")
+        assert not gc.isenabled()
     assert gc.isenabled()
