@@ -184,7 +184,7 @@ def wait_for(
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.2)
+        time.sleep(0.1)
     raise AssertionError(f"condition not met within {timeout}s\n{describe()}")
 
 

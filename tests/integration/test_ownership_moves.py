@@ -54,7 +54,7 @@ def settle(*stores: GroupedKafkaEventStore, timeout: float = 60) -> None:
             stable_since, previous = time.monotonic(), sorted(owned)
         else:
             stable_since = None
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise AssertionError(f"no settled assignment: {[sorted(s.owned) for s in stores]}")
 
 
