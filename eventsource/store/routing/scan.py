@@ -76,21 +76,27 @@ def load_by_scan(
     timeout: float = SCAN_TIMEOUT_S,
 ) -> A:
     """Fold ``aggregate_id``'s committed events, read from its partition of ``topic``."""
-    consumer = Consumer(
-        settings.consumer_config(reader_group(settings.application_id, "scan", unique=True))
+    group = reader_group(settings.application_id, "scan", unique=True)
+    consumer = Consumer(settings.consumer_config(group))
+    # Only for the end offset: a read_committed client's watermark query answers the last
+    # stable offset, which lags an acknowledged append until its commit markers are written.
+    watermarks = Consumer(
+        settings.consumer_config(group, **{"isolation.level": "read_uncommitted"})
     )
     try:
-        return _scan(consumer, codec, topic, aggregate_cls, aggregate_id, timeout)
+        return _scan(consumer, watermarks, codec, topic, aggregate_cls, aggregate_id, timeout)
     except KafkaException as exc:
         raise StoreUnavailableError(
             f"cannot read {topic!r} to load {aggregate_id!r}: {exc}; is the broker up?"
         ) from exc
     finally:
+        watermarks.close()
         consumer.close()
 
 
 def _scan(
     consumer: Consumer,
+    watermarks: Consumer,
     codec: EventReader,
     topic: str,
     aggregate_cls: type[A],
@@ -104,18 +110,26 @@ def _scan(
             "exist yet, so the aggregate has no events"
         )
     partition = partition_for_id(aggregate_id, len(described.partitions))
-    end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)[1]
+    # The high watermark (read_uncommitted), not the last stable offset: it is past every
+    # record written so far, acknowledged appends included; reading committed records up to
+    # it waits for their commit markers (or for an older open transaction to end).
+    end = watermarks.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)[1]
     key = aggregate_id.encode("utf-8")
     aggregate = aggregate_cls(aggregate_id)
     consumer.assign([TopicPartition(topic, partition, 0)])
     deadline = time.monotonic() + timeout
     # read_committed: the position passes transaction markers and aborted records, so the
     # scan is done when the position (not the last record's offset) reaches the end.
-    while end > 0 and consumer.position([TopicPartition(topic, partition)])[0].offset < end:
+    while (
+        end > 0
+        and (position := consumer.position([TopicPartition(topic, partition)])[0].offset) < end
+    ):
         if time.monotonic() > deadline:
             raise StoreUnavailableError(
                 f"reading {topic}[{partition}] up to offset {end} to load {aggregate_id!r} "
-                f"took longer than {timeout:g}s: retry, or load it in the owner process"
+                f"took longer than {timeout:g}s (at offset {position}: a large partition, or "
+                "a transaction still open there holding back the committed records after "
+                "it): retry, or load it in the owner process"
             )
         for message in next_batch(consumer, 0.2, 5000):
             if message.error() is not None:
