@@ -37,15 +37,15 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED
 from functools import partial
 from typing import Any, TypeVar
+
+from eventsource.futures import done_outcome
 
 __all__ = ["await_future"]
 
 T = TypeVar("T")
 
-_CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
 _Completion = tuple["asyncio.Future[Any]", "Future[Any]"]
 _Put = Callable[["asyncio.Future[Any]", "Future[Any]"], None]
 
@@ -100,7 +100,8 @@ class _Inbox:
 
 def _settle(waiter: asyncio.Future[Any], future: Future[Any], wake: bool) -> None:
     """Give ``waiter`` the outcome of the done ``future``; with ``wake``, step its task now."""
-    if future._state in _CANCELLED:
+    outcome = done_outcome(future)
+    if outcome is None:
         waiter.cancel()
         return
     step: Callable[[asyncio.Future[Any]], object] | None = None
@@ -108,9 +109,9 @@ def _settle(waiter: asyncio.Future[Any], future: Future[Any], wake: bool) -> Non
     if callbacks is not None and len(callbacks) == 1:  # the awaiting task's wake-up
         step, context = callbacks[0]
         waiter.remove_done_callback(step)
-    error = future._exception
+    result, error = outcome
     if error is None:
-        waiter.set_result(future._result)
+        waiter.set_result(result)
     else:
         waiter.set_exception(error)
     if step is not None:

@@ -31,11 +31,12 @@ from concurrent.futures._base import (  # Future's states, and the logger of its
 )
 from typing import Any
 
+from eventsource.futures import CANCELLED_STATES
 from eventsource.store.port import AppendResult
 
 __all__ = ["AppendFuture", "resolve_all", "start_all"]
 
-_CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
+
 _Callback = Callable[[Future[AppendResult]], object]
 _DONE = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 
@@ -122,7 +123,7 @@ class AppendFuture(Future[AppendResult]):
         """Wait (holding the condition) until done; cancelled or timed out: raise."""
         if self._state not in _DONE:
             self._condition.wait_for(lambda: self._state in _DONE, timeout)
-        if self._state in _CANCELLED:
+        if self._state in CANCELLED_STATES:
             raise CancelledError()
         if self._state != FINISHED:
             raise FutureTimeout()

@@ -15,12 +15,12 @@ import logging
 import queue
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED
 from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from eventsource.errors import FencedError
+from eventsource.futures import done_outcome
 from eventsource.gcpause import gc_paused
 from eventsource.lifecycle import ServiceThread
 from eventsource.store.port import AppendResult
@@ -35,7 +35,6 @@ MAX_BATCH: Final = 500
 """Replies per record at most (about 60 bytes each, far below a record's 1 MB limit; an
 error's message can be longer)."""
 _STOP: Final = object()
-_CANCELLED: Final = (CANCELLED, CANCELLED_AND_NOTIFIED)
 
 # (request, the future it waits on or the error it is answered with, its backlog entry)
 _Item = tuple[wire.Request, "Future[AppendResult] | BaseException", Tracked | None]
@@ -113,12 +112,12 @@ class ReplyOutbox(ServiceThread):
             result: AppendResult | None = None
             if isinstance(outcome, BaseException):
                 error: BaseException | None = outcome
-            elif outcome._state in _CANCELLED:  # expired while it waited: never executed
-                error = expired_error(request.request_id, request.aggregate_id)
-            else:
-                # Done (its callback queued it), so read without its lock: the writer's,
-                # shared by every future of the partition (three acquisitions otherwise).
-                error, result = outcome._exception, outcome._result
+            else:  # done (its callback queued it): read without its lock (eventsource.futures)
+                done = done_outcome(outcome)
+                if done is None:  # expired while it waited: never executed
+                    error = expired_error(request.request_id, request.aggregate_id)
+                else:
+                    result, error = done
             if request.version == 1:  # an older client: one record per request
                 reply: wire.Reply = (
                     wire.AppendReply(request.request_id, server, result.version, result.positions)
