@@ -122,8 +122,8 @@ def _well_formed(body: Any) -> Request | None:
     aggregate_id, expected, raws = get("aggregate_id"), get("expected_version"), get("events")
     correlation_id, causation_id = get("correlation_id"), get("causation_id")
     if not (
-        (version == 2 or version == 1)
-        and type(version) is int
+        type(version) is int
+        and version in SUPPORTED_VERSIONS
         and (kind == "append" or kind == "version")
         and type(request_id) is str
         and type(reply_topic) is str
