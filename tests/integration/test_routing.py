@@ -380,29 +380,39 @@ def _request(request_id: str, aggregate_id: str, codec: EventCodec, **fields: An
     )
 
 
+def _raw_round_trip(
+    remote: RemoteEventStore, codec: EventCodec, request_id: str, account: str, *, version: int
+) -> tuple[bytes, wire.Reply]:
+    """A request of protocol ``version`` produced by hand to ``remote``'s owner, and the
+    reply it gets (which must come in version 1: alone in its record)."""
+    settings = remote.settings
+    spy = Consumer(settings.consumer_config(f"{settings.application_id}.spy-v{version}"))
+    try:
+        spy.assign(partitions_at_end(spy, remote.replies_topic))
+        producer = Producer(settings.producer_config())
+        value = _request(
+            request_id, account, codec, reply_topic=remote.replies_topic, version=version
+        )
+        producer.produce(
+            remote.requests_topic,
+            key=account.encode(),
+            value=value,
+            headers=[(wire.REQUEST_ID_HEADER, request_id.encode())],
+        )
+        producer.flush(10)
+        return value, _wait_for_reply(spy, request_id, version=1)
+    finally:
+        spy.close()
+
+
 def test_an_older_client_speaking_version_1_is_served_and_answered_in_version_1(
     remote: RemoteEventStore, owner_store: InMemoryEventStore, codec: EventCodec
 ) -> None:
     """Mixed versions during an upgrade (owners first): a version-1 request is executed
     and its reply is one record with the ``es-request-id`` header, as an old client reads."""
-    settings = remote.settings
-    spy = Consumer(settings.consumer_config(f"{settings.application_id}.spy-v1"))
     account = new_id()
-    try:
-        spy.assign(partitions_at_end(spy, remote.replies_topic))
-        producer = Producer(settings.producer_config())
-        value = _request("old-1", account, codec, reply_topic=remote.replies_topic, version=1)
-        assert b'"v":1' in value
-        producer.produce(
-            remote.requests_topic,
-            key=account.encode(),
-            value=value,
-            headers=[(wire.REQUEST_ID_HEADER, b"old-1")],
-        )
-        producer.flush(10)
-        reply = _wait_for_reply(spy, "old-1", version=1)
-    finally:
-        spy.close()
+    value, reply = _raw_round_trip(remote, codec, "old-1", account, version=1)
+    assert b'"v":1' in value
     assert isinstance(reply, wire.AppendReply) and reply.version == 1
     assert owner_store.version(TYPE, account) == 1
 
@@ -412,23 +422,8 @@ def test_a_request_of_an_unknown_protocol_version_gets_a_decode_error_naming_bot
 ) -> None:
     """A client newer than the owner: nothing is executed, and the refusal comes in
     version 1, which every client reads."""
-    settings = remote.settings
-    spy = Consumer(settings.consumer_config(f"{settings.application_id}.spy-v3"))
     account = new_id()
-    try:
-        spy.assign(partitions_at_end(spy, remote.replies_topic))
-        producer = Producer(settings.producer_config())
-        value = _request("new-1", account, codec, reply_topic=remote.replies_topic, version=3)
-        producer.produce(
-            remote.requests_topic,
-            key=account.encode(),
-            value=value,
-            headers=[(wire.REQUEST_ID_HEADER, b"new-1")],
-        )
-        producer.flush(10)
-        reply = _wait_for_reply(spy, "new-1", version=1)
-    finally:
-        spy.close()
+    _, reply = _raw_round_trip(remote, codec, "new-1", account, version=3)
     assert isinstance(reply, wire.ErrorReply) and reply.error_type == "DecodeError"
     assert "protocol version 3, this process speaks 1 and 2" in reply.message
     assert isinstance(wire.error_from_reply(reply), DecodeError)
