@@ -6,22 +6,21 @@ or a history with a gap or a duplicate, would make appends check against wrong v
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 
-from eventsource.codec import EventCodec, build_headers
-from eventsource.domain import Aggregate, Event, EventMetadata, apply
+from eventsource.codec import EventCodec
+from eventsource.domain import Aggregate, Event, apply
 from eventsource.errors import ApplyError, TopicRetentionError, VersionSequenceError
 from eventsource.kafka.admin import describe_topic, ensure_topic
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.kafka import GroupedKafkaEventStore, KafkaEventStore
 from eventsource.store.routing.scan import load_by_scan
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
+from tests.integration.foreign_records import produce_foreign
 
 pytestmark = pytest.mark.integration
 
@@ -36,19 +35,7 @@ def store_of(settings: KafkaSettings, name: str, **update: object) -> KafkaEvent
 
 def produce(settings: KafkaSettings, topic: str, history: list[tuple[Event, int]]) -> None:
     """Write ``(event, version)`` records of ``acc-1`` as a foreign producer would."""
-    producer = Producer(settings.producer_config())
-    for event, version in history:
-        metadata = EventMetadata(
-            event_id=str(uuid.uuid4()),
-            event_type=event.event_type(),
-            aggregate_type=ACCOUNT,
-            aggregate_id="acc-1",
-            version=version,
-            time=datetime.now(UTC),
-        )
-        headers = build_headers(metadata, source="/tests/history")
-        producer.produce(topic, CODEC.encode(event), b"acc-1", partition=0, headers=headers)
-    assert producer.flush(10) == 0
+    produce_foreign(Producer(settings.producer_config()), topic, history, "/tests/history")
 
 
 @pytest.mark.parametrize(

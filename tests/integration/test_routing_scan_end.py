@@ -11,19 +11,19 @@ deterministically: the scan must wait for it (and time out retriably), never say
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from confluent_kafka import Producer
 
-from eventsource.codec import EventCodec, build_headers
-from eventsource.domain import Event, EventMetadata
+from eventsource.codec import EventCodec
+from eventsource.domain import Event
 from eventsource.errors import StoreUnavailableError
 from eventsource.kafka.admin import ensure_topic
 from eventsource.kafka.config import KafkaSettings
 from eventsource.store.routing.scan import load_by_scan
 from examples.bank.domain import Account, AccountOpened, MoneyDeposited
+from tests.integration.foreign_records import produce_foreign
 
 pytestmark = pytest.mark.integration
 
@@ -39,18 +39,7 @@ def transactional(settings: KafkaSettings, name: str) -> Producer:
 
 
 def produce_events(producer: Producer, topic: str, events: list[Event]) -> None:
-    for version, event in enumerate(events, start=1):
-        metadata = EventMetadata(
-            event_id=str(uuid.uuid4()),
-            event_type=event.event_type(),
-            aggregate_type=ACCOUNT,
-            aggregate_id="acc-1",
-            version=version,
-            time=datetime.now(UTC),
-        )
-        headers = build_headers(metadata, source="/tests/scan")
-        producer.produce(topic, CODEC.encode(event), b"acc-1", partition=0, headers=headers)
-    assert producer.flush(10) == 0
+    produce_foreign(producer, topic, [(e, v) for v, e in enumerate(events, start=1)], "/tests/scan")
 
 
 def test_a_scan_waits_for_committed_records_behind_an_open_transaction(
